@@ -1,0 +1,222 @@
+#[cfg(feature = "lock")]
+use std::time::Duration;
+
+/// The one error type of distkit.
+///
+/// Wrapper variants are transparent: their message and source are those of the inner error,
+/// so an error chain never says the same thing twice.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DistkitError {
+    /// A key, prefix or namespace broke a rule of [`DistkitRedisKey`](crate::DistkitRedisKey);
+    /// the message names the rule.
+    #[error("invalid redis key: {0}")]
+    InvalidRedisKey(String),
+    /// A counter or instance-aware counter operation failed.
+    #[cfg(feature = "counter")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "counter")))]
+    #[error(transparent)]
+    CounterError(#[from] CounterError),
+    /// A lock operation failed.
+    #[cfg(feature = "lock")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "lock")))]
+    #[error(transparent)]
+    LockError(#[from] LockError),
+    /// A transport, server or script error reported by Redis or the client.
+    #[error(transparent)]
+    RedisError(#[from] fred::error::Error),
+    /// A rate limiter failed.
+    #[cfg(feature = "trypema")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "trypema")))]
+    #[error(transparent)]
+    TrypemaError(#[from] trypema::TrypemaError),
+}
+
+/// Why a counter operation failed.
+#[cfg(feature = "counter")]
+#[cfg_attr(docsrs, doc(cfg(feature = "counter")))]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CounterError {
+    /// The result would not fit in an `i64`; nothing was written.
+    #[error("the operation on {key:?} would overflow an i64; the stored value is unchanged")]
+    Overflow {
+        /// The counter key whose value would have overflowed.
+        key: String,
+    },
+    /// The stored value is not a decimal `i64`: something other than distkit wrote it.
+    #[error("the value stored for {key:?} is not an integer")]
+    NotAnInteger {
+        /// The counter key holding the foreign value.
+        key: String,
+    },
+    /// The connection failed after the command was sent, so it may or may not have been
+    /// applied. distkit never re-sends such a command by itself.
+    #[error("the connection failed after the command was sent; whether it was applied is unknown")]
+    OutcomeUnknown {
+        /// The transport error.
+        #[source]
+        source: fred::error::Error,
+    },
+    /// An option is out of its documented range.
+    #[error("invalid counter options: {0}")]
+    InvalidOptions(String),
+}
+
+/// Why a lock operation failed.
+#[cfg(feature = "lock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock")))]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    /// A one-shot `try_*` call found the lock held.
+    #[error("the lock is held by someone else")]
+    AcquireFail,
+    /// A bounded wait (`try_*_for`, or `lock()` with `max_wait`) ran out of time.
+    #[error("gave up waiting for the lock after {waited:?}")]
+    Timeout {
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// A `try_*_with_retries` call made all its attempts and the lock was still held.
+    #[error("the lock was still held after {retries} retries")]
+    RetriesExhausted {
+        /// The number of retries made after the first attempt.
+        retries: usize,
+    },
+    /// The lease is owned by someone else or has expired.
+    #[error("the lease is no longer owned by this guard")]
+    NotOwner,
+    /// The ttl is below 1 ms; the value is the ttl in milliseconds.
+    #[error("the lock ttl must be at least 1 ms, got {0} ms")]
+    InvalidTtl(i64),
+    /// The explicit owner id is empty.
+    #[error("the lock owner id must not be empty")]
+    InvalidOwner,
+}
+
+/// Whether `error` came from the connection rather than from a reply of the server.
+///
+/// For a command that is not idempotent such an error means its outcome is unknown: it may
+/// have been applied before the connection failed.
+pub fn is_transport_failure(error: &fred::error::Error) -> bool {
+    use fred::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout | ErrorKind::Backpressure => true,
+        ErrorKind::Unknown => error
+            .details()
+            .starts_with("Too many failed write attempts"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use fred::error::{Error as FredError, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn invalid_key_message_names_the_rule() {
+        let error = DistkitError::InvalidRedisKey("a key must not be empty".into());
+        assert_eq!(
+            error.to_string(),
+            "invalid redis key: a key must not be empty"
+        );
+        assert!(error.source().is_none());
+    }
+
+    #[test]
+    fn redis_errors_convert_and_keep_their_message() {
+        let inner = FredError::new(ErrorKind::IO, "connection reset");
+        let error: DistkitError = inner.into();
+        assert!(matches!(error, DistkitError::RedisError(_)));
+        assert!(error.to_string().contains("connection reset"));
+    }
+
+    #[cfg(feature = "counter")]
+    #[test]
+    fn counter_errors_convert_and_are_lowercase_without_repeating_their_source() {
+        let error: DistkitError = CounterError::Overflow { key: "k".into() }.into();
+        assert!(matches!(
+            error,
+            DistkitError::CounterError(CounterError::Overflow { .. })
+        ));
+        assert!(
+            error
+                .to_string()
+                .starts_with("the operation on \"k\" would overflow")
+        );
+
+        let unknown = CounterError::OutcomeUnknown {
+            source: FredError::new(ErrorKind::IO, "broken pipe"),
+        };
+        assert!(!unknown.to_string().contains("broken pipe"));
+        assert!(
+            unknown
+                .source()
+                .is_some_and(|s| s.to_string().contains("broken pipe"))
+        );
+        let text = CounterError::NotAnInteger { key: "x".into() }.to_string();
+        assert_eq!(text, "the value stored for \"x\" is not an integer");
+        for message in [text, unknown.to_string()] {
+            assert!(
+                message.chars().next().is_some_and(char::is_lowercase),
+                "{message}"
+            );
+        }
+    }
+
+    #[cfg(feature = "lock")]
+    #[test]
+    fn lock_errors_convert_and_describe_themselves() {
+        let error: DistkitError = LockError::AcquireFail.into();
+        assert!(matches!(
+            error,
+            DistkitError::LockError(LockError::AcquireFail)
+        ));
+        assert_eq!(
+            LockError::InvalidTtl(0).to_string(),
+            "the lock ttl must be at least 1 ms, got 0 ms"
+        );
+        assert!(
+            LockError::Timeout {
+                waited: Duration::from_millis(5)
+            }
+            .to_string()
+            .contains("5ms")
+        );
+        assert!(
+            LockError::RetriesExhausted { retries: 3 }
+                .to_string()
+                .contains("3 retries")
+        );
+        assert!(LockError::NotOwner.to_string().starts_with("the lease"));
+        assert!(LockError::InvalidOwner.to_string().contains("empty"));
+    }
+
+    #[test]
+    fn transport_failures_are_told_apart_from_server_replies() {
+        assert!(is_transport_failure(&FredError::new(
+            ErrorKind::IO,
+            "reset"
+        )));
+        assert!(is_transport_failure(&FredError::new(
+            ErrorKind::Timeout,
+            "t"
+        )));
+        assert!(is_transport_failure(&FredError::new(
+            ErrorKind::Unknown,
+            "Too many failed write attempts."
+        )));
+        assert!(!is_transport_failure(&FredError::new(
+            ErrorKind::Unknown,
+            "ERR wrong"
+        )));
+        assert!(!is_transport_failure(&FredError::new(
+            ErrorKind::InvalidArgument,
+            "WRONGTYPE"
+        )));
+    }
+}

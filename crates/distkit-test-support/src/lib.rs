@@ -1,0 +1,18 @@
+//! Private `redis-server` processes and fault tools for the distkit tests.
+//!
+//! [`TestRedis::start`] gives every test a server of its own (or the one named by
+//! `REDIS_URL`), and [`unique_prefix`] a name no other test uses, so tests run in parallel
+//! and never touch anybody's data. The fault tools — [`TestRedis::pause`],
+//! [`TestRedis::resume`], [`TestRedis::restart`], [`TestRedis::kill_clients`] — need a
+//! private server.
+//!
+//! This crate depends on no distkit crate: it talks to Redis with `redis-cli` and plain TCP.
+#![expect(
+    clippy::panic,
+    clippy::expect_used,
+    reason = "a test harness that cannot set up must fail the test loudly, with its reason"
+)]
+
+mod server;
+
+pub use server::{TestRedis, unique_prefix};

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints for every feature set, docs, and all tests
+# (unit, integration, doctests) against private redis-server processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-redis.sh
+
+echo "== fmt"
+cargo fmt --all -- --check
+
+echo "== clippy (workspace, all features)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+for features in "" counter instance-aware-counter lock trypema tls full; do
+  echo "== clippy (facade, features: '${features:-none}')"
+  cargo clippy -p distkit --all-targets --no-default-features --features "$features" -- -D warnings
+done
+
+echo "== doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
+
+echo "== test"
+cargo test --workspace --all-features
+
+echo "== examples"
+for example in quickstart tour instance_aware lock ratelimit; do
+  if [ -f "distkit/examples/$example.rs" ]; then
+    cargo run -q -p distkit --features full --example "$example" >/dev/null
+  fi
+done

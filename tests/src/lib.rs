@@ -1,0 +1,1 @@
+//! The distkit workspace test suite lives in `tests/`; this library is empty.
