@@ -2,3 +2,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey, connect, fred};
+
+/// Strict and lax distributed counters.
+#[cfg(feature = "counter")]
+#[cfg_attr(docsrs, doc(cfg(feature = "counter")))]
+pub mod counter {
+    #[doc(inline)]
+    pub use distkit_counter::counter::*;
+}

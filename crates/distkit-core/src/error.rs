@@ -58,9 +58,16 @@ pub enum CounterError {
         #[source]
         source: fred::error::Error,
     },
-    /// An option is out of its documented range.
-    #[error("invalid counter options: {0}")]
-    InvalidOptions(String),
+    /// A batch larger than one script call failed part-way: its first `applied` operations
+    /// took effect (each chunk is all or nothing), the rest did not.
+    #[error("the batch failed after its first {applied} operations were applied")]
+    BatchPartiallyApplied {
+        /// How many operations, from the start of the batch, were applied.
+        applied: usize,
+        /// Why the next chunk failed.
+        #[source]
+        source: Box<DistkitError>,
+    },
 }
 
 /// Why a lock operation failed.

@@ -1,1 +1,9 @@
-//! Redis-backed distributed counters.
+//! Redis-backed distributed counters, re-exported by the `distkit` facade as
+//! `distkit::counter` (and `distkit::icounter` with the `instance-aware` feature).
+//!
+//! See [`counter`] for the strict and lax counters.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod counter;
+mod scripts;
+mod wire;

@@ -1,0 +1,255 @@
+//! The in-memory side of a [`LaxCounter`](super::LaxCounter): per key, the last value read
+//! from Redis, the deltas on their way there and the deltas not yet sent.
+//!
+//! Keys are spread over shards, each behind its own mutex, so tasks on different cores
+//! rarely wait for each other; no lock is ever held across an `.await`.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use distkit_core::DistkitRedisKey;
+
+/// The number of shards: a power of two well above the core counts this runs on.
+const SHARDS: usize = 32;
+
+/// What the process knows about one counter key.
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    /// The value Redis returned last.
+    remote: i64,
+    /// Deltas sent to Redis in a batch that is not confirmed yet.
+    in_flight: i64,
+    /// Deltas not sent yet.
+    pending: i64,
+    /// Listed in its shard's `dirty` list (has pending deltas).
+    dirty: bool,
+    /// Listed in its shard's `watched` list (read since the last flush).
+    watched: bool,
+    /// The flush tick of the last use, for forgetting idle keys.
+    last_used: u64,
+}
+
+impl Entry {
+    fn value(&self) -> Option<i64> {
+        self.remote.checked_add(self.in_flight)?.checked_add(self.pending)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    entries: HashMap<DistkitRedisKey, Entry>,
+    dirty: Vec<DistkitRedisKey>,
+    watched: Vec<DistkitRedisKey>,
+}
+
+/// The outcome of a local change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LocalChange {
+    /// Applied; the new value.
+    Applied(i64),
+    /// The key is not known locally: its value must be read from Redis first.
+    Cold,
+    /// The value or the pending delta would overflow locally; nothing was changed.
+    Overflow,
+}
+
+/// Deltas taken for a flush, and keys whose value should be read back.
+#[derive(Debug, Default)]
+pub(super) struct Taken {
+    pub(super) deltas: Vec<(DistkitRedisKey, i64)>,
+    pub(super) reads: Vec<DistkitRedisKey>,
+}
+
+/// The sharded local state.
+#[derive(Debug)]
+pub(super) struct LocalState {
+    shards: [Mutex<Shard>; SHARDS],
+}
+
+/// FNV-1a: a fast, fixed hash used only to pick a shard.
+#[derive(Default)]
+struct ShardHasher(u64);
+
+impl Hasher for ShardHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &byte in bytes {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+#[derive(Default)]
+struct ShardHasherBuilder;
+
+impl BuildHasher for ShardHasherBuilder {
+    type Hasher = ShardHasher;
+
+    fn build_hasher(&self) -> ShardHasher {
+        ShardHasher::default()
+    }
+}
+
+impl LocalState {
+    pub(super) fn new() -> Self {
+        Self { shards: std::array::from_fn(|_| Mutex::new(Shard::default())) }
+    }
+
+    #[expect(clippy::indexing_slicing, reason = "the index is reduced modulo the array length")]
+    fn shard(&self, key: &DistkitRedisKey) -> MutexGuard<'_, Shard> {
+        let hash = ShardHasherBuilder.hash_one(key.as_str());
+        let index = usize::try_from(hash.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0) % SHARDS;
+        // A panic while a shard was locked cannot leave it inconsistent (every update is a
+        // few plain assignments), so a poisoned lock is used as is.
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn all_shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
+        self.shards.iter().map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Adds `delta` to the pending deltas of a known key.
+    pub(super) fn add(&self, key: &DistkitRedisKey, delta: i64, tick: u64) -> LocalChange {
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        let Some(entry) = shard.entries.get_mut(key) else {
+            return LocalChange::Cold;
+        };
+        let (Some(pending), Some(value)) =
+            (entry.pending.checked_add(delta), entry.value().and_then(|value| value.checked_add(delta)))
+        else {
+            return LocalChange::Overflow;
+        };
+        entry.pending = pending;
+        entry.last_used = tick;
+        if !entry.dirty {
+            entry.dirty = true;
+            shard.dirty.push(key.clone());
+        }
+        LocalChange::Applied(value)
+    }
+
+    /// The local value of a known key (`None` when cold), marking it to be read back at the
+    /// next flush so it does not go stale.
+    pub(super) fn read(&self, key: &DistkitRedisKey, tick: u64) -> Option<Option<i64>> {
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        let entry = shard.entries.get_mut(key)?;
+        entry.last_used = tick;
+        if !entry.watched {
+            entry.watched = true;
+            shard.watched.push(key.clone());
+        }
+        Some(entry.value())
+    }
+
+    /// Records a value read from Redis for a key that was cold; keeps a newer entry made
+    /// meanwhile.
+    pub(super) fn learn(&self, key: &DistkitRedisKey, remote: i64, tick: u64) {
+        let mut shard = self.shard(key);
+        shard
+            .entries
+            .entry(key.clone())
+            .or_insert(Entry { remote, last_used: tick, ..Entry::default() });
+    }
+
+    /// Records the value Redis holds after an absolute operation (`set`, `del`, conditional
+    /// writes), dropping the deltas not yet sent: the absolute operation supersedes them.
+    pub(super) fn overwrite(&self, key: &DistkitRedisKey, remote: i64, tick: u64) {
+        let mut shard = self.shard(key);
+        let entry = shard.entries.entry(key.clone()).or_default();
+        entry.remote = remote;
+        entry.pending = 0;
+        entry.last_used = tick;
+    }
+
+    /// Records the value Redis holds after a relative operation applied directly in Redis,
+    /// keeping the deltas not yet sent.
+    pub(super) fn refresh(&self, key: &DistkitRedisKey, remote: i64, tick: u64) {
+        let mut shard = self.shard(key);
+        let entry = shard.entries.entry(key.clone()).or_default();
+        entry.remote = remote;
+        entry.last_used = tick;
+    }
+
+    /// Forgets every key (after `clear`).
+    pub(super) fn forget_all(&self) {
+        for mut shard in self.all_shards() {
+            shard.entries.clear();
+            shard.dirty.clear();
+            shard.watched.clear();
+        }
+    }
+
+    /// Moves every pending delta to in-flight and lists the keys to read back.
+    pub(super) fn take(&self) -> Taken {
+        let mut taken = Taken::default();
+        for mut guard in self.all_shards() {
+            let shard = &mut *guard;
+            for key in std::mem::take(&mut shard.dirty) {
+                let Some(entry) = shard.entries.get_mut(&key) else { continue };
+                entry.dirty = false;
+                let Some(in_flight) = entry.in_flight.checked_add(entry.pending) else {
+                    // Cannot happen while one batch at a time is in flight; keep the delta.
+                    entry.dirty = true;
+                    shard.dirty.push(key);
+                    continue;
+                };
+                if entry.pending != 0 {
+                    taken.deltas.push((key, entry.pending));
+                    entry.in_flight = in_flight;
+                    entry.pending = 0;
+                }
+            }
+            for key in std::mem::take(&mut shard.watched) {
+                if let Some(entry) = shard.entries.get_mut(&key) {
+                    entry.watched = false;
+                    if !entry.dirty && entry.in_flight == 0 {
+                        taken.reads.push(key);
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// Records a delivered delta: it left in-flight, and Redis now holds `remote`.
+    pub(super) fn delivered(&self, key: &DistkitRedisKey, delta: i64, remote: Option<i64>) {
+        let mut shard = self.shard(key);
+        if let Some(entry) = shard.entries.get_mut(key) {
+            entry.in_flight = entry.in_flight.checked_sub(delta).unwrap_or(0);
+            if let Some(remote) = remote {
+                entry.remote = remote;
+            }
+        }
+    }
+
+    /// Records a value read back during a flush.
+    pub(super) fn read_back(&self, key: &DistkitRedisKey, remote: i64) {
+        let mut shard = self.shard(key);
+        if let Some(entry) = shard.entries.get_mut(key) {
+            entry.remote = remote;
+        }
+    }
+
+    /// Forgets keys unused since `tick` that have nothing pending or in flight.
+    pub(super) fn forget_idle(&self, before_tick: u64) {
+        for mut shard in self.all_shards() {
+            shard
+                .entries
+                .retain(|_, entry| entry.dirty || entry.watched || entry.in_flight != 0 || entry.pending != 0 || entry.last_used >= before_tick);
+        }
+    }
+
+    /// How many keys are tracked.
+    pub(super) fn tracked_keys(&self) -> usize {
+        self.all_shards().map(|shard| shard.entries.len()).sum()
+    }
+}

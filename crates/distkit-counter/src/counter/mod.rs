@@ -1,0 +1,71 @@
+//! Distributed counters: [`StrictCounter`] and [`LaxCounter`], behind one [`CounterTrait`].
+//!
+//! # Strict or lax
+//!
+//! Both counters address the same stored values: a `StrictCounter` and a `LaxCounter`
+//! built with the same prefix read and write the same numbers.
+//!
+//! - [`StrictCounter`] runs every call as one atomic Lua script: the value it returns is
+//!   the value in Redis at that instant, and every other process sees it at once. One round
+//!   trip per call; use it where the number decides something (billing, quotas, ids).
+//! - [`LaxCounter`] buffers `inc`/`dec` in memory and flushes the sum every `allowed_lag`
+//!   (20 ms by default). A warm `inc` or `get` costs tens of nanoseconds and no I/O; other
+//!   processes see the increments within about `allowed_lag`. Use it for high-rate metrics and
+//!   soft limits. `set`, `del`, `clear` and the conditional operations stay immediate and
+//!   absolute.
+//!
+//! # Exactness
+//!
+//! Values are exact over the whole `i64` range: scripts store and compare decimal strings
+//! and never compute with Lua doubles. An operation that would overflow fails with
+//! [`CounterError::Overflow`](crate::counter::CounterError) and writes nothing.
+//!
+//! # Conditions
+//!
+//! `inc_if` and `set_if` take a [`CounterComparator`] that is checked against the current
+//! value (0 when absent) in the same atomic script that writes: a failed comparison writes
+//! nothing and returns `(old, old)`.
+//!
+//! # Batches
+//!
+//! `*_all` operations apply in input order (a key repeated in a batch is applied once per
+//! occurrence, each reporting its own values). Up to 1 000 operations go in one atomic
+//! script; a larger batch is cut into such chunks, and if a later chunk fails the error is
+//! [`CounterError::BatchPartiallyApplied`](crate::counter::CounterError) with the number
+//! applied.
+//!
+//! # Connection loss
+//!
+//! Writes are sent once: fred never replays them after a reconnect. When the connection
+//! fails after a write was sent the call returns
+//! [`CounterError::OutcomeUnknown`](crate::counter::CounterError) — the increment may or may
+//! not have been applied — and distkit does not retry it by itself. Reads are retried.
+//!
+//! ```no_run
+//! use distkit_counter::counter::{CounterOptions, CounterTrait, StrictCounter};
+//! use distkit_core::{CounterComparator, DistkitRedisKey};
+//!
+//! # async fn example() -> Result<(), distkit_core::DistkitError> {
+//! let client = distkit_core::connect("redis://127.0.0.1:6379").await?;
+//! let counter = StrictCounter::new(CounterOptions::new(DistkitRedisKey::try_from("billing")?, client));
+//! let key = DistkitRedisKey::try_from("tenant-42")?;
+//!
+//! assert_eq!(counter.inc(&key, 5).await?, 5);
+//! // Only charge while under the quota of 100.
+//! let (new, old) = counter.inc_if(&key, CounterComparator::Lt(100), 10).await?;
+//! assert_eq!((new, old), (15, 5));
+//! # Ok(())
+//! # }
+//! ```
+
+mod lax;
+mod options;
+pub(crate) mod remote;
+mod strict;
+mod counter_trait;
+
+pub use counter_trait::CounterTrait;
+pub use distkit_core::{CounterComparator, CounterError};
+pub use lax::LaxCounter;
+pub use options::CounterOptions;
+pub use strict::StrictCounter;

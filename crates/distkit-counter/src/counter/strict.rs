@@ -1,0 +1,133 @@
+use std::sync::Arc;
+
+use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey};
+
+use super::remote::{Operation, OperationKind, RemoteCounters};
+use super::{CounterOptions, CounterTrait};
+
+/// A counter whose every call is one atomic Lua script on Redis: immediately consistent
+/// across processes.
+///
+/// - `inc`/`dec`: the `counter_inc` script (`HINCRBY`, then the exact stored value).
+/// - `get`/`get_all`: `HGET`/`HMGET` (reads, retried after a reconnect).
+/// - `set`, `del`, conditional operations and batches: the `counter_apply` script, all or
+///   nothing per call of up to 1 000 operations.
+/// - `clear`: `DEL` of the prefix's hash.
+///
+/// Writes are sent once and never replayed: after a connection failure mid-call the result
+/// is [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown).
+#[derive(Debug)]
+pub struct StrictCounter {
+    remote: RemoteCounters,
+}
+
+impl StrictCounter {
+    /// A strict counter over the values of `options.prefix`. Starts no background work.
+    pub fn new(options: CounterOptions) -> Arc<Self> {
+        Arc::new(Self { remote: RemoteCounters::new(options.client, &options.prefix) })
+    }
+}
+
+/// `(key, new)` pairs from the `(new, old)` results of a batch.
+pub(crate) fn with_new<'k>(keys: impl Iterator<Item = &'k DistkitRedisKey>, results: Vec<(i64, i64)>) -> Vec<(&'k DistkitRedisKey, i64)> {
+    keys.zip(results).map(|(key, (new, _old))| (key, new)).collect()
+}
+
+/// `(key, new, old)` triples from the results of a batch.
+pub(crate) fn with_new_and_old<'k>(
+    keys: impl Iterator<Item = &'k DistkitRedisKey>,
+    results: Vec<(i64, i64)>,
+) -> Vec<(&'k DistkitRedisKey, i64, i64)> {
+    keys.zip(results).map(|(key, (new, old))| (key, new, old)).collect()
+}
+
+/// The `(new, old)` of a single-operation call.
+pub(crate) fn single(results: &[(i64, i64)]) -> (i64, i64) {
+    results.first().copied().unwrap_or((0, 0))
+}
+
+#[async_trait::async_trait]
+impl CounterTrait for StrictCounter {
+    async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
+        self.remote.inc(key, count).await
+    }
+
+    async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
+        self.remote.dec(key, count).await
+    }
+
+    async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
+        self.remote.get(key).await
+    }
+
+    async fn set(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
+        let operation = Operation::new(OperationKind::Set, key, CounterComparator::Nil, count);
+        Ok(single(&self.remote.apply(&[operation]).await?).0)
+    }
+
+    async fn del(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
+        let operation = Operation::new(OperationKind::Del, key, CounterComparator::Nil, 0);
+        Ok(single(&self.remote.apply(&[operation]).await?).1)
+    }
+
+    async fn clear(&self) -> Result<(), DistkitError> {
+        self.remote.clear().await
+    }
+
+    async fn inc_if(&self, key: &DistkitRedisKey, comparator: CounterComparator, count: i64) -> Result<(i64, i64), DistkitError> {
+        let operation = Operation::new(OperationKind::Inc, key, comparator, count);
+        Ok(single(&self.remote.apply(&[operation]).await?))
+    }
+
+    async fn set_if(&self, key: &DistkitRedisKey, comparator: CounterComparator, count: i64) -> Result<(i64, i64), DistkitError> {
+        let operation = Operation::new(OperationKind::Set, key, comparator, count);
+        Ok(single(&self.remote.apply(&[operation]).await?))
+    }
+
+    async fn get_all<'k>(&self, keys: &[&'k DistkitRedisKey]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+        let values = self.remote.get_many(keys).await?;
+        Ok(keys.iter().copied().zip(values).collect())
+    }
+
+    async fn inc_all<'k>(&self, updates: &[(&'k DistkitRedisKey, i64)]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+        let operations: Vec<_> = updates
+            .iter()
+            .map(|&(key, count)| Operation::new(OperationKind::Inc, key, CounterComparator::Nil, count))
+            .collect();
+        let results = self.remote.apply(&operations).await?;
+        Ok(with_new(updates.iter().map(|&(key, _)| key), results))
+    }
+
+    async fn set_all<'k>(&self, updates: &[(&'k DistkitRedisKey, i64)]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+        let operations: Vec<_> = updates
+            .iter()
+            .map(|&(key, count)| Operation::new(OperationKind::Set, key, CounterComparator::Nil, count))
+            .collect();
+        let results = self.remote.apply(&operations).await?;
+        Ok(with_new(updates.iter().map(|&(key, _)| key), results))
+    }
+
+    async fn inc_all_if<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
+        let operations: Vec<_> = updates
+            .iter()
+            .map(|&(key, comparator, count)| Operation::new(OperationKind::Inc, key, comparator, count))
+            .collect();
+        let results = self.remote.apply(&operations).await?;
+        Ok(with_new_and_old(updates.iter().map(|&(key, _, _)| key), results))
+    }
+
+    async fn set_all_if<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
+        let operations: Vec<_> = updates
+            .iter()
+            .map(|&(key, comparator, count)| Operation::new(OperationKind::Set, key, comparator, count))
+            .collect();
+        let results = self.remote.apply(&operations).await?;
+        Ok(with_new_and_old(updates.iter().map(|&(key, _, _)| key), results))
+    }
+}
