@@ -10,3 +10,11 @@ pub mod counter {
     #[doc(inline)]
     pub use distkit_counter::counter::*;
 }
+
+/// Distributed Mutex and writer-preferring RwLock with leases and fencing tokens.
+#[cfg(feature = "lock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock")))]
+pub mod lock {
+    #[doc(inline)]
+    pub use distkit_lock::lock::*;
+}

@@ -13,13 +13,17 @@ use distkit_test_support::TestRedis;
 type DynCounter = Arc<dyn CounterTrait + Send + Sync>;
 
 async fn both_counters(redis: &TestRedis) -> Vec<(&'static str, DynCounter)> {
-    let strict: DynCounter = StrictCounter::new(CounterOptions::new(fresh_key(), client(redis).await));
+    let strict: DynCounter =
+        StrictCounter::new(CounterOptions::new(fresh_key(), client(redis).await));
     let lax: DynCounter = LaxCounter::new(CounterOptions::new(fresh_key(), client(redis).await));
     vec![("strict", strict), ("lax", lax)]
 }
 
 fn is_overflow(result: &Result<i64, DistkitError>) -> bool {
-    matches!(result, Err(DistkitError::CounterError(CounterError::Overflow { .. })))
+    matches!(
+        result,
+        Err(DistkitError::CounterError(CounterError::Overflow { .. }))
+    )
 }
 
 #[tokio::test]
@@ -28,19 +32,39 @@ async fn every_basic_operation_behaves_as_documented_on_both_counters() {
     for (name, counter) in both_counters(&redis).await {
         let a = key("a");
         let b = key("b");
-        assert_eq!(bounded(counter.get(&a)).await.unwrap(), 0, "{name}: absent is 0");
+        assert_eq!(
+            bounded(counter.get(&a)).await.unwrap(),
+            0,
+            "{name}: absent is 0"
+        );
         assert_eq!(bounded(counter.inc(&a, 5)).await.unwrap(), 5, "{name}");
         assert_eq!(bounded(counter.inc(&a, -2)).await.unwrap(), 3, "{name}");
         assert_eq!(bounded(counter.dec(&a, 10)).await.unwrap(), -7, "{name}");
         assert_eq!(bounded(counter.get(&a)).await.unwrap(), -7, "{name}");
         assert_eq!(bounded(counter.set(&b, 42)).await.unwrap(), 42, "{name}");
         assert_eq!(bounded(counter.get(&b)).await.unwrap(), 42, "{name}");
-        assert_eq!(bounded(counter.del(&b)).await.unwrap(), 42, "{name}: del returns the old value");
-        assert_eq!(bounded(counter.del(&b)).await.unwrap(), 0, "{name}: del of an absent key is 0");
+        assert_eq!(
+            bounded(counter.del(&b)).await.unwrap(),
+            42,
+            "{name}: del returns the old value"
+        );
+        assert_eq!(
+            bounded(counter.del(&b)).await.unwrap(),
+            0,
+            "{name}: del of an absent key is 0"
+        );
         assert_eq!(bounded(counter.get(&b)).await.unwrap(), 0, "{name}");
         bounded(counter.clear()).await.unwrap();
-        assert_eq!(bounded(counter.get(&a)).await.unwrap(), 0, "{name}: clear removes every key");
-        assert_eq!(bounded(counter.inc(&a, 1)).await.unwrap(), 1, "{name}: usable after clear");
+        assert_eq!(
+            bounded(counter.get(&a)).await.unwrap(),
+            0,
+            "{name}: clear removes every key"
+        );
+        assert_eq!(
+            bounded(counter.inc(&a, 1)).await.unwrap(),
+            1,
+            "{name}: usable after clear"
+        );
     }
 }
 
@@ -50,20 +74,86 @@ async fn conditional_operations_write_only_when_the_comparison_holds() {
     for (name, counter) in both_counters(&redis).await {
         let k = key("quota");
         bounded(counter.set(&k, 10)).await.unwrap();
-        assert_eq!(bounded(counter.inc_if(&k, CounterComparator::Lt(100), 5)).await.unwrap(), (15, 10), "{name}");
-        assert_eq!(bounded(counter.inc_if(&k, CounterComparator::Gt(100), 5)).await.unwrap(), (15, 15), "{name}");
-        assert_eq!(bounded(counter.inc_if(&k, CounterComparator::Eq(15), 1)).await.unwrap(), (16, 15), "{name}");
-        assert_eq!(bounded(counter.inc_if(&k, CounterComparator::Ne(16), 1)).await.unwrap(), (16, 16), "{name}");
-        assert_eq!(bounded(counter.inc_if(&k, CounterComparator::Nil, 4)).await.unwrap(), (20, 16), "{name}");
-        assert_eq!(bounded(counter.set_if(&k, CounterComparator::Eq(20), 0)).await.unwrap(), (0, 20), "{name}");
-        assert_eq!(bounded(counter.set_if(&k, CounterComparator::Gt(0), 9)).await.unwrap(), (0, 0), "{name}");
-        assert_eq!(bounded(counter.set_if(&k, CounterComparator::Ne(1), 9)).await.unwrap(), (9, 0), "{name}");
-        assert_eq!(bounded(counter.set_if(&k, CounterComparator::Lt(10), -3)).await.unwrap(), (-3, 9), "{name}");
-        assert_eq!(bounded(counter.set_if(&k, CounterComparator::Nil, 7)).await.unwrap(), (7, -3), "{name}");
+        assert_eq!(
+            bounded(counter.inc_if(&k, CounterComparator::Lt(100), 5))
+                .await
+                .unwrap(),
+            (15, 10),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.inc_if(&k, CounterComparator::Gt(100), 5))
+                .await
+                .unwrap(),
+            (15, 15),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.inc_if(&k, CounterComparator::Eq(15), 1))
+                .await
+                .unwrap(),
+            (16, 15),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.inc_if(&k, CounterComparator::Ne(16), 1))
+                .await
+                .unwrap(),
+            (16, 16),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.inc_if(&k, CounterComparator::Nil, 4))
+                .await
+                .unwrap(),
+            (20, 16),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.set_if(&k, CounterComparator::Eq(20), 0))
+                .await
+                .unwrap(),
+            (0, 20),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.set_if(&k, CounterComparator::Gt(0), 9))
+                .await
+                .unwrap(),
+            (0, 0),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.set_if(&k, CounterComparator::Ne(1), 9))
+                .await
+                .unwrap(),
+            (9, 0),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.set_if(&k, CounterComparator::Lt(10), -3))
+                .await
+                .unwrap(),
+            (-3, 9),
+            "{name}"
+        );
+        assert_eq!(
+            bounded(counter.set_if(&k, CounterComparator::Nil, 7))
+                .await
+                .unwrap(),
+            (7, -3),
+            "{name}"
+        );
         assert_eq!(bounded(counter.get(&k)).await.unwrap(), 7, "{name}");
         // On an absent key the current value is 0.
         let absent = key("absent");
-        assert_eq!(bounded(counter.inc_if(&absent, CounterComparator::Eq(0), 2)).await.unwrap(), (2, 0), "{name}");
+        assert_eq!(
+            bounded(counter.inc_if(&absent, CounterComparator::Eq(0), 2))
+                .await
+                .unwrap(),
+            (2, 0),
+            "{name}"
+        );
     }
 }
 
@@ -73,20 +163,38 @@ async fn comparisons_are_exact_at_the_i64_extremes() {
     for (name, counter) in both_counters(&redis).await {
         let k = key("edge");
         bounded(counter.set(&k, i64::MAX)).await.unwrap();
-        let failed = bounded(counter.set_if(&k, CounterComparator::Eq(i64::MAX - 1), 0)).await.unwrap();
-        assert_eq!(failed, (i64::MAX, i64::MAX), "{name}: MAX-1 must not equal MAX");
-        let failed = bounded(counter.set_if(&k, CounterComparator::Lt(i64::MAX), 0)).await.unwrap();
+        let failed = bounded(counter.set_if(&k, CounterComparator::Eq(i64::MAX - 1), 0))
+            .await
+            .unwrap();
+        assert_eq!(
+            failed,
+            (i64::MAX, i64::MAX),
+            "{name}: MAX-1 must not equal MAX"
+        );
+        let failed = bounded(counter.set_if(&k, CounterComparator::Lt(i64::MAX), 0))
+            .await
+            .unwrap();
         assert_eq!(failed, (i64::MAX, i64::MAX), "{name}");
-        let matched = bounded(counter.set_if(&k, CounterComparator::Gt(i64::MAX - 1), i64::MIN)).await.unwrap();
+        let matched = bounded(counter.set_if(&k, CounterComparator::Gt(i64::MAX - 1), i64::MIN))
+            .await
+            .unwrap();
         assert_eq!(matched, (i64::MIN, i64::MAX), "{name}");
-        let failed = bounded(counter.set_if(&k, CounterComparator::Gt(i64::MIN), 0)).await.unwrap();
+        let failed = bounded(counter.set_if(&k, CounterComparator::Gt(i64::MIN), 0))
+            .await
+            .unwrap();
         assert_eq!(failed, (i64::MIN, i64::MIN), "{name}");
-        let matched = bounded(counter.set_if(&k, CounterComparator::Lt(i64::MIN + 1), 1)).await.unwrap();
+        let matched = bounded(counter.set_if(&k, CounterComparator::Lt(i64::MIN + 1), 1))
+            .await
+            .unwrap();
         assert_eq!(matched, (1, i64::MIN), "{name}");
         bounded(counter.set(&k, -10)).await.unwrap();
-        let failed = bounded(counter.set_if(&k, CounterComparator::Gt(-9), 0)).await.unwrap();
+        let failed = bounded(counter.set_if(&k, CounterComparator::Gt(-9), 0))
+            .await
+            .unwrap();
         assert_eq!(failed, (-10, -10), "{name}: -10 is not greater than -9");
-        let matched = bounded(counter.set_if(&k, CounterComparator::Lt(-9), 0)).await.unwrap();
+        let matched = bounded(counter.set_if(&k, CounterComparator::Lt(-9), 0))
+            .await
+            .unwrap();
         assert_eq!(matched, (0, -10), "{name}");
     }
 }
@@ -96,32 +204,79 @@ async fn values_are_exact_over_the_whole_i64_range_and_overflow_changes_nothing(
     let redis = TestRedis::start();
     for (name, counter) in both_counters(&redis).await {
         let k = key("max");
-        assert_eq!(bounded(counter.set(&k, i64::MAX)).await.unwrap(), i64::MAX, "{name}");
+        assert_eq!(
+            bounded(counter.set(&k, i64::MAX)).await.unwrap(),
+            i64::MAX,
+            "{name}"
+        );
         assert_eq!(bounded(counter.get(&k)).await.unwrap(), i64::MAX, "{name}");
-        assert!(is_overflow(&bounded(counter.inc(&k, 1)).await), "{name}: inc past MAX");
-        assert_eq!(bounded(counter.get(&k)).await.unwrap(), i64::MAX, "{name}: unchanged");
-        assert_eq!(bounded(counter.dec(&k, 1)).await.unwrap(), i64::MAX - 1, "{name}: exact just below MAX");
-        assert_eq!(bounded(counter.inc(&k, 1)).await.unwrap(), i64::MAX, "{name}");
+        assert!(
+            is_overflow(&bounded(counter.inc(&k, 1)).await),
+            "{name}: inc past MAX"
+        );
+        assert_eq!(
+            bounded(counter.get(&k)).await.unwrap(),
+            i64::MAX,
+            "{name}: unchanged"
+        );
+        assert_eq!(
+            bounded(counter.dec(&k, 1)).await.unwrap(),
+            i64::MAX - 1,
+            "{name}: exact just below MAX"
+        );
+        assert_eq!(
+            bounded(counter.inc(&k, 1)).await.unwrap(),
+            i64::MAX,
+            "{name}"
+        );
 
         let k = key("min");
-        assert_eq!(bounded(counter.set(&k, i64::MIN)).await.unwrap(), i64::MIN, "{name}");
-        assert!(is_overflow(&bounded(counter.dec(&k, 1)).await), "{name}: dec past MIN");
-        assert_eq!(bounded(counter.get(&k)).await.unwrap(), i64::MIN, "{name}: unchanged");
-        let (new, old) = bounded(counter.inc_if(&k, CounterComparator::Nil, -1)).await.unwrap_or((0, 0));
+        assert_eq!(
+            bounded(counter.set(&k, i64::MIN)).await.unwrap(),
+            i64::MIN,
+            "{name}"
+        );
+        assert!(
+            is_overflow(&bounded(counter.dec(&k, 1)).await),
+            "{name}: dec past MIN"
+        );
+        assert_eq!(
+            bounded(counter.get(&k)).await.unwrap(),
+            i64::MIN,
+            "{name}: unchanged"
+        );
+        let (new, old) = bounded(counter.inc_if(&k, CounterComparator::Nil, -1))
+            .await
+            .unwrap_or((0, 0));
         assert_eq!((new, old), (0, 0), "{name}: inc_if overflow is an error");
 
         let k = key("dec-min");
         bounded(counter.set(&k, -1)).await.unwrap();
-        assert_eq!(bounded(counter.dec(&k, i64::MIN)).await.unwrap(), i64::MAX, "{name}: -1 - MIN = MAX");
+        assert_eq!(
+            bounded(counter.dec(&k, i64::MIN)).await.unwrap(),
+            i64::MAX,
+            "{name}: -1 - MIN = MAX"
+        );
         bounded(counter.set(&k, 0)).await.unwrap();
-        assert!(is_overflow(&bounded(counter.dec(&k, i64::MIN)).await), "{name}: 0 - MIN overflows");
-        assert_eq!(bounded(counter.get(&k)).await.unwrap(), 0, "{name}: unchanged");
+        assert!(
+            is_overflow(&bounded(counter.dec(&k, i64::MIN)).await),
+            "{name}: 0 - MIN overflows"
+        );
+        assert_eq!(
+            bounded(counter.get(&k)).await.unwrap(),
+            0,
+            "{name}: unchanged"
+        );
 
         // Values beyond 2^53, where doubles lose precision.
         let k = key("big");
         let big = (1_i64 << 60) + 1;
         assert_eq!(bounded(counter.set(&k, big)).await.unwrap(), big, "{name}");
-        assert_eq!(bounded(counter.inc(&k, 2)).await.unwrap(), big + 2, "{name}");
+        assert_eq!(
+            bounded(counter.inc(&k, 2)).await.unwrap(),
+            big + 2,
+            "{name}"
+        );
         assert_eq!(bounded(counter.get(&k)).await.unwrap(), big + 2, "{name}");
     }
 }
@@ -148,19 +303,44 @@ async fn batches_keep_input_order_and_apply_repeated_keys_in_sequence() {
         let a = key("a");
         let b = key("b");
         let empty: Vec<(&DistkitRedisKey, i64)> = Vec::new();
-        assert!(bounded(counter.inc_all(&empty)).await.unwrap().is_empty(), "{name}");
-        assert!(bounded(counter.set_all(&empty)).await.unwrap().is_empty(), "{name}");
-        assert!(bounded(counter.get_all(&[])).await.unwrap().is_empty(), "{name}");
-        assert!(bounded(counter.inc_all_if(&[])).await.unwrap().is_empty(), "{name}");
-        assert!(bounded(counter.set_all_if(&[])).await.unwrap().is_empty(), "{name}");
+        assert!(
+            bounded(counter.inc_all(&empty)).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert!(
+            bounded(counter.set_all(&empty)).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert!(
+            bounded(counter.get_all(&[])).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert!(
+            bounded(counter.inc_all_if(&[])).await.unwrap().is_empty(),
+            "{name}"
+        );
+        assert!(
+            bounded(counter.set_all_if(&[])).await.unwrap().is_empty(),
+            "{name}"
+        );
 
-        let incs = bounded(counter.inc_all(&[(&a, 1), (&b, 10), (&a, 2), (&a, -5)])).await.unwrap();
+        let incs = bounded(counter.inc_all(&[(&a, 1), (&b, 10), (&a, 2), (&a, -5)]))
+            .await
+            .unwrap();
         assert_eq!(incs, vec![(&a, 1), (&b, 10), (&a, 3), (&a, -2)], "{name}");
-        let sets = bounded(counter.set_all(&[(&b, 7), (&a, 8), (&b, 9)])).await.unwrap();
+        let sets = bounded(counter.set_all(&[(&b, 7), (&a, 8), (&b, 9)]))
+            .await
+            .unwrap();
         assert_eq!(sets, vec![(&b, 7), (&a, 8), (&b, 9)], "{name}");
         let none = key("none");
-        let gets = bounded(counter.get_all(&[&b, &a, &none, &b])).await.unwrap();
-        assert_eq!(gets.iter().map(|&(_, v)| v).collect::<Vec<_>>(), vec![9, 8, 0, 9], "{name}");
+        let gets = bounded(counter.get_all(&[&b, &a, &none, &b]))
+            .await
+            .unwrap();
+        assert_eq!(
+            gets.iter().map(|&(_, v)| v).collect::<Vec<_>>(),
+            vec![9, 8, 0, 9],
+            "{name}"
+        );
 
         let conditional = bounded(counter.inc_all_if(&[
             (&a, CounterComparator::Eq(8), 1),
@@ -169,7 +349,11 @@ async fn batches_keep_input_order_and_apply_repeated_keys_in_sequence() {
         ]))
         .await
         .unwrap();
-        assert_eq!(conditional, vec![(&a, 9, 8), (&a, 9, 9), (&b, 0, 9)], "{name}");
+        assert_eq!(
+            conditional,
+            vec![(&a, 9, 8), (&a, 9, 9), (&b, 0, 9)],
+            "{name}"
+        );
 
         let conditional = bounded(counter.set_all_if(&[
             (&a, CounterComparator::Lt(100), 100),
@@ -179,7 +363,11 @@ async fn batches_keep_input_order_and_apply_repeated_keys_in_sequence() {
         ]))
         .await
         .unwrap();
-        assert_eq!(conditional, vec![(&a, 100, 9), (&a, 100, 100), (&b, 0, 0), (&b, 2, 0)], "{name}");
+        assert_eq!(
+            conditional,
+            vec![(&a, 100, 9), (&a, 100, 100), (&b, 0, 0), (&b, 2, 0)],
+            "{name}"
+        );
     }
 }
 
@@ -189,16 +377,30 @@ async fn a_failing_batch_changes_nothing() {
     for (name, counter) in both_counters(&redis).await {
         let a = key("a");
         let b = key("b");
-        bounded(counter.set_all(&[(&a, 1), (&b, i64::MAX)])).await.unwrap();
+        bounded(counter.set_all(&[(&a, 1), (&b, i64::MAX)]))
+            .await
+            .unwrap();
         let result = bounded(counter.inc_all(&[(&a, 1), (&b, 1)])).await;
         assert!(
             matches!(result, Err(DistkitError::CounterError(CounterError::Overflow { ref key })) if key == "b"),
             "{name}: {result:?}"
         );
-        assert_eq!(bounded(counter.get(&a)).await.unwrap(), 1, "{name}: the first update was undone");
-        let result = bounded(counter.inc_all_if(&[(&a, CounterComparator::Nil, 1), (&b, CounterComparator::Nil, 1)])).await;
+        assert_eq!(
+            bounded(counter.get(&a)).await.unwrap(),
+            1,
+            "{name}: the first update was undone"
+        );
+        let result = bounded(counter.inc_all_if(&[
+            (&a, CounterComparator::Nil, 1),
+            (&b, CounterComparator::Nil, 1),
+        ]))
+        .await;
         assert!(result.is_err(), "{name}");
-        assert_eq!(bounded(counter.get(&a)).await.unwrap(), 1, "{name}: the conditional batch was undone");
+        assert_eq!(
+            bounded(counter.get(&a)).await.unwrap(),
+            1,
+            "{name}: the conditional batch was undone"
+        );
     }
 }
 
@@ -210,13 +412,22 @@ async fn ten_thousand_key_batches_work_and_stay_in_order() {
         let updates: Vec<(&DistkitRedisKey, i64)> = keys.iter().zip(0_i64..).collect();
         let results = bounded(counter.inc_all(&updates)).await.unwrap();
         assert_eq!(results.len(), 10_000, "{name}");
-        assert!(results.iter().zip(0_i64..).all(|(&(_, v), i)| v == i), "{name}");
+        assert!(
+            results.iter().zip(0_i64..).all(|(&(_, v), i)| v == i),
+            "{name}"
+        );
         let sets: Vec<(&DistkitRedisKey, i64)> = keys.iter().map(|k| (k, 3)).collect();
         let results = bounded(counter.set_all(&sets)).await.unwrap();
         assert!(results.iter().all(|&(_, v)| v == 3), "{name}");
         let refs: Vec<&DistkitRedisKey> = keys.iter().collect();
         let values = bounded(counter.get_all(&refs)).await.unwrap();
-        assert!(values.iter().zip(&keys).all(|(&(k, v), expected)| k == expected && v == 3), "{name}");
+        assert!(
+            values
+                .iter()
+                .zip(&keys)
+                .all(|(&(k, v), expected)| k == expected && v == 3),
+            "{name}"
+        );
     }
 }
 
@@ -235,8 +446,12 @@ async fn a_foreign_non_integer_value_is_reported_not_misread() {
         for result in [
             bounded(counter.get(&k)).await,
             bounded(counter.inc(&k, 1)).await,
-            bounded(counter.inc_if(&k, CounterComparator::Eq(0), 1)).await.map(|(n, _)| n),
-            bounded(counter.set_if(&k, CounterComparator::Eq(0), 1)).await.map(|(n, _)| n),
+            bounded(counter.inc_if(&k, CounterComparator::Eq(0), 1))
+                .await
+                .map(|(n, _)| n),
+            bounded(counter.set_if(&k, CounterComparator::Eq(0), 1))
+                .await
+                .map(|(n, _)| n),
         ] {
             assert!(
                 matches!(result, Err(DistkitError::CounterError(CounterError::NotAnInteger { ref key })) if key == "text"),
@@ -244,7 +459,11 @@ async fn a_foreign_non_integer_value_is_reported_not_misread() {
             );
         }
     }
-    assert_eq!(redis.cli(&["HGET", &hash, "text"]), "hello", "nothing overwrote it");
+    assert_eq!(
+        redis.cli(&["HGET", &hash, "text"]),
+        "hello",
+        "nothing overwrote it"
+    );
 }
 
 #[tokio::test]
@@ -303,12 +522,24 @@ async fn lax_increments_stay_local_until_flushed() {
     for expected in 1..=100 {
         assert_eq!(bounded(lax.inc(&k, 1)).await.unwrap(), expected);
     }
-    assert_eq!(bounded(lax.get(&k)).await.unwrap(), 100, "reads include local deltas");
-    assert_eq!(bounded(strict.get(&k)).await.unwrap(), 0, "nothing was sent yet");
+    assert_eq!(
+        bounded(lax.get(&k)).await.unwrap(),
+        100,
+        "reads include local deltas"
+    );
+    assert_eq!(
+        bounded(strict.get(&k)).await.unwrap(),
+        0,
+        "nothing was sent yet"
+    );
     bounded(lax.flush()).await.unwrap();
     assert_eq!(bounded(strict.get(&k)).await.unwrap(), 100);
     bounded(lax.flush()).await.unwrap();
-    assert_eq!(bounded(strict.get(&k)).await.unwrap(), 100, "a second flush sends nothing twice");
+    assert_eq!(
+        bounded(strict.get(&k)).await.unwrap(),
+        100,
+        "a second flush sends nothing twice"
+    );
 }
 
 #[tokio::test]
@@ -334,8 +565,14 @@ async fn lax_delivers_within_about_the_allowed_lag_after_load_stops() {
         if stored == sent {
             break;
         }
-        assert!(stored < sent, "more was stored ({stored}) than sent ({sent})");
-        assert!(Instant::now() < deadline, "only {stored} of {sent} delivered after 5 s");
+        assert!(
+            stored < sent,
+            "more was stored ({stored}) than sent ({sent})"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "only {stored} of {sent} delivered after 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The lax counter sees remote changes made elsewhere after its next flush.
@@ -371,7 +608,10 @@ async fn dropping_the_last_lax_handle_flushes_what_is_pending() {
 #[test]
 fn lax_counter_built_outside_a_runtime_starts_its_flush_task_later() {
     let redis = TestRedis::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let client = runtime.block_on(async { client(&redis).await });
     let prefix = fresh_key();
     // Built on a plain thread: no runtime context.
@@ -388,7 +628,10 @@ fn lax_counter_built_outside_a_runtime_starts_its_flush_task_later() {
         bounded(lax.inc(&k, 4)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while bounded(strict.get(&k)).await.unwrap() != 4 {
-            assert!(Instant::now() < deadline, "the deferred flush task never ran");
+            assert!(
+                Instant::now() < deadline,
+                "the deferred flush task never ran"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
@@ -405,7 +648,11 @@ async fn zero_allowed_lag_flushes_on_every_call() {
     let k = key("k");
     for expected in 1..=20 {
         assert_eq!(bounded(lax.inc(&k, 1)).await.unwrap(), expected);
-        assert_eq!(bounded(strict.get(&k)).await.unwrap(), expected, "visible at once");
+        assert_eq!(
+            bounded(strict.get(&k)).await.unwrap(),
+            expected,
+            "visible at once"
+        );
     }
     // The background task is alive too: an idle period changes nothing and breaks nothing.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -420,7 +667,11 @@ async fn sixty_four_tasks_on_three_clients_give_exact_totals() {
         let mut counters: Vec<DynCounter> = Vec::new();
         for _ in 0..3 {
             let options = CounterOptions::new(prefix.clone(), client(&redis).await);
-            counters.push(if lax { LaxCounter::new(options) } else { StrictCounter::new(options) });
+            counters.push(if lax {
+                LaxCounter::new(options)
+            } else {
+                StrictCounter::new(options)
+            });
         }
         let k = key("total");
         let mut tasks = Vec::new();
@@ -446,7 +697,10 @@ async fn sixty_four_tasks_on_three_clients_give_exact_totals() {
                 break;
             }
             assert!(total < expected, "lax={lax}: {total} exceeds {expected}");
-            assert!(Instant::now() < deadline, "lax={lax}: total {total}, expected {expected}");
+            assert!(
+                Instant::now() < deadline,
+                "lax={lax}: total {total}, expected {expected}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -465,10 +719,10 @@ async fn clear_and_del_racing_increments_and_reads_never_panic() {
             for round in 0..300_usize {
                 let k = &keys[(worker + round) % keys.len()];
                 match (worker + round) % 5 {
-                    0 => drop(bounded(lax.clear()).await.unwrap()),
-                    1 => drop(bounded(lax.del(k)).await.unwrap()),
-                    2 => drop(bounded(lax.get(k)).await.unwrap()),
-                    _ => drop(bounded(lax.inc(k, 1)).await.unwrap()),
+                    0 => bounded(lax.clear()).await.unwrap(),
+                    1 => assert!(bounded(lax.del(k)).await.unwrap() >= 0),
+                    2 => assert!(bounded(lax.get(k)).await.unwrap() >= 0),
+                    _ => assert!(bounded(lax.inc(k, 1)).await.unwrap() >= 1),
                 }
             }
         }));
@@ -486,7 +740,8 @@ async fn counters_are_usable_as_trait_objects_and_send_sync() {
     assert_send_sync::<LaxCounter>();
     assert_send_sync::<CounterOptions>();
     let redis = TestRedis::start();
-    let counter: Arc<dyn CounterTrait + Send + Sync> = StrictCounter::new(CounterOptions::new(fresh_key(), client(&redis).await));
+    let counter: Arc<dyn CounterTrait + Send + Sync> =
+        StrictCounter::new(CounterOptions::new(fresh_key(), client(&redis).await));
     let handle = tokio::spawn(async move { counter.inc(&key("k"), 1).await });
     assert_eq!(bounded(handle).await.unwrap().unwrap(), 1);
 }
@@ -503,7 +758,11 @@ async fn lax_counter_forgets_idle_keys() {
     bounded(lax.flush()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while lax.tracked_keys() > 0 {
-        assert!(Instant::now() < deadline, "{} keys still tracked after 30 s idle", lax.tracked_keys());
+        assert!(
+            Instant::now() < deadline,
+            "{} keys still tracked after 30 s idle",
+            lax.tracked_keys()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Forgotten keys still read their stored value.
@@ -528,13 +787,20 @@ async fn lax_deltas_pending_across_a_redis_restart_are_delivered_once() {
     // The client reconnects by itself; flush until it goes through.
     let deadline = Instant::now() + Duration::from_secs(15);
     while bounded(lax.flush()).await.is_err() {
-        assert!(Instant::now() < deadline, "flush never succeeded after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "flush never succeeded after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let strict = StrictCounter::new(CounterOptions::new(prefix, client(&redis).await));
     assert_eq!(bounded(strict.get(&k)).await.unwrap(), 15);
     bounded(lax.flush()).await.unwrap();
-    assert_eq!(bounded(strict.get(&k)).await.unwrap(), 15, "nothing is delivered twice");
+    assert_eq!(
+        bounded(strict.get(&k)).await.unwrap(),
+        15,
+        "nothing is delivered twice"
+    );
     // The strict counter works again after the restart as well.
     assert_eq!(bounded(strict.inc(&k, 1)).await.unwrap(), 16);
 }

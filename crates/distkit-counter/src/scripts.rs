@@ -5,17 +5,26 @@ use distkit_core::script::LuaScript;
 /// Adds a delta to one counter (the hot path of `StrictCounter::inc`).
 pub(crate) static COUNTER_INC: LuaScript = LuaScript::new(
     "counter_inc",
-    concat!(include_str!("scripts/int64.lua"), include_str!("scripts/counter_inc.lua")),
+    concat!(
+        include_str!("scripts/int64.lua"),
+        include_str!("scripts/counter_inc.lua")
+    ),
 );
 
 /// Applies a sequence of inc/set/del operations, conditional or not, all or nothing.
 pub(crate) static COUNTER_APPLY: LuaScript = LuaScript::new(
     "counter_apply",
-    concat!(include_str!("scripts/int64.lua"), include_str!("scripts/counter_apply.lua")),
+    concat!(
+        include_str!("scripts/int64.lua"),
+        include_str!("scripts/counter_apply.lua")
+    ),
 );
 
 /// Delivers a lax counter's pending deltas exactly once.
 pub(crate) static COUNTER_FLUSH: LuaScript = LuaScript::new(
     "counter_flush",
-    concat!(include_str!("scripts/int64.lua"), include_str!("scripts/counter_flush.lua")),
+    concat!(
+        include_str!("scripts/int64.lua"),
+        include_str!("scripts/counter_flush.lua")
+    ),
 );

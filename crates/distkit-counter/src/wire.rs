@@ -11,10 +11,17 @@ pub(crate) fn decode_i64(value: &Value, key: &str) -> Result<i64, DistkitError> 
         Value::Integer(number) => Some(*number),
         Value::Null => Some(0),
         Value::String(text) => text.parse().ok(),
-        Value::Bytes(bytes) => std::str::from_utf8(bytes).ok().and_then(|text| text.parse().ok()),
+        Value::Bytes(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.parse().ok()),
         _ => None,
     };
-    parsed.ok_or_else(|| CounterError::NotAnInteger { key: key.to_owned() }.into())
+    parsed.ok_or_else(|| {
+        CounterError::NotAnInteger {
+            key: key.to_owned(),
+        }
+        .into()
+    })
 }
 
 /// The elements of an array reply.
@@ -24,7 +31,10 @@ pub(crate) fn decode_array(value: Value) -> Result<Vec<Value>, DistkitError> {
         Value::Null => Ok(Vec::new()),
         other => Err(FredError::new(
             distkit_core::fred::error::ErrorKind::Parse,
-            format!("expected an array reply from a counter script, got {:?}", other.kind()),
+            format!(
+                "expected an array reply from a counter script, got {:?}",
+                other.kind()
+            ),
         )
         .into()),
     }
@@ -34,7 +44,11 @@ pub(crate) fn decode_array(value: Value) -> Result<Vec<Value>, DistkitError> {
 ///
 /// `key_at` names the counter key of the operation at a 0-based index of the call, as the
 /// scripts report it in `DISTKIT_OVERFLOW <index>` and `DISTKIT_NOT_INTEGER <index>`.
-pub(crate) fn script_error(error: FredError, attempts: Attempts, key_at: impl Fn(usize) -> String) -> DistkitError {
+pub(crate) fn script_error(
+    error: FredError,
+    attempts: Attempts,
+    key_at: impl Fn(usize) -> String,
+) -> DistkitError {
     if error_is_transport_failure(&error) {
         return match attempts {
             Attempts::Once => CounterError::OutcomeUnknown { source: error }.into(),
@@ -43,8 +57,14 @@ pub(crate) fn script_error(error: FredError, attempts: Attempts, key_at: impl Fn
     }
     let index = || error_message(&error).trim().parse::<usize>().unwrap_or(0);
     match error_code(&error) {
-        Some("DISTKIT_OVERFLOW") => CounterError::Overflow { key: key_at(index()) }.into(),
-        Some("DISTKIT_NOT_INTEGER") => CounterError::NotAnInteger { key: key_at(index()) }.into(),
+        Some("DISTKIT_OVERFLOW") => CounterError::Overflow {
+            key: key_at(index()),
+        }
+        .into(),
+        Some("DISTKIT_NOT_INTEGER") => CounterError::NotAnInteger {
+            key: key_at(index()),
+        }
+        .into(),
         _ => error.into(),
     }
 }
@@ -59,11 +79,19 @@ mod tests {
     fn replies_decode_exactly_at_the_extremes() {
         assert_eq!(decode_i64(&Value::Integer(-5), "k").unwrap(), -5);
         assert_eq!(decode_i64(&Value::Null, "k").unwrap(), 0);
-        assert_eq!(decode_i64(&Value::from("9223372036854775807"), "k").unwrap(), i64::MAX);
-        assert_eq!(decode_i64(&Value::from("-9223372036854775808"), "k").unwrap(), i64::MIN);
+        assert_eq!(
+            decode_i64(&Value::from("9223372036854775807"), "k").unwrap(),
+            i64::MAX
+        );
+        assert_eq!(
+            decode_i64(&Value::from("-9223372036854775808"), "k").unwrap(),
+            i64::MIN
+        );
         assert!(matches!(
             decode_i64(&Value::from("12abc"), "k"),
-            Err(DistkitError::CounterError(CounterError::NotAnInteger { .. }))
+            Err(DistkitError::CounterError(
+                CounterError::NotAnInteger { .. }
+            ))
         ));
     }
 
@@ -86,6 +114,9 @@ mod tests {
             script_error(cut.clone(), Attempts::Once, key_at),
             DistkitError::CounterError(CounterError::OutcomeUnknown { .. })
         ));
-        assert!(matches!(script_error(cut, Attempts::Retry, key_at), DistkitError::RedisError(_)));
+        assert!(matches!(
+            script_error(cut, Attempts::Retry, key_at),
+            DistkitError::RedisError(_)
+        ));
     }
 }

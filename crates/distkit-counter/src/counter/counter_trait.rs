@@ -54,7 +54,10 @@ pub trait CounterTrait {
     ) -> Result<(i64, i64), DistkitError>;
 
     /// The values of `keys`, in input order.
-    async fn get_all<'k>(&self, keys: &[&'k DistkitRedisKey]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError>;
+    async fn get_all<'k>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError>;
 
     /// Adds each amount to its key, in order; returns `(key, new)` per update.
     async fn inc_all<'k>(

@@ -58,11 +58,11 @@
 //! # }
 //! ```
 
+mod counter_trait;
 mod lax;
 mod options;
 pub(crate) mod remote;
 mod strict;
-mod counter_trait;
 
 pub use counter_trait::CounterTrait;
 pub use distkit_core::{CounterComparator, CounterError};

@@ -24,6 +24,10 @@ pub struct CounterOptions {
 impl CounterOptions {
     /// Options with the default `allowed_lag` of 20 ms.
     pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
-        Self { prefix, client, allowed_lag: DEFAULT_ALLOWED_LAG }
+        Self {
+            prefix,
+            client,
+            allowed_lag: DEFAULT_ALLOWED_LAG,
+        }
     }
 }

@@ -48,8 +48,18 @@ pub(crate) struct Operation<'k> {
 }
 
 impl<'k> Operation<'k> {
-    pub(crate) fn new(kind: OperationKind, key: &'k DistkitRedisKey, condition: CounterComparator, amount: i64) -> Self {
-        Self { kind, key, condition, amount }
+    pub(crate) fn new(
+        kind: OperationKind,
+        key: &'k DistkitRedisKey,
+        condition: CounterComparator,
+        amount: i64,
+    ) -> Self {
+        Self {
+            kind,
+            key,
+            condition,
+            amount,
+        }
     }
 }
 
@@ -103,7 +113,10 @@ impl RemoteCounters {
     }
 
     /// Reads many values, in order, `MAX_READS_PER_CALL` per round trip.
-    pub(crate) async fn get_many(&self, keys: &[&DistkitRedisKey]) -> Result<Vec<i64>, DistkitError> {
+    pub(crate) async fn get_many(
+        &self,
+        keys: &[&DistkitRedisKey],
+    ) -> Result<Vec<i64>, DistkitError> {
         let mut values = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_READS_PER_CALL) {
             let fields: Vec<&str> = chunk.iter().map(|key| key.as_str()).collect();
@@ -131,14 +144,21 @@ impl RemoteCounters {
     ///
     /// Each chunk of `MAX_OPERATIONS_PER_CALL` is all or nothing; when a later chunk fails, the
     /// error says how many operations the earlier chunks applied.
-    pub(crate) async fn apply(&self, operations: &[Operation<'_>]) -> Result<Vec<(i64, i64)>, DistkitError> {
+    pub(crate) async fn apply(
+        &self,
+        operations: &[Operation<'_>],
+    ) -> Result<Vec<(i64, i64)>, DistkitError> {
         let mut results = Vec::with_capacity(operations.len());
         for chunk in operations.chunks(MAX_OPERATIONS_PER_CALL) {
             match self.apply_chunk(chunk).await {
                 Ok(chunk_results) => results.extend(chunk_results),
                 Err(error) if results.is_empty() => return Err(error),
                 Err(error) => {
-                    return Err(CounterError::BatchPartiallyApplied { applied: results.len(), source: Box::new(error) }.into());
+                    return Err(CounterError::BatchPartiallyApplied {
+                        applied: results.len(),
+                        source: Box::new(error),
+                    }
+                    .into());
                 }
             }
         }
@@ -155,7 +175,12 @@ impl RemoteCounters {
             args.push(Value::from(operand.to_string()));
             args.push(Value::from(operation.amount.to_string()));
         }
-        let key_at = |index: usize| chunk.get(index).map(|operation| operation.key.to_string()).unwrap_or_default();
+        let key_at = |index: usize| {
+            chunk
+                .get(index)
+                .map(|operation| operation.key.to_string())
+                .unwrap_or_default()
+        };
         let reply = COUNTER_APPLY
             .run(&self.client, &[&self.values_key], args, CallPolicy::ONCE)
             .await
@@ -164,7 +189,10 @@ impl RemoteCounters {
         let mut results = Vec::with_capacity(chunk.len());
         for (operation, pair) in chunk.iter().zip(items.chunks_exact(2)) {
             if let [new, old] = pair {
-                results.push((decode_i64(new, operation.key)?, decode_i64(old, operation.key)?));
+                results.push((
+                    decode_i64(new, operation.key)?,
+                    decode_i64(old, operation.key)?,
+                ));
             }
         }
         if results.len() != chunk.len() {

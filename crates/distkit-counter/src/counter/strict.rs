@@ -24,13 +24,20 @@ pub struct StrictCounter {
 impl StrictCounter {
     /// A strict counter over the values of `options.prefix`. Starts no background work.
     pub fn new(options: CounterOptions) -> Arc<Self> {
-        Arc::new(Self { remote: RemoteCounters::new(options.client, &options.prefix) })
+        Arc::new(Self {
+            remote: RemoteCounters::new(options.client, &options.prefix),
+        })
     }
 }
 
 /// `(key, new)` pairs from the `(new, old)` results of a batch.
-pub(crate) fn with_new<'k>(keys: impl Iterator<Item = &'k DistkitRedisKey>, results: Vec<(i64, i64)>) -> Vec<(&'k DistkitRedisKey, i64)> {
-    keys.zip(results).map(|(key, (new, _old))| (key, new)).collect()
+pub(crate) fn with_new<'k>(
+    keys: impl Iterator<Item = &'k DistkitRedisKey>,
+    results: Vec<(i64, i64)>,
+) -> Vec<(&'k DistkitRedisKey, i64)> {
+    keys.zip(results)
+        .map(|(key, (new, _old))| (key, new))
+        .collect()
 }
 
 /// `(key, new, old)` triples from the results of a batch.
@@ -38,7 +45,9 @@ pub(crate) fn with_new_and_old<'k>(
     keys: impl Iterator<Item = &'k DistkitRedisKey>,
     results: Vec<(i64, i64)>,
 ) -> Vec<(&'k DistkitRedisKey, i64, i64)> {
-    keys.zip(results).map(|(key, (new, old))| (key, new, old)).collect()
+    keys.zip(results)
+        .map(|(key, (new, old))| (key, new, old))
+        .collect()
 }
 
 /// The `(new, old)` of a single-operation call.
@@ -74,34 +83,57 @@ impl CounterTrait for StrictCounter {
         self.remote.clear().await
     }
 
-    async fn inc_if(&self, key: &DistkitRedisKey, comparator: CounterComparator, count: i64) -> Result<(i64, i64), DistkitError> {
+    async fn inc_if(
+        &self,
+        key: &DistkitRedisKey,
+        comparator: CounterComparator,
+        count: i64,
+    ) -> Result<(i64, i64), DistkitError> {
         let operation = Operation::new(OperationKind::Inc, key, comparator, count);
         Ok(single(&self.remote.apply(&[operation]).await?))
     }
 
-    async fn set_if(&self, key: &DistkitRedisKey, comparator: CounterComparator, count: i64) -> Result<(i64, i64), DistkitError> {
+    async fn set_if(
+        &self,
+        key: &DistkitRedisKey,
+        comparator: CounterComparator,
+        count: i64,
+    ) -> Result<(i64, i64), DistkitError> {
         let operation = Operation::new(OperationKind::Set, key, comparator, count);
         Ok(single(&self.remote.apply(&[operation]).await?))
     }
 
-    async fn get_all<'k>(&self, keys: &[&'k DistkitRedisKey]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+    async fn get_all<'k>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         let values = self.remote.get_many(keys).await?;
         Ok(keys.iter().copied().zip(values).collect())
     }
 
-    async fn inc_all<'k>(&self, updates: &[(&'k DistkitRedisKey, i64)]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+    async fn inc_all<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         let operations: Vec<_> = updates
             .iter()
-            .map(|&(key, count)| Operation::new(OperationKind::Inc, key, CounterComparator::Nil, count))
+            .map(|&(key, count)| {
+                Operation::new(OperationKind::Inc, key, CounterComparator::Nil, count)
+            })
             .collect();
         let results = self.remote.apply(&operations).await?;
         Ok(with_new(updates.iter().map(|&(key, _)| key), results))
     }
 
-    async fn set_all<'k>(&self, updates: &[(&'k DistkitRedisKey, i64)]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+    async fn set_all<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         let operations: Vec<_> = updates
             .iter()
-            .map(|&(key, count)| Operation::new(OperationKind::Set, key, CounterComparator::Nil, count))
+            .map(|&(key, count)| {
+                Operation::new(OperationKind::Set, key, CounterComparator::Nil, count)
+            })
             .collect();
         let results = self.remote.apply(&operations).await?;
         Ok(with_new(updates.iter().map(|&(key, _)| key), results))
@@ -113,10 +145,15 @@ impl CounterTrait for StrictCounter {
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
         let operations: Vec<_> = updates
             .iter()
-            .map(|&(key, comparator, count)| Operation::new(OperationKind::Inc, key, comparator, count))
+            .map(|&(key, comparator, count)| {
+                Operation::new(OperationKind::Inc, key, comparator, count)
+            })
             .collect();
         let results = self.remote.apply(&operations).await?;
-        Ok(with_new_and_old(updates.iter().map(|&(key, _, _)| key), results))
+        Ok(with_new_and_old(
+            updates.iter().map(|&(key, _, _)| key),
+            results,
+        ))
     }
 
     async fn set_all_if<'k>(
@@ -125,9 +162,14 @@ impl CounterTrait for StrictCounter {
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
         let operations: Vec<_> = updates
             .iter()
-            .map(|&(key, comparator, count)| Operation::new(OperationKind::Set, key, comparator, count))
+            .map(|&(key, comparator, count)| {
+                Operation::new(OperationKind::Set, key, comparator, count)
+            })
             .collect();
         let results = self.remote.apply(&operations).await?;
-        Ok(with_new_and_old(updates.iter().map(|&(key, _, _)| key), results))
+        Ok(with_new_and_old(
+            updates.iter().map(|&(key, _, _)| key),
+            results,
+        ))
     }
 }

@@ -58,12 +58,19 @@ impl Outbox {
     /// Cuts what was taken from local memory into numbered batches, queued after the
     /// undelivered ones.
     pub(super) fn enqueue(&mut self, taken: Taken) {
-        let Taken { mut deltas, mut reads } = taken;
+        let Taken {
+            mut deltas,
+            mut reads,
+        } = taken;
         while !deltas.is_empty() || !reads.is_empty() {
             let rest_deltas = deltas.split_off(deltas.len().min(MAX_DELTAS_PER_BATCH));
             let rest_reads = reads.split_off(reads.len().min(MAX_READS_PER_BATCH));
             self.next_sequence = self.next_sequence.saturating_add(1);
-            self.undelivered.push_back(Batch { sequence: self.next_sequence, deltas, reads });
+            self.undelivered.push_back(Batch {
+                sequence: self.next_sequence,
+                deltas,
+                reads,
+            });
             deltas = rest_deltas;
             reads = rest_reads;
         }
@@ -80,7 +87,11 @@ impl Outbox {
     /// # Errors
     ///
     /// The error of the batch that failed.
-    pub(super) async fn deliver(&mut self, target: &FlushTarget, local: &LocalState) -> Result<(), DistkitError> {
+    pub(super) async fn deliver(
+        &mut self,
+        target: &FlushTarget,
+        local: &LocalState,
+    ) -> Result<(), DistkitError> {
         while let Some(batch) = self.undelivered.front() {
             let confirmation = send(target, batch).await?;
             record(batch, &confirmation, local);
@@ -107,11 +118,18 @@ impl Outbox {
 
 async fn send(target: &FlushTarget, batch: &Batch) -> Result<Confirmation, DistkitError> {
     let mut args = Vec::with_capacity(
-        batch.deltas.len().saturating_mul(2).saturating_add(batch.reads.len()).saturating_add(3),
+        batch
+            .deltas
+            .len()
+            .saturating_mul(2)
+            .saturating_add(batch.reads.len())
+            .saturating_add(3),
     );
     args.push(Value::from(batch.sequence.to_string()));
     args.push(Value::from(SEQUENCE_TTL_MS));
-    args.push(Value::from(i64::try_from(batch.deltas.len()).unwrap_or(i64::MAX)));
+    args.push(Value::from(
+        i64::try_from(batch.deltas.len()).unwrap_or(i64::MAX),
+    ));
     for (key, delta) in &batch.deltas {
         args.push(Value::from(key.as_str()));
         args.push(Value::from(*delta));
@@ -119,7 +137,12 @@ async fn send(target: &FlushTarget, batch: &Batch) -> Result<Confirmation, Distk
     args.extend(batch.reads.iter().map(|key| Value::from(key.as_str())));
     // Idempotent by its sequence number, so fred may replay it after a reconnect.
     let reply = COUNTER_FLUSH
-        .run(&target.client, &[&target.values_key, &target.sequence_key], args, CallPolicy::RETRY)
+        .run(
+            &target.client,
+            &[&target.values_key, &target.sequence_key],
+            args,
+            CallPolicy::RETRY,
+        )
         .await?;
     let mut parts = decode_array(reply)?.into_iter();
     let values = decode_array(parts.next().unwrap_or(Value::Null))?;

@@ -32,7 +32,9 @@ struct Entry {
 
 impl Entry {
     fn value(&self) -> Option<i64> {
-        self.remote.checked_add(self.in_flight)?.checked_add(self.pending)
+        self.remote
+            .checked_add(self.in_flight)?
+            .checked_add(self.pending)
     }
 }
 
@@ -77,7 +79,11 @@ impl Hasher for ShardHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &byte in bytes {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -99,20 +105,30 @@ impl BuildHasher for ShardHasherBuilder {
 
 impl LocalState {
     pub(super) fn new() -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(Shard::default())) }
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+        }
     }
 
-    #[expect(clippy::indexing_slicing, reason = "the index is reduced modulo the array length")]
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the index is reduced modulo the array length"
+    )]
     fn shard(&self, key: &DistkitRedisKey) -> MutexGuard<'_, Shard> {
         let hash = ShardHasherBuilder.hash_one(key.as_str());
-        let index = usize::try_from(hash.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0) % SHARDS;
+        let index =
+            usize::try_from(hash.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0) % SHARDS;
         // A panic while a shard was locked cannot leave it inconsistent (every update is a
         // few plain assignments), so a poisoned lock is used as is.
-        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn all_shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
-        self.shards.iter().map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner))
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Adds `delta` to the pending deltas of a known key.
@@ -122,9 +138,10 @@ impl LocalState {
         let Some(entry) = shard.entries.get_mut(key) else {
             return LocalChange::Cold;
         };
-        let (Some(pending), Some(value)) =
-            (entry.pending.checked_add(delta), entry.value().and_then(|value| value.checked_add(delta)))
-        else {
+        let (Some(pending), Some(value)) = (
+            entry.pending.checked_add(delta),
+            entry.value().and_then(|value| value.checked_add(delta)),
+        ) else {
             return LocalChange::Overflow;
         };
         entry.pending = pending;
@@ -154,10 +171,11 @@ impl LocalState {
     /// meanwhile.
     pub(super) fn learn(&self, key: &DistkitRedisKey, remote: i64, tick: u64) {
         let mut shard = self.shard(key);
-        shard
-            .entries
-            .entry(key.clone())
-            .or_insert(Entry { remote, last_used: tick, ..Entry::default() });
+        shard.entries.entry(key.clone()).or_insert(Entry {
+            remote,
+            last_used: tick,
+            ..Entry::default()
+        });
     }
 
     /// Records the value Redis holds after an absolute operation (`set`, `del`, conditional
@@ -194,7 +212,9 @@ impl LocalState {
         for mut guard in self.all_shards() {
             let shard = &mut *guard;
             for key in std::mem::take(&mut shard.dirty) {
-                let Some(entry) = shard.entries.get_mut(&key) else { continue };
+                let Some(entry) = shard.entries.get_mut(&key) else {
+                    continue;
+                };
                 entry.dirty = false;
                 let Some(in_flight) = entry.in_flight.checked_add(entry.pending) else {
                     // Cannot happen while one batch at a time is in flight; keep the delta.
@@ -242,9 +262,13 @@ impl LocalState {
     /// Forgets keys unused since `tick` that have nothing pending or in flight.
     pub(super) fn forget_idle(&self, before_tick: u64) {
         for mut shard in self.all_shards() {
-            shard
-                .entries
-                .retain(|_, entry| entry.dirty || entry.watched || entry.in_flight != 0 || entry.pending != 0 || entry.last_used >= before_tick);
+            shard.entries.retain(|_, entry| {
+                entry.dirty
+                    || entry.watched
+                    || entry.in_flight != 0
+                    || entry.pending != 0
+                    || entry.last_used >= before_tick
+            });
         }
     }
 

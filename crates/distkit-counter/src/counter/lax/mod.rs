@@ -57,7 +57,11 @@ impl LaxCounter {
     /// The flush task starts on the current Tokio runtime; called outside a runtime, it
     /// starts with the first operation instead (this never panics).
     pub fn new(options: CounterOptions) -> Arc<Self> {
-        let CounterOptions { prefix, client, allowed_lag } = options;
+        let CounterOptions {
+            prefix,
+            client,
+            allowed_lag,
+        } = options;
         let counter_id = ulid::Ulid::new().to_string();
         let target = FlushTarget {
             client: client.clone(),
@@ -107,7 +111,11 @@ impl LaxCounter {
         if self.task_started.load(Ordering::Acquire) {
             return;
         }
-        let cadence = if self.allowed_lag.is_zero() { IDLE_CADENCE } else { self.allowed_lag };
+        let cadence = if self.allowed_lag.is_zero() {
+            IDLE_CADENCE
+        } else {
+            self.allowed_lag
+        };
         if spawn_if_in_runtime(run_flush_task(self.this.clone(), cadence)).is_some() {
             self.task_started.store(true, Ordering::Release);
         }
@@ -143,7 +151,10 @@ impl LaxCounter {
 
     /// Runs absolute operations in Redis once every earlier local delta was delivered, and
     /// records their results locally.
-    async fn apply_absolute(&self, operations: &[Operation<'_>]) -> Result<Vec<(i64, i64)>, DistkitError> {
+    async fn apply_absolute(
+        &self,
+        operations: &[Operation<'_>],
+    ) -> Result<Vec<(i64, i64)>, DistkitError> {
         self.start_flush_task();
         let mut outbox = self.outbox.lock().await;
         outbox.enqueue(self.local.take());
@@ -166,7 +177,9 @@ impl LaxCounter {
         }
         let target = self.target.clone();
         if spawn_if_in_runtime(outbox.deliver_detached(target)).is_none() {
-            tracing::error!("a lax counter with pending deltas was dropped outside a Tokio runtime; they are lost");
+            tracing::error!(
+                "a lax counter with pending deltas was dropped outside a Tokio runtime; they are lost"
+            );
         }
     }
 }
@@ -188,9 +201,18 @@ async fn run_flush_task(this: Weak<LaxCounter>, cadence: Duration) {
     let mut delay = cadence;
     loop {
         tokio::time::sleep(delay).await;
-        let Some(counter) = this.upgrade() else { return };
-        let tick = counter.tick.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        let flushed = if counter.allowed_lag.is_zero() { Ok(()) } else { counter.flush().await };
+        let Some(counter) = this.upgrade() else {
+            return;
+        };
+        let tick = counter
+            .tick
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let flushed = if counter.allowed_lag.is_zero() {
+            Ok(())
+        } else {
+            counter.flush().await
+        };
         delay = match flushed {
             Ok(()) => {
                 backoff.reset();
@@ -232,7 +254,10 @@ impl CounterTrait for LaxCounter {
         self.start_flush_task();
         match self.local.read(key, self.now()) {
             Some(Some(value)) => Ok(value),
-            Some(None) => Err(CounterError::Overflow { key: key.to_string() }.into()),
+            Some(None) => Err(CounterError::Overflow {
+                key: key.to_string(),
+            }
+            .into()),
             None => {
                 let remote = self.remote.get(key).await?;
                 self.local.learn(key, remote, self.now());
@@ -261,17 +286,30 @@ impl CounterTrait for LaxCounter {
         Ok(())
     }
 
-    async fn inc_if(&self, key: &DistkitRedisKey, comparator: CounterComparator, count: i64) -> Result<(i64, i64), DistkitError> {
+    async fn inc_if(
+        &self,
+        key: &DistkitRedisKey,
+        comparator: CounterComparator,
+        count: i64,
+    ) -> Result<(i64, i64), DistkitError> {
         let operation = Operation::new(OperationKind::Inc, key, comparator, count);
         Ok(single(&self.apply_absolute(&[operation]).await?))
     }
 
-    async fn set_if(&self, key: &DistkitRedisKey, comparator: CounterComparator, count: i64) -> Result<(i64, i64), DistkitError> {
+    async fn set_if(
+        &self,
+        key: &DistkitRedisKey,
+        comparator: CounterComparator,
+        count: i64,
+    ) -> Result<(i64, i64), DistkitError> {
         let operation = Operation::new(OperationKind::Set, key, comparator, count);
         Ok(single(&self.apply_absolute(&[operation]).await?))
     }
 
-    async fn get_all<'k>(&self, keys: &[&'k DistkitRedisKey]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+    async fn get_all<'k>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         self.start_flush_task();
         let tick = self.now();
         let mut values = Vec::with_capacity(keys.len());
@@ -279,7 +317,12 @@ impl CounterTrait for LaxCounter {
         for (index, &key) in keys.iter().enumerate() {
             match self.local.read(key, tick) {
                 Some(Some(value)) => values.push((key, value)),
-                Some(None) => return Err(CounterError::Overflow { key: key.to_string() }.into()),
+                Some(None) => {
+                    return Err(CounterError::Overflow {
+                        key: key.to_string(),
+                    }
+                    .into());
+                }
                 None => {
                     cold.push((index, key));
                     values.push((key, 0));
@@ -299,7 +342,10 @@ impl CounterTrait for LaxCounter {
         Ok(values)
     }
 
-    async fn inc_all<'k>(&self, updates: &[(&'k DistkitRedisKey, i64)]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+    async fn inc_all<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         // Warm every key first, so that the local changes below cannot stop half-way on I/O.
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
         self.get_all(&keys).await?;
@@ -315,7 +361,10 @@ impl CounterTrait for LaxCounter {
                             let _ = self.local.add(done_key, undo, tick);
                         }
                     }
-                    return Err(CounterError::Overflow { key: key.to_string() }.into());
+                    return Err(CounterError::Overflow {
+                        key: key.to_string(),
+                    }
+                    .into());
                 }
             }
         }
@@ -325,10 +374,15 @@ impl CounterTrait for LaxCounter {
         Ok(results)
     }
 
-    async fn set_all<'k>(&self, updates: &[(&'k DistkitRedisKey, i64)]) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+    async fn set_all<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         let operations: Vec<_> = updates
             .iter()
-            .map(|&(key, count)| Operation::new(OperationKind::Set, key, CounterComparator::Nil, count))
+            .map(|&(key, count)| {
+                Operation::new(OperationKind::Set, key, CounterComparator::Nil, count)
+            })
             .collect();
         let results = self.apply_absolute(&operations).await?;
         Ok(with_new(updates.iter().map(|&(key, _)| key), results))
@@ -340,10 +394,15 @@ impl CounterTrait for LaxCounter {
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
         let operations: Vec<_> = updates
             .iter()
-            .map(|&(key, comparator, count)| Operation::new(OperationKind::Inc, key, comparator, count))
+            .map(|&(key, comparator, count)| {
+                Operation::new(OperationKind::Inc, key, comparator, count)
+            })
             .collect();
         let results = self.apply_absolute(&operations).await?;
-        Ok(with_new_and_old(updates.iter().map(|&(key, _, _)| key), results))
+        Ok(with_new_and_old(
+            updates.iter().map(|&(key, _, _)| key),
+            results,
+        ))
     }
 
     async fn set_all_if<'k>(
@@ -352,9 +411,14 @@ impl CounterTrait for LaxCounter {
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
         let operations: Vec<_> = updates
             .iter()
-            .map(|&(key, comparator, count)| Operation::new(OperationKind::Set, key, comparator, count))
+            .map(|&(key, comparator, count)| {
+                Operation::new(OperationKind::Set, key, comparator, count)
+            })
             .collect();
         let results = self.apply_absolute(&operations).await?;
-        Ok(with_new_and_old(updates.iter().map(|&(key, _, _)| key), results))
+        Ok(with_new_and_old(
+            updates.iter().map(|&(key, _, _)| key),
+            results,
+        ))
     }
 }

@@ -1,0 +1,95 @@
+//! Distributed locks: a [`Mutex`] and a writer-preferring [`RwLock`], mirroring
+//! `tokio::sync`, with RAII guards.
+//!
+//! # Leases and guard state
+//!
+//! A lock is held under a lease of `ttl` (30 s by default) that the guard renews every
+//! `ttl / 3` in the background. If the holder crashes, the lease runs out and another process
+//! can take the lock after at most `ttl`. A guard tracks its lease in a
+//! [`LockGuardState`]: `Acquired` while renewals are confirmed; `Lost` as soon as a renewal
+//! is refused, or none has been confirmed for a whole ttl on the local monotonic clock — so a
+//! holder cut off from Redis learns it before Redis lets anybody else in; `Released` after a
+//! release. Check the state before work that must not run twice.
+//!
+//! # Acquisition styles
+//!
+//! | call | waits | when held |
+//! |---|---|---|
+//! | `lock()` / `read()` / `write()` | until acquired, or `max_wait` | `Timeout` after `max_wait` |
+//! | `try_lock()` / `try_read()` / `try_write()` | no (one attempt) | `AcquireFail` |
+//! | `try_*_for(timeout)` | up to `timeout` | `Timeout { waited }` |
+//! | `try_*_with_retries(n)` | up to `1 + n` attempts | `RetriesExhausted { retries }` |
+//!
+//! Waiters are woken by a release notification (one pub/sub subscriber per client, shared
+//! by all its locks) and otherwise poll every `retry_interval` with jitter, so a handoff takes
+//! a couple of round trips, and correctness never depends on a notification arriving.
+//!
+//! # Fencing tokens
+//!
+//! Every acquisition (every write acquisition, for a [`RwLock`]) gets a fencing token that
+//! strictly increases per lock key. Pass it to the resource you protect, and have the resource
+//! refuse tokens older than the newest it has seen: that keeps a holder that lost its lease
+//! (a long GC pause, a partition) from writing after the next holder.
+//!
+//! # Tokens and re-attaching
+//!
+//! With `owner_id: None` every acquisition has its own random token: locks are not
+//! re-entrant and a stale guard can never extend or delete a later holder's lease. With
+//! `owner_id: Some(id)`, `id` is the token, and acquiring a lock held by the same id
+//! re-attaches to it (e.g. a restarted worker taking back its job).
+//!
+//! ```no_run
+//! use distkit_core::DistkitRedisKey;
+//! use distkit_lock::lock::{LockGuardState, LockOptions, Mutex};
+//!
+//! # async fn example() -> Result<(), distkit_core::DistkitError> {
+//! let client = distkit_core::connect("redis://127.0.0.1:6379").await?;
+//! let mutex = Mutex::new(LockOptions::new(DistkitRedisKey::try_from("nightly-report")?, client));
+//!
+//! let guard = mutex.lock().await?;
+//! if guard.get_state().await == LockGuardState::Acquired {
+//!     // The protected work; hand guard.fencing_token() to the resource.
+//! }
+//! guard.release().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod acquire;
+mod lease;
+mod mutex;
+mod notify;
+mod options;
+mod rwlock;
+mod state;
+
+use distkit_core::DistkitError;
+pub use distkit_core::LockError;
+use distkit_core::fred::types::Value;
+pub use mutex::{Mutex, MutexGuard};
+pub use options::{LockOptions, LockOptionsBuilder};
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use state::LockGuardState;
+
+/// Decodes `{ 1, fencing token }` (granted) or `{ 0, … }` (refused) from an acquire script.
+fn decode_grant(reply: Value) -> Result<Option<u64>, DistkitError> {
+    let parts = match reply {
+        Value::Array(parts) => parts,
+        _ => Vec::new(),
+    };
+    match parts.as_slice() {
+        [granted, token, ..] if granted.as_i64() == Some(1) => {
+            let token = token
+                .as_i64()
+                .and_then(|token| u64::try_from(token).ok())
+                .unwrap_or(0);
+            Ok(Some(token))
+        }
+        [_, ..] => Ok(None),
+        [] => Err(distkit_core::fred::error::Error::new(
+            distkit_core::fred::error::ErrorKind::Parse,
+            "unexpected reply from a lock script",
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,205 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use distkit_core::fred::types::Value;
+use distkit_core::script::CallPolicy;
+use distkit_core::{DistkitError, key_schema};
+
+use super::acquire::{Patience, Waiting, acquire};
+use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
+use super::{LockGuardState, LockOptions, decode_grant};
+use crate::scripts::MUTEX_ACQUIRE;
+
+/// A distributed mutual-exclusion lock, shaped like `tokio::sync::Mutex`.
+///
+/// The lock is the key `<namespace>:{<key>}` holding the holder's token with a `PX` lease;
+/// its fencing counter is `<namespace>:{<key>}:fence`. Acquisition runs the
+/// `mutex_acquire` script (atomic: take if free, bump the fencing token); the guard renews
+/// the lease every ttl/3 in the background and releases on drop.
+///
+/// An acquisition whose outcome is unknown — cancelled mid-flight, or cut off by a
+/// connection failure — releases whatever it may have taken in the background, so a
+/// cancelled `lock()` leaves no lock behind.
+#[derive(Debug)]
+pub struct Mutex {
+    options: LockOptions,
+    owner_key: String,
+    fence_key: String,
+    channel: String,
+}
+
+impl Mutex {
+    /// A mutex named by `options.key` in `options.namespace`. Does no I/O; options are
+    /// checked by every acquisition.
+    pub fn new(options: LockOptions) -> Arc<Self> {
+        let owner_key = key_schema::lock_owner(&options.namespace, &options.key);
+        let fence_key = key_schema::lock_part(&options.namespace, &options.key, "fence");
+        let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
+        Arc::new(Self {
+            options,
+            owner_key,
+            fence_key,
+            channel,
+        })
+    }
+
+    /// Waits until the lock is acquired (bounded by `max_wait`, if set).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`](distkit_core::LockError::Timeout) when `max_wait` ran out;
+    /// [`LockError::InvalidTtl`](distkit_core::LockError::InvalidTtl) /
+    /// [`LockError::InvalidOwner`](distkit_core::LockError::InvalidOwner) for invalid
+    /// options (before any I/O); [`DistkitError::RedisError`] when Redis fails.
+    pub async fn lock(&self) -> Result<MutexGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire(Patience::Wait(self.options.max_wait))).await
+    }
+
+    /// One attempt.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::AcquireFail`](distkit_core::LockError::AcquireFail) when the lock is
+    /// held; otherwise as [`lock`](Self::lock).
+    pub async fn try_lock(&self) -> Result<MutexGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire(Patience::Once)).await
+    }
+
+    /// Tries until `timeout` runs out (a zero timeout makes exactly one attempt).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`](distkit_core::LockError::Timeout) with the time waited;
+    /// otherwise as [`lock`](Self::lock).
+    pub async fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire(Patience::Within(timeout))).await
+    }
+
+    /// Makes `1 + max_retries` attempts.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::RetriesExhausted`](distkit_core::LockError::RetriesExhausted); otherwise
+    /// as [`lock`](Self::lock).
+    pub async fn try_lock_with_retries(
+        &self,
+        max_retries: usize,
+    ) -> Result<MutexGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire(Patience::Retries(max_retries))).await
+    }
+
+    async fn acquire(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
+        self.options.validate()?;
+        let explicit_owner = self.options.owner_id.is_some();
+        let token = self
+            .options
+            .owner_id
+            .clone()
+            .unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let waiting = Waiting {
+            client: &self.options.client,
+            channel: &self.channel,
+            retry_interval: self.options.retry_interval,
+        };
+        let ((lease_target, sent_at, fencing_token), attempt) = acquire(waiting, patience, |_| {
+            let token = token.clone();
+            async move { self.attempt(token, explicit_owner).await }
+        })
+        .await?;
+        Ok(MutexGuard {
+            lease: Lease::start(lease_target, sent_at, fencing_token, attempt),
+        })
+    }
+
+    async fn attempt(
+        &self,
+        token: String,
+        explicit_owner: bool,
+    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+        let target = LeaseTarget {
+            client: self.options.client.clone(),
+            kind: LeaseKind::Owner,
+            keys: vec![self.owner_key.clone()],
+            channel: self.channel.clone(),
+            token,
+            ttl: self.options.ttl,
+        };
+        let args = vec![
+            Value::from(target.token.as_str()),
+            Value::from(self.options.ttl_ms()),
+            Value::from(if explicit_owner { "1" } else { "0" }),
+        ];
+        let guard = AttemptGuard::arm(target);
+        let sent_at = Instant::now();
+        let reply = MUTEX_ACQUIRE
+            .run(
+                &self.options.client,
+                &[&self.owner_key, &self.fence_key],
+                args,
+                CallPolicy::ONCE,
+            )
+            .await;
+        // A reply (success or refusal) settles the outcome; a transport error leaves the
+        // guard armed, and its drop releases whatever the attempt may have taken.
+        let grant = decode_grant(reply?)?;
+        let target = guard.disarm();
+        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
+    }
+}
+
+/// Holds a [`Mutex`] until released or dropped.
+///
+/// Dropping the guard releases the lock in the background (best effort, never panics, also
+/// outside a runtime); [`release`](Self::release) releases it and reports the outcome.
+#[derive(Debug)]
+pub struct MutexGuard {
+    lease: Lease,
+}
+
+impl MutexGuard {
+    /// The state of the lease, without a Redis round trip: `Lost` once a renewal was refused
+    /// or none was confirmed for a ttl.
+    pub async fn get_state(&self) -> LockGuardState {
+        self.lease.state()
+    }
+
+    /// The 0-based attempt that acquired the lock (a one-shot `try_lock` is 0).
+    pub fn get_on_attempt(&self) -> usize {
+        self.lease.attempt()
+    }
+
+    /// The fencing token of this acquisition: it strictly increases with every acquisition of
+    /// this lock key, so a resource can refuse writes from a holder older than the last one
+    /// it saw.
+    pub fn fencing_token(&self) -> u64 {
+        self.lease.fencing_token()
+    }
+
+    /// Confirms the lease in Redis and renews it to a full ttl (`owner_extend`, atomic).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::NotOwner`](distkit_core::LockError::NotOwner) when the lease is gone or
+    /// someone else's; [`DistkitError::RedisError`] when Redis fails.
+    pub async fn extend(&self) -> Result<(), DistkitError> {
+        self.lease.extend().await
+    }
+
+    /// Releases the lock (`owner_release`, atomic: deletes only this guard's token and
+    /// announces the release to waiters).
+    ///
+    /// Returns `Released` when it deleted its token, `Lost` when the lease had already gone
+    /// (nothing was deleted).
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] for transport failures; the lease then expires after its
+    /// ttl.
+    pub async fn release(self) -> Result<LockGuardState, DistkitError> {
+        self.lease.release().await
+    }
+}

@@ -1,0 +1,123 @@
+use std::time::Duration;
+
+use distkit_core::fred::clients::Client;
+use distkit_core::{DistkitError, DistkitRedisKey, LockError};
+
+/// The default lock namespace.
+const DEFAULT_NAMESPACE: &str = "distkit-locks";
+/// The default lease.
+const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// The default fallback poll gap while waiting.
+const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How to build a [`Mutex`](super::Mutex) or an [`RwLock`](super::RwLock).
+#[derive(Clone, Debug)]
+pub struct LockOptions {
+    /// The name of the lock. Locks with the same namespace and key exclude each other across
+    /// processes.
+    pub key: DistkitRedisKey,
+    /// A connected client (see [`distkit_core::connect`]).
+    pub client: Client,
+    /// The prefix of the lock's Redis keys: `<namespace>:{<key>}…`. Default `distkit-locks`.
+    pub namespace: DistkitRedisKey,
+    /// The lease: how long the lock stays held after its holder stops renewing it (a crash,
+    /// a partition). Renewed every `ttl / 3` while the guard lives. At least 1 ms. Default 30 s.
+    pub ttl: Duration,
+    /// `None`: a fresh token (a ULID) per acquisition. `Some(id)`: `id` is the token of every
+    /// acquisition by this lock object, and an acquisition that finds the lock held by the
+    /// same id re-attaches to it (e.g. after a restart). Must not be empty.
+    pub owner_id: Option<String>,
+    /// The bound of `lock()`, `read()` and `write()`; `None` waits forever. Default `None`.
+    pub max_wait: Option<Duration>,
+    /// The fallback poll gap while waiting (jittered ±50 %); release notifications usually
+    /// wake a waiter sooner. Zero spins with a yield between attempts. Default 50 ms.
+    pub retry_interval: Duration,
+}
+
+impl LockOptions {
+    /// Options with the defaults: namespace `distkit-locks`, ttl 30 s, no owner id, no
+    /// `max_wait`, retry interval 50 ms.
+    pub fn new(key: DistkitRedisKey, client: Client) -> Self {
+        Self {
+            key,
+            client,
+            namespace: DistkitRedisKey::new_or_panic(DEFAULT_NAMESPACE.to_owned()),
+            ttl: DEFAULT_TTL,
+            owner_id: None,
+            max_wait: None,
+            retry_interval: DEFAULT_RETRY_INTERVAL,
+        }
+    }
+
+    /// A builder starting from the defaults of [`new`](Self::new).
+    pub fn builder(key: DistkitRedisKey, client: Client) -> LockOptionsBuilder {
+        LockOptionsBuilder {
+            options: Self::new(key, client),
+        }
+    }
+
+    /// Checks the options before any Redis I/O.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidTtl`] when `ttl` is below 1 ms, [`LockError::InvalidOwner`] when
+    /// `owner_id` is `Some("")`.
+    pub(crate) fn validate(&self) -> Result<(), DistkitError> {
+        if self.ttl < Duration::from_millis(1) {
+            let millis = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+            return Err(LockError::InvalidTtl(millis).into());
+        }
+        if self.owner_id.as_deref() == Some("") {
+            return Err(LockError::InvalidOwner.into());
+        }
+        Ok(())
+    }
+
+    /// The lease in whole milliseconds.
+    pub(crate) fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Builds [`LockOptions`]; see the field docs there.
+#[derive(Clone, Debug)]
+pub struct LockOptionsBuilder {
+    options: LockOptions,
+}
+
+impl LockOptionsBuilder {
+    /// Sets [`LockOptions::namespace`].
+    pub fn namespace(mut self, namespace: DistkitRedisKey) -> Self {
+        self.options.namespace = namespace;
+        self
+    }
+
+    /// Sets [`LockOptions::ttl`].
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.options.ttl = ttl;
+        self
+    }
+
+    /// Sets [`LockOptions::owner_id`].
+    pub fn owner_id(mut self, owner_id: impl Into<String>) -> Self {
+        self.options.owner_id = Some(owner_id.into());
+        self
+    }
+
+    /// Sets [`LockOptions::max_wait`].
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.options.max_wait = Some(max_wait);
+        self
+    }
+
+    /// Sets [`LockOptions::retry_interval`].
+    pub fn retry_interval(mut self, retry_interval: Duration) -> Self {
+        self.options.retry_interval = retry_interval;
+        self
+    }
+
+    /// The options.
+    pub fn build(self) -> LockOptions {
+        self.options
+    }
+}

@@ -1,0 +1,381 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use distkit_core::fred::types::Value;
+use distkit_core::script::CallPolicy;
+use distkit_core::task::spawn_if_in_runtime;
+use distkit_core::{DistkitError, key_schema};
+
+use super::acquire::{Patience, Waiting, acquire};
+use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
+use super::{LockGuardState, LockOptions, decode_grant};
+use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
+
+/// The shortest heartbeat window of a waiting writer.
+const MIN_QUEUE_WINDOW: Duration = Duration::from_millis(250);
+
+/// A distributed reader-writer lock, shaped like `tokio::sync::RwLock`: many readers or one
+/// writer, writer-preferring.
+///
+/// Keys, all under the lock's hash tag: `<namespace>:{<key>}:rw:writer` (the writer's token
+/// with a `PX` lease), `…:rw:readers` (a sorted set: one entry per read guard, scored by
+/// its lease expiry on the server clock), `…:rw:queue` and `…:rw:alive` (waiting writers in
+/// arrival order, and their heartbeats), `…:rw:tickets` and `…:rw:fence`.
+///
+/// - A waiting writer holds a place in the queue; while anyone is queued no new reader gets
+///   in, and queued writers are served in arrival order.
+/// - A waiting writer renews its place with every attempt (at least every
+///   `1.5 × retry_interval`); one that crashes stops blocking readers once its heartbeat
+///   window (`max(4 × retry_interval, 250 ms)`) runs out, and one that is cancelled or gives
+///   up leaves the queue at once.
+/// - Each read guard is its own reader entry with its own lease, renewed in the background.
+#[derive(Debug)]
+pub struct RwLock {
+    options: LockOptions,
+    keys: Vec<String>,
+    channel: String,
+}
+
+impl RwLock {
+    /// A rwlock named by `options.key` in `options.namespace`. Does no I/O.
+    pub fn new(options: LockOptions) -> Arc<Self> {
+        let part = |name: &str| key_schema::lock_part(&options.namespace, &options.key, name);
+        let keys = [
+            "rw:writer",
+            "rw:readers",
+            "rw:queue",
+            "rw:alive",
+            "rw:tickets",
+            "rw:fence",
+        ]
+        .into_iter()
+        .map(part)
+        .collect();
+        let channel = part("rw:released");
+        Arc::new(Self {
+            options,
+            keys,
+            channel,
+        })
+    }
+
+    /// Waits until a read lease is granted (bounded by `max_wait`, if set).
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`](super::Mutex::lock).
+    pub async fn read(&self) -> Result<RwLockReadGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_read(Patience::Wait(self.options.max_wait))).await
+    }
+
+    /// One attempt to read.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock`](super::Mutex::try_lock).
+    pub async fn try_read(&self) -> Result<RwLockReadGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_read(Patience::Once)).await
+    }
+
+    /// Tries to read until `timeout` runs out.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock_for`](super::Mutex::try_lock_for).
+    pub async fn try_read_for(&self, timeout: Duration) -> Result<RwLockReadGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_read(Patience::Within(timeout))).await
+    }
+
+    /// Makes `1 + max_retries` attempts to read.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock_with_retries`](super::Mutex::try_lock_with_retries).
+    pub async fn try_read_with_retries(
+        &self,
+        max_retries: usize,
+    ) -> Result<RwLockReadGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_read(Patience::Retries(max_retries))).await
+    }
+
+    /// Waits until the write lease is granted (bounded by `max_wait`, if set).
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock`](super::Mutex::lock).
+    pub async fn write(&self) -> Result<RwLockWriteGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_write(Patience::Wait(self.options.max_wait))).await
+    }
+
+    /// One attempt to write; it does not join the writers' queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock`](super::Mutex::try_lock).
+    pub async fn try_write(&self) -> Result<RwLockWriteGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_write(Patience::Once)).await
+    }
+
+    /// Tries to write until `timeout` runs out.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock_for`](super::Mutex::try_lock_for).
+    pub async fn try_write_for(&self, timeout: Duration) -> Result<RwLockWriteGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_write(Patience::Within(timeout))).await
+    }
+
+    /// Makes `1 + max_retries` attempts to write.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock_with_retries`](super::Mutex::try_lock_with_retries).
+    pub async fn try_write_with_retries(
+        &self,
+        max_retries: usize,
+    ) -> Result<RwLockWriteGuard, DistkitError> {
+        // Boxed: the acquisition loop is a large future.
+        Box::pin(self.acquire_write(Patience::Retries(max_retries))).await
+    }
+
+    fn key_refs(&self) -> Vec<&str> {
+        self.keys.iter().map(String::as_str).collect()
+    }
+
+    fn waiting(&self) -> Waiting<'_> {
+        Waiting {
+            client: &self.options.client,
+            channel: &self.channel,
+            retry_interval: self.options.retry_interval,
+        }
+    }
+
+    fn target(&self, kind: LeaseKind, token: String) -> LeaseTarget {
+        LeaseTarget {
+            client: self.options.client.clone(),
+            kind,
+            keys: self.keys.clone(),
+            channel: self.channel.clone(),
+            token,
+            ttl: self.options.ttl,
+        }
+    }
+
+    fn queue_window_ms(&self) -> i64 {
+        let window = self
+            .options
+            .retry_interval
+            .saturating_mul(4)
+            .max(MIN_QUEUE_WINDOW);
+        i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    async fn acquire_read(&self, patience: Patience) -> Result<RwLockReadGuard, DistkitError> {
+        self.options.validate()?;
+        let ((target, sent_at, fencing_token), attempt) = acquire(self.waiting(), patience, |_| {
+            // Each read guard is its own reader entry.
+            let reader = ulid::Ulid::new().to_string();
+            let token = match &self.options.owner_id {
+                Some(owner) => format!("{owner}/{reader}"),
+                None => reader,
+            };
+            self.attempt_read(token)
+        })
+        .await?;
+        Ok(RwLockReadGuard {
+            lease: Lease::start(target, sent_at, fencing_token, attempt),
+        })
+    }
+
+    async fn attempt_read(
+        &self,
+        token: String,
+    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+        let args = vec![
+            Value::from(token.as_str()),
+            Value::from(self.options.ttl_ms()),
+        ];
+        let guard = AttemptGuard::arm(self.target(LeaseKind::Reader, token));
+        let sent_at = Instant::now();
+        let reply = RW_ACQUIRE_READ
+            .run(
+                &self.options.client,
+                &self.key_refs(),
+                args,
+                CallPolicy::ONCE,
+            )
+            .await;
+        let grant = decode_grant(reply?)?;
+        let target = guard.disarm();
+        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
+    }
+
+    async fn acquire_write(&self, patience: Patience) -> Result<RwLockWriteGuard, DistkitError> {
+        self.options.validate()?;
+        let explicit_owner = self.options.owner_id.is_some();
+        let token = self
+            .options
+            .owner_id
+            .clone()
+            .unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let queued = patience.waits();
+        // Leaves the queue when this acquisition ends without the lock (cancelled, timed out).
+        let place = QueuePlace {
+            rwlock: self,
+            token: &token,
+            armed: queued,
+        };
+        let ((target, sent_at, fencing_token), attempt) = acquire(self.waiting(), patience, |_| {
+            self.attempt_write(token.clone(), queued, explicit_owner)
+        })
+        .await?;
+        place.disarm();
+        Ok(RwLockWriteGuard {
+            lease: Lease::start(target, sent_at, fencing_token, attempt),
+        })
+    }
+
+    async fn attempt_write(
+        &self,
+        token: String,
+        queued: bool,
+        explicit_owner: bool,
+    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+        let args = vec![
+            Value::from(token.as_str()),
+            Value::from(self.options.ttl_ms()),
+            Value::from(self.queue_window_ms()),
+            Value::from(if queued { "1" } else { "0" }),
+            Value::from(if explicit_owner { "1" } else { "0" }),
+        ];
+        let mut target = self.target(LeaseKind::Owner, token);
+        // The writer key comes first: an owner lease renews and releases keys[0].
+        target.keys.truncate(1);
+        let guard = AttemptGuard::arm(target);
+        let sent_at = Instant::now();
+        let reply = RW_ACQUIRE_WRITE
+            .run(
+                &self.options.client,
+                &self.key_refs(),
+                args,
+                CallPolicy::ONCE,
+            )
+            .await;
+        let grant = decode_grant(reply?)?;
+        let target = guard.disarm();
+        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
+    }
+}
+
+/// A waiting writer's place in the queue, given up on drop unless the writer got the lock.
+struct QueuePlace<'a> {
+    rwlock: &'a RwLock,
+    token: &'a str,
+    armed: bool,
+}
+
+impl QueuePlace<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let client = self.rwlock.options.client.clone();
+        let keys = self.rwlock.keys.clone();
+        let args = vec![
+            Value::from(self.token),
+            Value::from(self.rwlock.channel.as_str()),
+        ];
+        let _leave = spawn_if_in_runtime(async move {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            if let Err(error) = RW_LEAVE_QUEUE
+                .run(&client, &keys, args, CallPolicy::RETRY)
+                .await
+            {
+                tracing::warn!(%error, "leaving the writers' queue failed; the place expires with its heartbeat");
+            }
+        });
+    }
+}
+
+macro_rules! guard_methods {
+    ($release_doc:literal) => {
+        /// The state of the lease, without a Redis round trip: `Lost` once a renewal was
+        /// refused or none was confirmed for a ttl.
+        pub async fn get_state(&self) -> LockGuardState {
+            self.lease.state()
+        }
+
+        /// The 0-based attempt that acquired the lock (a one-shot `try_*` is 0).
+        pub fn get_on_attempt(&self) -> usize {
+            self.lease.attempt()
+        }
+
+        /// Confirms the lease in Redis and renews it to a full ttl.
+        ///
+        /// # Errors
+        ///
+        /// [`LockError::NotOwner`](distkit_core::LockError::NotOwner) when the lease is gone;
+        /// [`DistkitError::RedisError`] when Redis fails.
+        pub async fn extend(&self) -> Result<(), DistkitError> {
+            self.lease.extend().await
+        }
+
+        #[doc = $release_doc]
+        ///
+        /// Returns `Released` when it removed its own entry, `Lost` when the lease had
+        /// already gone (nothing was removed).
+        ///
+        /// # Errors
+        ///
+        /// [`DistkitError::RedisError`] for transport failures; the lease then expires after
+        /// its ttl.
+        pub async fn release(self) -> Result<LockGuardState, DistkitError> {
+            self.lease.release().await
+        }
+    };
+}
+
+/// A read lease on an [`RwLock`]; released on drop.
+#[derive(Debug)]
+pub struct RwLockReadGuard {
+    lease: Lease,
+}
+
+impl RwLockReadGuard {
+    guard_methods!("Removes this reader (`rw_release_read`, atomic) and wakes waiting writers.");
+
+    /// The fencing token of the last write acquisition when this read lease was granted
+    /// (0 when the lock was never written).
+    pub fn fencing_token(&self) -> u64 {
+        self.lease.fencing_token()
+    }
+}
+
+/// The write lease on an [`RwLock`]; released on drop.
+#[derive(Debug)]
+pub struct RwLockWriteGuard {
+    lease: Lease,
+}
+
+impl RwLockWriteGuard {
+    guard_methods!("Releases the write lock (`owner_release`, atomic) and wakes waiters.");
+
+    /// The fencing token of this write acquisition; strictly increases with every write
+    /// acquisition of this lock key.
+    pub fn fencing_token(&self) -> u64 {
+        self.lease.fencing_token()
+    }
+}

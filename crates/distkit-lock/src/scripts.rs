@@ -1,0 +1,53 @@
+//! The Lua scripts of the locks.
+
+use distkit_core::script::LuaScript;
+
+/// Takes a mutex if it is free.
+pub(crate) static MUTEX_ACQUIRE: LuaScript =
+    LuaScript::new("mutex_acquire", include_str!("scripts/mutex_acquire.lua"));
+/// Deletes an owner key that still holds a token, and announces the release.
+pub(crate) static OWNER_RELEASE: LuaScript =
+    LuaScript::new("owner_release", include_str!("scripts/owner_release.lua"));
+/// Renews an owner key that still holds a token.
+pub(crate) static OWNER_EXTEND: LuaScript =
+    LuaScript::new("owner_extend", include_str!("scripts/owner_extend.lua"));
+/// Adds a reader to a rwlock.
+pub(crate) static RW_ACQUIRE_READ: LuaScript = LuaScript::new(
+    "rw_acquire_read",
+    concat!(
+        include_str!("scripts/rw_common.lua"),
+        include_str!("scripts/rw_acquire_read.lua")
+    ),
+);
+/// Takes a rwlock for writing, or queues the writer.
+pub(crate) static RW_ACQUIRE_WRITE: LuaScript = LuaScript::new(
+    "rw_acquire_write",
+    concat!(
+        include_str!("scripts/rw_common.lua"),
+        include_str!("scripts/rw_acquire_write.lua")
+    ),
+);
+/// Removes a waiting writer from the queue.
+pub(crate) static RW_LEAVE_QUEUE: LuaScript = LuaScript::new(
+    "rw_leave_queue",
+    concat!(
+        include_str!("scripts/rw_common.lua"),
+        include_str!("scripts/rw_leave_queue.lua")
+    ),
+);
+/// Removes a reader.
+pub(crate) static RW_RELEASE_READ: LuaScript = LuaScript::new(
+    "rw_release_read",
+    concat!(
+        include_str!("scripts/rw_common.lua"),
+        include_str!("scripts/rw_release_read.lua")
+    ),
+);
+/// Renews a reader's lease.
+pub(crate) static RW_EXTEND_READ: LuaScript = LuaScript::new(
+    "rw_extend_read",
+    concat!(
+        include_str!("scripts/rw_common.lua"),
+        include_str!("scripts/rw_extend_read.lua")
+    ),
+);

@@ -1,0 +1,14 @@
+-- rw_acquire_read: add a reader unless a writer holds the lock or waits for it.
+-- KEYS     the six rwlock keys (see rw_common)
+-- ARGV[1]  the reader's token (unique per read guard)
+-- ARGV[2]  the lease, in ms
+-- Returns { 1, current fencing token } when acquired, { 0, 0 } when not.
+local now = rw_now_ms()
+rw_purge(now)
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then
+  return { 0, 0 }
+end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+rw_keep_for(KEYS[2], ttl)
+return { 1, rw_current_fence() }

@@ -1,0 +1,34 @@
+-- Helpers shared by the rwlock scripts (prepended to each of them).
+-- Keys of one rwlock, always passed in this order:
+--   KEYS[1] writer   string: the writer's token, with a PX lease
+--   KEYS[2] readers  sorted set: reader token -> lease expiry (server ms)
+--   KEYS[3] queue    sorted set: waiting writer token -> arrival ticket
+--   KEYS[4] alive    sorted set: waiting writer token -> heartbeat expiry (server ms)
+--   KEYS[5] tickets  integer: the last arrival ticket handed out
+--   KEYS[6] fence    integer: the last fencing token handed out (never expires)
+
+local function rw_now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- Drops expired readers and waiting writers whose heartbeat stopped (a bounded amount).
+local function rw_purge(now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. now, 'LIMIT', 0, 100)
+  for _, token in ipairs(stale) do
+    redis.call('ZREM', KEYS[3], token)
+    redis.call('ZREM', KEYS[4], token)
+  end
+end
+
+-- Makes a sorted set live at least `ms` longer, so abandoned structures disappear.
+local function rw_keep_for(key, ms)
+  if redis.call('PTTL', key) < ms then
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+
+local function rw_current_fence()
+  return tonumber(redis.call('GET', KEYS[6]) or '0')
+end

@@ -1,0 +1,701 @@
+//! Mutex and RwLock through the facade, against a private Redis.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{bounded, client, eventually, fresh_key};
+use distkit::DistkitError;
+use distkit::fred::clients::Client;
+use distkit::lock::{LockError, LockGuardState, LockOptions, Mutex, RwLock};
+use distkit_test_support::TestRedis;
+use tokio::sync::Mutex as AsyncMutex;
+
+#[expect(clippy::panic, reason = "a test helper fails its test")]
+fn lock_error(error: DistkitError) -> LockError {
+    match error {
+        DistkitError::LockError(error) => error,
+        other => panic!("expected a lock error, got {other:?}"),
+    }
+}
+
+fn options(name: &distkit::DistkitRedisKey, client: Client) -> LockOptions {
+    LockOptions::builder(name.clone(), client)
+        .ttl(Duration::from_secs(5))
+        .build()
+}
+
+#[tokio::test]
+async fn options_have_the_documented_defaults_and_builder() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let name = fresh_key();
+    let defaults = LockOptions::new(name.clone(), client.clone());
+    assert_eq!(defaults.namespace.as_str(), "distkit-locks");
+    assert_eq!(defaults.ttl, Duration::from_secs(30));
+    assert_eq!(defaults.retry_interval, Duration::from_millis(50));
+    assert_eq!(defaults.owner_id, None);
+    assert_eq!(defaults.max_wait, None);
+    let built = LockOptions::builder(name, client)
+        .namespace(fresh_key())
+        .ttl(Duration::from_secs(2))
+        .owner_id("worker-1")
+        .max_wait(Duration::from_secs(1))
+        .retry_interval(Duration::from_millis(5))
+        .build();
+    assert_eq!(built.ttl, Duration::from_secs(2));
+    assert_eq!(built.owner_id.as_deref(), Some("worker-1"));
+    assert_eq!(built.max_wait, Some(Duration::from_secs(1)));
+    assert_eq!(built.retry_interval, Duration::from_millis(5));
+}
+
+#[tokio::test]
+async fn invalid_options_fail_every_acquire_before_any_io() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let name = fresh_key();
+    let zero_ttl = LockOptions::builder(name.clone(), client.clone())
+        .ttl(Duration::ZERO)
+        .build();
+    let tiny_ttl = LockOptions::builder(name.clone(), client.clone())
+        .ttl(Duration::from_micros(500))
+        .build();
+    let empty_owner = LockOptions::builder(name.clone(), client.clone())
+        .owner_id("")
+        .build();
+    for (options, expected) in [
+        (zero_ttl, LockError::InvalidTtl(0)),
+        (tiny_ttl, LockError::InvalidTtl(0)),
+        (empty_owner, LockError::InvalidOwner),
+    ] {
+        let mutex = Mutex::new(options.clone());
+        assert_eq!(
+            lock_error(bounded(mutex.lock()).await.unwrap_err()),
+            expected
+        );
+        assert_eq!(
+            lock_error(bounded(mutex.try_lock()).await.unwrap_err()),
+            expected
+        );
+        assert_eq!(
+            lock_error(
+                bounded(mutex.try_lock_for(Duration::from_secs(1)))
+                    .await
+                    .unwrap_err()
+            ),
+            expected
+        );
+        assert_eq!(
+            lock_error(bounded(mutex.try_lock_with_retries(3)).await.unwrap_err()),
+            expected
+        );
+        let rwlock = RwLock::new(options);
+        assert_eq!(
+            lock_error(bounded(rwlock.read()).await.unwrap_err()),
+            expected
+        );
+        assert_eq!(
+            lock_error(bounded(rwlock.try_write()).await.unwrap_err()),
+            expected
+        );
+    }
+    // Nothing reached Redis: no key of this lock exists.
+    assert_eq!(redis.cli(&["KEYS", &format!("*{name}*")]), "");
+}
+
+#[tokio::test]
+async fn lock_and_release_report_their_states() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let mutex = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(mutex.lock()).await.unwrap();
+    assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+    assert_eq!(guard.get_on_attempt(), 0);
+    bounded(guard.extend()).await.unwrap();
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let again = bounded(mutex.try_lock()).await.unwrap();
+    assert_eq!(again.get_on_attempt(), 0);
+}
+
+#[tokio::test]
+async fn every_acquisition_style_reports_its_own_error_when_held() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let contender = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .max_wait(Duration::from_millis(200))
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    let _guard = bounded(holder.lock()).await.unwrap();
+    assert_eq!(
+        lock_error(bounded(contender.try_lock()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    match lock_error(
+        bounded(contender.try_lock_for(Duration::from_millis(150)))
+            .await
+            .unwrap_err(),
+    ) {
+        LockError::Timeout { waited } => {
+            assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    match lock_error(
+        bounded(contender.try_lock_for(Duration::ZERO))
+            .await
+            .unwrap_err(),
+    ) {
+        LockError::Timeout { .. } => {}
+        other => panic!("a zero timeout is one attempt then Timeout, got {other:?}"),
+    }
+    assert_eq!(
+        lock_error(
+            bounded(contender.try_lock_with_retries(3))
+                .await
+                .unwrap_err()
+        ),
+        LockError::RetriesExhausted { retries: 3 }
+    );
+    assert_eq!(
+        lock_error(
+            bounded(contender.try_lock_with_retries(0))
+                .await
+                .unwrap_err()
+        ),
+        LockError::RetriesExhausted { retries: 0 }
+    );
+    match lock_error(bounded(contender.lock()).await.unwrap_err()) {
+        LockError::Timeout { waited } => assert!(waited >= Duration::from_millis(200)),
+        other => panic!("lock() with max_wait must time out, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn second_lock_waits_until_first_is_released() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    // A long poll interval: only the release notification can make the handoff fast.
+    let slow_poll = |client| {
+        LockOptions::builder(name.clone(), client)
+            .retry_interval(Duration::from_secs(3))
+            .build()
+    };
+    let first = Mutex::new(slow_poll(client(&redis).await));
+    let second = Mutex::new(slow_poll(client(&redis).await));
+    let guard = bounded(first.lock()).await.unwrap();
+    let waiter = tokio::spawn(async move {
+        let guard = second.lock().await.unwrap();
+        (
+            Instant::now(),
+            guard.get_on_attempt(),
+            guard.fencing_token(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the second lock must wait");
+    let first_token = guard.fencing_token();
+    let released_at = Instant::now();
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let (acquired_at, attempt, token) = bounded(waiter).await.unwrap();
+    assert!(attempt >= 1, "the waiter acquired on a later attempt");
+    assert!(token > first_token, "fencing tokens increase");
+    assert!(
+        acquired_at.duration_since(released_at) < Duration::from_secs(2),
+        "the handoff waited for a poll instead of the notification"
+    );
+}
+
+#[tokio::test]
+async fn fencing_tokens_strictly_increase_across_lock_objects() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let a = Mutex::new(options(&name, client(&redis).await));
+    let b = Mutex::new(options(&name, client(&redis).await));
+    let mut last = 0;
+    for round in 0..10 {
+        let mutex = if round % 2 == 0 { &a } else { &b };
+        let guard = bounded(mutex.lock()).await.unwrap();
+        assert!(
+            guard.fencing_token() > last,
+            "{} after {last}",
+            guard.fencing_token()
+        );
+        last = guard.fencing_token();
+        bounded(guard.release()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_exclusion_holds_across_eight_lock_objects_on_separate_clients() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let shared = Arc::new(AtomicU64::new(0));
+    let holders = Arc::new(AtomicUsize::new(0));
+    let tokens = Arc::new(AsyncMutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mutex = Mutex::new(
+            LockOptions::builder(name.clone(), client(&redis).await)
+                .retry_interval(Duration::from_millis(10))
+                .build(),
+        );
+        let (shared, holders, tokens) = (
+            Arc::clone(&shared),
+            Arc::clone(&holders),
+            Arc::clone(&tokens),
+        );
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let guard = bounded(mutex.lock()).await.unwrap();
+                assert_eq!(
+                    holders.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                // A deliberately non-atomic read-modify-write.
+                let value = shared.load(Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                shared.store(value + 1, Ordering::SeqCst);
+                tokens.lock().await.push(guard.fencing_token());
+                holders.fetch_sub(1, Ordering::SeqCst);
+                assert_eq!(
+                    bounded(guard.release()).await.unwrap(),
+                    LockGuardState::Released
+                );
+            }
+        }));
+    }
+    for task in tasks {
+        bounded(task).await.unwrap();
+    }
+    assert_eq!(shared.load(Ordering::SeqCst), 200, "lost updates");
+    let tokens = tokens.lock().await;
+    assert!(
+        tokens.windows(2).all(|pair| pair[0] < pair[1]),
+        "fencing tokens follow acquisition order"
+    );
+}
+
+#[tokio::test]
+async fn extend_renews_and_reports_a_lost_lease() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let mutex = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(mutex.lock()).await.unwrap();
+    let key = format!("distkit-locks:{{{name}}}");
+    assert_eq!(redis.cli(&["PEXPIRE", &key, "2000"]), "1");
+    bounded(guard.extend()).await.unwrap();
+    let ttl: i64 = redis.cli(&["PTTL", &key]).parse().unwrap();
+    assert!(ttl > 4_000, "extend renews to a full ttl, got {ttl}");
+    // Someone else's lock now: the guard must notice.
+    assert_eq!(redis.cli(&["SET", &key, "intruder"]), "OK");
+    assert_eq!(
+        lock_error(bounded(guard.extend()).await.unwrap_err()),
+        LockError::NotOwner
+    );
+    assert_eq!(guard.get_state().await, LockGuardState::Lost);
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Lost
+    );
+    assert_eq!(
+        redis.cli(&["GET", &key]),
+        "intruder",
+        "release deletes only its own token"
+    );
+}
+
+#[tokio::test]
+async fn background_renewal_keeps_a_short_lease_alive() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let mutex = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .ttl(Duration::from_millis(300))
+            .build(),
+    );
+    let other = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(mutex.lock()).await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+        assert_eq!(
+            lock_error(bounded(other.try_lock()).await.unwrap_err()),
+            LockError::AcquireFail
+        );
+    }
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+}
+
+#[tokio::test]
+async fn a_crashed_holders_lease_expires_after_its_ttl() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    // A holder that set its lease and died: nobody renews it.
+    let key = format!("distkit-locks:{{{name}}}");
+    assert_eq!(
+        redis.cli(&["SET", &key, "crashed-holder", "PX", "400"]),
+        "OK"
+    );
+    let mutex = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    let started = Instant::now();
+    let guard = bounded(mutex.lock()).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "acquired before the lease ran out: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(2), "took {waited:?}");
+    assert!(guard.get_on_attempt() >= 1);
+}
+
+#[tokio::test]
+async fn a_paused_redis_makes_the_holder_lost_and_its_stale_release_deletes_nothing() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let ttl = Duration::from_millis(600);
+    let holder = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .ttl(ttl)
+            .build(),
+    );
+    let guard = bounded(holder.lock()).await.unwrap();
+    redis.pause();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let state = guard.get_state().await;
+    redis.resume();
+    assert_eq!(
+        state,
+        LockGuardState::Lost,
+        "the holder must learn before anybody else can acquire"
+    );
+    let next = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .ttl(Duration::from_secs(5))
+            .build(),
+    );
+    let next_guard = bounded(next.lock()).await.unwrap();
+    assert_eq!(next_guard.get_state().await, LockGuardState::Acquired);
+    assert_ne!(
+        guard.get_state().await,
+        LockGuardState::Acquired,
+        "never two guards reporting Acquired"
+    );
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Lost
+    );
+    let third = Mutex::new(options(&name, client(&redis).await));
+    assert_eq!(
+        lock_error(bounded(third.try_lock()).await.unwrap_err()),
+        LockError::AcquireFail,
+        "the stale release deleted the next holder's lock"
+    );
+    assert!(next_guard.fencing_token() > 0);
+}
+
+#[tokio::test]
+async fn dropping_a_guard_releases_the_lock_even_outside_a_runtime() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let mutex = Mutex::new(options(&name, client(&redis).await));
+    let other = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(mutex.lock()).await.unwrap();
+    drop(guard);
+    eventually("the release on drop", || async {
+        other.try_lock().await.map(drop).is_ok()
+    })
+    .await;
+
+    let guard = bounded(mutex.lock()).await.unwrap();
+    // Dropped on a plain thread, with no runtime context.
+    std::thread::spawn(move || drop(guard)).join().unwrap();
+    eventually("the release on drop outside a runtime", || async {
+        other.try_lock().await.map(drop).is_ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cancelling_a_waiting_acquire_leaves_no_lock_behind() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let waiter = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(holder.lock()).await.unwrap();
+    for _ in 0..5 {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(60), waiter.lock())
+                .await
+                .is_err()
+        );
+    }
+    bounded(guard.release()).await.unwrap();
+    let third = Mutex::new(options(&name, client(&redis).await));
+    // Cancelled mid-flight: an acquire may have landed; its cleanup must release it.
+    for _ in 0..20 {
+        let _ = tokio::time::timeout(Duration::from_micros(50), waiter.lock()).await;
+    }
+    eventually(
+        "the lock to be free after cancelled acquisitions",
+        || async { third.try_lock().await.map(drop).is_ok() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_explicit_owner_id_re_attaches_and_other_owners_are_refused() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let owned = |id: &str, client| {
+        LockOptions::builder(name.clone(), client)
+            .owner_id(id)
+            .ttl(Duration::from_secs(5))
+            .build()
+    };
+    let first = Mutex::new(owned("worker-1", client(&redis).await));
+    let restarted = Mutex::new(owned("worker-1", client(&redis).await));
+    let stranger = Mutex::new(owned("worker-2", client(&redis).await));
+    let guard = bounded(first.lock()).await.unwrap();
+    let reattached = bounded(restarted.try_lock()).await.unwrap();
+    assert!(reattached.fencing_token() > guard.fencing_token());
+    assert_eq!(
+        lock_error(bounded(stranger.try_lock()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    std::mem::forget(guard);
+    assert_eq!(
+        bounded(reattached.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    bounded(stranger.try_lock()).await.unwrap();
+}
+
+#[tokio::test]
+async fn without_an_owner_id_the_lock_is_not_reentrant() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let mutex = Mutex::new(options(&name, client(&redis).await));
+    let _guard = bounded(mutex.lock()).await.unwrap();
+    assert_eq!(
+        lock_error(bounded(mutex.try_lock()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+}
+
+#[tokio::test]
+async fn a_zero_retry_interval_still_waits() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let spinner = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .retry_interval(Duration::ZERO)
+            .build(),
+    );
+    let guard = bounded(holder.lock()).await.unwrap();
+    let waiting =
+        tokio::spawn(async move { spinner.lock().await.map(|guard| guard.get_on_attempt()) });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished());
+    bounded(guard.release()).await.unwrap();
+    assert!(bounded(waiting).await.unwrap().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn readers_share_and_writers_exclude() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let a = RwLock::new(options(&name, client(&redis).await));
+    let b = RwLock::new(options(&name, client(&redis).await));
+    let r1 = bounded(a.read()).await.unwrap();
+    let r2 = bounded(b.read()).await.unwrap();
+    let r3 = bounded(a.try_read()).await.unwrap();
+    assert_eq!(
+        lock_error(bounded(b.try_write()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    for guard in [r1, r2, r3] {
+        assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+        assert_eq!(
+            bounded(guard.release()).await.unwrap(),
+            LockGuardState::Released
+        );
+    }
+    let w = bounded(b.try_write()).await.unwrap();
+    assert!(w.fencing_token() >= 1);
+    assert_eq!(
+        lock_error(bounded(a.try_read()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    assert_eq!(
+        lock_error(bounded(a.try_write()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    match lock_error(
+        bounded(a.try_read_for(Duration::from_millis(100)))
+            .await
+            .unwrap_err(),
+    ) {
+        LockError::Timeout { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        lock_error(bounded(a.try_write_with_retries(2)).await.unwrap_err()),
+        LockError::RetriesExhausted { retries: 2 }
+    );
+    let token = w.fencing_token();
+    bounded(w.extend()).await.unwrap();
+    assert_eq!(
+        bounded(w.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let reader = bounded(a.try_read_with_retries(1)).await.unwrap();
+    assert_eq!(
+        reader.fencing_token(),
+        token,
+        "readers see the current fencing token"
+    );
+    bounded(reader.extend()).await.unwrap();
+    let writer = bounded(b.try_write_for(Duration::from_millis(100))).await;
+    assert!(writer.is_err());
+}
+
+#[tokio::test]
+async fn a_waiting_writer_blocks_new_readers_and_writers_are_served_in_arrival_order() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let reader_lock = RwLock::new(options(&name, client(&redis).await));
+    let reader = bounded(reader_lock.read()).await.unwrap();
+    let order = Arc::new(AsyncMutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for id in 0..3 {
+        let rwlock = RwLock::new(
+            LockOptions::builder(name.clone(), client(&redis).await)
+                .retry_interval(Duration::from_millis(10))
+                .build(),
+        );
+        let order = Arc::clone(&order);
+        writers.push(tokio::spawn(async move {
+            let guard = rwlock.write().await.unwrap();
+            order.lock().await.push((id, guard.fencing_token()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guard.release().await.unwrap();
+        }));
+        // Let this writer take its place in the queue before the next one arrives.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // Writer preference: a new reader cannot get in while writers wait.
+    let late_reader = RwLock::new(options(&name, client(&redis).await));
+    assert_eq!(
+        lock_error(bounded(late_reader.try_read()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    bounded(reader.release()).await.unwrap();
+    for writer in writers {
+        bounded(writer).await.unwrap();
+    }
+    let order = order.lock().await;
+    assert_eq!(
+        order.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
+        vec![0, 1, 2],
+        "arrival order"
+    );
+    assert!(order.windows(2).all(|pair| pair[0].1 < pair[1].1));
+    bounded(late_reader.try_read()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_waiting_writer_stops_blocking_readers_at_once() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let a = RwLock::new(options(&name, client(&redis).await));
+    let b = RwLock::new(options(&name, client(&redis).await));
+    let reader = bounded(a.read()).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), b.write())
+            .await
+            .is_err()
+    );
+    eventually(
+        "readers to be admitted after the writer gave up",
+        || async { a.try_read().await.map(drop).is_ok() },
+    )
+    .await;
+    // A writer whose attempt timed out leaves the queue as well.
+    assert!(
+        bounded(b.try_write_for(Duration::from_millis(100)))
+            .await
+            .is_err()
+    );
+    eventually(
+        "readers to be admitted after the timed-out writer",
+        || async { a.try_read().await.map(drop).is_ok() },
+    )
+    .await;
+    drop(reader);
+}
+
+#[tokio::test]
+async fn a_crashed_waiting_writer_stops_blocking_readers_within_its_heartbeat() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    // A writer that queued itself and died: its heartbeat is not renewed.
+    let queue = format!("distkit-locks:{{{name}}}:rw:queue");
+    let alive = format!("distkit-locks:{{{name}}}:rw:alive");
+    let now_ms: i64 = redis
+        .cli(&["TIME"])
+        .lines()
+        .next()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap()
+        * 1000;
+    assert_eq!(redis.cli(&["ZADD", &queue, "1", "dead-writer"]), "1");
+    assert_eq!(
+        redis.cli(&["ZADD", &alive, &(now_ms + 1_300).to_string(), "dead-writer"]),
+        "1"
+    );
+    let rwlock = RwLock::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    assert_eq!(
+        lock_error(bounded(rwlock.try_read()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    let started = Instant::now();
+    let guard = bounded(rwlock.read()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(guard);
+}
+
+#[tokio::test]
+async fn guards_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Mutex>();
+    assert_send_sync::<RwLock>();
+    assert_send_sync::<distkit::lock::MutexGuard>();
+    assert_send_sync::<distkit::lock::RwLockReadGuard>();
+    assert_send_sync::<distkit::lock::RwLockWriteGuard>();
+    assert_send_sync::<LockOptions>();
+}
