@@ -1,4 +1,9 @@
-#![doc = include_str!("../README.md")]
+#![cfg_attr(feature = "full", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "full"),
+    doc = "Distributed-systems primitives backed by Redis: counters, instance-aware counters, \
+           locks and rate limiting. See the README (the crate docs with the `full` feature)."
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey, connect, fred};
@@ -18,3 +23,62 @@ pub mod lock {
     #[doc(inline)]
     pub use distkit_lock::lock::*;
 }
+
+/// Rate limiting: the whole [`trypema`](https://docs.rs/trypema) crate (with its
+/// `redis-tokio` feature), so `distkit::trypema::{local, redis, hybrid, …}` are trypema's
+/// own items.
+///
+/// - `trypema::local` limits within one process, with no I/O.
+/// - `trypema::redis` keeps the sliding window in Redis, one atomic script per call, so
+///   every process sharing the Redis shares the limit.
+/// - `trypema::hybrid` admits from local state and syncs with Redis in the background.
+///
+/// trypema's Redis and hybrid providers use the `redis` crate's `ConnectionManager` (not
+/// fred; the exact version is re-exported as [`distkit::redis`](crate::redis)) and need a
+/// standalone Redis: they do not support Redis Cluster. trypema documents Redis 7.2 or newer
+/// for them. [`TrypemaError`](trypema::TrypemaError) converts into
+/// [`DistkitError::TrypemaError`].
+///
+/// ```
+/// use distkit::trypema::local::LocalRateLimiterProvider;
+/// use distkit::trypema::{BucketSize, RateLimit, RateLimitDecision, RateLimiterBuilder, WindowSize};
+///
+/// let provider = LocalRateLimiterProvider::builder()
+///     .window_size(WindowSize::seconds_or_panic(1))
+///     .bucket_size(BucketSize::milliseconds_or_panic(100))
+///     .build()?;
+/// let rate = RateLimit::per_second_or_panic(2.0);
+/// assert!(matches!(provider.absolute().inc("user-1", &rate, 1), RateLimitDecision::Allowed));
+/// assert!(matches!(provider.absolute().inc("user-1", &rate, 1), RateLimitDecision::Allowed));
+/// assert!(matches!(provider.absolute().inc("user-1", &rate, 1), RateLimitDecision::Rejected { .. }));
+/// # Ok::<(), distkit::DistkitError>(())
+/// ```
+///
+/// Building a Redis provider:
+///
+/// ```no_run
+/// use distkit::trypema::redis::{RedisKey, RedisRateLimiterProvider};
+/// use distkit::trypema::{BucketSize, RateLimiterBuilder, WindowSize};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let connection = distkit::redis::Client::open("redis://127.0.0.1:6379")?
+///     .get_connection_manager()
+///     .await?;
+/// let provider = RedisRateLimiterProvider::builder(connection)
+///     .prefix(RedisKey::try_from("my-service")?)
+///     .window_size(WindowSize::seconds_or_panic(60))
+///     .bucket_size(BucketSize::milliseconds_or_panic(100))
+///     .build()?;
+/// # let _ = provider;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "trypema")]
+#[cfg_attr(docsrs, doc(cfg(feature = "trypema")))]
+pub use distkit_ratelimit::trypema;
+
+/// The exact `redis` crate that trypema's Redis providers are built on, to open the
+/// `ConnectionManager` they take.
+#[cfg(feature = "trypema")]
+#[cfg_attr(docsrs, doc(cfg(feature = "trypema")))]
+pub use distkit_ratelimit::redis;
