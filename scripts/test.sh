@@ -20,7 +20,9 @@ echo "== doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
 echo "== test"
-cargo test --workspace --all-features
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --all-features 2>&1 | tee "$log"
 
 echo "== examples"
 for example in quickstart tour instance_aware lock ratelimit; do
@@ -28,3 +30,7 @@ for example in quickstart tour instance_aware lock ratelimit; do
     cargo run -q -p distkit --features full --example "$example" >/dev/null
   fi
 done
+
+# One closing line for the whole run, summed over every test binary and the doctests.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -32,12 +32,24 @@ async fn main() -> Result<()> {
     println!("== StrictCounter: every call one atomic script");
     let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client.clone()));
     let credits = key("credits")?;
-    println!("  inc(credits, 100)            -> {}", strict.inc(&credits, 100).await?);
-    println!("  dec(credits, 30)             -> {}", strict.dec(&credits, 30).await?);
-    let (new, old) = strict.inc_if(&credits, CounterComparator::Gt(50), -50).await?;
+    println!(
+        "  inc(credits, 100)            -> {}",
+        strict.inc(&credits, 100).await?
+    );
+    println!(
+        "  dec(credits, 30)             -> {}",
+        strict.dec(&credits, 30).await?
+    );
+    let (new, old) = strict
+        .inc_if(&credits, CounterComparator::Gt(50), -50)
+        .await?;
     println!("  inc_if(credits > 50, -50)    -> new {new}, old {old}");
-    let (new, old) = strict.inc_if(&credits, CounterComparator::Gt(50), -50).await?;
-    println!("  inc_if(credits > 50, -50)    -> new {new}, old {old} (condition failed, nothing written)");
+    let (new, old) = strict
+        .inc_if(&credits, CounterComparator::Gt(50), -50)
+        .await?;
+    println!(
+        "  inc_if(credits > 50, -50)    -> new {new}, old {old} (condition failed, nothing written)"
+    );
     let big = key("big")?;
     strict.set(&big, i64::MAX).await?;
     match strict.inc(&big, 1).await {
@@ -58,18 +70,37 @@ async fn main() -> Result<()> {
         lax.inc(&views, 1).await?;
     }
     let elapsed = started.elapsed();
-    println!("  100 000 lax inc calls took {elapsed:?} ({:?} per call)", elapsed / 100_000);
-    println!("  lax.get                      -> {}", lax.get(&views).await?);
-    println!("  strict.get right away        -> {} (the last deltas may still be in memory)", strict.get(&views).await?);
+    println!(
+        "  100 000 lax inc calls took {elapsed:?} ({:?} per call)",
+        elapsed.checked_div(100_000).unwrap_or_default()
+    );
+    println!(
+        "  lax.get                      -> {}",
+        lax.get(&views).await?
+    );
+    println!(
+        "  strict.get right away        -> {} (the last deltas may still be in memory)",
+        strict.get(&views).await?
+    );
     lax.flush().await?;
-    println!("  strict.get after flush()     -> {}", strict.get(&views).await?);
+    println!(
+        "  strict.get after flush()     -> {}",
+        strict.get(&views).await?
+    );
 
     println!("\n== Mutex: leases renewed in the background, fencing tokens, guard state");
     let lock_key = key(&format!("report-{}", unique_prefix()))?;
     let mutex = Mutex::new(LockOptions::new(lock_key.clone(), client.clone()));
     let guard = mutex.lock().await?;
-    println!("  lock()                       -> state {:?}, fencing token {}", guard.get_state().await, guard.fencing_token());
-    let contender = Mutex::new(LockOptions::new(lock_key.clone(), distkit::connect(redis.url()).await?));
+    println!(
+        "  lock()                       -> state {:?}, fencing token {}",
+        guard.get_state().await,
+        guard.fencing_token()
+    );
+    let contender = Mutex::new(LockOptions::new(
+        lock_key.clone(),
+        distkit::connect(redis.url()).await?,
+    ));
     match contender.try_lock().await {
         Err(error) => println!("  contender.try_lock()         -> error: {error}"),
         Ok(_) => println!("  contender.try_lock()         -> unexpectedly acquired"),
@@ -77,13 +108,19 @@ async fn main() -> Result<()> {
     let waiter = tokio::spawn(async move {
         let started = Instant::now();
         let guard = contender.lock().await?;
-        Ok::<_, DistkitError>((started.elapsed(), guard.fencing_token(), guard.get_on_attempt()))
+        Ok::<_, DistkitError>((
+            started.elapsed(),
+            guard.fencing_token(),
+            guard.get_on_attempt(),
+        ))
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let state = guard.release().await?;
     println!("  release()                    -> {state:?}");
     let (waited, token, attempt) = waiter.await??;
-    println!("  waiting contender got it after {waited:?} (attempt {attempt}), fencing token {token}");
+    println!(
+        "  waiting contender got it after {waited:?} (attempt {attempt}), fencing token {token}"
+    );
     assert_eq!(state, LockGuardState::Released);
 
     println!("\n== RwLock: many readers or one writer, writer-preferring");
@@ -91,9 +128,14 @@ async fn main() -> Result<()> {
     let rwlock = RwLock::new(rw_options);
     let reader_one = rwlock.read().await?;
     let reader_two = rwlock.read().await?;
-    println!("  two readers at once          -> {:?}, {:?}", reader_one.get_state().await, reader_two.get_state().await);
+    println!(
+        "  two readers at once          -> {:?}, {:?}",
+        reader_one.get_state().await,
+        reader_two.get_state().await
+    );
     let writer_lock = Arc::clone(&rwlock);
-    let writer = tokio::spawn(async move { writer_lock.write().await.map(|guard| guard.fencing_token()) });
+    let writer =
+        tokio::spawn(async move { writer_lock.write().await.map(|guard| guard.fencing_token()) });
     tokio::time::sleep(Duration::from_millis(100)).await;
     match rwlock.try_read().await {
         Err(error) => println!("  new reader while a writer waits -> error: {error}"),
@@ -101,7 +143,10 @@ async fn main() -> Result<()> {
     }
     reader_one.release().await?;
     reader_two.release().await?;
-    println!("  writer acquired after the readers left, fencing token {}", writer.await??);
+    println!(
+        "  writer acquired after the readers left, fencing token {}",
+        writer.await??
+    );
 
     println!("\n== Rate limiting (trypema)");
     let local = LocalRateLimiterProvider::builder()
@@ -117,20 +162,27 @@ async fn main() -> Result<()> {
         })
         .collect();
     println!("  local, 3/s, five calls       -> {}", decisions.join(", "));
-    let connection = distkit::redis::Client::open(redis.url())?.get_connection_manager().await?;
+    let connection = distkit::redis::Client::open(redis.url())?
+        .get_connection_manager()
+        .await?;
     let shared = RedisRateLimiterProvider::builder(connection)
         .prefix(RedisKey::try_from(prefix.as_str())?)
         .window_size(WindowSize::seconds_or_panic(1))
         .bucket_size(BucketSize::milliseconds_or_panic(100))
         .build()?;
     let tenant = RedisKey::try_from("tenant-1")?;
-    let mut allowed = 0;
+    let mut allowed = 0_u32;
     for _ in 0..5 {
-        if matches!(shared.absolute().inc(&tenant, &rate, 1).await?, RateLimitDecision::Allowed) {
-            allowed += 1;
+        if matches!(
+            shared.absolute().inc(&tenant, &rate, 1).await?,
+            RateLimitDecision::Allowed
+        ) {
+            allowed = allowed.saturating_add(1);
         }
     }
-    println!("  redis, 3/s, five calls       -> {allowed} allowed (shared by every process on this Redis)");
+    println!(
+        "  redis, 3/s, five calls       -> {allowed} allowed (shared by every process on this Redis)"
+    );
 
     strict.clear().await?;
     println!("\ntour finished");

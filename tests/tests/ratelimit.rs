@@ -15,6 +15,7 @@ use distkit::trypema::{
 };
 use distkit_test_support::TestRedis;
 
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
 async fn connection(redis: &TestRedis) -> ConnectionManager {
     let client = distkit::redis::Client::open(redis.url()).unwrap();
     bounded(client.get_connection_manager()).await.unwrap()
@@ -47,7 +48,10 @@ fn local_absolute_limit_rejects_past_the_rate_with_a_retry_hint() {
         other => panic!("expected a rejection, got {other:?}"),
     }
     assert_eq!(provider.absolute().get("user"), 10);
-    assert!(admitted(&provider.absolute().inc("other-user", &rate, 1)), "keys are independent");
+    assert!(
+        admitted(&provider.absolute().inc("other-user", &rate, 1)),
+        "keys are independent"
+    );
 }
 
 #[test]
@@ -59,13 +63,26 @@ fn local_suppressed_limit_admits_below_the_rate_and_reports_suppression_above() 
         .unwrap();
     let rate = RateLimit::per_second_or_panic(10.0);
     for _ in 0..50 {
-        assert!(admitted(&provider.suppressed().inc("user", &rate, 1)), "well below the limit");
+        assert!(
+            admitted(&provider.suppressed().inc("user", &rate, 1)),
+            "well below the limit"
+        );
     }
-    let decisions: Vec<_> = (0..400).map(|_| provider.suppressed().inc("user", &rate, 1)).collect();
-    let admitted_count = decisions.iter().filter(|decision| admitted(decision)).count();
-    assert!(admitted_count < 400, "far past the limit, some calls are suppressed");
+    let decisions: Vec<_> = (0..400)
+        .map(|_| provider.suppressed().inc("user", &rate, 1))
+        .collect();
+    let admitted_count = decisions
+        .iter()
+        .filter(|decision| admitted(decision))
+        .count();
     assert!(
-        decisions.iter().any(|decision| matches!(decision, RateLimitDecision::Suppressed { .. })),
+        admitted_count < 400,
+        "far past the limit, some calls are suppressed"
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|decision| matches!(decision, RateLimitDecision::Suppressed { .. })),
         "the suppressed strategy reports suppression"
     );
 }
@@ -114,8 +131,14 @@ async fn redis_providers_on_separate_connections_share_one_limit() {
     for task in tasks {
         allowed += bounded(task).await.unwrap();
     }
-    assert!(allowed <= 30, "admitted {allowed} within a 30-per-window limit");
-    assert!(allowed >= 30, "admitted only {allowed} of the 30 the window allows");
+    assert!(
+        allowed <= 30,
+        "admitted {allowed} within a 30-per-window limit"
+    );
+    assert!(
+        allowed >= 30,
+        "admitted only {allowed} of the 30 the window allows"
+    );
     let stored = bounded(providers[1].absolute().get(&key)).await.unwrap();
     assert_eq!(stored, 30);
 }
@@ -141,7 +164,11 @@ async fn hybrid_providers_converge_on_the_shared_limit() {
     let mut allowed = 0;
     for round in 0..200 {
         let provider = &providers[round % 2];
-        if admitted(&bounded(provider.absolute().inc(&key, &rate, 1)).await.unwrap()) {
+        if admitted(
+            &bounded(provider.absolute().inc(&key, &rate, 1))
+                .await
+                .unwrap(),
+        ) {
             allowed += 1;
         }
         if round % 10 == 0 {
