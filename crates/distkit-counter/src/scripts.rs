@@ -3,13 +3,8 @@
 use distkit_core::script::LuaScript;
 
 /// Adds a delta to one counter (the hot path of `StrictCounter::inc`).
-pub(crate) static COUNTER_INC: LuaScript = LuaScript::new(
-    "counter_inc",
-    concat!(
-        include_str!("scripts/int64.lua"),
-        include_str!("scripts/counter_inc.lua")
-    ),
-);
+pub(crate) static COUNTER_INC: LuaScript =
+    LuaScript::new("counter_inc", include_str!("scripts/counter_inc.lua"));
 
 /// Applies a sequence of inc/set/del operations, conditional or not, all or nothing.
 pub(crate) static COUNTER_APPLY: LuaScript = LuaScript::new(

@@ -5,7 +5,6 @@
 //! rarely wait for each other; no lock is ever held across an `.await`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use distkit_core::DistkitRedisKey;
@@ -40,7 +39,7 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<DistkitRedisKey, Entry>,
+    entries: HashMap<DistkitRedisKey, Entry, ahash::RandomState>,
     dirty: Vec<DistkitRedisKey>,
     watched: Vec<DistkitRedisKey>,
 }
@@ -67,46 +66,16 @@ pub(super) struct Taken {
 #[derive(Debug)]
 pub(super) struct LocalState {
     shards: [Mutex<Shard>; SHARDS],
-}
-
-/// FNV-1a: a fast, fixed hash used only to pick a shard.
-#[derive(Default)]
-struct ShardHasher(u64);
-
-impl Hasher for ShardHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &byte in bytes {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-#[derive(Default)]
-struct ShardHasherBuilder;
-
-impl BuildHasher for ShardHasherBuilder {
-    type Hasher = ShardHasher;
-
-    fn build_hasher(&self) -> ShardHasher {
-        ShardHasher::default()
-    }
+    /// Picks the shard of a key (aHash: fast and seeded per process, so keys chosen by an
+    /// adversary cannot pile up in one shard or one bucket).
+    shard_hasher: ahash::RandomState,
 }
 
 impl LocalState {
     pub(super) fn new() -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+            shard_hasher: ahash::RandomState::new(),
         }
     }
 
@@ -115,7 +84,7 @@ impl LocalState {
         reason = "the index is reduced modulo the array length"
     )]
     fn shard(&self, key: &DistkitRedisKey) -> MutexGuard<'_, Shard> {
-        let hash = ShardHasherBuilder.hash_one(key.as_str());
+        let hash = self.shard_hasher.hash_one(key.as_str());
         let index =
             usize::try_from(hash.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0) % SHARDS;
         // A panic while a shard was locked cannot leave it inconsistent (every update is a

@@ -98,6 +98,57 @@ impl LaxCounter {
         outbox.deliver(&self.target, &self.local).await
     }
 
+    /// [`CounterTrait::inc`] without the boxed future of the trait method: a warm key costs
+    /// a shard lock and no allocation or I/O. A cold key is read from Redis once.
+    ///
+    /// # Errors
+    ///
+    /// As [`CounterTrait::inc`]; a local overflow falls back to the strict script.
+    pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
+        self.add(key, count).await
+    }
+
+    /// [`CounterTrait::dec`] without the boxed future of the trait method.
+    ///
+    /// # Errors
+    ///
+    /// As [`CounterTrait::dec`].
+    pub async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
+        match count.checked_neg() {
+            Some(delta) => self.add(key, delta).await,
+            None => {
+                let mut outbox = self.outbox.lock().await;
+                outbox.enqueue(self.local.take());
+                outbox.deliver(&self.target, &self.local).await?;
+                let value = self.remote.dec(key, count).await?;
+                self.local.refresh(key, value, self.now());
+                Ok(value)
+            }
+        }
+    }
+
+    /// [`CounterTrait::get`] without the boxed future of the trait method: a warm key is
+    /// answered from memory (the last value Redis returned plus local deltas).
+    ///
+    /// # Errors
+    ///
+    /// As [`CounterTrait::get`].
+    pub async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
+        self.start_flush_task();
+        match self.local.read(key, self.now()) {
+            Some(Some(value)) => Ok(value),
+            Some(None) => Err(CounterError::Overflow {
+                key: key.to_string(),
+            }
+            .into()),
+            None => {
+                let remote = self.remote.get(key).await?;
+                self.local.learn(key, remote, self.now());
+                Ok(remote)
+            }
+        }
+    }
+
     /// How many keys this object keeps in memory.
     pub fn tracked_keys(&self) -> usize {
         self.local.tracked_keys()
@@ -233,37 +284,15 @@ async fn run_flush_task(this: Weak<LaxCounter>, cadence: Duration) {
 #[async_trait::async_trait]
 impl CounterTrait for LaxCounter {
     async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
-        self.add(key, count).await
+        LaxCounter::inc(self, key, count).await
     }
 
     async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
-        match count.checked_neg() {
-            Some(delta) => self.add(key, delta).await,
-            None => {
-                let mut outbox = self.outbox.lock().await;
-                outbox.enqueue(self.local.take());
-                outbox.deliver(&self.target, &self.local).await?;
-                let value = self.remote.dec(key, count).await?;
-                self.local.refresh(key, value, self.now());
-                Ok(value)
-            }
-        }
+        LaxCounter::dec(self, key, count).await
     }
 
     async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
-        self.start_flush_task();
-        match self.local.read(key, self.now()) {
-            Some(Some(value)) => Ok(value),
-            Some(None) => Err(CounterError::Overflow {
-                key: key.to_string(),
-            }
-            .into()),
-            None => {
-                let remote = self.remote.get(key).await?;
-                self.local.learn(key, remote, self.now());
-                Ok(remote)
-            }
-        }
+        LaxCounter::get(self, key).await
     }
 
     async fn set(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {

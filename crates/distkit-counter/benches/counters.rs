@@ -1,0 +1,239 @@
+//! Counter benchmarks, printed as ratios against baselines measured in the same run.
+//!
+//! `cargo bench -p distkit-counter` (starts a private redis-server, or uses `REDIS_URL`).
+//! Each figure is the best of three rounds; the machine is shared and noisy, so read the
+//! ratios, not the absolute numbers.
+
+#![expect(
+    clippy::arithmetic_side_effects,
+    clippy::cast_precision_loss,
+    clippy::indexing_slicing,
+    reason = "a measurement program: call counts, float ratios and fixed two-element vectors"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use distkit_core::fred::clients::Client;
+use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
+use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
+use distkit_core::{DistkitRedisKey, connect};
+use distkit_counter::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
+use distkit_test_support::{TestRedis, unique_prefix};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const ROUND: Duration = Duration::from_secs(2);
+const ROUNDS: usize = 3;
+const RAW_SCRIPT: &str = "return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])";
+
+/// Runs `operation` from `tasks` concurrent tasks for one round; returns calls per second.
+async fn throughput<F, Fut>(tasks: usize, operation: F) -> BenchResult<f64>
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = BenchResult<()>> + Send,
+{
+    let mut best = 0.0_f64;
+    {
+        let started = Instant::now();
+        let mut handles = Vec::with_capacity(tasks);
+        for _ in 0..tasks {
+            let operation = operation.clone();
+            handles.push(tokio::spawn(async move {
+                let mut calls = 0_u64;
+                while started.elapsed() < ROUND {
+                    operation().await?;
+                    calls += 1;
+                }
+                Ok::<u64, Box<dyn std::error::Error + Send + Sync>>(calls)
+            }));
+        }
+        let mut calls = 0_u64;
+        for handle in handles {
+            calls += handle.await??;
+        }
+        best = best.max(calls as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+fn key(text: &str) -> DistkitRedisKey {
+    DistkitRedisKey::new_or_panic(text.to_owned())
+}
+
+async fn raw_evalsha_pipelined(client: &Client, sha: &str, hash: &str) -> BenchResult<()> {
+    let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+    let args: Vec<Value> = vec![sha.into(), 1.into(), hash.into(), "k".into(), 1.into()];
+    let _: Value = client.custom(command, args).await?;
+    Ok(())
+}
+
+async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
+    let sha: String = client.script_load(RAW_SCRIPT).await?;
+    let hash = format!("bench:{{{}}}:raw", unique_prefix());
+    let strict = StrictCounter::new(CounterOptions::new(key(&unique_prefix()), client.clone()));
+    let counted = key("k");
+    println!(
+        "StrictCounter::inc vs raw EVALSHA of a one-line HINCRBY script \
+         (calls/s, best of {ROUNDS} interleaved rounds of {ROUND:?})"
+    );
+    for tasks in [1, 64] {
+        let (mut raw, mut raw_fred, mut ours) = (0.0_f64, 0.0_f64, 0.0_f64);
+        // Rounds interleave, so a noisy neighbour hits every contender alike.
+        for _ in 0..ROUNDS {
+            let (c, s, h) = (client.clone(), sha.clone(), hash.clone());
+            raw = raw.max(
+                throughput(tasks, move || {
+                    let (c, s, h) = (c.clone(), s.clone(), h.clone());
+                    async move { raw_evalsha_pipelined(&c, &s, &h).await }
+                })
+                .await?,
+            );
+            let (c, s, h) = (client.clone(), sha.clone(), hash.clone());
+            raw_fred = raw_fred.max(
+                throughput(tasks, move || {
+                    let (c, s, h) = (c.clone(), s.clone(), h.clone());
+                    async move {
+                        let _: Value = c.evalsha(s, h, vec!["k", "1"]).await?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+            let (counter, k) = (Arc::clone(&strict), counted.clone());
+            ours = ours.max(
+                throughput(tasks, move || {
+                    let (counter, k) = (Arc::clone(&counter), k.clone());
+                    async move {
+                        counter.inc(&k, 1).await?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
+        }
+        println!(
+            "  {tasks:>2} task(s): strict {ours:>9.0}/s | raw EVALSHA (pipelined) {raw:>9.0}/s -> ratio {:.2} | \
+             fred LuaInterface::evalsha {raw_fred:>9.0}/s -> ratio {:.2}",
+            ours / raw,
+            ours / raw_fred
+        );
+    }
+    Ok(())
+}
+
+fn lax_warm_increments(runtime: &tokio::runtime::Runtime, client: &Client) -> BenchResult<()> {
+    const CALLS: u64 = 2_000_000;
+    let mut options = CounterOptions::new(key(&unique_prefix()), client.clone());
+    options.allowed_lag = Duration::from_millis(20);
+    let lax = LaxCounter::new(options);
+    let counters: Vec<DistkitRedisKey> = (0..2).map(|i| key(&format!("warm{i}"))).collect();
+    runtime.block_on(async {
+        for k in &counters {
+            lax.inc(k, 1).await?;
+        }
+        Ok::<(), distkit_core::DistkitError>(())
+    })?;
+    println!("LaxCounter warm inc (ns per call, best of {ROUNDS})");
+    // Baseline: an uncontended std mutex around a HashMap increment, the floor of any
+    // shared in-memory counter.
+    let map = std::sync::Mutex::new(std::collections::HashMap::from([(
+        counters[0].clone(),
+        0_i64,
+    )]));
+    let mut baseline = f64::MAX;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..CALLS {
+            let mut guard = map.lock().map_err(|_| "poisoned")?;
+            if let Some(value) = guard.get_mut(&counters[0]) {
+                *value += 1;
+            }
+        }
+        baseline = baseline.min(started.elapsed().as_nanos() as f64 / CALLS as f64);
+    }
+    let mut single = f64::MAX;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        runtime.block_on(async {
+            for _ in 0..CALLS {
+                lax.inc(&counters[0], 1).await?;
+            }
+            Ok::<(), distkit_core::DistkitError>(())
+        })?;
+        single = single.min(started.elapsed().as_nanos() as f64 / CALLS as f64);
+    }
+    println!(
+        "  1 task:  {single:>6.1} ns/call | Mutex<HashMap> increment {baseline:>5.1} ns -> ratio {:.2}",
+        baseline / single
+    );
+    let mut scaled = 0.0_f64;
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let handles: Vec<_> = counters
+            .iter()
+            .map(|k| {
+                let (lax, k) = (Arc::clone(&lax), k.clone());
+                runtime.spawn(async move {
+                    for _ in 0..CALLS {
+                        lax.inc(&k, 1).await?;
+                    }
+                    Ok::<(), distkit_core::DistkitError>(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            runtime.block_on(handle)??;
+        }
+        scaled = scaled.max(2.0 * CALLS as f64 / started.elapsed().as_secs_f64());
+    }
+    let one_task_rate = 1e9 / single;
+    println!(
+        "  2 tasks on 2 cores (two keys): {scaled:>11.0} calls/s = {:.2}x one task",
+        scaled / one_task_rate
+    );
+    runtime.block_on(lax.flush())?;
+    Ok(())
+}
+
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+async fn lax_memory_per_key(client: &Client) -> BenchResult<()> {
+    const KEYS: usize = 200_000;
+    let lax = LaxCounter::new(CounterOptions::new(key(&unique_prefix()), client.clone()));
+    let keys: Vec<DistkitRedisKey> = (0..KEYS).map(|i| key(&format!("tenant-{i:08}"))).collect();
+    let before = resident_bytes();
+    for chunk in keys.chunks(5_000) {
+        let updates: Vec<(&DistkitRedisKey, i64)> = chunk.iter().map(|k| (k, 1)).collect();
+        lax.inc_all(&updates).await?;
+    }
+    // Steady state: once flushed, only the map entries remain (no dirty or read lists).
+    lax.flush().await?;
+    let after = resident_bytes();
+    println!(
+        "LaxCounter memory: {} keys tracked, {:.0} resident bytes per key (keys are 15 bytes long)",
+        lax.tracked_keys(),
+        after.saturating_sub(before) as f64 / KEYS as f64
+    );
+    lax.clear().await?;
+    Ok(())
+}
+
+fn main() -> BenchResult<()> {
+    let redis = TestRedis::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client = runtime.block_on(connect(redis.url()))?;
+    runtime.block_on(strict_versus_raw(&client))?;
+    lax_warm_increments(&runtime, &client)?;
+    runtime.block_on(lax_memory_per_key(&client))?;
+    runtime.block_on(client.quit())?;
+    Ok(())
+}
