@@ -1,9 +1,9 @@
 //! The acquisition loop shared by every acquisition style of every lock.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distkit_core::fred::clients::Client;
 use distkit_core::task::jittered;
 use distkit_core::{DistkitError, LockError};
 
@@ -40,7 +40,7 @@ impl Patience {
 /// Where and how to wait between attempts.
 #[derive(Debug)]
 pub(crate) struct Waiting<'a> {
-    pub(crate) client: &'a Client,
+    pub(crate) notifier: &'a Arc<ReleaseNotifier>,
     pub(crate) channel: &'a str,
     pub(crate) retry_interval: Duration,
 }
@@ -102,11 +102,7 @@ where
         if interest.is_none() {
             // Subscribe, then try again at once: a release between the first attempt and the
             // subscription must not be missed.
-            interest = Some(
-                ReleaseNotifier::of(waiting.client)
-                    .watch(waiting.channel)
-                    .await,
-            );
+            interest = Some(waiting.notifier.watch(waiting.channel).await);
             continue;
         }
         let pause = if waiting.retry_interval.is_zero() {

@@ -1,7 +1,7 @@
 //! The lease behind every guard: background renewal, the guard state, `extend`, `release`
 //! and the release on drop.
 
-use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::Client;
@@ -9,9 +9,9 @@ use distkit_core::fred::types::Value;
 use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_core::{DistkitError, LockError};
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 
 use super::LockGuardState;
+use super::renewal::{QueueSlot, RenewalScheduler};
 use crate::scripts::{OWNER_EXTEND, OWNER_RELEASE, RW_EXTEND_READ, RW_RELEASE_READ};
 
 /// What kind of entry a lease is.
@@ -95,12 +95,34 @@ struct Health {
     confirmed_at: Instant,
 }
 
+/// A lease as the guard and the renewal scheduler share it.
+#[derive(Debug)]
+pub(crate) struct LeaseShared {
+    target: LeaseTarget,
+    health: StdMutex<Health>,
+    /// Its place in the renewal queue, while it has one.
+    slot: StdMutex<Option<QueueSlot>>,
+}
+
+impl LeaseShared {
+    fn record_renewal(&self, sent_at: Instant, renewed: bool) {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if renewed {
+            health.refused = false;
+            if sent_at > health.confirmed_at {
+                health.confirmed_at = sent_at;
+            }
+        } else {
+            health.refused = true;
+        }
+    }
+}
+
 /// The lease of one guard.
 #[derive(Debug)]
 pub(crate) struct Lease {
-    target: Arc<LeaseTarget>,
-    health: Arc<StdMutex<Health>>,
-    renewal: JoinHandle<()>,
+    shared: Arc<LeaseShared>,
+    scheduler: Arc<RenewalScheduler>,
     runtime: Handle,
     fencing_token: u64,
     attempt: usize,
@@ -121,27 +143,35 @@ fn renewal_period(ttl: Duration) -> Duration {
 }
 
 impl Lease {
-    /// Starts the renewal of a lease acquired by a request sent at `sent_at`. Must be called
+    /// Queues the renewal of a lease acquired by a request sent at `sent_at`. Must be called
     /// within a Tokio runtime (acquisition is async, so it always is).
     pub(crate) fn start(
+        scheduler: &Arc<RenewalScheduler>,
         target: LeaseTarget,
         sent_at: Instant,
         fencing_token: u64,
         attempt: usize,
     ) -> Self {
-        let target = Arc::new(target);
-        let health = Arc::new(StdMutex::new(Health {
-            released: false,
-            refused: false,
-            confirmed_at: sent_at,
-        }));
-        let runtime = Handle::current();
-        let renewal = runtime.spawn(renew(Arc::clone(&target), Arc::downgrade(&health)));
-        Self {
+        let scheduler = Arc::clone(scheduler);
+        let period = renewal_period(target.ttl);
+        let shared = Arc::new(LeaseShared {
             target,
-            health,
-            renewal,
-            runtime,
+            health: StdMutex::new(Health {
+                released: false,
+                refused: false,
+                confirmed_at: sent_at,
+            }),
+            slot: StdMutex::new(None),
+        });
+        queue(
+            &scheduler,
+            &shared,
+            sent_at.checked_add(period).unwrap_or(sent_at),
+        );
+        Self {
+            shared,
+            scheduler,
+            runtime: Handle::current(),
             fencing_token,
             attempt,
             finished: false,
@@ -149,10 +179,15 @@ impl Lease {
     }
 
     pub(crate) fn state(&self) -> LockGuardState {
-        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let health = self
+            .shared
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if health.released {
             LockGuardState::Released
-        } else if health.refused || health.confirmed_at.elapsed() >= safe_lifetime(self.target.ttl)
+        } else if health.refused
+            || health.confirmed_at.elapsed() >= safe_lifetime(self.shared.target.ttl)
         {
             LockGuardState::Lost
         } else {
@@ -170,8 +205,12 @@ impl Lease {
 
     pub(crate) async fn extend(&self) -> Result<(), DistkitError> {
         let sent_at = Instant::now();
-        let renewed = self.target.extend_once(self.target.ttl).await?;
-        record_renewal(&self.health, sent_at, renewed);
+        let renewed = self
+            .shared
+            .target
+            .extend_once(self.shared.target.ttl)
+            .await?;
+        self.shared.record_renewal(sent_at, renewed);
         if renewed {
             Ok(())
         } else {
@@ -181,9 +220,9 @@ impl Lease {
 
     pub(crate) async fn release(mut self) -> Result<LockGuardState, DistkitError> {
         self.finished = true;
-        self.renewal.abort();
-        let released = self.target.release_once().await;
-        self.health
+        let released = self.shared.target.release_once().await;
+        self.shared
+            .health
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .released = true;
@@ -197,58 +236,79 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        {
+            // Same lock order as `queue`: the slot, then the health.
+            let mut slot = self
+                .shared
+                .slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.shared
+                .health
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .released = true;
+            if let Some(slot) = slot.take() {
+                self.scheduler.withdraw(slot);
+            }
+        }
         if self.finished {
             return;
         }
-        self.renewal.abort();
-        let target = Arc::clone(&self.target);
+        let shared = Arc::clone(&self.shared);
         // Handle::spawn works from any thread, in a runtime or not; on a runtime that is
         // shutting down the task is dropped and the lease expires after its ttl.
         drop(self.runtime.spawn(async move {
-            if let Err(error) = target.release_once().await {
+            if let Err(error) = shared.target.release_once().await {
                 tracing::warn!(%error, "releasing a dropped lock guard failed; the lease expires after its ttl");
             }
         }));
     }
 }
 
-fn record_renewal(health: &StdMutex<Health>, sent_at: Instant, renewed: bool) {
-    let mut health = health.lock().unwrap_or_else(PoisonError::into_inner);
-    if renewed {
-        health.refused = false;
-        if sent_at > health.confirmed_at {
-            health.confirmed_at = sent_at;
-        }
-    } else {
-        health.refused = true;
+/// One renewal of a due lease, then its next turn in the queue.
+pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalScheduler>) {
+    if shared
+        .health
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .released
+    {
+        return;
     }
+    let period = renewal_period(shared.target.ttl);
+    let sent_at = Instant::now();
+    match shared.target.extend_once(period).await {
+        Ok(renewed) => {
+            if !renewed {
+                tracing::warn!(
+                    token = shared.target.token.as_str(),
+                    "lock lease renewal refused: the lease is lost"
+                );
+            }
+            shared.record_renewal(sent_at, renewed);
+        }
+        Err(error) => tracing::warn!(%error, "lock lease renewal failed; retrying"),
+    }
+    let next = sent_at
+        .checked_add(period)
+        .unwrap_or(sent_at)
+        .max(Instant::now());
+    queue(&scheduler, &shared, next);
 }
 
-async fn renew(target: Arc<LeaseTarget>, health: Weak<StdMutex<Health>>) {
-    let period = renewal_period(target.ttl);
-    loop {
-        tokio::time::sleep(period).await;
-        if health.strong_count() == 0 {
-            return;
-        }
-        let sent_at = Instant::now();
-        let outcome = target.extend_once(period).await;
-        let Some(health) = health.upgrade() else {
-            return;
-        };
-        match outcome {
-            Ok(renewed) => {
-                if !renewed {
-                    tracing::warn!(
-                        token = target.token.as_str(),
-                        "lock lease renewal refused: the lease is lost"
-                    );
-                }
-                record_renewal(&health, sent_at, renewed);
-            }
-            Err(error) => tracing::warn!(%error, "lock lease renewal failed; retrying"),
-        }
+/// Queues `shared` for its next renewal, unless its guard is gone.
+fn queue(scheduler: &Arc<RenewalScheduler>, shared: &Arc<LeaseShared>, at: Instant) {
+    let mut slot = shared.slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if shared
+        .health
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .released
+    {
+        return;
     }
+    *slot = Some(scheduler.schedule(shared, at));
 }
 
 /// Releases what an acquisition attempt may have taken when the attempt is abandoned

@@ -60,6 +60,7 @@ mod lease;
 mod mutex;
 mod notify;
 mod options;
+mod renewal;
 mod rwlock;
 mod state;
 
@@ -70,6 +71,24 @@ pub use mutex::{Mutex, MutexGuard};
 pub use options::{LockOptions, LockOptionsBuilder};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use state::LockGuardState;
+
+/// The per-client services every lock object holds: the shared release subscriber and the
+/// shared renewal scheduler. Holding them keeps them (and their connection and task) alive
+/// between acquisitions instead of making them anew for each.
+#[derive(Debug)]
+struct LockServices {
+    notifier: std::sync::Arc<notify::ReleaseNotifier>,
+    renewals: std::sync::Arc<renewal::RenewalScheduler>,
+}
+
+impl LockServices {
+    fn of(client: &distkit_core::fred::clients::Client) -> Self {
+        Self {
+            notifier: notify::ReleaseNotifier::of(client),
+            renewals: renewal::RenewalScheduler::of(client),
+        }
+    }
+}
 
 /// Decodes `{ 1, fencing token }` (granted) or `{ 0, … }` (refused) from an acquire script.
 fn decode_grant(reply: Value) -> Result<Option<u64>, DistkitError> {

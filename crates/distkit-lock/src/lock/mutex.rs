@@ -7,7 +7,7 @@ use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Patience, Waiting, acquire};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
-use super::{LockGuardState, LockOptions, decode_grant};
+use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::MUTEX_ACQUIRE;
 
 /// A distributed mutual-exclusion lock, shaped like `tokio::sync::Mutex`.
@@ -23,6 +23,7 @@ use crate::scripts::MUTEX_ACQUIRE;
 #[derive(Debug)]
 pub struct Mutex {
     options: LockOptions,
+    services: LockServices,
     owner_key: String,
     fence_key: String,
     channel: String,
@@ -36,6 +37,7 @@ impl Mutex {
         let fence_key = key_schema::lock_part(&options.namespace, &options.key, "fence");
         let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
         Arc::new(Self {
+            services: LockServices::of(&options.client),
             options,
             owner_key,
             fence_key,
@@ -101,7 +103,7 @@ impl Mutex {
             .clone()
             .unwrap_or_else(|| ulid::Ulid::new().to_string());
         let waiting = Waiting {
-            client: &self.options.client,
+            notifier: &self.services.notifier,
             channel: &self.channel,
             retry_interval: self.options.retry_interval,
         };
@@ -111,7 +113,13 @@ impl Mutex {
         })
         .await?;
         Ok(MutexGuard {
-            lease: Lease::start(lease_target, sent_at, fencing_token, attempt),
+            lease: Lease::start(
+                &self.services.renewals,
+                lease_target,
+                sent_at,
+                fencing_token,
+                attempt,
+            ),
         })
     }
 

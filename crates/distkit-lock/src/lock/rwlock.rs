@@ -8,7 +8,7 @@ use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Patience, Waiting, acquire};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
-use super::{LockGuardState, LockOptions, decode_grant};
+use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 
 /// The shortest heartbeat window of a waiting writer.
@@ -32,6 +32,7 @@ const MIN_QUEUE_WINDOW: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 pub struct RwLock {
     options: LockOptions,
+    services: LockServices,
     keys: Vec<String>,
     channel: String,
 }
@@ -53,6 +54,7 @@ impl RwLock {
         .collect();
         let channel = part("rw:released");
         Arc::new(Self {
+            services: LockServices::of(&options.client),
             options,
             keys,
             channel,
@@ -151,7 +153,7 @@ impl RwLock {
 
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
-            client: &self.options.client,
+            notifier: &self.services.notifier,
             channel: &self.channel,
             retry_interval: self.options.retry_interval,
         }
@@ -190,7 +192,13 @@ impl RwLock {
         })
         .await?;
         Ok(RwLockReadGuard {
-            lease: Lease::start(target, sent_at, fencing_token, attempt),
+            lease: Lease::start(
+                &self.services.renewals,
+                target,
+                sent_at,
+                fencing_token,
+                attempt,
+            ),
         })
     }
 
@@ -238,7 +246,13 @@ impl RwLock {
         .await?;
         place.disarm();
         Ok(RwLockWriteGuard {
-            lease: Lease::start(target, sent_at, fencing_token, attempt),
+            lease: Lease::start(
+                &self.services.renewals,
+                target,
+                sent_at,
+                fencing_token,
+                attempt,
+            ),
         })
     }
 
