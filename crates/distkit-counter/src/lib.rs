@@ -4,6 +4,7 @@
 //! See [`counter`] for the strict and lax counters.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod buffer;
 pub mod counter;
 mod scripts;
 mod wire;

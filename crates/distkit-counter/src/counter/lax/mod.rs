@@ -1,5 +1,4 @@
 mod flush;
-mod local;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -9,11 +8,11 @@ use distkit_core::task::{Backoff, spawn_if_in_runtime};
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
 use tokio::sync::Mutex as AsyncMutex;
 
-use self::flush::{FlushTarget, Outbox};
-use self::local::{LocalChange, LocalState};
+use self::flush::FlushTarget;
 use super::remote::{Operation, OperationKind, RemoteCounters};
 use super::strict::{single, with_new, with_new_and_old};
 use super::{CounterOptions, CounterTrait};
+use crate::buffer::{LocalChange, LocalState, Outbox, Snapshot};
 
 /// The flush cadence when `allowed_lag` is zero (every call flushes; the task only forgets
 /// idle keys).
@@ -121,7 +120,7 @@ impl LaxCounter {
                 outbox.enqueue(self.local.take());
                 outbox.deliver(&self.target, &self.local).await?;
                 let value = self.remote.dec(key, count).await?;
-                self.local.refresh(key, value, self.now());
+                self.local.refresh(key, Snapshot::single(value), self.now());
                 Ok(value)
             }
         }
@@ -136,14 +135,14 @@ impl LaxCounter {
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
         self.start_flush_task();
         match self.local.read(key, self.now()) {
-            Some(Some(value)) => Ok(value),
+            Some(Some(value)) => Ok(value.total),
             Some(None) => Err(CounterError::Overflow {
                 key: key.to_string(),
             }
             .into()),
             None => {
                 let remote = self.remote.get(key).await?;
-                self.local.learn(key, remote, self.now());
+                self.local.learn(key, Snapshot::single(remote), self.now());
                 Ok(remote)
             }
         }
@@ -178,7 +177,7 @@ impl LaxCounter {
         let mut change = self.local.add(key, delta, self.now());
         if change == LocalChange::Cold {
             let remote = self.remote.get(key).await?;
-            self.local.learn(key, remote, self.now());
+            self.local.learn(key, Snapshot::single(remote), self.now());
             change = self.local.add(key, delta, self.now());
         }
         match change {
@@ -186,7 +185,7 @@ impl LaxCounter {
                 if self.allowed_lag.is_zero() {
                     self.flush().await?;
                 }
-                Ok(value)
+                Ok(value.total)
             }
             // The local sum cannot hold it: apply it directly, after the pending deltas.
             LocalChange::Overflow | LocalChange::Cold => {
@@ -194,7 +193,7 @@ impl LaxCounter {
                 outbox.enqueue(self.local.take());
                 outbox.deliver(&self.target, &self.local).await?;
                 let value = self.remote.inc(key, delta).await?;
-                self.local.refresh(key, value, self.now());
+                self.local.refresh(key, Snapshot::single(value), self.now());
                 Ok(value)
             }
         }
@@ -214,7 +213,8 @@ impl LaxCounter {
         drop(outbox);
         let tick = self.now();
         for (operation, &(new, _old)) in operations.iter().zip(&results) {
-            self.local.overwrite(operation.key, new, tick);
+            self.local
+                .overwrite(operation.key, Snapshot::single(new), tick);
         }
         Ok(results)
     }
@@ -345,7 +345,7 @@ impl CounterTrait for LaxCounter {
         let mut cold = Vec::new();
         for (index, &key) in keys.iter().enumerate() {
             match self.local.read(key, tick) {
-                Some(Some(value)) => values.push((key, value)),
+                Some(Some(value)) => values.push((key, value.total)),
                 Some(None) => {
                     return Err(CounterError::Overflow {
                         key: key.to_string(),
@@ -362,7 +362,7 @@ impl CounterTrait for LaxCounter {
             let cold_keys: Vec<&DistkitRedisKey> = cold.iter().map(|&(_, key)| key).collect();
             let remote = self.remote.get_many(&cold_keys).await?;
             for (&(index, key), value) in cold.iter().zip(remote) {
-                self.local.learn(key, value, tick);
+                self.local.learn(key, Snapshot::single(value), tick);
                 if let Some(slot) = values.get_mut(index) {
                     *slot = (key, value);
                 }
@@ -382,7 +382,7 @@ impl CounterTrait for LaxCounter {
         let mut results = Vec::with_capacity(updates.len());
         for (position, &(key, count)) in updates.iter().enumerate() {
             match self.local.add(key, count, tick) {
-                LocalChange::Applied(value) => results.push((key, value)),
+                LocalChange::Applied(value) => results.push((key, value.total)),
                 LocalChange::Overflow | LocalChange::Cold => {
                     // Undo this batch's local changes: a failed batch changes nothing.
                     for &(done_key, done_count) in updates.iter().take(position).rev() {

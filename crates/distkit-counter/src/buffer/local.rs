@@ -1,5 +1,5 @@
-//! The in-memory side of a [`LaxCounter`](super::LaxCounter): per key, the last value read
-//! from Redis, the deltas on their way there and the deltas not yet sent.
+//! The in-memory side of the lax counters: per key, the last values read from Redis, the
+//! deltas on their way there and the deltas not yet sent.
 //!
 //! Keys are spread over shards, each behind its own mutex, so tasks on different cores
 //! rarely wait for each other; no lock is ever held across an `.await`.
@@ -12,11 +12,37 @@ use distkit_core::DistkitRedisKey;
 /// The number of shards: a power of two well above the core counts this runs on.
 const SHARDS: usize = 32;
 
+/// Values Redis returned for a key: the total and this instance's slice (for a plain counter
+/// both are the stored value).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) total: i64,
+    pub(crate) own: i64,
+}
+
+impl Snapshot {
+    /// The snapshot of a plain counter's stored value.
+    pub(crate) fn single(value: i64) -> Self {
+        Self {
+            total: value,
+            own: value,
+        }
+    }
+
+    /// Both values moved by `delta`; `None` on overflow.
+    pub(crate) fn plus(self, delta: i64) -> Option<Self> {
+        Some(Self {
+            total: self.total.checked_add(delta)?,
+            own: self.own.checked_add(delta)?,
+        })
+    }
+}
+
 /// What the process knows about one counter key.
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {
-    /// The value Redis returned last.
-    remote: i64,
+    /// The values Redis returned last.
+    remote: Snapshot,
     /// Deltas sent to Redis in a batch that is not confirmed yet.
     in_flight: i64,
     /// Deltas not sent yet.
@@ -30,10 +56,8 @@ struct Entry {
 }
 
 impl Entry {
-    fn value(&self) -> Option<i64> {
-        self.remote
-            .checked_add(self.in_flight)?
-            .checked_add(self.pending)
+    fn value(&self) -> Option<Snapshot> {
+        self.remote.plus(self.in_flight)?.plus(self.pending)
     }
 }
 
@@ -46,9 +70,9 @@ struct Shard {
 
 /// The outcome of a local change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum LocalChange {
-    /// Applied; the new value.
-    Applied(i64),
+pub(crate) enum LocalChange {
+    /// Applied; the new values.
+    Applied(Snapshot),
     /// The key is not known locally: its value must be read from Redis first.
     Cold,
     /// The value or the pending delta would overflow locally; nothing was changed.
@@ -57,14 +81,14 @@ pub(super) enum LocalChange {
 
 /// Deltas taken for a flush, and keys whose value should be read back.
 #[derive(Debug, Default)]
-pub(super) struct Taken {
-    pub(super) deltas: Vec<(DistkitRedisKey, i64)>,
-    pub(super) reads: Vec<DistkitRedisKey>,
+pub(crate) struct Taken {
+    pub(crate) deltas: Vec<(DistkitRedisKey, i64)>,
+    pub(crate) reads: Vec<DistkitRedisKey>,
 }
 
 /// The sharded local state.
 #[derive(Debug)]
-pub(super) struct LocalState {
+pub(crate) struct LocalState {
     shards: [Mutex<Shard>; SHARDS],
     /// Picks the shard of a key (aHash: fast and seeded per process, so keys chosen by an
     /// adversary cannot pile up in one shard or one bucket).
@@ -72,7 +96,7 @@ pub(super) struct LocalState {
 }
 
 impl LocalState {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             shard_hasher: ahash::RandomState::new(),
@@ -101,7 +125,7 @@ impl LocalState {
     }
 
     /// Adds `delta` to the pending deltas of a known key.
-    pub(super) fn add(&self, key: &DistkitRedisKey, delta: i64, tick: u64) -> LocalChange {
+    pub(crate) fn add(&self, key: &DistkitRedisKey, delta: i64, tick: u64) -> LocalChange {
         let mut guard = self.shard(key);
         let shard = &mut *guard;
         let Some(entry) = shard.entries.get_mut(key) else {
@@ -109,7 +133,7 @@ impl LocalState {
         };
         let (Some(pending), Some(value)) = (
             entry.pending.checked_add(delta),
-            entry.value().and_then(|value| value.checked_add(delta)),
+            entry.value().and_then(|value| value.plus(delta)),
         ) else {
             return LocalChange::Overflow;
         };
@@ -124,7 +148,7 @@ impl LocalState {
 
     /// The local value of a known key (`None` when cold), marking it to be read back at the
     /// next flush so it does not go stale.
-    pub(super) fn read(&self, key: &DistkitRedisKey, tick: u64) -> Option<Option<i64>> {
+    pub(crate) fn read(&self, key: &DistkitRedisKey, tick: u64) -> Option<Option<Snapshot>> {
         let mut guard = self.shard(key);
         let shard = &mut *guard;
         let entry = shard.entries.get_mut(key)?;
@@ -138,7 +162,7 @@ impl LocalState {
 
     /// Records a value read from Redis for a key that was cold; keeps a newer entry made
     /// meanwhile.
-    pub(super) fn learn(&self, key: &DistkitRedisKey, remote: i64, tick: u64) {
+    pub(crate) fn learn(&self, key: &DistkitRedisKey, remote: Snapshot, tick: u64) {
         let mut shard = self.shard(key);
         shard.entries.entry(key.clone()).or_insert(Entry {
             remote,
@@ -149,7 +173,7 @@ impl LocalState {
 
     /// Records the value Redis holds after an absolute operation (`set`, `del`, conditional
     /// writes), dropping the deltas not yet sent: the absolute operation supersedes them.
-    pub(super) fn overwrite(&self, key: &DistkitRedisKey, remote: i64, tick: u64) {
+    pub(crate) fn overwrite(&self, key: &DistkitRedisKey, remote: Snapshot, tick: u64) {
         let mut shard = self.shard(key);
         let entry = shard.entries.entry(key.clone()).or_default();
         entry.remote = remote;
@@ -159,7 +183,7 @@ impl LocalState {
 
     /// Records the value Redis holds after a relative operation applied directly in Redis,
     /// keeping the deltas not yet sent.
-    pub(super) fn refresh(&self, key: &DistkitRedisKey, remote: i64, tick: u64) {
+    pub(crate) fn refresh(&self, key: &DistkitRedisKey, remote: Snapshot, tick: u64) {
         let mut shard = self.shard(key);
         let entry = shard.entries.entry(key.clone()).or_default();
         entry.remote = remote;
@@ -167,7 +191,7 @@ impl LocalState {
     }
 
     /// Forgets every key (after `clear`).
-    pub(super) fn forget_all(&self) {
+    pub(crate) fn forget_all(&self) {
         for mut shard in self.all_shards() {
             shard.entries.clear();
             shard.dirty.clear();
@@ -176,7 +200,7 @@ impl LocalState {
     }
 
     /// Moves every pending delta to in-flight and lists the keys to read back.
-    pub(super) fn take(&self) -> Taken {
+    pub(crate) fn take(&self) -> Taken {
         let mut taken = Taken::default();
         for mut guard in self.all_shards() {
             let shard = &mut *guard;
@@ -210,7 +234,7 @@ impl LocalState {
     }
 
     /// Records a delivered delta: it left in-flight, and Redis now holds `remote`.
-    pub(super) fn delivered(&self, key: &DistkitRedisKey, delta: i64, remote: Option<i64>) {
+    pub(crate) fn delivered(&self, key: &DistkitRedisKey, delta: i64, remote: Option<Snapshot>) {
         let mut shard = self.shard(key);
         if let Some(entry) = shard.entries.get_mut(key) {
             entry.in_flight = entry.in_flight.checked_sub(delta).unwrap_or(0);
@@ -221,7 +245,7 @@ impl LocalState {
     }
 
     /// Records a value read back during a flush.
-    pub(super) fn read_back(&self, key: &DistkitRedisKey, remote: i64) {
+    pub(crate) fn read_back(&self, key: &DistkitRedisKey, remote: Snapshot) {
         let mut shard = self.shard(key);
         if let Some(entry) = shard.entries.get_mut(key) {
             entry.remote = remote;
@@ -229,7 +253,7 @@ impl LocalState {
     }
 
     /// Forgets keys unused since `tick` that have nothing pending or in flight.
-    pub(super) fn forget_idle(&self, before_tick: u64) {
+    pub(crate) fn forget_idle(&self, before_tick: u64) {
         for mut shard in self.all_shards() {
             shard.entries.retain(|_, entry| {
                 entry.dirty
@@ -242,7 +266,7 @@ impl LocalState {
     }
 
     /// How many keys are tracked.
-    pub(super) fn tracked_keys(&self) -> usize {
+    pub(crate) fn tracked_keys(&self) -> usize {
         self.all_shards().map(|shard| shard.entries.len()).sum()
     }
 }

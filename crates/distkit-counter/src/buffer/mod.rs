@@ -1,0 +1,7 @@
+//! The machinery shared by the lax counters: sharded local state and exactly-once batches.
+
+mod local;
+mod outbox;
+
+pub(crate) use local::{LocalChange, LocalState, Snapshot};
+pub(crate) use outbox::{Batch, Confirmation, DeltaSink, Outbox};
