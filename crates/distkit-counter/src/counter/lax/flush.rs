@@ -15,10 +15,10 @@ const SEQUENCE_TTL_MS: i64 = 86_400_000;
 
 /// Where a lax counter object's batches go.
 #[derive(Clone, Debug)]
-pub(super) struct FlushTarget {
-    pub(super) client: Client,
-    pub(super) values_key: String,
-    pub(super) sequence_key: String,
+pub(crate) struct FlushTarget {
+    pub(crate) client: Client,
+    pub(crate) values_key: String,
+    pub(crate) sequence_key: String,
 }
 
 impl DeltaSink for FlushTarget {

@@ -1,26 +1,14 @@
 mod flush;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
-use distkit_core::task::{Backoff, spawn_if_in_runtime};
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
-use tokio::sync::Mutex as AsyncMutex;
 
 use self::flush::FlushTarget;
 use super::remote::{Operation, OperationKind, RemoteCounters};
 use super::strict::{single, with_new, with_new_and_old};
 use super::{CounterOptions, CounterTrait};
-use crate::buffer::{LocalChange, LocalState, Outbox, Snapshot};
-
-/// The flush cadence when `allowed_lag` is zero (every call flushes; the task only forgets
-/// idle keys).
-const IDLE_CADENCE: Duration = Duration::from_millis(20);
-/// How long a key with nothing pending stays in memory after its last use.
-const IDLE_KEY_LIFETIME: Duration = Duration::from_secs(10);
-/// The longest pause between flush attempts while Redis fails.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+use crate::buffer::{LaxCore, LaxOwner, Snapshot};
 
 /// A counter that buffers increments in memory and flushes them to Redis in the background.
 ///
@@ -32,8 +20,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// - [`flush`](Self::flush) sends everything now; dropping the last `Arc` sends what is
 ///   left in a spawned task (best effort, never panics).
 /// - `set`, `del`, `clear`, the conditional operations and `set_all` are immediate and
-///   absolute: they run the same scripts as [`StrictCounter`](super::StrictCounter) (after a
-///   flush, for the conditional ones, so they compare against every local increment).
+///   absolute: they run the same scripts as [`StrictCounter`](super::StrictCounter), after
+///   the pending deltas were delivered, so the conditions see every local increment.
 ///
 /// A flush that fails keeps its deltas and is retried with backoff; a batch is resent under
 /// its own sequence number, so nothing is lost or counted twice when the connection recovers.
@@ -41,13 +29,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct LaxCounter {
     remote: RemoteCounters,
-    target: FlushTarget,
-    allowed_lag: Duration,
-    local: LocalState,
-    outbox: AsyncMutex<Outbox>,
-    tick: AtomicU64,
-    task_started: AtomicBool,
+    core: LaxCore<FlushTarget>,
     this: Weak<LaxCounter>,
+}
+
+impl LaxOwner for LaxCounter {
+    type Sink = FlushTarget;
+
+    fn core(&self) -> &LaxCore<FlushTarget> {
+        &self.core
+    }
 }
 
 impl LaxCounter {
@@ -69,15 +60,10 @@ impl LaxCounter {
         };
         let counter = Arc::new_cyclic(|this| Self {
             remote: RemoteCounters::new(client, &prefix),
-            target,
-            allowed_lag,
-            local: LocalState::new(),
-            outbox: AsyncMutex::new(Outbox::default()),
-            tick: AtomicU64::new(0),
-            task_started: AtomicBool::new(false),
+            core: LaxCore::new(target, allowed_lag, allowed_lag),
             this: this.clone(),
         });
-        counter.start_flush_task();
+        counter.core.start(&counter.this);
         counter
     }
 
@@ -91,10 +77,8 @@ impl LaxCounter {
     /// [`DistkitError::RedisError`] when Redis could not be reached; the deltas stay pending
     /// and are delivered by a later flush.
     pub async fn flush(&self) -> Result<(), DistkitError> {
-        self.start_flush_task();
-        let mut outbox = self.outbox.lock().await;
-        outbox.enqueue(self.local.take());
-        outbox.deliver(&self.target, &self.local).await
+        self.core.start(&self.this);
+        self.core.flush().await
     }
 
     /// [`CounterTrait::inc`] without the boxed future of the trait method: a warm key costs
@@ -104,7 +88,17 @@ impl LaxCounter {
     ///
     /// As [`CounterTrait::inc`]; a local overflow falls back to the strict script.
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
-        self.add(key, count).await
+        self.core.start(&self.this);
+        let values = self
+            .core
+            .add(
+                key,
+                count,
+                || async { Ok(Snapshot::single(self.remote.get(key).await?)) },
+                || async { Ok(Snapshot::single(self.remote.inc(key, count).await?)) },
+            )
+            .await?;
+        Ok(values.total)
     }
 
     /// [`CounterTrait::dec`] without the boxed future of the trait method.
@@ -114,13 +108,15 @@ impl LaxCounter {
     /// As [`CounterTrait::dec`].
     pub async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         match count.checked_neg() {
-            Some(delta) => self.add(key, delta).await,
+            Some(delta) => self.inc(key, delta).await,
             None => {
-                let mut outbox = self.outbox.lock().await;
-                outbox.enqueue(self.local.take());
-                outbox.deliver(&self.target, &self.local).await?;
+                // -i64::MIN does not fit in a local delta: apply it directly.
+                let outbox = self.core.flushed().await?;
                 let value = self.remote.dec(key, count).await?;
-                self.local.refresh(key, Snapshot::single(value), self.now());
+                drop(outbox);
+                self.core
+                    .local()
+                    .refresh(key, Snapshot::single(value), self.core.now());
                 Ok(value)
             }
         }
@@ -133,16 +129,18 @@ impl LaxCounter {
     ///
     /// As [`CounterTrait::get`].
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
-        self.start_flush_task();
-        match self.local.read(key, self.now()) {
-            Some(Some(value)) => Ok(value.total),
+        self.core.start(&self.this);
+        match self.core.local().read(key, self.core.now()) {
+            Some(Some(values)) => Ok(values.total),
             Some(None) => Err(CounterError::Overflow {
                 key: key.to_string(),
             }
             .into()),
             None => {
                 let remote = self.remote.get(key).await?;
-                self.local.learn(key, Snapshot::single(remote), self.now());
+                self.core
+                    .local()
+                    .learn(key, Snapshot::single(remote), self.core.now());
                 Ok(remote)
             }
         }
@@ -150,53 +148,7 @@ impl LaxCounter {
 
     /// How many keys this object keeps in memory.
     pub fn tracked_keys(&self) -> usize {
-        self.local.tracked_keys()
-    }
-
-    fn now(&self) -> u64 {
-        self.tick.load(Ordering::Relaxed)
-    }
-
-    fn start_flush_task(&self) {
-        if self.task_started.load(Ordering::Acquire) {
-            return;
-        }
-        let cadence = if self.allowed_lag.is_zero() {
-            IDLE_CADENCE
-        } else {
-            self.allowed_lag
-        };
-        if spawn_if_in_runtime(run_flush_task(self.this.clone(), cadence)).is_some() {
-            self.task_started.store(true, Ordering::Release);
-        }
-    }
-
-    /// Adds a delta locally, reading the key from Redis first when it is cold.
-    async fn add(&self, key: &DistkitRedisKey, delta: i64) -> Result<i64, DistkitError> {
-        self.start_flush_task();
-        let mut change = self.local.add(key, delta, self.now());
-        if change == LocalChange::Cold {
-            let remote = self.remote.get(key).await?;
-            self.local.learn(key, Snapshot::single(remote), self.now());
-            change = self.local.add(key, delta, self.now());
-        }
-        match change {
-            LocalChange::Applied(value) => {
-                if self.allowed_lag.is_zero() {
-                    self.flush().await?;
-                }
-                Ok(value.total)
-            }
-            // The local sum cannot hold it: apply it directly, after the pending deltas.
-            LocalChange::Overflow | LocalChange::Cold => {
-                let mut outbox = self.outbox.lock().await;
-                outbox.enqueue(self.local.take());
-                outbox.deliver(&self.target, &self.local).await?;
-                let value = self.remote.inc(key, delta).await?;
-                self.local.refresh(key, Snapshot::single(value), self.now());
-                Ok(value)
-            }
-        }
+        self.core.local().tracked_keys()
     }
 
     /// Runs absolute operations in Redis once every earlier local delta was delivered, and
@@ -205,79 +157,17 @@ impl LaxCounter {
         &self,
         operations: &[Operation<'_>],
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
-        self.start_flush_task();
-        let mut outbox = self.outbox.lock().await;
-        outbox.enqueue(self.local.take());
-        outbox.deliver(&self.target, &self.local).await?;
+        self.core.start(&self.this);
+        let outbox = self.core.flushed().await?;
         let results = self.remote.apply(operations).await?;
         drop(outbox);
-        let tick = self.now();
+        let tick = self.core.now();
         for (operation, &(new, _old)) in operations.iter().zip(&results) {
-            self.local
+            self.core
+                .local()
                 .overwrite(operation.key, Snapshot::single(new), tick);
         }
         Ok(results)
-    }
-
-    /// The final, detached flush of a dropped counter.
-    fn flush_on_drop(&mut self) {
-        let mut outbox = std::mem::take(self.outbox.get_mut());
-        outbox.enqueue(self.local.take());
-        if outbox.is_empty() {
-            return;
-        }
-        let target = self.target.clone();
-        if spawn_if_in_runtime(outbox.deliver_detached(target)).is_none() {
-            tracing::error!(
-                "a lax counter with pending deltas was dropped outside a Tokio runtime; they are lost"
-            );
-        }
-    }
-}
-
-impl Drop for LaxCounter {
-    fn drop(&mut self) {
-        self.flush_on_drop();
-    }
-}
-
-async fn run_flush_task(this: Weak<LaxCounter>, cadence: Duration) {
-    let mut backoff = Backoff::new(cadence, MAX_BACKOFF.max(cadence));
-    let idle_ticks = IDLE_KEY_LIFETIME
-        .as_micros()
-        .checked_div(cadence.as_micros())
-        .and_then(|ticks| u64::try_from(ticks).ok())
-        .unwrap_or(2)
-        .max(2);
-    let mut delay = cadence;
-    loop {
-        tokio::time::sleep(delay).await;
-        let Some(counter) = this.upgrade() else {
-            return;
-        };
-        let tick = counter
-            .tick
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        let flushed = if counter.allowed_lag.is_zero() {
-            Ok(())
-        } else {
-            counter.flush().await
-        };
-        delay = match flushed {
-            Ok(()) => {
-                backoff.reset();
-                cadence
-            }
-            Err(error) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(%error, retry_in = ?delay, "lax counter flush failed; its deltas are kept");
-                delay
-            }
-        };
-        if tick.checked_rem(idle_ticks) == Some(0) {
-            counter.local.forget_idle(tick.saturating_sub(idle_ticks));
-        }
     }
 }
 
@@ -306,12 +196,11 @@ impl CounterTrait for LaxCounter {
     }
 
     async fn clear(&self) -> Result<(), DistkitError> {
-        self.start_flush_task();
-        let mut outbox = self.outbox.lock().await;
-        outbox.enqueue(self.local.take());
-        outbox.deliver(&self.target, &self.local).await?;
+        self.core.start(&self.this);
+        let outbox = self.core.flushed().await?;
         self.remote.clear().await?;
-        self.local.forget_all();
+        self.core.local().forget_all();
+        drop(outbox);
         Ok(())
     }
 
@@ -339,12 +228,13 @@ impl CounterTrait for LaxCounter {
         &self,
         keys: &[&'k DistkitRedisKey],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        self.start_flush_task();
-        let tick = self.now();
+        self.core.start(&self.this);
+        let local = self.core.local();
+        let tick = self.core.now();
         let mut values = Vec::with_capacity(keys.len());
         let mut cold = Vec::new();
         for (index, &key) in keys.iter().enumerate() {
-            match self.local.read(key, tick) {
+            match local.read(key, tick) {
                 Some(Some(value)) => values.push((key, value.total)),
                 Some(None) => {
                     return Err(CounterError::Overflow {
@@ -362,7 +252,7 @@ impl CounterTrait for LaxCounter {
             let cold_keys: Vec<&DistkitRedisKey> = cold.iter().map(|&(_, key)| key).collect();
             let remote = self.remote.get_many(&cold_keys).await?;
             for (&(index, key), value) in cold.iter().zip(remote) {
-                self.local.learn(key, Snapshot::single(value), tick);
+                local.learn(key, Snapshot::single(value), tick);
                 if let Some(slot) = values.get_mut(index) {
                     *slot = (key, value);
                 }
@@ -375,32 +265,20 @@ impl CounterTrait for LaxCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        // Warm every key first, so that the local changes below cannot stop half-way on I/O.
+        // Warm every key first, so that the local changes cannot stop half-way on I/O.
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
         self.get_all(&keys).await?;
-        let tick = self.now();
-        let mut results = Vec::with_capacity(updates.len());
-        for (position, &(key, count)) in updates.iter().enumerate() {
-            match self.local.add(key, count, tick) {
-                LocalChange::Applied(value) => results.push((key, value.total)),
-                LocalChange::Overflow | LocalChange::Cold => {
-                    // Undo this batch's local changes: a failed batch changes nothing.
-                    for &(done_key, done_count) in updates.iter().take(position).rev() {
-                        if let Some(undo) = done_count.checked_neg() {
-                            let _ = self.local.add(done_key, undo, tick);
-                        }
-                    }
-                    return Err(CounterError::Overflow {
-                        key: key.to_string(),
-                    }
-                    .into());
-                }
+        let overflow = |key: &DistkitRedisKey| {
+            CounterError::Overflow {
+                key: key.to_string(),
             }
-        }
-        if self.allowed_lag.is_zero() {
-            self.flush().await?;
-        }
-        Ok(results)
+            .into()
+        };
+        let results = self.core.add_all(updates, overflow).await?;
+        Ok(results
+            .into_iter()
+            .map(|(key, values)| (key, values.total))
+            .collect())
     }
 
     async fn set_all<'k>(

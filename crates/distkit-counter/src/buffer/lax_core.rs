@@ -1,0 +1,216 @@
+//! The engine of the lax counters: local deltas, the flush task, `flush()`, warm-path
+//! changes and the final flush on drop. [`LaxCounter`](crate::counter::LaxCounter) and the
+//! lax instance-aware counter differ only in their [`DeltaSink`] and their absolute
+//! operations.
+
+use std::future::Future;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use distkit_core::task::{Backoff, spawn_if_in_runtime};
+use distkit_core::{DistkitError, DistkitRedisKey};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+
+use super::{DeltaSink, LocalChange, LocalState, Outbox, Snapshot};
+
+/// How long a key with nothing pending stays in memory after its last use.
+const IDLE_KEY_LIFETIME: Duration = Duration::from_secs(10);
+/// The longest pause between flush attempts while Redis fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The flush task's cadence when every call flushes by itself (a zero lag): it then only
+/// forgets idle keys.
+const IDLE_CADENCE: Duration = Duration::from_millis(20);
+
+/// A lax counter object that owns a [`LaxCore`].
+pub(crate) trait LaxOwner: Send + Sync + 'static {
+    /// Where its deltas go.
+    type Sink: DeltaSink;
+
+    /// Its engine.
+    fn core(&self) -> &LaxCore<Self::Sink>;
+}
+
+/// Local state, outbox and flush task of one lax counter object.
+#[derive(Debug)]
+pub(crate) struct LaxCore<S: DeltaSink> {
+    sink: S,
+    local: LocalState,
+    outbox: AsyncMutex<Outbox>,
+    tick: AtomicU64,
+    allowed_lag: Duration,
+    cadence: Duration,
+    task_started: AtomicBool,
+}
+
+impl<S: DeltaSink> LaxCore<S> {
+    /// An engine flushing to `sink` every `cadence`; a zero `allowed_lag` flushes on every call.
+    pub(crate) fn new(sink: S, allowed_lag: Duration, cadence: Duration) -> Self {
+        let cadence = if allowed_lag.is_zero() || cadence.is_zero() {
+            IDLE_CADENCE
+        } else {
+            cadence
+        };
+        Self {
+            sink,
+            local: LocalState::new(),
+            outbox: AsyncMutex::new(Outbox::default()),
+            tick: AtomicU64::new(0),
+            allowed_lag,
+            cadence,
+            task_started: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn local(&self) -> &LocalState {
+        &self.local
+    }
+
+    /// The coarse clock of last uses: one tick per flush cycle.
+    pub(crate) fn now(&self) -> u64 {
+        self.tick.load(Ordering::Relaxed)
+    }
+
+    /// Starts the flush task of `owner` on the current runtime, once.
+    pub(crate) fn start<T: LaxOwner<Sink = S>>(&self, owner: &Weak<T>) {
+        if self.task_started.load(Ordering::Acquire) {
+            return;
+        }
+        if spawn_if_in_runtime(run_flush_task(owner.clone(), self.cadence)).is_some() {
+            self.task_started.store(true, Ordering::Release);
+        }
+    }
+
+    /// Sends every pending delta and waits for the confirmation.
+    pub(crate) async fn flush(&self) -> Result<(), DistkitError> {
+        drop(self.flushed().await?);
+        Ok(())
+    }
+
+    /// Sends every pending delta and keeps the outbox locked, so that an absolute operation
+    /// runs after every earlier local change and before any later flush.
+    pub(crate) async fn flushed(&self) -> Result<AsyncMutexGuard<'_, Outbox>, DistkitError> {
+        let mut outbox = self.outbox.lock().await;
+        outbox.enqueue(self.local.take());
+        outbox.deliver(&self.sink, &self.local).await?;
+        Ok(outbox)
+    }
+
+    /// Adds `delta` to `key` locally, reading its values with `fetch` first when it is cold;
+    /// when the local sums cannot hold it, flushes and applies it with `direct` instead.
+    pub(crate) async fn add<Fetch, FetchFuture, Direct, DirectFuture>(
+        &self,
+        key: &DistkitRedisKey,
+        delta: i64,
+        fetch: Fetch,
+        direct: Direct,
+    ) -> Result<Snapshot, DistkitError>
+    where
+        Fetch: FnOnce() -> FetchFuture,
+        FetchFuture: Future<Output = Result<Snapshot, DistkitError>>,
+        Direct: FnOnce() -> DirectFuture,
+        DirectFuture: Future<Output = Result<Snapshot, DistkitError>>,
+    {
+        let mut change = self.local.add(key, delta, self.now());
+        if change == LocalChange::Cold {
+            let remote = fetch().await?;
+            self.local.learn(key, remote, self.now());
+            change = self.local.add(key, delta, self.now());
+        }
+        match change {
+            LocalChange::Applied(values) => {
+                if self.allowed_lag.is_zero() {
+                    self.flush().await?;
+                }
+                Ok(values)
+            }
+            LocalChange::Overflow | LocalChange::Cold => {
+                let outbox = self.flushed().await?;
+                let values = direct().await?;
+                drop(outbox);
+                self.local.refresh(key, values, self.now());
+                Ok(values)
+            }
+        }
+    }
+
+    /// After a batch was warmed: adds each delta locally, all or nothing.
+    pub(crate) async fn add_all<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, i64)],
+        overflow: impl Fn(&DistkitRedisKey) -> DistkitError,
+    ) -> Result<Vec<(&'k DistkitRedisKey, Snapshot)>, DistkitError> {
+        let tick = self.now();
+        let mut results = Vec::with_capacity(updates.len());
+        for (position, &(key, count)) in updates.iter().enumerate() {
+            match self.local.add(key, count, tick) {
+                LocalChange::Applied(values) => results.push((key, values)),
+                LocalChange::Overflow | LocalChange::Cold => {
+                    // Undo this batch's local changes: a failed batch changes nothing.
+                    for &(done_key, done_count) in updates.iter().take(position).rev() {
+                        if let Some(undo) = done_count.checked_neg() {
+                            let _ = self.local.add(done_key, undo, tick);
+                        }
+                    }
+                    return Err(overflow(key));
+                }
+            }
+        }
+        if self.allowed_lag.is_zero() {
+            self.flush().await?;
+        }
+        Ok(results)
+    }
+}
+
+impl<S: DeltaSink> Drop for LaxCore<S> {
+    /// The final, detached flush of a dropped counter object (best effort, never panics).
+    fn drop(&mut self) {
+        let mut outbox = std::mem::take(self.outbox.get_mut());
+        outbox.enqueue(self.local.take());
+        if outbox.is_empty() {
+            return;
+        }
+        if spawn_if_in_runtime(outbox.deliver_detached(self.sink.clone())).is_none() {
+            tracing::error!(
+                "a lax counter with pending deltas was dropped outside a Tokio runtime; they are lost"
+            );
+        }
+    }
+}
+
+async fn run_flush_task<T: LaxOwner>(owner: Weak<T>, cadence: Duration) {
+    let mut backoff = Backoff::new(cadence, MAX_BACKOFF.max(cadence));
+    let idle_ticks = IDLE_KEY_LIFETIME
+        .as_micros()
+        .checked_div(cadence.as_micros())
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .unwrap_or(2)
+        .max(2);
+    let mut delay = cadence;
+    loop {
+        tokio::time::sleep(delay).await;
+        let Some(owner) = owner.upgrade() else { return };
+        let core = owner.core();
+        let tick = core.tick.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let flushed = if core.allowed_lag.is_zero() {
+            Ok(())
+        } else {
+            core.flush().await
+        };
+        delay = match flushed {
+            Ok(()) => {
+                backoff.reset();
+                cadence
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in = ?delay, "lax counter flush failed; its deltas are kept");
+                delay
+            }
+        };
+        if tick.checked_rem(idle_ticks) == Some(0) {
+            core.local.forget_idle(tick.saturating_sub(idle_ticks));
+        }
+    }
+}
