@@ -16,6 +16,14 @@ pub mod counter {
     pub use distkit_counter::counter::*;
 }
 
+/// Instance-aware counters: each process owns a slice of every total.
+#[cfg(feature = "instance-aware-counter")]
+#[cfg_attr(docsrs, doc(cfg(feature = "instance-aware-counter")))]
+pub mod icounter {
+    #[doc(inline)]
+    pub use distkit_counter::icounter::*;
+}
+
 /// Distributed Mutex and writer-preferring RwLock with leases and fencing tokens.
 #[cfg(feature = "lock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lock")))]

@@ -6,5 +6,8 @@
 
 mod buffer;
 pub mod counter;
+#[cfg(feature = "instance-aware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "instance-aware")))]
+pub mod icounter;
 mod scripts;
 mod wire;

@@ -23,3 +23,14 @@ pub(crate) static COUNTER_FLUSH: LuaScript = LuaScript::new(
         include_str!("scripts/counter_flush.lua")
     ),
 );
+
+/// Instance-aware counter operations (heartbeat, reaping, revival, then the operations).
+#[cfg(feature = "instance-aware")]
+pub(crate) static INSTANCE_COUNTER: LuaScript = LuaScript::new(
+    "icounter",
+    concat!(
+        include_str!("scripts/int64.lua"),
+        include_str!("scripts/int64_arith.lua"),
+        include_str!("scripts/icounter.lua")
+    ),
+);

@@ -62,6 +62,12 @@ impl<S: DeltaSink> LaxCore<S> {
         }
     }
 
+    /// Whether every call goes to Redis at once (a zero `allowed_lag`): then reads do not
+    /// answer from memory either.
+    pub(crate) fn is_synchronous(&self) -> bool {
+        self.allowed_lag.is_zero()
+    }
+
     pub(crate) fn local(&self) -> &LocalState {
         &self.local
     }
@@ -120,7 +126,11 @@ impl<S: DeltaSink> LaxCore<S> {
         match change {
             LocalChange::Applied(values) => {
                 if self.allowed_lag.is_zero() {
+                    // Synchronous: report what Redis holds once the delta is applied.
                     self.flush().await?;
+                    if let Some(Some(applied)) = self.local.read(key, self.now()) {
+                        return Ok(applied);
+                    }
                 }
                 Ok(values)
             }
@@ -134,8 +144,9 @@ impl<S: DeltaSink> LaxCore<S> {
         }
     }
 
-    /// After a batch was warmed: adds each delta locally, all or nothing.
-    pub(crate) async fn add_all<'k>(
+    /// After a batch was warmed: adds each delta locally, all or nothing. (Synchronous
+    /// counters send batches to Redis directly instead.)
+    pub(crate) fn add_all<'k>(
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
         overflow: impl Fn(&DistkitRedisKey) -> DistkitError,
@@ -155,9 +166,6 @@ impl<S: DeltaSink> LaxCore<S> {
                     return Err(overflow(key));
                 }
             }
-        }
-        if self.allowed_lag.is_zero() {
-            self.flush().await?;
         }
         Ok(results)
     }

@@ -172,9 +172,6 @@ local replay = false
 if ARGV[4] ~= '' then
   local last = redis.call('HGET', flushes, me)
   replay = last ~= false and tonumber(last) >= tonumber(ARGV[4])
-  if not replay then
-    redis.call('HSET', flushes, me, ARGV[4])
-  end
 end
 
 local results = {}
@@ -258,5 +255,9 @@ for index = 0, count - 1 do
   results[#results + 1] = new_slice
   results[#results + 1] = old_total
   results[#results + 1] = old_slice
+end
+-- Recorded only now: a flush that failed part-way (and was undone) is applied when resent.
+if ARGV[4] ~= '' and not replay then
+  redis.call('HSET', flushes, me, ARGV[4])
 end
 return results

@@ -123,13 +123,23 @@ impl LaxCounter {
     }
 
     /// [`CounterTrait::get`] without the boxed future of the trait method: a warm key is
-    /// answered from memory (the last value Redis returned plus local deltas).
+    /// answered from memory (the last value Redis returned plus local deltas). With a zero
+    /// `allowed_lag` it reads Redis.
     ///
     /// # Errors
     ///
     /// As [`CounterTrait::get`].
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
         self.core.start(&self.this);
+        if self.core.is_synchronous() {
+            let outbox = self.core.flushed().await?;
+            let remote = self.remote.get(key).await?;
+            drop(outbox);
+            self.core
+                .local()
+                .refresh(key, Snapshot::single(remote), self.core.now());
+            return Ok(remote);
+        }
         match self.core.local().read(key, self.core.now()) {
             Some(Some(values)) => Ok(values.total),
             Some(None) => Err(CounterError::Overflow {
@@ -231,6 +241,15 @@ impl CounterTrait for LaxCounter {
         self.core.start(&self.this);
         let local = self.core.local();
         let tick = self.core.now();
+        if self.core.is_synchronous() {
+            let outbox = self.core.flushed().await?;
+            let remote = self.remote.get_many(keys).await?;
+            drop(outbox);
+            for (&key, &value) in keys.iter().zip(&remote) {
+                local.refresh(key, Snapshot::single(value), tick);
+            }
+            return Ok(keys.iter().copied().zip(remote).collect());
+        }
         let mut values = Vec::with_capacity(keys.len());
         let mut cold = Vec::new();
         for (index, &key) in keys.iter().enumerate() {
@@ -265,6 +284,16 @@ impl CounterTrait for LaxCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+        if self.core.is_synchronous() {
+            let operations: Vec<_> = updates
+                .iter()
+                .map(|&(key, count)| {
+                    Operation::new(OperationKind::Inc, key, CounterComparator::Nil, count)
+                })
+                .collect();
+            let results = self.apply_absolute(&operations).await?;
+            return Ok(with_new(updates.iter().map(|&(key, _)| key), results));
+        }
         // Warm every key first, so that the local changes cannot stop half-way on I/O.
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
         self.get_all(&keys).await?;
@@ -274,7 +303,7 @@ impl CounterTrait for LaxCounter {
             }
             .into()
         };
-        let results = self.core.add_all(updates, overflow).await?;
+        let results = self.core.add_all(updates, overflow)?;
         Ok(results
             .into_iter()
             .map(|(key, values)| (key, values.total))

@@ -1,0 +1,267 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey};
+
+use super::LaxInstanceAwareCounterOptions;
+use super::absolute::{instance_counter_impl, only, with_both, with_new};
+use super::counter_trait::{InstanceAwareCounterTrait, Pair};
+use super::remote::{Kind, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
+use crate::buffer::{LaxCore, LaxOwner, Snapshot};
+
+/// An instance-aware counter that buffers this instance's increments in memory and flushes
+/// them every `flush_interval`, like [`LaxCounter`](crate::counter::LaxCounter).
+///
+/// - `inc`/`dec`/`get` of a warm key are answered from memory: `C` and `I` as Redis last
+///   returned them plus this instance's pending deltas. The flush reads back the keys read
+///   since the previous flush, so warm values follow other instances within about a flush.
+///   With a zero `allowed_lag` every call goes to Redis at once, reads included.
+/// - Flushes run the `icounter` script with a sequence number, so a batch resent after a
+///   connection failure is applied exactly once; [`flush`](Self::flush) sends everything now
+///   and dropping the last `Arc` sends what is left (best effort, never panics).
+/// - `set`, `set_on_instance`, `del`, `del_on_instance`, `clear`, `clear_on_instance`, the
+///   conditional operations and the `set_all*` batches are immediate and absolute: they run
+///   after the pending deltas were delivered.
+#[derive(Debug)]
+pub struct LaxInstanceAwareCounter {
+    remote: Arc<RemoteInstanceCounters>,
+    core: LaxCore<RemoteInstanceCounters>,
+    heartbeat_started: AtomicBool,
+    this: Weak<LaxInstanceAwareCounter>,
+}
+
+impl LaxOwner for LaxInstanceAwareCounter {
+    type Sink = RemoteInstanceCounters;
+
+    fn core(&self) -> &LaxCore<RemoteInstanceCounters> {
+        &self.core
+    }
+}
+
+fn snapshot(pair: Pair) -> Snapshot {
+    Snapshot {
+        total: pair.0,
+        own: pair.1,
+    }
+}
+
+fn pair(values: Snapshot) -> Pair {
+    (values.total, values.own)
+}
+
+impl LaxInstanceAwareCounter {
+    /// A lax counter over the keys of `options.prefix`, with a fresh instance id.
+    ///
+    /// The flush and heartbeat tasks start on the current Tokio runtime; outside a runtime
+    /// they start with the first operation (this never panics).
+    pub fn new(options: LaxInstanceAwareCounterOptions) -> Arc<Self> {
+        let remote = Arc::new(RemoteInstanceCounters::new(
+            options.client,
+            &options.prefix,
+            options.dead_instance_threshold_ms,
+        ));
+        let core = LaxCore::new(
+            RemoteInstanceCounters::clone(&remote),
+            options.allowed_lag,
+            options.flush_interval,
+        );
+        let counter = Arc::new_cyclic(|this| Self {
+            remote,
+            core,
+            heartbeat_started: AtomicBool::new(false),
+            this: this.clone(),
+        });
+        counter.start_tasks();
+        counter
+    }
+
+    /// Sends every pending delta to Redis now and waits for the confirmation.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] when Redis could not be reached; the deltas stay pending
+    /// and are delivered, exactly once, by a later flush.
+    pub async fn flush(&self) -> Result<(), DistkitError> {
+        self.start_tasks();
+        self.core.flush().await
+    }
+
+    fn start_tasks(&self) {
+        self.core.start(&self.this);
+        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote) {
+            self.heartbeat_started.store(true, Ordering::Release);
+        }
+    }
+
+    async fn fetch(&self, key: &DistkitRedisKey) -> Result<Snapshot, DistkitError> {
+        Ok(snapshot(
+            only(
+                &self
+                    .remote
+                    .run(&[Op::on(Kind::Get, key, CounterComparator::Nil, 0)])
+                    .await?,
+            )
+            .new,
+        ))
+    }
+
+    /// Runs operations in Redis once every pending delta was delivered, and records the
+    /// values they leave.
+    async fn apply_ops(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
+        self.start_tasks();
+        let outbox = self.core.flushed().await?;
+        let outcomes = self.remote.run(ops).await?;
+        drop(outbox);
+        let local = self.core.local();
+        let tick = self.core.now();
+        for (op, outcome) in ops.iter().zip(&outcomes) {
+            match (op.kind, op.key) {
+                (Kind::Clear | Kind::ClearOnInstance, _) => local.forget_all(),
+                (_, Some(key)) => local.overwrite(key, snapshot(outcome.new), tick),
+                (_, None) => {}
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+instance_counter_impl!(LaxInstanceAwareCounter {
+    fn instance_id(&self) -> &str {
+        self.remote.instance_id()
+    }
+
+    async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
+        self.start_tasks();
+        let values = self
+            .core
+            .add(
+                key,
+                count,
+                || self.fetch(key),
+                || async {
+                    let op = Op::on(Kind::Inc, key, CounterComparator::Nil, count);
+                    Ok(snapshot(only(&self.remote.run(&[op]).await?).new))
+                },
+            )
+            .await?;
+        Ok(pair(values))
+    }
+
+    async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
+        match count.checked_neg() {
+            Some(delta) => self.inc(key, delta).await,
+            None => {
+                let outcomes = self
+                    .apply_ops(&[
+                        Op::on(Kind::Inc, key, CounterComparator::Nil, i64::MAX),
+                        Op::on(Kind::Inc, key, CounterComparator::Nil, 1),
+                    ])
+                    .await?;
+                Ok(outcomes.last().copied().unwrap_or_default().new)
+            }
+        }
+    }
+
+    async fn get(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError> {
+        self.start_tasks();
+        let local = self.core.local();
+        if self.core.is_synchronous() {
+            let outbox = self.core.flushed().await?;
+            let values = self.fetch(key).await?;
+            drop(outbox);
+            local.refresh(key, values, self.core.now());
+            return Ok(pair(values));
+        }
+        match local.read(key, self.core.now()) {
+            Some(Some(values)) => Ok(pair(values)),
+            Some(None) => Err(CounterError::Overflow {
+                key: key.to_string(),
+            }
+            .into()),
+            None => {
+                let values = self.fetch(key).await?;
+                local.learn(key, values, self.core.now());
+                Ok(pair(values))
+            }
+        }
+    }
+
+    async fn get_all<'k>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
+        self.start_tasks();
+        if self.core.is_synchronous() {
+            let ops: Vec<_> = keys.iter().map(|&key| Op::on(Kind::Get, key, CounterComparator::Nil, 0)).collect();
+            return Ok(with_new(keys.iter().copied(), self.apply_ops(&ops).await?));
+        }
+        let local = self.core.local();
+        let tick = self.core.now();
+        let mut values = Vec::with_capacity(keys.len());
+        let mut cold = Vec::new();
+        for (index, &key) in keys.iter().enumerate() {
+            match local.read(key, tick) {
+                Some(Some(found)) => values.push((key, found.total, found.own)),
+                Some(None) => {
+                    return Err(CounterError::Overflow {
+                        key: key.to_string(),
+                    }
+                    .into());
+                }
+                None => {
+                    cold.push((index, key));
+                    values.push((key, 0, 0));
+                }
+            }
+        }
+        if !cold.is_empty() {
+            let ops: Vec<_> = cold
+                .iter()
+                .map(|&(_, key)| Op::on(Kind::Get, key, CounterComparator::Nil, 0))
+                .collect();
+            let outcomes = self.remote.run(&ops).await?;
+            for (&(index, key), outcome) in cold.iter().zip(outcomes) {
+                local.learn(key, snapshot(outcome.new), tick);
+                if let Some(slot) = values.get_mut(index) {
+                    *slot = (key, outcome.new.0, outcome.new.1);
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    async fn get_all_on_instance<'k>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+        let all = self.get_all(keys).await?;
+        Ok(all
+            .into_iter()
+            .map(|(key, _total, own)| (key, own))
+            .collect())
+    }
+
+    async fn inc_all<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
+        if self.core.is_synchronous() {
+            let ops: Vec<_> = updates.iter().map(|&(key, count)| Op::on(Kind::Inc, key, CounterComparator::Nil, count)).collect();
+            return Ok(with_new(updates.iter().map(|&(key, _)| key), self.apply_ops(&ops).await?));
+        }
+        let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
+        self.get_all(&keys).await?;
+        let overflow = |key: &DistkitRedisKey| {
+            CounterError::Overflow {
+                key: key.to_string(),
+            }
+            .into()
+        };
+        let results = self.core.add_all(updates, overflow)?;
+        Ok(results
+            .into_iter()
+            .map(|(key, values)| (key, values.total, values.own))
+            .collect())
+    }
+
+});

@@ -1,0 +1,67 @@
+//! Instance-aware counters: each process (instance) owns a slice of every total.
+//!
+//! # The model
+//!
+//! For every key, `C` is the sum of the slices `I` of the **live** instances. An instance is
+//! one counter object, identified by a ULID ([`InstanceAwareCounterTrait::instance_id`]).
+//! `inc`/`dec` move this instance's slice (and so `C`); `set_on_instance` sets it;
+//! `del_on_instance` and `clear_on_instance` remove it. The global `set`, `del` and `clear`
+//! reset every instance's slice of the key (or of every key).
+//!
+//! Use it for totals that must follow the processes that contribute to them: connections
+//! per service, in-flight jobs per worker pool, leases held by a fleet. When a process dies,
+//! its share leaves the total by itself.
+//!
+//! # Liveness and cleanup
+//!
+//! Every call carries the instance's heartbeat, and a background task sends one every quarter
+//! of `dead_instance_threshold_ms` (30 s by default; values below 1 s are raised to 1 s), so
+//! an idle instance stays alive. An instance whose last heartbeat is older than the threshold
+//! — judged by the Redis server's clock — is dead: the next call of any instance under the
+//! prefix takes its slices out of the totals, at most 500 slices per call, so one huge dead
+//! instance never blocks Redis.
+//!
+//! # Revival and stale slices
+//!
+//! A reaped instance that comes back (its next call or heartbeat) restores every slice it
+//! had, negative ones included, in one atomic step — except slices made stale meanwhile by a
+//! global `set`, `del` or `clear` of their key: those are never restored, never subtracted
+//! twice, and never added back by anyone. Every slice carries the stamp of the last global
+//! reset of its key; only slices with the current stamp count.
+//!
+//! # Strict or lax
+//!
+//! [`StrictInstanceAwareCounter`] runs every call as one atomic script.
+//! [`LaxInstanceAwareCounter`] answers `inc`/`dec`/`get` of warm keys from memory and
+//! flushes every `flush_interval`, exactly once, like the lax plain counter.
+//!
+//! ```no_run
+//! use distkit_core::DistkitRedisKey;
+//! use distkit_counter::icounter::{
+//!     InstanceAwareCounterTrait, StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
+//! };
+//!
+//! # async fn example() -> Result<(), distkit_core::DistkitError> {
+//! let client = distkit_core::connect("redis://127.0.0.1:6379").await?;
+//! let prefix = DistkitRedisKey::try_from("connections")?;
+//! let counter = StrictInstanceAwareCounter::new(StrictInstanceAwareCounterOptions::new(prefix, client));
+//! let service = DistkitRedisKey::try_from("api")?;
+//!
+//! let (total, mine) = counter.inc(&service, 3).await?;
+//! println!("{mine} of {total} connections are on instance {}", counter.instance_id());
+//! # Ok(())
+//! # }
+//! ```
+
+mod absolute;
+mod counter_trait;
+mod lax;
+mod options;
+mod remote;
+mod strict;
+
+pub use counter_trait::{InstanceAwareCounterTrait, Pair};
+pub use distkit_core::{CounterComparator, CounterError};
+pub use lax::LaxInstanceAwareCounter;
+pub use options::{LaxInstanceAwareCounterOptions, StrictInstanceAwareCounterOptions};
+pub use strict::StrictInstanceAwareCounter;

@@ -1,0 +1,308 @@
+//! The Redis side of the instance-aware counters: the `icounter` script over the twelve keys
+//! of a prefix, and the heartbeat that keeps an idle instance alive.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use distkit_core::fred::clients::Client;
+use distkit_core::fred::types::Value;
+use distkit_core::script::{Attempts, CallPolicy};
+use distkit_core::task::spawn_if_in_runtime;
+use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
+
+use super::options::MIN_DEAD_INSTANCE_THRESHOLD_MS;
+use crate::buffer::{Batch, Confirmation, DeltaSink, Snapshot};
+use crate::scripts::INSTANCE_COUNTER;
+use crate::wire::{decode_array, decode_i64, script_error};
+
+/// The roles of the keys of one prefix, in the script's `KEYS` order.
+const KEY_KINDS: [&str; 12] = [
+    "totals",
+    "epochs",
+    "meta",
+    "alive",
+    "slices",
+    "stamps",
+    "owned",
+    "parked",
+    "parked_stamps",
+    "parked_owned",
+    "reaping",
+    "flushes",
+];
+/// The most operations one script call carries.
+const MAX_OPERATIONS_PER_CALL: usize = 1_000;
+/// The most slices of dead instances one call reaps.
+const REAP_BUDGET: i64 = 500;
+
+/// What one operation does (the script's `kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Inc,
+    Set,
+    SetOnInstance,
+    Get,
+    Del,
+    DelOnInstance,
+    Clear,
+    ClearOnInstance,
+    Beat,
+}
+
+impl Kind {
+    fn wire(self) -> &'static str {
+        match self {
+            Self::Inc => "inc",
+            Self::Set => "set",
+            Self::SetOnInstance => "seti",
+            Self::Get => "get",
+            Self::Del => "del",
+            Self::DelOnInstance => "deli",
+            Self::Clear => "clear",
+            Self::ClearOnInstance => "cleari",
+            Self::Beat => "beat",
+        }
+    }
+
+    /// Whether a call made only of this kind changes nothing but the heartbeat (and so may
+    /// be replayed after a reconnect).
+    fn reads_only(self) -> bool {
+        matches!(self, Self::Get | Self::Beat)
+    }
+}
+
+/// One operation of a call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Op<'k> {
+    pub(crate) kind: Kind,
+    pub(crate) key: Option<&'k DistkitRedisKey>,
+    pub(crate) condition: CounterComparator,
+    pub(crate) amount: i64,
+}
+
+impl<'k> Op<'k> {
+    pub(crate) fn on(
+        kind: Kind,
+        key: &'k DistkitRedisKey,
+        condition: CounterComparator,
+        amount: i64,
+    ) -> Self {
+        Self {
+            kind,
+            key: Some(key),
+            condition,
+            amount,
+        }
+    }
+
+    pub(crate) fn global(kind: Kind) -> Self {
+        Self {
+            kind,
+            key: None,
+            condition: CounterComparator::Nil,
+            amount: 0,
+        }
+    }
+}
+
+/// `(C, I)` after and before one operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) new: (i64, i64),
+    pub(crate) old: (i64, i64),
+}
+
+/// The keys of one prefix and the identity of one instance.
+#[derive(Clone, Debug)]
+pub(crate) struct RemoteInstanceCounters {
+    client: Client,
+    keys: Vec<String>,
+    instance_id: String,
+    threshold_ms: u64,
+}
+
+impl RemoteInstanceCounters {
+    pub(crate) fn new(client: Client, prefix: &DistkitRedisKey, threshold_ms: u64) -> Self {
+        let keys = KEY_KINDS
+            .iter()
+            .map(|kind| key_schema::instance_counter(prefix, kind))
+            .collect();
+        Self {
+            client,
+            keys,
+            instance_id: ulid::Ulid::new().to_string(),
+            threshold_ms: threshold_ms.max(MIN_DEAD_INSTANCE_THRESHOLD_MS),
+        }
+    }
+
+    pub(crate) fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// How often an idle instance sends a heartbeat: a quarter of the threshold.
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.threshold_ms.checked_div(4).unwrap_or(250))
+    }
+
+    /// Runs `ops` in order, up to 1 000 per atomic call.
+    ///
+    /// # Errors
+    ///
+    /// [`CounterError::Overflow`] naming the key, [`CounterError::OutcomeUnknown`] when the
+    /// connection failed after a write was sent, [`CounterError::BatchPartiallyApplied`]
+    /// when a later chunk failed, or [`DistkitError::RedisError`].
+    pub(crate) async fn run(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(MAX_OPERATIONS_PER_CALL) {
+            match self.call(chunk, None).await {
+                Ok(chunk_outcomes) => outcomes.extend(chunk_outcomes),
+                Err(error) if outcomes.is_empty() => return Err(error),
+                Err(error) => {
+                    return Err(CounterError::BatchPartiallyApplied {
+                        applied: outcomes.len(),
+                        source: Box::new(error),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn call(
+        &self,
+        ops: &[Op<'_>],
+        flush_sequence: Option<u64>,
+    ) -> Result<Vec<Outcome>, DistkitError> {
+        let mut args = Vec::with_capacity(ops.len().saturating_mul(5).saturating_add(4));
+        args.push(Value::from(self.instance_id.as_str()));
+        args.push(Value::from(
+            i64::try_from(self.threshold_ms).unwrap_or(i64::MAX),
+        ));
+        args.push(Value::from(REAP_BUDGET));
+        args.push(Value::from(
+            flush_sequence
+                .map(|sequence| sequence.to_string())
+                .unwrap_or_default(),
+        ));
+        for op in ops {
+            let (comparator, operand) = op.condition.wire();
+            args.push(Value::from(op.kind.wire()));
+            args.push(Value::from(op.key.map_or("", |key| key.as_str())));
+            args.push(Value::from(comparator));
+            args.push(Value::from(operand.to_string()));
+            args.push(Value::from(op.amount.to_string()));
+        }
+        // Idempotent calls (reads, heartbeats, flushes numbered for exactly-once) may be
+        // replayed; every other write is sent once.
+        let attempts = if flush_sequence.is_some() || ops.iter().all(|op| op.kind.reads_only()) {
+            Attempts::Retry
+        } else {
+            Attempts::Once
+        };
+        let policy = CallPolicy {
+            attempts,
+            timeout: None,
+        };
+        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        let key_at = |index: usize| {
+            ops.get(index)
+                .and_then(|op| op.key)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        let reply = INSTANCE_COUNTER
+            .run(&self.client, &keys, args, policy)
+            .await
+            .map_err(|error| script_error(error, attempts, key_at))?;
+        let items = decode_array(reply)?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (op, quad) in ops.iter().zip(items.chunks_exact(4)) {
+            let key = op.key.map_or("", |key| key.as_str());
+            if let [total, own, old_total, old_own] = quad {
+                outcomes.push(Outcome {
+                    new: (decode_i64(total, key)?, decode_i64(own, key)?),
+                    old: (decode_i64(old_total, key)?, decode_i64(old_own, key)?),
+                });
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Sends a heartbeat (and reaps dead instances' slices) without changing any value.
+    pub(crate) async fn beat(&self) -> Result<(), DistkitError> {
+        self.run(&[Op::global(Kind::Beat)]).await.map(drop)
+    }
+}
+
+impl DeltaSink for RemoteInstanceCounters {
+    /// Sends the batch as `inc` operations followed by `get` read-backs, numbered for
+    /// exactly-once. A delta that would overflow is left out (and reported as dropped) and
+    /// the rest is sent again under the same number.
+    async fn send(&self, batch: &Batch) -> Result<Confirmation, DistkitError> {
+        let mut dropped = vec![false; batch.deltas.len()];
+        loop {
+            let mut ops: Vec<Op<'_>> = batch
+                .deltas
+                .iter()
+                .zip(&dropped)
+                .filter(|&(_, &dropped)| !dropped)
+                .map(|((key, delta), _)| Op::on(Kind::Inc, key, CounterComparator::Nil, *delta))
+                .collect();
+            ops.extend(
+                batch
+                    .reads
+                    .iter()
+                    .map(|key| Op::on(Kind::Get, key, CounterComparator::Nil, 0)),
+            );
+            match self.call(&ops, Some(batch.sequence)).await {
+                Ok(outcomes) => {
+                    let mut outcomes = outcomes.into_iter();
+                    let mut confirmation = Confirmation::default();
+                    for &was_dropped in &dropped {
+                        let applied = if was_dropped { None } else { outcomes.next() };
+                        confirmation.deltas.push(applied.map(|outcome| Snapshot {
+                            total: outcome.new.0,
+                            own: outcome.new.1,
+                        }));
+                    }
+                    confirmation.reads = outcomes
+                        .map(|outcome| {
+                            Some(Snapshot {
+                                total: outcome.new.0,
+                                own: outcome.new.1,
+                            })
+                        })
+                        .collect();
+                    return Ok(confirmation);
+                }
+                Err(DistkitError::CounterError(CounterError::Overflow { key })) => {
+                    let position = batch.deltas.iter().zip(&dropped).position(
+                        |((candidate, _), &was_dropped)| !was_dropped && candidate.as_str() == key,
+                    );
+                    match position.and_then(|position| dropped.get_mut(position)) {
+                        Some(flag) => *flag = true,
+                        None => return Err(CounterError::Overflow { key }.into()),
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Keeps `remote`'s instance alive while it exists: a heartbeat every quarter threshold.
+pub(crate) fn start_heartbeat(remote: &Arc<RemoteInstanceCounters>) -> bool {
+    let interval = remote.heartbeat_interval();
+    let weak: Weak<RemoteInstanceCounters> = Arc::downgrade(remote);
+    spawn_if_in_runtime(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(remote) = weak.upgrade() else { return };
+            if let Err(error) = remote.beat().await {
+                tracing::warn!(%error, "instance-aware counter heartbeat failed");
+            }
+        }
+    })
+    .is_some()
+}

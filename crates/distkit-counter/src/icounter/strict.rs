@@ -1,0 +1,132 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey};
+
+use super::StrictInstanceAwareCounterOptions;
+use super::absolute::{instance_counter_impl, only, with_both, with_new};
+use super::counter_trait::{InstanceAwareCounterTrait, Pair};
+use super::remote::{Kind, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
+
+/// An instance-aware counter whose every call is one atomic Lua script (`icounter`).
+///
+/// Each call also sends this instance's heartbeat, revives it if it had been reaped, and
+/// reaps up to 500 slices of dead instances. A background task sends a heartbeat every
+/// quarter of the dead-instance threshold while the counter exists, so an idle instance stays
+/// alive. Writes are sent once: a connection failure after sending is
+/// [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown).
+#[derive(Debug)]
+pub struct StrictInstanceAwareCounter {
+    remote: Arc<RemoteInstanceCounters>,
+    heartbeat_started: AtomicBool,
+}
+
+impl StrictInstanceAwareCounter {
+    /// A counter over the keys of `options.prefix`, with a fresh instance id.
+    ///
+    /// The heartbeat task starts on the current Tokio runtime; outside a runtime it starts
+    /// with the first operation (this never panics).
+    pub fn new(options: StrictInstanceAwareCounterOptions) -> Arc<Self> {
+        let remote = Arc::new(RemoteInstanceCounters::new(
+            options.client,
+            &options.prefix,
+            options.dead_instance_threshold_ms,
+        ));
+        let counter = Arc::new(Self {
+            remote,
+            heartbeat_started: AtomicBool::new(false),
+        });
+        counter.start_heartbeat();
+        counter
+    }
+
+    fn start_heartbeat(&self) {
+        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote) {
+            self.heartbeat_started.store(true, Ordering::Release);
+        }
+    }
+
+    async fn apply_ops(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
+        self.start_heartbeat();
+        self.remote.run(ops).await
+    }
+}
+
+instance_counter_impl!(StrictInstanceAwareCounter {
+    fn instance_id(&self) -> &str {
+        self.remote.instance_id()
+    }
+
+    async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
+        Ok(only(
+            &self
+                .apply_ops(&[Op::on(Kind::Inc, key, CounterComparator::Nil, count)])
+                .await?,
+        )
+        .new)
+    }
+
+    async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
+        let outcomes = match count.checked_neg() {
+            Some(delta) => {
+                self.apply_ops(&[Op::on(Kind::Inc, key, CounterComparator::Nil, delta)])
+                    .await?
+            }
+            // -i64::MIN does not fit: add i64::MAX and 1 in one atomic call.
+            None => {
+                self.apply_ops(&[
+                    Op::on(Kind::Inc, key, CounterComparator::Nil, i64::MAX),
+                    Op::on(Kind::Inc, key, CounterComparator::Nil, 1),
+                ])
+                .await?
+            }
+        };
+        Ok(outcomes.last().copied().unwrap_or_default().new)
+    }
+
+    async fn get(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError> {
+        Ok(only(
+            &self
+                .apply_ops(&[Op::on(Kind::Get, key, CounterComparator::Nil, 0)])
+                .await?,
+        )
+        .new)
+    }
+
+    async fn get_all<'k>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
+        let ops: Vec<_> = keys
+            .iter()
+            .map(|&key| Op::on(Kind::Get, key, CounterComparator::Nil, 0))
+            .collect();
+        Ok(with_new(keys.iter().copied(), self.apply_ops(&ops).await?))
+    }
+
+    async fn get_all_on_instance<'k>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
+        let all = self.get_all(keys).await?;
+        Ok(all
+            .into_iter()
+            .map(|(key, _total, own)| (key, own))
+            .collect())
+    }
+
+    async fn inc_all<'k>(
+        &self,
+        updates: &[(&'k DistkitRedisKey, i64)],
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
+        let ops: Vec<_> = updates
+            .iter()
+            .map(|&(key, count)| Op::on(Kind::Inc, key, CounterComparator::Nil, count))
+            .collect();
+        Ok(with_new(
+            updates.iter().map(|&(key, _)| key),
+            self.apply_ops(&ops).await?,
+        ))
+    }
+
+});
