@@ -86,6 +86,79 @@ impl LaxInstanceAwareCounter {
         self.core.flush().await
     }
 
+    /// [`InstanceAwareCounterTrait::inc`] without the boxed future of the trait method: a
+    /// warm key costs a shard lock and no allocation or I/O.
+    ///
+    /// # Errors
+    ///
+    /// As [`InstanceAwareCounterTrait::inc`].
+    pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
+        self.start_tasks();
+        let values = self
+            .core
+            .add(
+                key,
+                count,
+                || self.fetch(key),
+                || async {
+                    let op = Op::on(Kind::Inc, key, CounterComparator::Nil, count);
+                    Ok(snapshot(only(&self.remote.run(&[op]).await?).new))
+                },
+            )
+            .await?;
+        Ok(pair(values))
+    }
+
+    /// [`InstanceAwareCounterTrait::dec`] without the boxed future of the trait method.
+    ///
+    /// # Errors
+    ///
+    /// As [`InstanceAwareCounterTrait::dec`].
+    pub async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
+        match count.checked_neg() {
+            Some(delta) => LaxInstanceAwareCounter::inc(self, key, delta).await,
+            None => {
+                let outcomes = self
+                    .apply_ops(&[
+                        Op::on(Kind::Inc, key, CounterComparator::Nil, i64::MAX),
+                        Op::on(Kind::Inc, key, CounterComparator::Nil, 1),
+                    ])
+                    .await?;
+                Ok(outcomes.last().copied().unwrap_or_default().new)
+            }
+        }
+    }
+
+    /// [`InstanceAwareCounterTrait::get`] without the boxed future of the trait method: a warm
+    /// key is answered from memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`InstanceAwareCounterTrait::get`].
+    pub async fn get(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError> {
+        self.start_tasks();
+        let local = self.core.local();
+        if self.core.is_synchronous() {
+            let outbox = self.core.flushed().await?;
+            let values = self.fetch(key).await?;
+            drop(outbox);
+            local.refresh(key, values, self.core.now());
+            return Ok(pair(values));
+        }
+        match local.read(key, self.core.now()) {
+            Some(Some(values)) => Ok(pair(values)),
+            Some(None) => Err(CounterError::Overflow {
+                key: key.to_string(),
+            }
+            .into()),
+            None => {
+                let values = self.fetch(key).await?;
+                local.learn(key, values, self.core.now());
+                Ok(pair(values))
+            }
+        }
+    }
+
     fn start_tasks(&self) {
         self.core.start(&self.this);
         if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote) {
@@ -131,59 +204,15 @@ instance_counter_impl!(LaxInstanceAwareCounter {
     }
 
     async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
-        self.start_tasks();
-        let values = self
-            .core
-            .add(
-                key,
-                count,
-                || self.fetch(key),
-                || async {
-                    let op = Op::on(Kind::Inc, key, CounterComparator::Nil, count);
-                    Ok(snapshot(only(&self.remote.run(&[op]).await?).new))
-                },
-            )
-            .await?;
-        Ok(pair(values))
+        LaxInstanceAwareCounter::inc(self, key, count).await
     }
 
     async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
-        match count.checked_neg() {
-            Some(delta) => self.inc(key, delta).await,
-            None => {
-                let outcomes = self
-                    .apply_ops(&[
-                        Op::on(Kind::Inc, key, CounterComparator::Nil, i64::MAX),
-                        Op::on(Kind::Inc, key, CounterComparator::Nil, 1),
-                    ])
-                    .await?;
-                Ok(outcomes.last().copied().unwrap_or_default().new)
-            }
-        }
+        LaxInstanceAwareCounter::dec(self, key, count).await
     }
 
     async fn get(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError> {
-        self.start_tasks();
-        let local = self.core.local();
-        if self.core.is_synchronous() {
-            let outbox = self.core.flushed().await?;
-            let values = self.fetch(key).await?;
-            drop(outbox);
-            local.refresh(key, values, self.core.now());
-            return Ok(pair(values));
-        }
-        match local.read(key, self.core.now()) {
-            Some(Some(values)) => Ok(pair(values)),
-            Some(None) => Err(CounterError::Overflow {
-                key: key.to_string(),
-            }
-            .into()),
-            None => {
-                let values = self.fetch(key).await?;
-                local.learn(key, values, self.core.now());
-                Ok(pair(values))
-            }
-        }
+        LaxInstanceAwareCounter::get(self, key).await
     }
 
     async fn get_all<'k>(

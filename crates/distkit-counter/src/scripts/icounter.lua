@@ -40,19 +40,34 @@ local budget = tonumber(ARGV[3])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
--- The stamp a slice of `key` must carry to be counted.
+-- The stamp a slice of `key` must carry to be counted (cached for this call; every change
+-- of a stamp below goes through set_stamp).
+local stamp_cache = {}
+local clear_stamp = nil
 local function current_stamp(key)
-  return redis.call('HGET', epochs, key) or redis.call('HGET', meta, 'clear') or '0'
+  local stamp = stamp_cache[key]
+  if stamp then return stamp end
+  stamp = redis.call('HGET', epochs, key)
+  if not stamp then
+    if not clear_stamp then clear_stamp = redis.call('HGET', meta, 'clear') or '0' end
+    stamp = clear_stamp
+  end
+  stamp_cache[key] = stamp
+  return stamp
 end
 
 local function next_stamp()
   return tostring(redis.call('HINCRBY', meta, 'seq', 1))
 end
 
--- Undo log: { key, field, previous value or false }, replayed backwards on failure.
+-- Undo log: { key, field, previous value or false }, replayed backwards on failure. An
+-- operation checks everything before its first write, so a single-operation call needs none.
 local undo = {}
+local logging = (#ARGV - 4) / 5 > 1
 local function put(hash, field, value)
-  undo[#undo + 1] = { hash, field, redis.call('HGET', hash, field) }
+  if logging then
+    undo[#undo + 1] = { hash, field, redis.call('HGET', hash, field) }
+  end
   if value then
     redis.call('HSET', hash, field, value)
   else
@@ -87,23 +102,27 @@ local function total(key)
   return redis.call('HGET', totals, key) or '0'
 end
 
--- This instance's counted slice of `key` ('0' when absent or stale).
+-- This instance's counted slice of `key` ('0' when absent or stale), and whether it exists
+-- with the current stamp.
 local function own_slice(key)
   local field = me .. ':' .. key
   local value = redis.call('HGET', slices, field)
   if value and redis.call('HGET', stamps, field) == current_stamp(key) then
-    return value
+    return value, true
   end
-  return '0'
+  return '0', false
 end
 
--- Sets this instance's slice of `key` (nil removes it), stamped as current.
-local function put_own_slice(key, value)
+-- Sets this instance's slice of `key` (nil removes it), stamped as current. `current` says
+-- the slice already exists with the current stamp (then only its value changes).
+local function put_own_slice(key, value, current)
   local field = me .. ':' .. key
   if value then
     put(slices, field, value)
-    put(stamps, field, current_stamp(key))
-    redis.call('ZADD', owned, 0, field)
+    if not current then
+      put(stamps, field, current_stamp(key))
+      redis.call('ZADD', owned, 0, field)
+    end
   else
     put(slices, field, false)
     put(stamps, field, false)
@@ -180,9 +199,10 @@ for index = 0, count - 1 do
   local base = 4 + index * 5
   local kind, key, op, operand, amount =
     ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
-  local old_total, old_slice = '0', '0'
+  local old_total, old_slice, slice_current = '0', '0', false
   if kind ~= 'clear' and kind ~= 'cleari' and kind ~= 'beat' then
-    old_total, old_slice = total(key), own_slice(key)
+    old_total = total(key)
+    old_slice, slice_current = own_slice(key)
   end
   local new_total, new_slice = old_total, old_slice
   local compared = old_total
@@ -199,11 +219,13 @@ for index = 0, count - 1 do
       return redis.error_reply('DISTKIT_OVERFLOW ' .. index)
     end
     put(totals, key, new_total)
-    put_own_slice(key, new_slice)
+    put_own_slice(key, new_slice, slice_current)
   elseif kind == 'set' then
-    put(epochs, key, next_stamp())
+    local stamp = next_stamp()
+    put(epochs, key, stamp)
+    stamp_cache[key] = stamp
     put(totals, key, amount)
-    put_own_slice(key, amount)
+    put_own_slice(key, amount, false)
     new_total, new_slice = amount, amount
   elseif kind == 'seti' then
     -- C + (amount - I), or (C - I) + amount when the difference alone does not fit.
@@ -218,10 +240,12 @@ for index = 0, count - 1 do
       return redis.error_reply('DISTKIT_OVERFLOW ' .. index)
     end
     put(totals, key, new_total)
-    put_own_slice(key, amount)
+    put_own_slice(key, amount, slice_current)
     new_slice = amount
   elseif kind == 'del' then
-    put(epochs, key, next_stamp())
+    local stamp = next_stamp()
+    put(epochs, key, stamp)
+    stamp_cache[key] = stamp
     put(totals, key, false)
     put_own_slice(key, false)
     new_total, new_slice = '0', '0'
@@ -235,7 +259,9 @@ for index = 0, count - 1 do
     put_own_slice(key, false)
     new_total, new_slice = reduced, '0'
   elseif kind == 'clear' then
-    redis.call('HSET', meta, 'clear', next_stamp())
+    clear_stamp = next_stamp()
+    stamp_cache = {}
+    redis.call('HSET', meta, 'clear', clear_stamp)
     redis.call('DEL', totals, epochs, slices, stamps, owned, parked, parked_stamps, parked_owned)
   elseif kind == 'cleari' then
     local fields = redis.call('ZRANGEBYLEX', owned, '[' .. me .. ':', '[' .. me .. ';')

@@ -65,6 +65,11 @@ end
 
 -- a + b, or nil when the sum is outside the i64 range.
 local function distkit_add(a, b)
+  -- Fast path: below 10^15 in magnitude both fit a double exactly, and so does their sum
+  -- (below 2^53); '%d' prints it without an exponent.
+  if #a <= 15 and #b <= 15 then
+    return string.format('%d', tonumber(a) + tonumber(b))
+  end
   local a_negative, a_magnitude = distkit_split(a)
   local b_negative, b_magnitude = distkit_split(b)
   local negative, magnitude
