@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{bounded, client, eventually, fresh_key, key};
+use common::{bounded, client, fresh_key, key};
 use distkit::counter::{CounterError, CounterOptions, CounterTrait, LaxCounter, StrictCounter};
 use distkit::icounter::{
     InstanceAwareCounterTrait, LaxInstanceAwareCounter, LaxInstanceAwareCounterOptions,
@@ -71,7 +71,7 @@ impl ConnectionKiller {
     fn stop(mut self) -> usize {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
+            assert!(thread.join().is_ok(), "the connection killer panicked");
         }
         self.kills.load(Ordering::SeqCst)
     }
