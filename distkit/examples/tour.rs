@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distkit::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
+use distkit::icounter::{
+    InstanceAwareCounterTrait, StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
+};
 use distkit::lock::{LockGuardState, LockOptions, Mutex, RwLock};
 use distkit::trypema::local::LocalRateLimiterProvider;
 use distkit::trypema::redis::{RedisKey, RedisRateLimiterProvider};
@@ -87,6 +90,30 @@ async fn main() -> Result<()> {
         "  strict.get after flush()     -> {}",
         strict.get(&views).await?
     );
+
+    println!("\n== Instance-aware counters: each process owns a slice of the total");
+    let instance = |client| {
+        let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client);
+        options.dead_instance_threshold_ms = 1_000;
+        StrictInstanceAwareCounter::new(options)
+    };
+    let worker_one = instance(client.clone());
+    let worker_two = instance(distkit::connect(redis.url()).await?);
+    let jobs = key("jobs-in-flight")?;
+    let (total, mine) = worker_one.inc(&jobs, 4).await?;
+    println!("  worker one inc(4)            -> total {total}, its slice {mine}");
+    let (total, mine) = worker_two.inc(&jobs, 6).await?;
+    println!("  worker two inc(6)            -> total {total}, its slice {mine}");
+    drop(worker_two);
+    let died = Instant::now();
+    while worker_one.get(&jobs).await?.0 != 4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  worker two stopped heartbeating; {:.1} s later the total is back to 4",
+        died.elapsed().as_secs_f64()
+    );
+    worker_one.clear().await?;
 
     println!("\n== Mutex: leases renewed in the background, fencing tokens, guard state");
     let lock_key = key(&format!("report-{}", unique_prefix()))?;
