@@ -50,11 +50,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let tenant = RedisKey::try_from("tenant-1")?;
-    for call in 1..=4 {
-        let provider = &providers[call % 2];
+    for (call, provider) in providers.iter().cycle().take(4).enumerate() {
         let decision = provider.absolute().inc(&tenant, &rate, 1).await?;
         println!(
-            "shared call {call} (provider {}): {}",
+            "shared call {} (provider {}): {}",
+            call.saturating_add(1),
             call % 2,
             describe(&decision)
         );
