@@ -110,10 +110,16 @@ async fn strict_increments_under_connection_kills_are_never_applied_twice() {
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
+    let mut counters = Vec::new();
+    for _ in 0..4 {
+        counters.push(StrictCounter::new(CounterOptions::new(
+            prefix.clone(),
+            client(&redis).await,
+        )));
+    }
     let killer = ConnectionKiller::start(&redis, Duration::from_millis(5));
     let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let counter = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
+    for counter in counters {
         let (k, ok, unknown, other) = (
             k.clone(),
             Arc::clone(&ok),

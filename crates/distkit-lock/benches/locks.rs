@@ -69,26 +69,33 @@ async fn same_scripts_raw(
     release: &str,
     key: &str,
 ) -> BenchResult<()> {
+    let keys: Vec<Value> = [
+        "",
+        ":fence",
+        ":queue",
+        ":alive",
+        ":tickets",
+        ":handover",
+        ":ttls",
+    ]
+    .iter()
+    .map(|part| Value::from(format!("{key}{part}")))
+    .collect();
     let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
-    let fence = format!("{key}:fence");
-    let args: Vec<Value> = vec![
-        acquire.into(),
-        2.into(),
-        key.into(),
-        fence.into(),
+    let mut args: Vec<Value> = vec![acquire.into(), 7.into()];
+    args.extend(keys.iter().cloned());
+    args.extend([
         "token".into(),
         30_000.into(),
+        250.into(),
+        "1".into(),
         "0".into(),
-    ];
+    ]);
     let _: Value = client.custom(command, args).await?;
     let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
-    let args: Vec<Value> = vec![
-        release.into(),
-        1.into(),
-        key.into(),
-        "token".into(),
-        "channel".into(),
-    ];
+    let mut args: Vec<Value> = vec![release.into(), 7.into()];
+    args.extend(keys);
+    args.extend(["token".into(), "channel".into()]);
     let _: Value = client.custom(command, args).await?;
     Ok(())
 }
@@ -97,10 +104,16 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
     let acquire_sha: String = client.script_load(RAW_ACQUIRE).await?;
     let release_sha: String = client.script_load(RAW_RELEASE).await?;
     let own_acquire: String = client
-        .script_load(include_str!("../src/scripts/mutex_acquire.lua"))
+        .script_load(concat!(
+            include_str!("../src/scripts/mutex_common.lua"),
+            include_str!("../src/scripts/mutex_acquire.lua")
+        ))
         .await?;
     let own_release: String = client
-        .script_load(include_str!("../src/scripts/owner_release.lua"))
+        .script_load(concat!(
+            include_str!("../src/scripts/mutex_common.lua"),
+            include_str!("../src/scripts/mutex_release.lua")
+        ))
         .await?;
     let mutex = Mutex::new(LockOptions::new(key(&unique_prefix()), client.clone()));
     let raw_key = format!("bench:{{{}}}", unique_prefix());

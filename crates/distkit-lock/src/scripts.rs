@@ -2,9 +2,30 @@
 
 use distkit_core::script::LuaScript;
 
-/// Takes a mutex if it is free.
-pub(crate) static MUTEX_ACQUIRE: LuaScript =
-    LuaScript::new("mutex_acquire", include_str!("scripts/mutex_acquire.lua"));
+/// Takes a mutex if it is free (or confirms a handover), or queues the waiter.
+pub(crate) static MUTEX_ACQUIRE: LuaScript = LuaScript::new(
+    "mutex_acquire",
+    concat!(
+        include_str!("scripts/mutex_common.lua"),
+        include_str!("scripts/mutex_acquire.lua")
+    ),
+);
+/// Releases a mutex and hands it to the first waiter.
+pub(crate) static MUTEX_RELEASE: LuaScript = LuaScript::new(
+    "mutex_release",
+    concat!(
+        include_str!("scripts/mutex_common.lua"),
+        include_str!("scripts/mutex_release.lua")
+    ),
+);
+/// Removes a waiter from a mutex's queue, passing on a handover it did not confirm.
+pub(crate) static MUTEX_LEAVE_QUEUE: LuaScript = LuaScript::new(
+    "mutex_leave_queue",
+    concat!(
+        include_str!("scripts/mutex_common.lua"),
+        include_str!("scripts/mutex_leave_queue.lua")
+    ),
+);
 /// Deletes an owner key that still holds a token, and announces the release.
 pub(crate) static OWNER_RELEASE: LuaScript =
     LuaScript::new("owner_release", include_str!("scripts/owner_release.lua"));

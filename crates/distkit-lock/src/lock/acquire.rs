@@ -4,7 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distkit_core::task::jittered;
+use distkit_core::fred::clients::Client;
+use distkit_core::fred::types::Value;
+use distkit_core::script::{CallPolicy, LuaScript};
+use distkit_core::task::{jittered, spawn_if_in_runtime};
 use distkit_core::{DistkitError, LockError};
 
 use super::notify::{Interest, ReleaseNotifier};
@@ -41,8 +44,40 @@ impl Patience {
 #[derive(Debug)]
 pub(crate) struct Waiting<'a> {
     pub(crate) notifier: &'a Arc<ReleaseNotifier>,
+    /// The waiter's lock token, when a release may hand the lock to it by name.
+    pub(crate) token: Option<&'a str>,
     pub(crate) channel: &'a str,
     pub(crate) retry_interval: Duration,
+}
+
+/// How an acquisition ended.
+#[derive(Debug)]
+pub(crate) enum Acquired<T> {
+    /// An attempt took the lock; what it returned.
+    ByAttempt(T),
+    /// A release handed the lock to this waiter by name (`granted <token> <fence>`).
+    ByHandover {
+        fencing_token: u64,
+        /// When the last refused attempt was sent: the handover happened after Redis
+        /// processed it, so the lease (a full ttl from the handover) runs at least a ttl
+        /// from here.
+        since: Instant,
+    },
+}
+
+impl<T> Acquired<T> {
+    /// What the winning attempt returned, for locks whose waiters are never handed the lock
+    /// by name (they register without a token, so no handover can reach them).
+    pub(crate) fn by_attempt(self) -> Result<T, DistkitError> {
+        match self {
+            Self::ByAttempt(acquired) => Ok(acquired),
+            Self::ByHandover { .. } => Err(distkit_core::fred::error::Error::new(
+                distkit_core::fred::error::ErrorKind::Unknown,
+                "a lock was handed to a waiter that registered without a token",
+            )
+            .into()),
+        }
+    }
 }
 
 /// Calls `attempt(index)` until it returns `Some`, waiting between attempts for a release
@@ -56,7 +91,7 @@ pub(crate) async fn acquire<T, F, Fut>(
     waiting: Waiting<'_>,
     patience: Patience,
     mut attempt: F,
-) -> Result<(T, usize), DistkitError>
+) -> Result<(Acquired<T>, usize), DistkitError>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<Option<T>, DistkitError>>,
@@ -65,24 +100,33 @@ where
     let bound = patience.bound();
     let remaining = |started: Instant| bound.map(|bound| bound.saturating_sub(started.elapsed()));
     let mut interest: Option<Interest> = None;
+    let mut last_refused: Option<Instant> = None;
     let mut index = 0_usize;
     loop {
-        let notify = interest.as_ref().map(Interest::notify);
-        let notified = notify.as_ref().map(|notify| {
-            let mut notified = Box::pin(notify.notified());
-            notified.as_mut().enable();
-            notified
-        });
+        if let (Some(fencing_token), Some(since)) = (
+            interest.as_ref().and_then(Interest::take_grant),
+            last_refused,
+        ) {
+            return Ok((
+                Acquired::ByHandover {
+                    fencing_token,
+                    since,
+                },
+                index,
+            ));
+        }
+        let sent = Instant::now();
         let outcome = match remaining(started) {
             // An attempt must not outlive the caller's bound (its cleanup guard covers a
-            // cut-off attempt that did acquire).
-            Some(left) if index > 0 => tokio::time::timeout(left, attempt(index))
-                .await
-                .unwrap_or(Ok(None)),
-            _ => attempt(index).await,
+            // cut-off attempt that did acquire); a cut-off attempt tells nothing.
+            Some(left) if index > 0 => tokio::time::timeout(left, attempt(index)).await.ok(),
+            _ => Some(attempt(index).await),
         };
-        if let Some(acquired) = outcome? {
-            return Ok((acquired, index));
+        match outcome.transpose()? {
+            Some(Some(acquired)) => return Ok((Acquired::ByAttempt(acquired), index)),
+            // Refused: Redis processed it before any handover still to come.
+            Some(None) => last_refused = Some(sent),
+            None => {}
         }
         match patience {
             Patience::Once => return Err(LockError::AcquireFail.into()),
@@ -102,7 +146,7 @@ where
         if interest.is_none() {
             // Subscribe, then try again at once: a release between the first attempt and the
             // subscription must not be missed.
-            interest = Some(waiting.notifier.watch(waiting.channel).await);
+            interest = Some(waiting.notifier.watch(waiting.channel, waiting.token).await);
             continue;
         }
         let pause = if waiting.retry_interval.is_zero() {
@@ -111,10 +155,49 @@ where
             let pause = jittered(waiting.retry_interval, 0.5);
             left.map_or(pause, |left| pause.min(left))
         };
-        match notified {
+        match &interest {
             _ if pause.is_zero() => tokio::task::yield_now().await,
-            Some(notified) => drop(tokio::time::timeout(pause, notified).await),
+            Some(interest) => drop(tokio::time::timeout(pause, interest.notified()).await),
             None => tokio::time::sleep(pause).await,
         }
+    }
+}
+
+/// A waiter's place in a lock's queue, given up on drop unless the waiter got the lock
+/// (the acquisition was cancelled, timed out or ran out of retries).
+#[derive(Debug)]
+pub(crate) struct QueuePlace {
+    pub(crate) client: Client,
+    pub(crate) keys: Vec<String>,
+    /// The lock's leave-queue script, and its arguments.
+    pub(crate) script: &'static LuaScript,
+    pub(crate) args: Vec<Value>,
+    pub(crate) armed: bool,
+}
+
+impl QueuePlace {
+    /// The waiter got the lock: its place was already given up by the acquire script.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (client, keys, script) = (
+            self.client.clone(),
+            std::mem::take(&mut self.keys),
+            self.script,
+        );
+        let args = std::mem::take(&mut self.args);
+        let _leave = spawn_if_in_runtime(async move {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            if let Err(error) = script.run(&client, &keys, args, CallPolicy::RETRY).await {
+                tracing::warn!(%error, "leaving a lock's queue failed; the place expires with its heartbeat");
+            }
+        });
     }
 }

@@ -12,13 +12,16 @@ use tokio::runtime::Handle;
 
 use super::LockGuardState;
 use super::renewal::{QueueSlot, RenewalScheduler};
-use crate::scripts::{OWNER_EXTEND, OWNER_RELEASE, RW_EXTEND_READ, RW_RELEASE_READ};
+use crate::scripts::{MUTEX_RELEASE, OWNER_EXTEND, OWNER_RELEASE, RW_EXTEND_READ, RW_RELEASE_READ};
 
 /// What kind of entry a lease is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LeaseKind {
-    /// An owner key holding the token: a mutex, or the writer of a rwlock (`keys[0]`).
+    /// The writer of a rwlock: an owner key holding the token (`keys[0]`).
     Owner,
+    /// A mutex: its owner key (`keys[0]`) and its queue of waiters (the six mutex keys); a
+    /// release hands the lock to the first waiter.
+    Mutex,
     /// A reader entry of a rwlock (`keys` are the six rwlock keys).
     Reader,
 }
@@ -39,26 +42,26 @@ impl LeaseTarget {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
-    fn key_refs(&self) -> Vec<&str> {
-        let keys = self.keys.iter().map(String::as_str);
-        match self.kind {
-            LeaseKind::Owner => keys.take(1).collect(),
-            LeaseKind::Reader => keys.collect(),
-        }
+    fn all_keys(&self) -> Vec<&str> {
+        self.keys.iter().map(String::as_str).collect()
+    }
+
+    fn owner_key(&self) -> Vec<&str> {
+        self.keys.iter().take(1).map(String::as_str).collect()
     }
 
     /// Renews the lease to a full ttl if it still holds the token (`owner_extend` or
     /// `rw_extend_read`, atomic). Idempotent, so it may be replayed after a reconnect.
     pub(crate) async fn extend_once(&self, timeout: Duration) -> Result<bool, DistkitError> {
-        let script: &LuaScript = match self.kind {
-            LeaseKind::Owner => &OWNER_EXTEND,
-            LeaseKind::Reader => &RW_EXTEND_READ,
+        let (script, keys): (&LuaScript, _) = match self.kind {
+            LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_key()),
+            LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys()),
         };
         let args = vec![Value::from(self.token.as_str()), Value::from(self.ttl_ms())];
         let reply = script
             .run(
                 &self.client,
-                &self.key_refs(),
+                &keys,
                 args,
                 CallPolicy::RETRY.with_timeout(timeout),
             )
@@ -67,18 +70,19 @@ impl LeaseTarget {
     }
 
     /// Deletes the lease if it still holds the token and announces the release
-    /// (`owner_release` or `rw_release_read`, atomic, sent once).
+    /// (`mutex_release`, `owner_release` or `rw_release_read`, atomic, sent once).
     pub(crate) async fn release_once(&self) -> Result<bool, DistkitError> {
-        let script: &LuaScript = match self.kind {
-            LeaseKind::Owner => &OWNER_RELEASE,
-            LeaseKind::Reader => &RW_RELEASE_READ,
+        let (script, keys): (&LuaScript, _) = match self.kind {
+            LeaseKind::Owner => (&OWNER_RELEASE, self.owner_key()),
+            LeaseKind::Mutex => (&MUTEX_RELEASE, self.all_keys()),
+            LeaseKind::Reader => (&RW_RELEASE_READ, self.all_keys()),
         };
         let args = vec![
             Value::from(self.token.as_str()),
             Value::from(self.channel.as_str()),
         ];
         let reply = script
-            .run(&self.client, &self.key_refs(), args, CallPolicy::ONCE)
+            .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
         Ok(reply.as_i64() == Some(1))
     }
@@ -313,15 +317,22 @@ fn queue(scheduler: &Arc<RenewalScheduler>, shared: &Arc<LeaseShared>, at: Insta
 
 /// Releases what an acquisition attempt may have taken when the attempt is abandoned
 /// before its outcome is known (cancelled, or cut off by a transport error).
+///
+/// Only for per-acquisition tokens: with an explicit owner id the next acquisition re-attaches
+/// to whatever an abandoned attempt took, and a background release could delete it under the
+/// new guard.
 #[derive(Debug)]
 pub(crate) struct AttemptGuard {
     target: Option<LeaseTarget>,
+    armed: bool,
 }
 
 impl AttemptGuard {
-    pub(crate) fn arm(target: LeaseTarget) -> Self {
+    /// Watches an attempt for `target`; `armed` says whether an abandoned attempt is cleaned up.
+    pub(crate) fn new(target: LeaseTarget, armed: bool) -> Self {
         Self {
             target: Some(target),
+            armed,
         }
     }
 
@@ -333,12 +344,13 @@ impl AttemptGuard {
 
 impl Drop for AttemptGuard {
     fn drop(&mut self) {
-        if let Some(target) = self.target.take() {
-            let _cleanup = distkit_core::task::spawn_if_in_runtime(async move {
-                if let Err(error) = target.release_once().await {
-                    tracing::warn!(%error, "cleaning up an abandoned lock attempt failed; its lease expires after its ttl");
-                }
-            });
-        }
+        let Some(target) = self.target.take().filter(|_| self.armed) else {
+            return;
+        };
+        let _cleanup = distkit_core::task::spawn_if_in_runtime(async move {
+            if let Err(error) = target.release_once().await {
+                tracing::warn!(%error, "cleaning up an abandoned lock attempt failed; its lease expires after its ttl");
+            }
+        });
     }
 }

@@ -5,27 +5,39 @@ use distkit_core::fred::types::Value;
 use distkit_core::script::CallPolicy;
 use distkit_core::{DistkitError, key_schema};
 
-use super::acquire::{Patience, Waiting, acquire};
+use super::acquire::{Acquired, Patience, QueuePlace, Waiting, acquire};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
-use crate::scripts::MUTEX_ACQUIRE;
+use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 
 /// A distributed mutual-exclusion lock, shaped like `tokio::sync::Mutex`.
 ///
 /// The lock is the key `<namespace>:{<key>}` holding the holder's token with a `PX` lease;
-/// its fencing counter is `<namespace>:{<key>}:fence`. Acquisition runs the
-/// `mutex_acquire` script (atomic: take if free, bump the fencing token); the guard renews
-/// the lease every ttl/3 in the background and releases on drop.
+/// beside it, under the same hash tag: `…:fence` (the fencing counter), `…:queue` and
+/// `…:alive` (waiters in arrival order and their heartbeats), `…:tickets`, `…:handover` and
+/// `…:ttls`.
+///
+/// - Acquisition runs the `mutex_acquire` script (atomic: take the lock if it is free and no
+///   earlier waiter is queued, bump the fencing token; otherwise join the queue).
+/// - Waiters are served first come, first served: `mutex_release` hands the lock straight to
+///   the first live waiter (with the lease it asked for) and announces it by name, so only
+///   that waiter wakes and it holds the lock without another round trip. A waiter that misses
+///   the announcement finds the handover on its next attempt.
+/// - The guard renews the lease every ttl/3 in the background and releases on drop.
+/// - A waiter renews its place in the queue with every attempt (at least every
+///   `1.5 × retry_interval`); a cancelled or timed-out waiter leaves at once, a crashed one
+///   after its heartbeat window (`max(4 × retry_interval, 250 ms)`).
 ///
 /// An acquisition whose outcome is unknown — cancelled mid-flight, or cut off by a
 /// connection failure — releases whatever it may have taken in the background, so a
-/// cancelled `lock()` leaves no lock behind.
+/// cancelled `lock()` leaves no lock behind (unless an explicit `owner_id` is set: then the
+/// next acquisition re-attaches to it instead).
 #[derive(Debug)]
 pub struct Mutex {
     options: LockOptions,
     services: LockServices,
-    owner_key: String,
-    fence_key: String,
+    /// owner, fence, queue, alive, tickets, handover, ttls (see `mutex_common.lua`).
+    keys: Vec<String>,
     channel: String,
 }
 
@@ -33,14 +45,17 @@ impl Mutex {
     /// A mutex named by `options.key` in `options.namespace`. Does no I/O; options are
     /// checked by every acquisition.
     pub fn new(options: LockOptions) -> Arc<Self> {
-        let owner_key = key_schema::lock_owner(&options.namespace, &options.key);
-        let fence_key = key_schema::lock_part(&options.namespace, &options.key, "fence");
+        let mut keys = vec![key_schema::lock_owner(&options.namespace, &options.key)];
+        keys.extend(
+            ["fence", "queue", "alive", "tickets", "handover", "ttls"]
+                .into_iter()
+                .map(|part| key_schema::lock_part(&options.namespace, &options.key, part)),
+        );
         let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
-            owner_key,
-            fence_key,
+            keys,
             channel,
         })
     }
@@ -104,14 +119,37 @@ impl Mutex {
             .unwrap_or_else(|| ulid::Ulid::new().to_string());
         let waiting = Waiting {
             notifier: &self.services.notifier,
+            token: Some(&token),
             channel: &self.channel,
             retry_interval: self.options.retry_interval,
         };
-        let ((lease_target, sent_at, fencing_token), attempt) = acquire(waiting, patience, |_| {
+        let queued = patience.waits();
+        // Leaves the queue (passing on a handover not yet confirmed) when this acquisition
+        // ends without the lock.
+        let place = QueuePlace {
+            client: self.options.client.clone(),
+            keys: self.keys.clone(),
+            script: &MUTEX_LEAVE_QUEUE,
+            args: vec![
+                Value::from(token.as_str()),
+                Value::from(self.channel.as_str()),
+                Value::from(if explicit_owner { "1" } else { "0" }),
+            ],
+            armed: queued,
+        };
+        let (acquired, attempt) = acquire(waiting, patience, |_| {
             let token = token.clone();
-            async move { self.attempt(token, explicit_owner).await }
+            async move { self.attempt(token, queued, explicit_owner).await }
         })
         .await?;
+        place.disarm();
+        let (lease_target, sent_at, fencing_token) = match acquired {
+            Acquired::ByAttempt(acquired) => acquired,
+            Acquired::ByHandover {
+                fencing_token,
+                since,
+            } => (self.target(token), since, fencing_token),
+        };
         Ok(MutexGuard {
             lease: Lease::start(
                 &self.services.renewals,
@@ -123,33 +161,36 @@ impl Mutex {
         })
     }
 
-    async fn attempt(
-        &self,
-        token: String,
-        explicit_owner: bool,
-    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
-        let target = LeaseTarget {
+    fn target(&self, token: String) -> LeaseTarget {
+        LeaseTarget {
             client: self.options.client.clone(),
-            kind: LeaseKind::Owner,
-            keys: vec![self.owner_key.clone()],
+            kind: LeaseKind::Mutex,
+            keys: self.keys.clone(),
             channel: self.channel.clone(),
             token,
             ttl: self.options.ttl,
-        };
+        }
+    }
+
+    async fn attempt(
+        &self,
+        token: String,
+        queued: bool,
+        explicit_owner: bool,
+    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+        let target = self.target(token);
         let args = vec![
             Value::from(target.token.as_str()),
             Value::from(self.options.ttl_ms()),
+            Value::from(self.options.queue_window_ms()),
+            Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
         ];
-        let guard = AttemptGuard::arm(target);
+        let guard = AttemptGuard::new(target, !explicit_owner);
         let sent_at = Instant::now();
+        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         let reply = MUTEX_ACQUIRE
-            .run(
-                &self.options.client,
-                &[&self.owner_key, &self.fence_key],
-                args,
-                CallPolicy::ONCE,
-            )
+            .run(&self.options.client, &keys, args, CallPolicy::ONCE)
             .await;
         // A reply (success or refusal) settles the outcome; a transport error leaves the
         // guard armed, and its drop releases whatever the attempt may have taken.

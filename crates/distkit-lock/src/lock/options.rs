@@ -7,6 +7,8 @@ use distkit_core::{DistkitError, DistkitRedisKey, LockError};
 const DEFAULT_NAMESPACE: &str = "distkit-locks";
 /// The default lease.
 const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// The shortest heartbeat window of a waiter's place in a queue.
+const MIN_QUEUE_WINDOW: Duration = Duration::from_millis(250);
 /// The default fallback poll gap while waiting.
 const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -71,6 +73,13 @@ impl LockOptions {
             return Err(LockError::InvalidOwner.into());
         }
         Ok(())
+    }
+
+    /// The heartbeat window of a waiter's place in a queue, in ms: `max(4 × retry_interval,
+    /// 250 ms)`. A waiter tries again at least every `1.5 × retry_interval`.
+    pub(crate) fn queue_window_ms(&self) -> i64 {
+        let window = self.retry_interval.saturating_mul(4).max(MIN_QUEUE_WINDOW);
+        i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// The lease in whole milliseconds.

@@ -3,16 +3,12 @@ use std::time::{Duration, Instant};
 
 use distkit_core::fred::types::Value;
 use distkit_core::script::CallPolicy;
-use distkit_core::task::spawn_if_in_runtime;
 use distkit_core::{DistkitError, key_schema};
 
-use super::acquire::{Patience, Waiting, acquire};
+use super::acquire::{Patience, QueuePlace, Waiting, acquire};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
-
-/// The shortest heartbeat window of a waiting writer.
-const MIN_QUEUE_WINDOW: Duration = Duration::from_millis(250);
 
 /// A distributed reader-writer lock, shaped like `tokio::sync::RwLock`: many readers or one
 /// writer, writer-preferring.
@@ -154,6 +150,7 @@ impl RwLock {
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
             notifier: &self.services.notifier,
+            token: None,
             channel: &self.channel,
             retry_interval: self.options.retry_interval,
         }
@@ -170,18 +167,9 @@ impl RwLock {
         }
     }
 
-    fn queue_window_ms(&self) -> i64 {
-        let window = self
-            .options
-            .retry_interval
-            .saturating_mul(4)
-            .max(MIN_QUEUE_WINDOW);
-        i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
-    }
-
     async fn acquire_read(&self, patience: Patience) -> Result<RwLockReadGuard, DistkitError> {
         self.options.validate()?;
-        let ((target, sent_at, fencing_token), attempt) = acquire(self.waiting(), patience, |_| {
+        let (acquired, attempt) = acquire(self.waiting(), patience, |_| {
             // Each read guard is its own reader entry.
             let reader = ulid::Ulid::new().to_string();
             let token = match &self.options.owner_id {
@@ -191,6 +179,7 @@ impl RwLock {
             self.attempt_read(token)
         })
         .await?;
+        let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockReadGuard {
             lease: Lease::start(
                 &self.services.renewals,
@@ -210,7 +199,7 @@ impl RwLock {
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
         ];
-        let guard = AttemptGuard::arm(self.target(LeaseKind::Reader, token));
+        let guard = AttemptGuard::new(self.target(LeaseKind::Reader, token), true);
         let sent_at = Instant::now();
         let reply = RW_ACQUIRE_READ
             .run(
@@ -236,15 +225,21 @@ impl RwLock {
         let queued = patience.waits();
         // Leaves the queue when this acquisition ends without the lock (cancelled, timed out).
         let place = QueuePlace {
-            rwlock: self,
-            token: &token,
+            client: self.options.client.clone(),
+            keys: self.keys.clone(),
+            script: &RW_LEAVE_QUEUE,
+            args: vec![
+                Value::from(token.as_str()),
+                Value::from(self.channel.as_str()),
+            ],
             armed: queued,
         };
-        let ((target, sent_at, fencing_token), attempt) = acquire(self.waiting(), patience, |_| {
+        let (acquired, attempt) = acquire(self.waiting(), patience, |_| {
             self.attempt_write(token.clone(), queued, explicit_owner)
         })
         .await?;
         place.disarm();
+        let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockWriteGuard {
             lease: Lease::start(
                 &self.services.renewals,
@@ -265,14 +260,14 @@ impl RwLock {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
-            Value::from(self.queue_window_ms()),
+            Value::from(self.options.queue_window_ms()),
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
         ];
         let mut target = self.target(LeaseKind::Owner, token);
         // The writer key comes first: an owner lease renews and releases keys[0].
         target.keys.truncate(1);
-        let guard = AttemptGuard::arm(target);
+        let guard = AttemptGuard::new(target, !explicit_owner);
         let sent_at = Instant::now();
         let reply = RW_ACQUIRE_WRITE
             .run(
@@ -285,42 +280,6 @@ impl RwLock {
         let grant = decode_grant(reply?)?;
         let target = guard.disarm();
         Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
-    }
-}
-
-/// A waiting writer's place in the queue, given up on drop unless the writer got the lock.
-struct QueuePlace<'a> {
-    rwlock: &'a RwLock,
-    token: &'a str,
-    armed: bool,
-}
-
-impl QueuePlace<'_> {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let client = self.rwlock.options.client.clone();
-        let keys = self.rwlock.keys.clone();
-        let args = vec![
-            Value::from(self.token),
-            Value::from(self.rwlock.channel.as_str()),
-        ];
-        let _leave = spawn_if_in_runtime(async move {
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            if let Err(error) = RW_LEAVE_QUEUE
-                .run(&client, &keys, args, CallPolicy::RETRY)
-                .await
-            {
-                tracing::warn!(%error, "leaving the writers' queue failed; the place expires with its heartbeat");
-            }
-        });
     }
 }
 

@@ -1,13 +1,57 @@
--- mutex_acquire: take the lock if it is free (or re-attach an explicit owner id).
--- KEYS[1]  the owner key of the lock (string: the holder's token, with a PX lease)
--- KEYS[2]  the fence key of the lock (integer, never expires)
+-- mutex_acquire: take the lock if it is free and no earlier waiter is queued, confirm a
+-- handover to this token, or (when asked to) join the queue of waiters.
+-- KEYS     the seven mutex keys (see mutex_common)
 -- ARGV[1]  the token of this acquisition
 -- ARGV[2]  the lease, in ms
--- ARGV[3]  '1' when the token is an explicit owner id that may re-attach, else '0'
--- Returns { 1, fencing token } when acquired, { 0, remaining lease in ms } when held.
-local current = redis.call('GET', KEYS[1])
-if current == false or (ARGV[3] == '1' and current == ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+-- ARGV[3]  the heartbeat window of a waiter, in ms (its place is lost when it does not try
+--          again within this window)
+-- ARGV[4]  '1' to join (or stay in) the queue when the lock is not free, '0' for a one-shot
+-- ARGV[5]  '1' when the token is an explicit owner id that may re-attach, else '0'
+-- Returns { 1, fencing token } when acquired, { 0, remaining lease in ms } when not.
+local token = ARGV[1]
+local ttl = ARGV[2]
+
+-- The fast path: nobody waits and the lock is free.
+if redis.call('ZCARD', KEYS[3]) == 0 and redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl) then
   return { 1, redis.call('INCR', KEYS[2]) }
+end
+
+local owner = redis.call('GET', KEYS[1])
+if owner == token then
+  local handed = mutex_handover_fence(token)
+  if handed or ARGV[5] == '1' then
+    -- A handover to this waiter whose announcement it missed, or a re-attach.
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    mutex_forget_waiter(token)
+    if handed then
+      return { 1, handed }
+    end
+    return { 1, redis.call('INCR', KEYS[2]) }
+  end
+end
+
+local now = mutex_now_ms()
+mutex_purge(now)
+if owner == false then
+  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if head == nil or head == token then
+    redis.call('SET', KEYS[1], token, 'PX', ttl)
+    mutex_forget_waiter(token)
+    return { 1, redis.call('INCR', KEYS[2]) }
+  end
+end
+
+if ARGV[4] == '1' then
+  if not redis.call('ZSCORE', KEYS[3], token) then
+    redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[5]), token)
+    redis.call('HSET', KEYS[7], token, ttl)
+  end
+  local window = tonumber(ARGV[3])
+  redis.call('ZADD', KEYS[4], now + window, token)
+  for _, key in ipairs({ KEYS[3], KEYS[4], KEYS[7] }) do
+    if redis.call('PTTL', key) < window then
+      redis.call('PEXPIRE', key, window)
+    end
+  end
 end
 return { 0, redis.call('PTTL', KEYS[1]) }

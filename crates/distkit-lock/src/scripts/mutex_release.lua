@@ -1,0 +1,12 @@
+-- mutex_release: delete the lock if it still holds this token, and hand it to the first
+-- waiter.
+-- KEYS     the seven mutex keys (see mutex_common)
+-- ARGV[1]  the token
+-- ARGV[2]  the release channel of the lock
+-- Returns 1 when this token was deleted, 0 when the lease was gone or someone else's.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+mutex_hand_over(ARGV[2])
+return 1
