@@ -771,7 +771,7 @@ async fn lax_counter_forgets_idle_keys() {
 
 #[tokio::test]
 async fn lax_deltas_pending_across_a_redis_restart_are_delivered_once() {
-    let mut redis = TestRedis::start();
+    let mut redis = TestRedis::start_standalone();
     let prefix = fresh_key();
     let mut options = CounterOptions::new(prefix.clone(), client(&redis).await);
     options.allowed_lag = Duration::from_secs(3600);

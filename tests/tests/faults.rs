@@ -102,7 +102,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_increments_under_connection_kills_are_never_applied_twice() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let prefix = fresh_key();
     let k = key("k");
     let (ok, unknown, other) = (
@@ -160,7 +160,7 @@ async fn strict_increments_under_connection_kills_are_never_applied_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_counter_survives_a_redis_kill_and_restart() {
-    let mut redis = TestRedis::start();
+    let mut redis = TestRedis::start_standalone();
     let prefix = fresh_key();
     let k = key("k");
     let counter = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
@@ -225,7 +225,7 @@ async fn strict_counter_survives_a_redis_kill_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lax_counter_totals_are_exact_under_connection_kills() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let prefix = fresh_key();
     let lax = LaxCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
     let keys: Vec<DistkitRedisKey> = (0..8).map(|i| key(&format!("k{i}"))).collect();
@@ -264,7 +264,7 @@ async fn lax_counter_totals_are_exact_under_connection_kills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lax_instance_counter_totals_are_exact_under_connection_kills() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let prefix = fresh_key();
     let lax = LaxInstanceAwareCounter::new(LaxInstanceAwareCounterOptions::new(
         prefix.clone(),
@@ -315,7 +315,7 @@ async fn lax_instance_counter_totals_are_exact_under_connection_kills() {
 
 #[tokio::test]
 async fn a_killed_lock_holder_process_is_replaced_within_ttl_and_a_poll() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let name = fresh_key();
     let ttl = Duration::from_millis(1_500);
     let mut child = Command::new(env!("CARGO_BIN_EXE_lock_holder"))
@@ -366,7 +366,7 @@ async fn a_killed_lock_holder_process_is_replaced_within_ttl_and_a_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_holds_for_five_thousand_acquisitions_on_four_clients() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let name = fresh_key();
     let clients = [
         client(&redis).await,
@@ -416,7 +416,7 @@ async fn mutual_exclusion_holds_for_five_thousand_acquisitions_on_four_clients()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_churn_under_load_keeps_the_total_equal_to_the_live_slices() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let prefix = fresh_key();
     let keys: Vec<DistkitRedisKey> = (0..4).map(|i| key(&format!("k{i}"))).collect();
     let mut instances: Vec<Arc<StrictInstanceAwareCounter>> = Vec::new();
@@ -491,7 +491,7 @@ async fn instance_churn_under_load_keeps_the_total_equal_to_the_live_slices() {
 
 #[tokio::test]
 async fn bad_input_gives_documented_results_or_clear_errors_never_a_panic() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     // Keys.
     for bad in ["", "a:b", &"x".repeat(256)] {
         assert!(

@@ -96,7 +96,7 @@ fn trypema_errors_convert_into_distkit_errors() {
 
 #[tokio::test]
 async fn redis_providers_on_separate_connections_share_one_limit() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let prefix = RedisKey::try_from(fresh_key().as_str()).unwrap();
     let mut providers = Vec::new();
     for _ in 0..2 {
@@ -145,7 +145,7 @@ async fn redis_providers_on_separate_connections_share_one_limit() {
 
 #[tokio::test]
 async fn hybrid_providers_converge_on_the_shared_limit() {
-    let redis = TestRedis::start();
+    let redis = TestRedis::start_standalone();
     let prefix = RedisKey::try_from(fresh_key().as_str()).unwrap();
     let mut providers = Vec::new();
     for _ in 0..2 {

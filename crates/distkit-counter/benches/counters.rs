@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
 use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
+use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_counter::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
 use distkit_test_support::{TestRedis, unique_prefix};
@@ -62,14 +63,15 @@ fn key(text: &str) -> DistkitRedisKey {
 }
 
 async fn raw_evalsha_pipelined(client: &Client, sha: &str, hash: &str) -> BenchResult<()> {
-    let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+    // The slot must be given as `Custom`: fred ignores other hash policies of custom commands.
+    let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(hash)), false);
     let args: Vec<Value> = vec![sha.into(), 1.into(), hash.into(), "k".into(), 1.into()];
     let _: Value = client.custom(command, args).await?;
     Ok(())
 }
 
 async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
-    let sha: String = client.script_load(RAW_SCRIPT).await?;
+    let sha: String = client.script_load_cluster(RAW_SCRIPT).await?;
     let hash = format!("bench:{{{}}}:raw", unique_prefix());
     let strict = StrictCounter::new(CounterOptions::new(key(&unique_prefix()), client.clone()));
     let counted = key("k");

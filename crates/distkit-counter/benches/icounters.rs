@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
 use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
+use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_counter::icounter::{
     InstanceAwareCounterTrait, LaxInstanceAwareCounter, LaxInstanceAwareCounterOptions,
@@ -57,7 +58,7 @@ where
 
 async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
     let sha: String = client
-        .script_load("return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])")
+        .script_load_cluster("return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])")
         .await?;
     let hash = format!("bench:{{{}}}:raw", unique_prefix());
     let counter = StrictInstanceAwareCounter::new(StrictInstanceAwareCounterOptions::new(
@@ -76,8 +77,11 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
                 throughput(tasks, move || {
                     let (c, s, h) = (c.clone(), s.clone(), h.clone());
                     async move {
-                        let command =
-                            CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+                        let command = CustomCommand::new_static(
+                            "EVALSHA",
+                            ClusterHash::Custom(slot_of(&h)),
+                            false,
+                        );
                         let args: Vec<Value> =
                             vec![s.into(), 1.into(), h.into(), "k".into(), 1.into()];
                         let _: Value = c.custom(command, args).await?;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
 use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
+use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_lock::lock::{LockOptions, Mutex, RwLock};
 use distkit_test_support::{TestRedis, unique_prefix};
@@ -31,7 +32,8 @@ fn key(text: &str) -> DistkitRedisKey {
 }
 
 async fn evalsha(client: &Client, sha: &str, key: &str, args: &[&str]) -> BenchResult<Value> {
-    let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+    // The slot must be given as `Custom`: fred ignores other hash policies of custom commands.
+    let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
     let mut all: Vec<Value> = vec![sha.into(), 1.into(), key.into()];
     all.extend(args.iter().map(|arg| Value::from(*arg)));
     Ok(client.custom(command, all).await?)
@@ -81,7 +83,7 @@ async fn same_scripts_raw(
     .iter()
     .map(|part| Value::from(format!("{key}{part}")))
     .collect();
-    let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+    let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
     let mut args: Vec<Value> = vec![acquire.into(), 7.into()];
     args.extend(keys.iter().cloned());
     args.extend([
@@ -92,7 +94,7 @@ async fn same_scripts_raw(
         "0".into(),
     ]);
     let _: Value = client.custom(command, args).await?;
-    let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+    let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
     let mut args: Vec<Value> = vec![release.into(), 7.into()];
     args.extend(keys);
     args.extend(["token".into(), "channel".into()]);
@@ -101,16 +103,16 @@ async fn same_scripts_raw(
 }
 
 async fn uncontended(client: &Client) -> BenchResult<()> {
-    let acquire_sha: String = client.script_load(RAW_ACQUIRE).await?;
-    let release_sha: String = client.script_load(RAW_RELEASE).await?;
+    let acquire_sha: String = client.script_load_cluster(RAW_ACQUIRE).await?;
+    let release_sha: String = client.script_load_cluster(RAW_RELEASE).await?;
     let own_acquire: String = client
-        .script_load(concat!(
+        .script_load_cluster(concat!(
             include_str!("../src/scripts/mutex_common.lua"),
             include_str!("../src/scripts/mutex_acquire.lua")
         ))
         .await?;
     let own_release: String = client
-        .script_load(concat!(
+        .script_load_cluster(concat!(
             include_str!("../src/scripts/mutex_common.lua"),
             include_str!("../src/scripts/mutex_release.lua")
         ))
@@ -233,8 +235,8 @@ async fn handoff(redis: &TestRedis, waiters: usize, rtt: Duration) -> BenchResul
 }
 
 async fn readers(client: &Client) -> BenchResult<()> {
-    let acquire_sha: String = client.script_load(RAW_ACQUIRE).await?;
-    let release_sha: String = client.script_load(RAW_RELEASE).await?;
+    let acquire_sha: String = client.script_load_cluster(RAW_ACQUIRE).await?;
+    let release_sha: String = client.script_load_cluster(RAW_RELEASE).await?;
     let rwlock = RwLock::new(LockOptions::new(key(&unique_prefix()), client.clone()));
     let raw_prefix = unique_prefix();
     let (mut raw, mut ours) = (0.0_f64, 0.0_f64);

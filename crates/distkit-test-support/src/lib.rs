@@ -1,10 +1,11 @@
 //! Private `redis-server` processes and fault tools for the distkit tests.
 //!
-//! [`TestRedis::start`] gives every test a server of its own (or the one named by
-//! `REDIS_URL`), and [`unique_prefix`] a name no other test uses, so tests run in parallel
-//! and never touch anybody's data. The fault tools — [`TestRedis::pause`],
-//! [`TestRedis::resume`], [`TestRedis::restart`], [`TestRedis::kill_clients`] — need a
-//! private server.
+//! [`TestRedis::start`] gives every test a deployment of its own — a standalone server, or
+//! with `DISTKIT_TEST_DEPLOYMENT=cluster` a three-master Redis Cluster (or the server named
+//! by `REDIS_URL`) — and [`unique_prefix`] a name no other test uses, so tests run in
+//! parallel and never touch anybody's data. The fault tools — [`TestRedis::pause`],
+//! [`TestRedis::resume`], [`TestRedis::restart`], [`TestRedis::kill_clients`] — need
+//! private servers.
 //!
 //! This crate depends on no distkit crate: it talks to Redis with `redis-cli` and plain TCP.
 #![expect(
@@ -15,4 +16,4 @@
 
 mod server;
 
-pub use server::{TestRedis, unique_prefix};
+pub use server::{DEPLOYMENT_VARIABLE, TestRedis, unique_prefix};

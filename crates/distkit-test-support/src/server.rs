@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a new server may take to answer PING.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new server may take to answer PING, and a new cluster to report `ok`.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often a start is retried when another process took the chosen port first.
 const PORT_RACE_RETRIES: usize = 5;
+/// The environment variable that switches [`TestRedis::start`] to a three-master cluster.
+pub const DEPLOYMENT_VARIABLE: &str = "DISTKIT_TEST_DEPLOYMENT";
 
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it \
     (Debian/Ubuntu: `apt-get update && apt-get install -y redis-server`; \
@@ -26,32 +28,50 @@ pub fn unique_prefix() -> String {
     format!("test-{}-{sequence}-{nanos}", std::process::id())
 }
 
-/// A Redis server for one test.
+/// A Redis deployment for one test: a standalone server or a three-master Redis Cluster.
 ///
-/// With `REDIS_URL` set, that server is used and nothing is started; otherwise a private
-/// `redis-server` runs on a free loopback port, without persistence, in a temporary
-/// directory, and is killed when this value is dropped.
+/// [`start`](Self::start) gives the deployment the test run asks for: the server named by
+/// `REDIS_URL` if set; else a three-master cluster when `DISTKIT_TEST_DEPLOYMENT=cluster`;
+/// else a private standalone server. Private servers run on free loopback ports, without
+/// persistence, in temporary directories, and are killed when this value is dropped.
 #[derive(Debug)]
 pub struct TestRedis {
     url: String,
-    port: u16,
-    private: Option<PrivateServer>,
+    /// The port of every node (the first one for a standalone server).
+    ports: Vec<u16>,
+    private: Vec<PrivateServer>,
+    cluster: bool,
 }
 
 #[derive(Debug)]
 struct PrivateServer {
     child: Child,
     dir: PathBuf,
+    port: u16,
 }
 
 impl TestRedis {
-    /// Starts (or, with `REDIS_URL`, names) the server; returns once it answers PING.
+    /// The deployment this test run asks for (see the type's docs); returns once it is ready.
     ///
     /// # Panics
     ///
     /// When `redis-server` is missing (the message says how to install it) or does not
-    /// become ready within 10 s.
+    /// become ready within 20 s.
     pub fn start() -> Self {
+        if std::env::var(DEPLOYMENT_VARIABLE).is_ok_and(|deployment| deployment == "cluster") {
+            Self::start_cluster()
+        } else {
+            Self::start_standalone()
+        }
+    }
+
+    /// A standalone server, whatever the run asks for: for tests of what only a standalone
+    /// server offers (restarting it, trypema's Redis providers).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_standalone() -> Self {
         if let Ok(url) = std::env::var("REDIS_URL") {
             let port = url
                 .rsplit(':')
@@ -61,46 +81,139 @@ impl TestRedis {
                 .unwrap_or(6379);
             return Self {
                 url,
-                port,
-                private: None,
+                ports: vec![port],
+                private: Vec::new(),
+                cluster: false,
             };
         }
         for _ in 0..PORT_RACE_RETRIES {
             let port = free_port();
-            if let Some(private) = PrivateServer::spawn(port) {
+            if let Some(server) = PrivateServer::spawn(port, false) {
                 return Self {
                     url: format!("redis://127.0.0.1:{port}"),
-                    port,
-                    private: Some(private),
+                    ports: vec![port],
+                    private: vec![server],
+                    cluster: false,
                 };
             }
         }
         panic!("redis-server did not start after {PORT_RACE_RETRIES} attempts on free ports");
     }
 
-    /// The URL of the server, e.g. `redis://127.0.0.1:41234`.
+    /// A private Redis Cluster of three masters (no replicas), joined with
+    /// `redis-cli --cluster create`; returns once `CLUSTER INFO` says `cluster_state:ok` on
+    /// every node.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_cluster() -> Self {
+        let mut servers = Vec::new();
+        while servers.len() < 3 {
+            // The cluster bus listens on port + 10000: both must be free.
+            let port = free_port_with_bus();
+            if let Some(server) = PrivateServer::spawn(port, true) {
+                servers.push(server);
+            }
+        }
+        let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
+        let nodes: Vec<String> = ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run redis-cli ({error}); {INSTALL_HINT}"));
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Self {
+            url: format!(
+                "redis-cluster://{}?{}",
+                nodes.first().map_or("", String::as_str),
+                nodes
+                    .iter()
+                    .skip(1)
+                    .map(|node| format!("node={node}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            ),
+            ports,
+            private: servers,
+            cluster: true,
+        };
+        let started = Instant::now();
+        while !cluster.ports.iter().all(|&port| {
+            cluster
+                .node_cli(port, &["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+        }) {
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "the test cluster never reported cluster_state:ok"
+            );
+            sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The URL of the deployment: `redis://127.0.0.1:<port>`, or
+    /// `redis-cluster://127.0.0.1:<port>?node=…&node=…` for a cluster.
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// The TCP port of the server.
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The TCP port of the (first) server.
     pub fn port(&self) -> u16 {
-        self.port
+        self.ports.first().copied().unwrap_or(6379)
     }
 
-    /// The process id of a private server.
+    /// The TCP ports of every node.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// The process id of a private standalone server.
     pub fn pid(&self) -> Option<u32> {
-        self.private.as_ref().map(|private| private.child.id())
+        match self.private.as_slice() {
+            [server] => Some(server.child.id()),
+            _ => None,
+        }
     }
 
-    /// Runs `redis-cli` with `args` against this server and returns what it printed.
+    /// Runs `redis-cli` with `args` and returns what it printed; in a cluster it follows
+    /// redirections to the node that owns the key.
     ///
     /// # Panics
     ///
     /// When `redis-cli` cannot be run.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        self.node_cli(self.port(), args)
+    }
+
+    /// Runs `redis-cli` with `args` against the node on `port`.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-cli` cannot be run.
+    pub fn node_cli(&self, port: u16, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        if self.cluster {
+            command.arg("-c");
+        }
+        let output = command
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -108,75 +221,112 @@ impl TestRedis {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
-    /// Stops the server process (SIGSTOP): it keeps its connections but answers nothing.
+    /// Stops every server process (SIGSTOP): they keep their connections but answer nothing.
     pub fn pause(&self) {
         self.signal("-STOP");
     }
 
-    /// Lets a paused server go on (SIGCONT).
+    /// Lets paused servers go on (SIGCONT).
     pub fn resume(&self) {
         self.signal("-CONT");
     }
 
-    /// Kills the server (SIGKILL) and starts a fresh, empty one on the same port.
+    /// Kills a standalone server (SIGKILL) and starts a fresh, empty one on the same port.
     ///
     /// # Panics
     ///
-    /// When the server is not private or does not come back within 10 s.
+    /// When the server is not a private standalone one, or does not come back within 20 s.
     pub fn restart(&mut self) {
-        let private = self
-            .private
-            .take()
-            .unwrap_or_else(|| panic!("restart needs a private server; unset REDIS_URL"));
-        drop(private);
+        assert!(
+            !self.cluster,
+            "restart needs a standalone server (TestRedis::start_standalone)"
+        );
+        assert!(
+            !self.private.is_empty(),
+            "restart needs a private server; unset REDIS_URL"
+        );
+        let port = self.port();
+        self.private.clear();
         let started = Instant::now();
         while started.elapsed() < READY_TIMEOUT {
-            if let Some(private) = PrivateServer::spawn(self.port) {
-                self.private = Some(private);
+            if let Some(server) = PrivateServer::spawn(port, false) {
+                self.private.push(server);
                 return;
             }
             sleep(Duration::from_millis(50));
         }
-        panic!("redis-server did not restart on port {}", self.port);
+        panic!("redis-server did not restart on port {port}");
     }
 
-    /// Closes every normal client connection (`CLIENT KILL TYPE normal`) and returns how many.
+    /// Closes every normal client connection on every node (`CLIENT KILL TYPE normal`) and
+    /// returns how many.
     pub fn kill_clients(&self) -> usize {
-        self.cli(&["CLIENT", "KILL", "TYPE", "normal"])
-            .parse()
-            .unwrap_or(0)
+        self.ports
+            .iter()
+            .map(|&port| {
+                self.node_cli(port, &["CLIENT", "KILL", "TYPE", "normal"])
+                    .parse::<usize>()
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
-    /// Closes every pub/sub client connection and returns how many.
-    pub fn kill_pubsub_clients(&self) -> usize {
-        self.cli(&["CLIENT", "KILL", "TYPE", "pubsub"])
-            .parse()
-            .unwrap_or(0)
+    /// The port of the master that serves the cluster slot of `key` (the server's port for a
+    /// standalone deployment).
+    pub fn node_of(&self, key: &str) -> u16 {
+        if !self.cluster {
+            return self.port();
+        }
+        let slot: u16 = self.cli(&["CLUSTER", "KEYSLOT", key]).parse().unwrap_or(0);
+        for &port in &self.ports {
+            // `CLUSTER NODES` marks the node answering with `myself`, with its slot ranges.
+            let nodes = self.node_cli(port, &["CLUSTER", "NODES"]);
+            if let Some(mine) = nodes.lines().find(|line| line.contains("myself")) {
+                if serves_slot(mine, slot) {
+                    return port;
+                }
+            }
+        }
+        panic!("no node serves slot {slot}");
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self
-            .pid()
-            .unwrap_or_else(|| panic!("fault injection needs a private server; unset REDIS_URL"));
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("cannot run kill");
-        assert!(status.success(), "kill {signal} {pid} failed");
+        assert!(
+            !self.private.is_empty(),
+            "fault injection needs a private server; unset REDIS_URL"
+        );
+        for server in &self.private {
+            let status = Command::new("kill")
+                .args([signal, &server.child.id().to_string()])
+                .status()
+                .expect("cannot run kill");
+            assert!(
+                status.success(),
+                "kill {signal} {} failed",
+                server.child.id()
+            );
+        }
     }
+}
+
+/// Whether a `CLUSTER NODES` line lists `slot` among its ranges (`0-5460 5461 …`).
+fn serves_slot(line: &str, slot: u16) -> bool {
+    line.split_whitespace().skip(8).any(|range| match range.split_once('-') {
+        Some((low, high)) => {
+            matches!((low.parse::<u16>(), high.parse::<u16>()), (Ok(low), Ok(high)) if (low..=high).contains(&slot))
+        }
+        None => range.parse::<u16>().is_ok_and(|single| single == slot),
+    })
 }
 
 impl PrivateServer {
     /// Starts a server on `port`; `None` when it exited at once (the port was taken).
-    fn spawn(port: u16) -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "distkit-redis-{}-{port}-{}",
-            std::process::id(),
-            unique_prefix()
-        ));
+    fn spawn(port: u16, cluster: bool) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("distkit-redis-{port}-{}", unique_prefix()));
         std::fs::create_dir_all(&dir)
             .expect("cannot create a temporary directory for redis-server");
-        let spawned = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args([
                 "--port",
                 &port.to_string(),
@@ -198,7 +348,11 @@ impl PrivateServer {
             .arg("--dir")
             .arg(&dir)
             .arg("--logfile")
-            .arg(dir.join("redis.log"))
+            .arg(dir.join("redis.log"));
+        if cluster {
+            command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]);
+        }
+        let spawned = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -208,7 +362,7 @@ impl PrivateServer {
             Err(error) if error.kind() == ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
             Err(error) => panic!("cannot start redis-server: {error}"),
         };
-        let mut server = Self { child, dir };
+        let mut server = Self { child, dir, port };
         let started = Instant::now();
         while started.elapsed() < READY_TIMEOUT {
             if let Ok(Some(_status)) = server.child.try_wait() {
@@ -240,6 +394,19 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("a bound listener has an address")
         .port()
+}
+
+/// A free port below 55536 whose cluster bus port (+10000) is free as well.
+fn free_port_with_bus() -> u16 {
+    loop {
+        let port = free_port();
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn answers_ping(port: u16) -> bool {
