@@ -20,6 +20,7 @@ use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
 use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_counter::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
+use distkit_test_support::bench::calls_per_second;
 use distkit_test_support::{TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -27,36 +28,6 @@ type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const ROUND: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 3;
 const RAW_SCRIPT: &str = "return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])";
-
-/// Runs `operation` from `tasks` concurrent tasks for one round; returns calls per second.
-async fn throughput<F, Fut>(tasks: usize, operation: F) -> BenchResult<f64>
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = BenchResult<()>> + Send,
-{
-    let mut best = 0.0_f64;
-    {
-        let started = Instant::now();
-        let mut handles = Vec::with_capacity(tasks);
-        for _ in 0..tasks {
-            let operation = operation.clone();
-            handles.push(tokio::spawn(async move {
-                let mut calls = 0_u64;
-                while started.elapsed() < ROUND {
-                    operation().await?;
-                    calls += 1;
-                }
-                Ok::<u64, Box<dyn std::error::Error + Send + Sync>>(calls)
-            }));
-        }
-        let mut calls = 0_u64;
-        for handle in handles {
-            calls += handle.await??;
-        }
-        best = best.max(calls as f64 / started.elapsed().as_secs_f64());
-    }
-    Ok(best)
-}
 
 fn key(text: &str) -> DistkitRedisKey {
     DistkitRedisKey::new_or_panic(text.to_owned())
@@ -85,7 +56,7 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
         for _ in 0..ROUNDS {
             let (c, s, h) = (client.clone(), sha.clone(), hash.clone());
             raw = raw.max(
-                throughput(tasks, move || {
+                calls_per_second(tasks, ROUND, move |_| {
                     let (c, s, h) = (c.clone(), s.clone(), h.clone());
                     async move { raw_evalsha_pipelined(&c, &s, &h).await }
                 })
@@ -93,7 +64,7 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
             );
             let (c, s, h) = (client.clone(), sha.clone(), hash.clone());
             raw_fred = raw_fred.max(
-                throughput(tasks, move || {
+                calls_per_second(tasks, ROUND, move |_| {
                     let (c, s, h) = (c.clone(), s.clone(), h.clone());
                     async move {
                         let _: Value = c.evalsha(s, h, vec!["k", "1"]).await?;
@@ -104,7 +75,7 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
             );
             let (counter, k) = (Arc::clone(&strict), counted.clone());
             ours = ours.max(
-                throughput(tasks, move || {
+                calls_per_second(tasks, ROUND, move |_| {
                     let (counter, k) = (Arc::clone(&counter), k.clone());
                     async move {
                         counter.inc(&k, 1).await?;

@@ -3,7 +3,6 @@
 //!
 //! `cargo bench -p distkit-counter --features instance-aware --bench icounters`
 #![expect(
-    clippy::arithmetic_side_effects,
     clippy::cast_precision_loss,
     reason = "a measurement program: call counts and float ratios"
 )]
@@ -20,6 +19,7 @@ use distkit_counter::icounter::{
     InstanceAwareCounterTrait, LaxInstanceAwareCounter, LaxInstanceAwareCounterOptions,
     StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
 };
+use distkit_test_support::bench::calls_per_second;
 use distkit_test_support::{TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -29,31 +29,6 @@ const ROUNDS: usize = 4;
 
 fn key(text: &str) -> DistkitRedisKey {
     DistkitRedisKey::new_or_panic(text.to_owned())
-}
-
-async fn throughput<F, Fut>(tasks: usize, operation: F) -> BenchResult<f64>
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = BenchResult<()>> + Send,
-{
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(tasks);
-    for _ in 0..tasks {
-        let operation = operation.clone();
-        handles.push(tokio::spawn(async move {
-            let mut calls = 0_u64;
-            while started.elapsed() < ROUND {
-                operation().await?;
-                calls += 1;
-            }
-            Ok::<u64, Box<dyn std::error::Error + Send + Sync>>(calls)
-        }));
-    }
-    let mut calls = 0_u64;
-    for handle in handles {
-        calls += handle.await??;
-    }
-    Ok(calls as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
@@ -74,7 +49,7 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
         for _ in 0..ROUNDS {
             let (c, s, h) = (client.clone(), sha.clone(), hash.clone());
             raw = raw.max(
-                throughput(tasks, move || {
+                calls_per_second(tasks, ROUND, move |_| {
                     let (c, s, h) = (c.clone(), s.clone(), h.clone());
                     async move {
                         let command = CustomCommand::new_static(
@@ -92,7 +67,7 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
             );
             let (counter, k) = (Arc::clone(&counter), counted.clone());
             ours = ours.max(
-                throughput(tasks, move || {
+                calls_per_second(tasks, ROUND, move |_| {
                     let (counter, k) = (Arc::clone(&counter), k.clone());
                     async move {
                         counter.inc(&k, 1).await?;

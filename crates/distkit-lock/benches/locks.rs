@@ -3,7 +3,6 @@
 //! `cargo bench -p distkit-lock` (starts a private redis-server, or uses `REDIS_URL`).
 #![expect(
     clippy::arithmetic_side_effects,
-    clippy::cast_precision_loss,
     clippy::indexing_slicing,
     reason = "a measurement program: counts, percentiles and float ratios"
 )]
@@ -17,6 +16,7 @@ use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
 use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_lock::lock::{LockOptions, Mutex, RwLock};
+use distkit_test_support::bench::calls_per_second;
 use distkit_test_support::{TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -37,32 +37,6 @@ async fn evalsha(client: &Client, sha: &str, key: &str, args: &[&str]) -> BenchR
     let mut all: Vec<Value> = vec![sha.into(), 1.into(), key.into()];
     all.extend(args.iter().map(|arg| Value::from(*arg)));
     Ok(client.custom(command, all).await?)
-}
-
-/// Calls per second of `operation` from `tasks` tasks during one round.
-async fn throughput<F, Fut>(tasks: usize, operation: F) -> BenchResult<f64>
-where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = BenchResult<()>> + Send,
-{
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for task in 0..tasks {
-        let operation = operation.clone();
-        handles.push(tokio::spawn(async move {
-            let mut calls = 0_u64;
-            while started.elapsed() < ROUND {
-                operation(task).await?;
-                calls += 1;
-            }
-            Ok::<u64, Box<dyn std::error::Error + Send + Sync>>(calls)
-        }));
-    }
-    let mut calls = 0;
-    for handle in handles {
-        calls += handle.await??;
-    }
-    Ok(calls as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn same_scripts_raw(
@@ -128,7 +102,7 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
             raw_key.clone(),
         );
         same = same.max(
-            throughput(1, move |_| {
+            calls_per_second(1, ROUND, move |_| {
                 let (c, a, r, k) = (c.clone(), a.clone(), r.clone(), k.clone());
                 async move { same_scripts_raw(&c, &a, &r, &k).await }
             })
@@ -141,7 +115,7 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
             raw_key.clone(),
         );
         raw = raw.max(
-            throughput(1, move |_| {
+            calls_per_second(1, ROUND, move |_| {
                 let (c, a, r, k) = (c.clone(), a.clone(), r.clone(), k.clone());
                 async move {
                     evalsha(&c, &a, &k, &["token", "30000"]).await?;
@@ -153,7 +127,7 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
         );
         let m = Arc::clone(&mutex);
         ours = ours.max(
-            throughput(1, move |_| {
+            calls_per_second(1, ROUND, move |_| {
                 let m = Arc::clone(&m);
                 async move {
                     m.try_lock().await?.release().await?;
@@ -248,7 +222,7 @@ async fn readers(client: &Client) -> BenchResult<()> {
             raw_prefix.clone(),
         );
         raw = raw.max(
-            throughput(8, move |task| {
+            calls_per_second(8, ROUND, move |task| {
                 let (c, a, r) = (c.clone(), a.clone(), r.clone());
                 let k = format!("bench:{{{p}}}:{task}");
                 async move {
@@ -261,7 +235,7 @@ async fn readers(client: &Client) -> BenchResult<()> {
         );
         let l = Arc::clone(&rwlock);
         ours = ours.max(
-            throughput(8, move |_| {
+            calls_per_second(8, ROUND, move |_| {
                 let l = Arc::clone(&l);
                 async move {
                     l.read().await?.release().await?;

@@ -14,6 +14,7 @@
     reason = "a test harness that cannot set up must fail the test loudly, with its reason"
 )]
 
+pub mod bench;
 mod server;
 
 pub use server::{DEPLOYMENT_VARIABLE, TestRedis, unique_prefix};

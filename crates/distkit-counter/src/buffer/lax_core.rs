@@ -144,6 +144,43 @@ impl<S: DeltaSink> LaxCore<S> {
         }
     }
 
+    /// The local values of `keys`, in order; cold keys are read with one `fetch` call and
+    /// remembered.
+    pub(crate) async fn read_many<'k, Fetch, FetchFuture>(
+        &self,
+        keys: &[&'k DistkitRedisKey],
+        fetch: Fetch,
+        overflow: impl Fn(&DistkitRedisKey) -> DistkitError,
+    ) -> Result<Vec<Snapshot>, DistkitError>
+    where
+        Fetch: FnOnce(Vec<&'k DistkitRedisKey>) -> FetchFuture,
+        FetchFuture: Future<Output = Result<Vec<Snapshot>, DistkitError>>,
+    {
+        let tick = self.now();
+        let mut values = Vec::with_capacity(keys.len());
+        let mut cold = Vec::new();
+        for (index, &key) in keys.iter().enumerate() {
+            match self.local.read(key, tick) {
+                Some(Some(known)) => values.push(known),
+                Some(None) => return Err(overflow(key)),
+                None => {
+                    cold.push((index, key));
+                    values.push(Snapshot::default());
+                }
+            }
+        }
+        if !cold.is_empty() {
+            let fetched = fetch(cold.iter().map(|&(_, key)| key).collect()).await?;
+            for (&(index, key), value) in cold.iter().zip(fetched) {
+                self.local.learn(key, value, tick);
+                if let Some(slot) = values.get_mut(index) {
+                    *slot = value;
+                }
+            }
+        }
+        Ok(values)
+    }
+
     /// After a batch was warmed: adds each delta locally, all or nothing. (Synchronous
     /// counters send batches to Redis directly instead.)
     pub(crate) fn add_all<'k>(

@@ -48,6 +48,25 @@ pub(crate) struct Operation<'k> {
 }
 
 impl<'k> Operation<'k> {
+    /// One unconditional operation of `kind` per update, in order.
+    pub(crate) fn each(kind: OperationKind, updates: &[(&'k DistkitRedisKey, i64)]) -> Vec<Self> {
+        updates
+            .iter()
+            .map(|&(key, amount)| Self::new(kind, key, CounterComparator::Nil, amount))
+            .collect()
+    }
+
+    /// One conditional operation of `kind` per update, in order.
+    pub(crate) fn each_if(
+        kind: OperationKind,
+        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
+    ) -> Vec<Self> {
+        updates
+            .iter()
+            .map(|&(key, condition, amount)| Self::new(kind, key, condition, amount))
+            .collect()
+    }
+
     pub(crate) fn new(
         kind: OperationKind,
         key: &'k DistkitRedisKey,

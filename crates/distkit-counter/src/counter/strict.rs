@@ -115,12 +115,7 @@ impl CounterTrait for StrictCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        let operations: Vec<_> = updates
-            .iter()
-            .map(|&(key, count)| {
-                Operation::new(OperationKind::Inc, key, CounterComparator::Nil, count)
-            })
-            .collect();
+        let operations = Operation::each(OperationKind::Inc, updates);
         let results = self.remote.apply(&operations).await?;
         Ok(with_new(updates.iter().map(|&(key, _)| key), results))
     }
@@ -129,12 +124,7 @@ impl CounterTrait for StrictCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        let operations: Vec<_> = updates
-            .iter()
-            .map(|&(key, count)| {
-                Operation::new(OperationKind::Set, key, CounterComparator::Nil, count)
-            })
-            .collect();
+        let operations = Operation::each(OperationKind::Set, updates);
         let results = self.remote.apply(&operations).await?;
         Ok(with_new(updates.iter().map(|&(key, _)| key), results))
     }
@@ -143,12 +133,7 @@ impl CounterTrait for StrictCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations: Vec<_> = updates
-            .iter()
-            .map(|&(key, comparator, count)| {
-                Operation::new(OperationKind::Inc, key, comparator, count)
-            })
-            .collect();
+        let operations = Operation::each_if(OperationKind::Inc, updates);
         let results = self.remote.apply(&operations).await?;
         Ok(with_new_and_old(
             updates.iter().map(|&(key, _, _)| key),
@@ -160,12 +145,7 @@ impl CounterTrait for StrictCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations: Vec<_> = updates
-            .iter()
-            .map(|&(key, comparator, count)| {
-                Operation::new(OperationKind::Set, key, comparator, count)
-            })
-            .collect();
+        let operations = Operation::each_if(OperationKind::Set, updates);
         let results = self.remote.apply(&operations).await?;
         Ok(with_new_and_old(
             updates.iter().map(|&(key, _, _)| key),

@@ -121,10 +121,7 @@ macro_rules! instance_counter_impl {
             &self,
             updates: &[(&'k DistkitRedisKey, i64)],
         ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-            let ops: Vec<_> = updates
-                .iter()
-                .map(|&(key, count)| Op::on(Kind::Set, key, CounterComparator::Nil, count))
-                .collect();
+            let ops = Op::each(Kind::Set, updates);
             Ok(with_new(
                 updates.iter().map(|&(key, _)| key),
                 self.apply_ops(&ops).await?,
@@ -135,12 +132,7 @@ macro_rules! instance_counter_impl {
             &self,
             updates: &[(&'k DistkitRedisKey, i64)],
         ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-            let ops: Vec<_> = updates
-                .iter()
-                .map(|&(key, count)| {
-                    Op::on(Kind::SetOnInstance, key, CounterComparator::Nil, count)
-                })
-                .collect();
+            let ops = Op::each(Kind::SetOnInstance, updates);
             Ok(with_new(
                 updates.iter().map(|&(key, _)| key),
                 self.apply_ops(&ops).await?,
@@ -151,10 +143,7 @@ macro_rules! instance_counter_impl {
             &self,
             updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
         ) -> Result<Vec<(&'k DistkitRedisKey, Pair, Pair)>, DistkitError> {
-            let ops: Vec<_> = updates
-                .iter()
-                .map(|&(key, comparator, count)| Op::on(Kind::Inc, key, comparator, count))
-                .collect();
+            let ops = Op::each_if(Kind::Inc, updates);
             Ok(with_both(
                 updates.iter().map(|&(key, _, _)| key),
                 self.apply_ops(&ops).await?,
@@ -165,10 +154,7 @@ macro_rules! instance_counter_impl {
             &self,
             updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
         ) -> Result<Vec<(&'k DistkitRedisKey, Pair, Pair)>, DistkitError> {
-            let ops: Vec<_> = updates
-                .iter()
-                .map(|&(key, comparator, count)| Op::on(Kind::Set, key, comparator, count))
-                .collect();
+            let ops = Op::each_if(Kind::Set, updates);
             Ok(with_both(
                 updates.iter().map(|&(key, _, _)| key),
                 self.apply_ops(&ops).await?,
@@ -179,12 +165,7 @@ macro_rules! instance_counter_impl {
             &self,
             updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
         ) -> Result<Vec<(&'k DistkitRedisKey, Pair, Pair)>, DistkitError> {
-            let ops: Vec<_> = updates
-                .iter()
-                .map(|&(key, comparator, count)| {
-                    Op::on(Kind::SetOnInstance, key, comparator, count)
-                })
-                .collect();
+            let ops = Op::each_if(Kind::SetOnInstance, updates);
             Ok(with_both(
                 updates.iter().map(|&(key, _, _)| key),
                 self.apply_ops(&ops).await?,

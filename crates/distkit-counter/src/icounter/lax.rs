@@ -221,42 +221,16 @@ instance_counter_impl!(LaxInstanceAwareCounter {
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
         self.start_tasks();
         if self.core.is_synchronous() {
-            let ops: Vec<_> = keys.iter().map(|&key| Op::on(Kind::Get, key, CounterComparator::Nil, 0)).collect();
+            let ops = Op::reads(keys);
             return Ok(with_new(keys.iter().copied(), self.apply_ops(&ops).await?));
         }
-        let local = self.core.local();
-        let tick = self.core.now();
-        let mut values = Vec::with_capacity(keys.len());
-        let mut cold = Vec::new();
-        for (index, &key) in keys.iter().enumerate() {
-            match local.read(key, tick) {
-                Some(Some(found)) => values.push((key, found.total, found.own)),
-                Some(None) => {
-                    return Err(CounterError::Overflow {
-                        key: key.to_string(),
-                    }
-                    .into());
-                }
-                None => {
-                    cold.push((index, key));
-                    values.push((key, 0, 0));
-                }
-            }
-        }
-        if !cold.is_empty() {
-            let ops: Vec<_> = cold
-                .iter()
-                .map(|&(_, key)| Op::on(Kind::Get, key, CounterComparator::Nil, 0))
-                .collect();
-            let outcomes = self.remote.run(&ops).await?;
-            for (&(index, key), outcome) in cold.iter().zip(outcomes) {
-                local.learn(key, snapshot(outcome.new), tick);
-                if let Some(slot) = values.get_mut(index) {
-                    *slot = (key, outcome.new.0, outcome.new.1);
-                }
-            }
-        }
-        Ok(values)
+        let overflow = |key: &DistkitRedisKey| CounterError::Overflow { key: key.to_string() }.into();
+        let fetch = |cold: Vec<&'k DistkitRedisKey>| async move {
+            let outcomes = self.remote.run(&Op::reads(&cold)).await?;
+            Ok(outcomes.into_iter().map(|outcome| snapshot(outcome.new)).collect())
+        };
+        let values = self.core.read_many(keys, fetch, overflow).await?;
+        Ok(keys.iter().copied().zip(values).map(|(key, values)| (key, values.total, values.own)).collect())
     }
 
     async fn get_all_on_instance<'k>(
@@ -275,7 +249,7 @@ instance_counter_impl!(LaxInstanceAwareCounter {
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
         if self.core.is_synchronous() {
-            let ops: Vec<_> = updates.iter().map(|&(key, count)| Op::on(Kind::Inc, key, CounterComparator::Nil, count)).collect();
+            let ops = Op::each(Kind::Inc, updates);
             return Ok(with_new(updates.iter().map(|&(key, _)| key), self.apply_ops(&ops).await?));
         }
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();

@@ -95,6 +95,32 @@ impl<'k> Op<'k> {
         }
     }
 
+    /// One unconditional operation of `kind` per update, in order.
+    pub(crate) fn each(kind: Kind, updates: &[(&'k DistkitRedisKey, i64)]) -> Vec<Self> {
+        updates
+            .iter()
+            .map(|&(key, amount)| Self::on(kind, key, CounterComparator::Nil, amount))
+            .collect()
+    }
+
+    /// One conditional operation of `kind` per update, in order.
+    pub(crate) fn each_if(
+        kind: Kind,
+        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
+    ) -> Vec<Self> {
+        updates
+            .iter()
+            .map(|&(key, condition, amount)| Self::on(kind, key, condition, amount))
+            .collect()
+    }
+
+    /// One read per key, in order.
+    pub(crate) fn reads(keys: &[&'k DistkitRedisKey]) -> Vec<Self> {
+        keys.iter()
+            .map(|&key| Self::on(Kind::Get, key, CounterComparator::Nil, 0))
+            .collect()
+    }
+
     pub(crate) fn global(kind: Kind) -> Self {
         Self {
             kind,

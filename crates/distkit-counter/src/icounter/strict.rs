@@ -97,10 +97,7 @@ instance_counter_impl!(StrictInstanceAwareCounter {
         &self,
         keys: &[&'k DistkitRedisKey],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let ops: Vec<_> = keys
-            .iter()
-            .map(|&key| Op::on(Kind::Get, key, CounterComparator::Nil, 0))
-            .collect();
+        let ops = Op::reads(keys);
         Ok(with_new(keys.iter().copied(), self.apply_ops(&ops).await?))
     }
 
@@ -119,10 +116,7 @@ instance_counter_impl!(StrictInstanceAwareCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let ops: Vec<_> = updates
-            .iter()
-            .map(|&(key, count)| Op::on(Kind::Inc, key, CounterComparator::Nil, count))
-            .collect();
+        let ops = Op::each(Kind::Inc, updates);
         Ok(with_new(
             updates.iter().map(|&(key, _)| key),
             self.apply_ops(&ops).await?,

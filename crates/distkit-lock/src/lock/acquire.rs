@@ -201,3 +201,53 @@ impl Drop for QueuePlace {
         });
     }
 }
+
+/// The four acquisition styles of a lock, each boxing the large acquisition future:
+/// `acquisition_methods!(Guard, inner_fn, "what is acquired", wait, try, try_for, try_retries)`.
+macro_rules! acquisition_methods {
+    ($guard:ty, $inner:ident, $what:literal, $wait:ident, $once:ident, $within:ident, $retries:ident) => {
+        #[doc = concat!("Waits until ", $what, " is granted (bounded by `max_wait`, if set).")]
+        ///
+        /// # Errors
+        ///
+        /// [`LockError::Timeout`](distkit_core::LockError::Timeout) when `max_wait` ran out;
+        /// [`LockError::InvalidTtl`](distkit_core::LockError::InvalidTtl) /
+        /// [`LockError::InvalidOwner`](distkit_core::LockError::InvalidOwner) for invalid
+        /// options (before any I/O); [`DistkitError::RedisError`] when Redis fails.
+        pub async fn $wait(&self) -> Result<$guard, DistkitError> {
+            Box::pin(self.$inner(Patience::Wait(self.options.max_wait))).await
+        }
+
+        #[doc = concat!("One attempt to acquire ", $what, ".")]
+        ///
+        /// # Errors
+        ///
+        /// [`LockError::AcquireFail`](distkit_core::LockError::AcquireFail) when it is held;
+        /// otherwise as the waiting form.
+        pub async fn $once(&self) -> Result<$guard, DistkitError> {
+            Box::pin(self.$inner(Patience::Once)).await
+        }
+
+        #[doc = concat!("Tries to acquire ", $what, " until `timeout` runs out (a zero timeout makes exactly one attempt).")]
+        ///
+        /// # Errors
+        ///
+        /// [`LockError::Timeout`](distkit_core::LockError::Timeout) with the time waited;
+        /// otherwise as the waiting form.
+        pub async fn $within(&self, timeout: Duration) -> Result<$guard, DistkitError> {
+            Box::pin(self.$inner(Patience::Within(timeout))).await
+        }
+
+        #[doc = concat!("Makes `1 + max_retries` attempts to acquire ", $what, ".")]
+        ///
+        /// # Errors
+        ///
+        /// [`LockError::RetriesExhausted`](distkit_core::LockError::RetriesExhausted);
+        /// otherwise as the waiting form.
+        pub async fn $retries(&self, max_retries: usize) -> Result<$guard, DistkitError> {
+            Box::pin(self.$inner(Patience::Retries(max_retries))).await
+        }
+    };
+}
+
+pub(crate) use acquisition_methods;

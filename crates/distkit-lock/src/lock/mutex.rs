@@ -5,7 +5,7 @@ use distkit_core::fred::types::Value;
 use distkit_core::script::CallPolicy;
 use distkit_core::{DistkitError, key_schema};
 
-use super::acquire::{Acquired, Patience, QueuePlace, Waiting, acquire};
+use super::acquire::{Acquired, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
@@ -60,54 +60,15 @@ impl Mutex {
         })
     }
 
-    /// Waits until the lock is acquired (bounded by `max_wait`, if set).
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::Timeout`](distkit_core::LockError::Timeout) when `max_wait` ran out;
-    /// [`LockError::InvalidTtl`](distkit_core::LockError::InvalidTtl) /
-    /// [`LockError::InvalidOwner`](distkit_core::LockError::InvalidOwner) for invalid
-    /// options (before any I/O); [`DistkitError::RedisError`] when Redis fails.
-    pub async fn lock(&self) -> Result<MutexGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire(Patience::Wait(self.options.max_wait))).await
-    }
-
-    /// One attempt.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::AcquireFail`](distkit_core::LockError::AcquireFail) when the lock is
-    /// held; otherwise as [`lock`](Self::lock).
-    pub async fn try_lock(&self) -> Result<MutexGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire(Patience::Once)).await
-    }
-
-    /// Tries until `timeout` runs out (a zero timeout makes exactly one attempt).
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::Timeout`](distkit_core::LockError::Timeout) with the time waited;
-    /// otherwise as [`lock`](Self::lock).
-    pub async fn try_lock_for(&self, timeout: Duration) -> Result<MutexGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire(Patience::Within(timeout))).await
-    }
-
-    /// Makes `1 + max_retries` attempts.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::RetriesExhausted`](distkit_core::LockError::RetriesExhausted); otherwise
-    /// as [`lock`](Self::lock).
-    pub async fn try_lock_with_retries(
-        &self,
-        max_retries: usize,
-    ) -> Result<MutexGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire(Patience::Retries(max_retries))).await
-    }
+    acquisition_methods!(
+        MutexGuard,
+        acquire,
+        "the lock",
+        lock,
+        try_lock,
+        try_lock_for,
+        try_lock_with_retries
+    );
 
     async fn acquire(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
         self.options.validate()?;

@@ -5,7 +5,7 @@ use distkit_core::fred::types::Value;
 use distkit_core::script::CallPolicy;
 use distkit_core::{DistkitError, key_schema};
 
-use super::acquire::{Patience, QueuePlace, Waiting, acquire};
+use super::acquire::{Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
@@ -57,91 +57,24 @@ impl RwLock {
         })
     }
 
-    /// Waits until a read lease is granted (bounded by `max_wait`, if set).
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::lock`](super::Mutex::lock).
-    pub async fn read(&self) -> Result<RwLockReadGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_read(Patience::Wait(self.options.max_wait))).await
-    }
-
-    /// One attempt to read.
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::try_lock`](super::Mutex::try_lock).
-    pub async fn try_read(&self) -> Result<RwLockReadGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_read(Patience::Once)).await
-    }
-
-    /// Tries to read until `timeout` runs out.
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::try_lock_for`](super::Mutex::try_lock_for).
-    pub async fn try_read_for(&self, timeout: Duration) -> Result<RwLockReadGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_read(Patience::Within(timeout))).await
-    }
-
-    /// Makes `1 + max_retries` attempts to read.
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::try_lock_with_retries`](super::Mutex::try_lock_with_retries).
-    pub async fn try_read_with_retries(
-        &self,
-        max_retries: usize,
-    ) -> Result<RwLockReadGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_read(Patience::Retries(max_retries))).await
-    }
-
-    /// Waits until the write lease is granted (bounded by `max_wait`, if set).
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::lock`](super::Mutex::lock).
-    pub async fn write(&self) -> Result<RwLockWriteGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_write(Patience::Wait(self.options.max_wait))).await
-    }
-
-    /// One attempt to write; it does not join the writers' queue.
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::try_lock`](super::Mutex::try_lock).
-    pub async fn try_write(&self) -> Result<RwLockWriteGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_write(Patience::Once)).await
-    }
-
-    /// Tries to write until `timeout` runs out.
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::try_lock_for`](super::Mutex::try_lock_for).
-    pub async fn try_write_for(&self, timeout: Duration) -> Result<RwLockWriteGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_write(Patience::Within(timeout))).await
-    }
-
-    /// Makes `1 + max_retries` attempts to write.
-    ///
-    /// # Errors
-    ///
-    /// As [`Mutex::try_lock_with_retries`](super::Mutex::try_lock_with_retries).
-    pub async fn try_write_with_retries(
-        &self,
-        max_retries: usize,
-    ) -> Result<RwLockWriteGuard, DistkitError> {
-        // Boxed: the acquisition loop is a large future.
-        Box::pin(self.acquire_write(Patience::Retries(max_retries))).await
-    }
+    acquisition_methods!(
+        RwLockReadGuard,
+        acquire_read,
+        "a read lease",
+        read,
+        try_read,
+        try_read_for,
+        try_read_with_retries
+    );
+    acquisition_methods!(
+        RwLockWriteGuard,
+        acquire_write,
+        "the write lease (a one-shot attempt does not join the writers' queue)",
+        write,
+        try_write,
+        try_write_for,
+        try_write_with_retries
+    );
 
     fn key_refs(&self) -> Vec<&str> {
         self.keys.iter().map(String::as_str).collect()

@@ -250,34 +250,28 @@ impl CounterTrait for LaxCounter {
             }
             return Ok(keys.iter().copied().zip(remote).collect());
         }
-        let mut values = Vec::with_capacity(keys.len());
-        let mut cold = Vec::new();
-        for (index, &key) in keys.iter().enumerate() {
-            match local.read(key, tick) {
-                Some(Some(value)) => values.push((key, value.total)),
-                Some(None) => {
-                    return Err(CounterError::Overflow {
-                        key: key.to_string(),
-                    }
-                    .into());
-                }
-                None => {
-                    cold.push((index, key));
-                    values.push((key, 0));
-                }
+        let overflow = |key: &DistkitRedisKey| {
+            CounterError::Overflow {
+                key: key.to_string(),
             }
-        }
-        if !cold.is_empty() {
-            let cold_keys: Vec<&DistkitRedisKey> = cold.iter().map(|&(_, key)| key).collect();
-            let remote = self.remote.get_many(&cold_keys).await?;
-            for (&(index, key), value) in cold.iter().zip(remote) {
-                local.learn(key, Snapshot::single(value), tick);
-                if let Some(slot) = values.get_mut(index) {
-                    *slot = (key, value);
-                }
-            }
-        }
-        Ok(values)
+            .into()
+        };
+        let fetch = |cold: Vec<&'k DistkitRedisKey>| async move {
+            Ok(self
+                .remote
+                .get_many(&cold)
+                .await?
+                .into_iter()
+                .map(Snapshot::single)
+                .collect())
+        };
+        let values = self.core.read_many(keys, fetch, overflow).await?;
+        Ok(keys
+            .iter()
+            .copied()
+            .zip(values)
+            .map(|(key, values)| (key, values.total))
+            .collect())
     }
 
     async fn inc_all<'k>(
@@ -285,12 +279,7 @@ impl CounterTrait for LaxCounter {
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         if self.core.is_synchronous() {
-            let operations: Vec<_> = updates
-                .iter()
-                .map(|&(key, count)| {
-                    Operation::new(OperationKind::Inc, key, CounterComparator::Nil, count)
-                })
-                .collect();
+            let operations = Operation::each(OperationKind::Inc, updates);
             let results = self.apply_absolute(&operations).await?;
             return Ok(with_new(updates.iter().map(|&(key, _)| key), results));
         }
@@ -314,12 +303,7 @@ impl CounterTrait for LaxCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        let operations: Vec<_> = updates
-            .iter()
-            .map(|&(key, count)| {
-                Operation::new(OperationKind::Set, key, CounterComparator::Nil, count)
-            })
-            .collect();
+        let operations = Operation::each(OperationKind::Set, updates);
         let results = self.apply_absolute(&operations).await?;
         Ok(with_new(updates.iter().map(|&(key, _)| key), results))
     }
@@ -328,12 +312,7 @@ impl CounterTrait for LaxCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations: Vec<_> = updates
-            .iter()
-            .map(|&(key, comparator, count)| {
-                Operation::new(OperationKind::Inc, key, comparator, count)
-            })
-            .collect();
+        let operations = Operation::each_if(OperationKind::Inc, updates);
         let results = self.apply_absolute(&operations).await?;
         Ok(with_new_and_old(
             updates.iter().map(|&(key, _, _)| key),
@@ -345,12 +324,7 @@ impl CounterTrait for LaxCounter {
         &self,
         updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations: Vec<_> = updates
-            .iter()
-            .map(|&(key, comparator, count)| {
-                Operation::new(OperationKind::Set, key, comparator, count)
-            })
-            .collect();
+        let operations = Operation::each_if(OperationKind::Set, updates);
         let results = self.apply_absolute(&operations).await?;
         Ok(with_new_and_old(
             updates.iter().map(|&(key, _, _)| key),
