@@ -81,14 +81,16 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
     let release_sha: String = client.script_load_cluster(RAW_RELEASE).await?;
     let own_acquire: String = client
         .script_load_cluster(concat!(
+            include_str!("../src/scripts/mutex_acquire.lua"),
             include_str!("../src/scripts/mutex_common.lua"),
-            include_str!("../src/scripts/mutex_acquire.lua")
+            include_str!("../src/scripts/mutex_acquire_queue.lua")
         ))
         .await?;
     let own_release: String = client
         .script_load_cluster(concat!(
+            include_str!("../src/scripts/mutex_release.lua"),
             include_str!("../src/scripts/mutex_common.lua"),
-            include_str!("../src/scripts/mutex_release.lua")
+            include_str!("../src/scripts/mutex_release_handover.lua")
         ))
         .await?;
     let mutex = Mutex::new(LockOptions::new(key(&unique_prefix()), client.clone()));

@@ -6,16 +6,18 @@ use distkit_core::script::LuaScript;
 pub(crate) static MUTEX_ACQUIRE: LuaScript = LuaScript::new(
     "mutex_acquire",
     concat!(
+        include_str!("scripts/mutex_acquire.lua"),
         include_str!("scripts/mutex_common.lua"),
-        include_str!("scripts/mutex_acquire.lua")
+        include_str!("scripts/mutex_acquire_queue.lua")
     ),
 );
 /// Releases a mutex and hands it to the first waiter.
 pub(crate) static MUTEX_RELEASE: LuaScript = LuaScript::new(
     "mutex_release",
     concat!(
+        include_str!("scripts/mutex_release.lua"),
         include_str!("scripts/mutex_common.lua"),
-        include_str!("scripts/mutex_release.lua")
+        include_str!("scripts/mutex_release_handover.lua")
     ),
 );
 /// Removes a waiter from a mutex's queue, passing on a handover it did not confirm.

@@ -8,5 +8,9 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
-mutex_hand_over(ARGV[2])
-return 1
+if redis.call('ZCARD', KEYS[3]) == 0 then
+  return 1
+end
+-- (The helpers of mutex_common.lua and the handover of mutex_release_handover.lua follow:
+-- without waiters the call returns before they are set up.)
+
