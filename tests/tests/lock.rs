@@ -699,3 +699,50 @@ async fn guards_are_send_and_sync() {
     assert_send_sync::<distkit::lock::RwLockWriteGuard>();
     assert_send_sync::<LockOptions>();
 }
+
+#[tokio::test]
+async fn mutex_waiters_are_served_first_come_first_served() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(holder.lock()).await.unwrap();
+    let order = Arc::new(AsyncMutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for id in 0..4 {
+        // A long poll interval: only the handover by name can serve them promptly.
+        let mutex = Mutex::new(
+            LockOptions::builder(name.clone(), client(&redis).await)
+                .retry_interval(Duration::from_millis(500))
+                .build(),
+        );
+        let order = Arc::clone(&order);
+        waiters.push(tokio::spawn(async move {
+            let guard = mutex.lock().await.unwrap();
+            order.lock().await.push((id, guard.fencing_token()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(guard.release().await.unwrap(), LockGuardState::Released);
+        }));
+        // Let this waiter take its place before the next one arrives.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    for waiter in waiters {
+        bounded(waiter).await.unwrap();
+    }
+    let order = order.lock().await;
+    assert_eq!(
+        order.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3],
+        "arrival order"
+    );
+    assert!(order.windows(2).all(|pair| pair[0].1 < pair[1].1));
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "four handovers took {:?}: they waited for polls",
+        started.elapsed()
+    );
+}
