@@ -746,3 +746,39 @@ async fn mutex_waiters_are_served_first_come_first_served() {
         started.elapsed()
     );
 }
+
+#[test]
+fn lock_objects_can_be_built_outside_a_runtime_and_used_inside_one() {
+    let redis = TestRedis::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime.block_on(async { client(&redis).await });
+    let name = fresh_key();
+    // Built on a plain thread, with no runtime context: nothing may panic.
+    let (mutex, rwlock) = std::thread::spawn({
+        let (name, client) = (name.clone(), client.clone());
+        move || {
+            (
+                Mutex::new(options(&name, client.clone())),
+                RwLock::new(options(&name, client)),
+            )
+        }
+    })
+    .join()
+    .unwrap();
+    runtime.block_on(async {
+        let guard = bounded(mutex.lock()).await.unwrap();
+        assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+        assert_eq!(
+            bounded(guard.release()).await.unwrap(),
+            LockGuardState::Released
+        );
+        let reader = bounded(rwlock.read()).await.unwrap();
+        assert_eq!(
+            bounded(reader.release()).await.unwrap(),
+            LockGuardState::Released
+        );
+    });
+}
