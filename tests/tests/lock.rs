@@ -758,7 +758,6 @@ fn lock_objects_can_be_built_outside_a_runtime_and_used_inside_one() {
     let name = fresh_key();
     // Built on a plain thread, with no runtime context: nothing may panic.
     let (mutex, rwlock) = std::thread::spawn({
-        let (name, client) = (name.clone(), client.clone());
         move || {
             (
                 Mutex::new(options(&name, client.clone())),
