@@ -322,13 +322,14 @@ async fn background_renewal_keeps_a_short_lease_alive() {
     let name = fresh_key();
     let mutex = Mutex::new(
         LockOptions::builder(name.clone(), client(&redis).await)
-            .ttl(Duration::from_millis(300))
+            .ttl(Duration::from_millis(900))
             .build(),
     );
     let other = Mutex::new(options(&name, client(&redis).await));
     let guard = bounded(mutex.lock()).await.unwrap();
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Three ttls: the lease lives only because it is renewed (every 300 ms).
+    for _ in 0..18 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(guard.get_state().await, LockGuardState::Acquired);
         assert_eq!(
             lock_error(bounded(other.try_lock()).await.unwrap_err()),
