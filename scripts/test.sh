@@ -24,6 +24,9 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-features 2>&1 | tee "$log"
 
+echo "== test (core without optional features: rediss:// without TLS is refused)"
+cargo test -p distkit-core --test script_runner 2>&1 | tee -a "$log"
+
 echo "== test (the counter, instance-aware and lock suites again, on a three-master Redis Cluster)"
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
   --test counter --test icounter --test lock 2>&1 | tee -a "$log"
