@@ -346,12 +346,10 @@ async fn a_dropped_instance_leaves_the_total_after_the_threshold() {
         (8, 3),
         "still within the threshold"
     );
-    let started = Instant::now();
     eventually("the dead slice to leave C", || async {
         survivor.get(&k).await.unwrap() == (3, 3)
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test]

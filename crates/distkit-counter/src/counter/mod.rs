@@ -58,6 +58,7 @@
 //! # }
 //! ```
 
+mod absolute;
 mod counter_trait;
 mod lax;
 mod options;

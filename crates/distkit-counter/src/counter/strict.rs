@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey};
 
+use super::absolute::counter_impl;
 use super::remote::{Operation, OperationKind, RemoteCounters};
 use super::{CounterOptions, CounterTrait};
 
@@ -22,6 +23,13 @@ pub struct StrictCounter {
 }
 
 impl StrictCounter {
+    async fn apply_ops(
+        &self,
+        operations: &[Operation<'_>],
+    ) -> Result<Vec<(i64, i64)>, DistkitError> {
+        self.remote.apply(operations).await
+    }
+
     /// A strict counter over the values of `options.prefix`. Starts no background work.
     pub fn new(options: CounterOptions) -> Arc<Self> {
         Arc::new(Self {
@@ -55,8 +63,7 @@ pub(crate) fn single(results: &[(i64, i64)]) -> (i64, i64) {
     results.first().copied().unwrap_or((0, 0))
 }
 
-#[async_trait::async_trait]
-impl CounterTrait for StrictCounter {
+counter_impl!(StrictCounter {
     async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         self.remote.inc(key, count).await
     }
@@ -69,38 +76,8 @@ impl CounterTrait for StrictCounter {
         self.remote.get(key).await
     }
 
-    async fn set(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
-        let operation = Operation::new(OperationKind::Set, key, CounterComparator::Nil, count);
-        Ok(single(&self.remote.apply(&[operation]).await?).0)
-    }
-
-    async fn del(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
-        let operation = Operation::new(OperationKind::Del, key, CounterComparator::Nil, 0);
-        Ok(single(&self.remote.apply(&[operation]).await?).1)
-    }
-
     async fn clear(&self) -> Result<(), DistkitError> {
         self.remote.clear().await
-    }
-
-    async fn inc_if(
-        &self,
-        key: &DistkitRedisKey,
-        comparator: CounterComparator,
-        count: i64,
-    ) -> Result<(i64, i64), DistkitError> {
-        let operation = Operation::new(OperationKind::Inc, key, comparator, count);
-        Ok(single(&self.remote.apply(&[operation]).await?))
-    }
-
-    async fn set_if(
-        &self,
-        key: &DistkitRedisKey,
-        comparator: CounterComparator,
-        count: i64,
-    ) -> Result<(i64, i64), DistkitError> {
-        let operation = Operation::new(OperationKind::Set, key, comparator, count);
-        Ok(single(&self.remote.apply(&[operation]).await?))
     }
 
     async fn get_all<'k>(
@@ -120,36 +97,4 @@ impl CounterTrait for StrictCounter {
         Ok(with_new(updates.iter().map(|&(key, _)| key), results))
     }
 
-    async fn set_all<'k>(
-        &self,
-        updates: &[(&'k DistkitRedisKey, i64)],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        let operations = Operation::each(OperationKind::Set, updates);
-        let results = self.remote.apply(&operations).await?;
-        Ok(with_new(updates.iter().map(|&(key, _)| key), results))
-    }
-
-    async fn inc_all_if<'k>(
-        &self,
-        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations = Operation::each_if(OperationKind::Inc, updates);
-        let results = self.remote.apply(&operations).await?;
-        Ok(with_new_and_old(
-            updates.iter().map(|&(key, _, _)| key),
-            results,
-        ))
-    }
-
-    async fn set_all_if<'k>(
-        &self,
-        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations = Operation::each_if(OperationKind::Set, updates);
-        let results = self.remote.apply(&operations).await?;
-        Ok(with_new_and_old(
-            updates.iter().map(|&(key, _, _)| key),
-            results,
-        ))
-    }
-}
+});

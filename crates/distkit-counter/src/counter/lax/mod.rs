@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
 
 use self::flush::FlushTarget;
+use super::absolute::counter_impl;
 use super::remote::{Operation, OperationKind, RemoteCounters};
 use super::strict::{single, with_new, with_new_and_old};
 use super::{CounterOptions, CounterTrait};
@@ -163,7 +164,7 @@ impl LaxCounter {
 
     /// Runs absolute operations in Redis once every earlier local delta was delivered, and
     /// records their results locally.
-    async fn apply_absolute(
+    async fn apply_ops(
         &self,
         operations: &[Operation<'_>],
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
@@ -181,8 +182,7 @@ impl LaxCounter {
     }
 }
 
-#[async_trait::async_trait]
-impl CounterTrait for LaxCounter {
+counter_impl!(LaxCounter {
     async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         LaxCounter::inc(self, key, count).await
     }
@@ -195,16 +195,6 @@ impl CounterTrait for LaxCounter {
         LaxCounter::get(self, key).await
     }
 
-    async fn set(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
-        let operation = Operation::new(OperationKind::Set, key, CounterComparator::Nil, count);
-        Ok(single(&self.apply_absolute(&[operation]).await?).0)
-    }
-
-    async fn del(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
-        let operation = Operation::new(OperationKind::Del, key, CounterComparator::Nil, 0);
-        Ok(single(&self.apply_absolute(&[operation]).await?).1)
-    }
-
     async fn clear(&self) -> Result<(), DistkitError> {
         self.core.start(&self.this);
         let outbox = self.core.flushed().await?;
@@ -212,26 +202,6 @@ impl CounterTrait for LaxCounter {
         self.core.local().forget_all();
         drop(outbox);
         Ok(())
-    }
-
-    async fn inc_if(
-        &self,
-        key: &DistkitRedisKey,
-        comparator: CounterComparator,
-        count: i64,
-    ) -> Result<(i64, i64), DistkitError> {
-        let operation = Operation::new(OperationKind::Inc, key, comparator, count);
-        Ok(single(&self.apply_absolute(&[operation]).await?))
-    }
-
-    async fn set_if(
-        &self,
-        key: &DistkitRedisKey,
-        comparator: CounterComparator,
-        count: i64,
-    ) -> Result<(i64, i64), DistkitError> {
-        let operation = Operation::new(OperationKind::Set, key, comparator, count);
-        Ok(single(&self.apply_absolute(&[operation]).await?))
     }
 
     async fn get_all<'k>(
@@ -280,7 +250,7 @@ impl CounterTrait for LaxCounter {
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         if self.core.is_synchronous() {
             let operations = Operation::each(OperationKind::Inc, updates);
-            let results = self.apply_absolute(&operations).await?;
+            let results = self.apply_ops(&operations).await?;
             return Ok(with_new(updates.iter().map(|&(key, _)| key), results));
         }
         // Warm every key first, so that the local changes cannot stop half-way on I/O.
@@ -299,36 +269,4 @@ impl CounterTrait for LaxCounter {
             .collect())
     }
 
-    async fn set_all<'k>(
-        &self,
-        updates: &[(&'k DistkitRedisKey, i64)],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        let operations = Operation::each(OperationKind::Set, updates);
-        let results = self.apply_absolute(&operations).await?;
-        Ok(with_new(updates.iter().map(|&(key, _)| key), results))
-    }
-
-    async fn inc_all_if<'k>(
-        &self,
-        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations = Operation::each_if(OperationKind::Inc, updates);
-        let results = self.apply_absolute(&operations).await?;
-        Ok(with_new_and_old(
-            updates.iter().map(|&(key, _, _)| key),
-            results,
-        ))
-    }
-
-    async fn set_all_if<'k>(
-        &self,
-        updates: &[(&'k DistkitRedisKey, CounterComparator, i64)],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        let operations = Operation::each_if(OperationKind::Set, updates);
-        let results = self.apply_absolute(&operations).await?;
-        Ok(with_new_and_old(
-            updates.iter().map(|&(key, _, _)| key),
-            results,
-        ))
-    }
-}
+});
