@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{bounded, client, eventually, fresh_key, key};
 use distkit::icounter::{
