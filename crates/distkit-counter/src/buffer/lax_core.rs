@@ -144,8 +144,39 @@ impl<S: DeltaSink> LaxCore<S> {
         }
     }
 
-    /// The local values of `keys`, in order; cold keys are read with one `fetch` call and
-    /// remembered.
+    /// The values of `key`: from memory when warm, else read with `fetch` and remembered. A
+    /// synchronous counter always reads Redis, after delivering its pending deltas.
+    pub(crate) async fn read_one<Fetch, FetchFuture>(
+        &self,
+        key: &DistkitRedisKey,
+        fetch: Fetch,
+        overflow: impl Fn(&DistkitRedisKey) -> DistkitError,
+    ) -> Result<Snapshot, DistkitError>
+    where
+        Fetch: FnOnce() -> FetchFuture,
+        FetchFuture: Future<Output = Result<Snapshot, DistkitError>>,
+    {
+        if self.is_synchronous() {
+            let outbox = self.flushed().await?;
+            let values = fetch().await?;
+            drop(outbox);
+            self.local.refresh(key, values, self.now());
+            return Ok(values);
+        }
+        match self.local.read(key, self.now()) {
+            Some(Some(values)) => Ok(values),
+            Some(None) => Err(overflow(key)),
+            None => {
+                let values = fetch().await?;
+                self.local.learn(key, values, self.now());
+                Ok(values)
+            }
+        }
+    }
+
+    /// The values of `keys`, in order: warm keys from memory, cold ones read with one `fetch`
+    /// call and remembered. A synchronous counter reads every key from Redis, after
+    /// delivering its pending deltas.
     pub(crate) async fn read_many<'k, Fetch, FetchFuture>(
         &self,
         keys: &[&'k DistkitRedisKey],
@@ -157,6 +188,15 @@ impl<S: DeltaSink> LaxCore<S> {
         FetchFuture: Future<Output = Result<Vec<Snapshot>, DistkitError>>,
     {
         let tick = self.now();
+        if self.is_synchronous() {
+            let outbox = self.flushed().await?;
+            let values = fetch(keys.to_vec()).await?;
+            drop(outbox);
+            for (&key, &value) in keys.iter().zip(&values) {
+                self.local.refresh(key, value, tick);
+            }
+            return Ok(values);
+        }
         let mut values = Vec::with_capacity(keys.len());
         let mut cold = Vec::new();
         for (index, &key) in keys.iter().enumerate() {

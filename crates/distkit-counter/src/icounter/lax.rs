@@ -38,6 +38,14 @@ impl LaxOwner for LaxInstanceAwareCounter {
     }
 }
 
+/// The error of a local sum that left the `i64` range.
+fn overflow(key: &DistkitRedisKey) -> DistkitError {
+    CounterError::Overflow {
+        key: key.to_string(),
+    }
+    .into()
+}
+
 fn snapshot(pair: Pair) -> Snapshot {
     Snapshot {
         total: pair.0,
@@ -137,26 +145,11 @@ impl LaxInstanceAwareCounter {
     /// As [`InstanceAwareCounterTrait::get`].
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError> {
         self.start_tasks();
-        let local = self.core.local();
-        if self.core.is_synchronous() {
-            let outbox = self.core.flushed().await?;
-            let values = self.fetch(key).await?;
-            drop(outbox);
-            local.refresh(key, values, self.core.now());
-            return Ok(pair(values));
-        }
-        match local.read(key, self.core.now()) {
-            Some(Some(values)) => Ok(pair(values)),
-            Some(None) => Err(CounterError::Overflow {
-                key: key.to_string(),
-            }
-            .into()),
-            None => {
-                let values = self.fetch(key).await?;
-                local.learn(key, values, self.core.now());
-                Ok(pair(values))
-            }
-        }
+        Ok(pair(
+            self.core
+                .read_one(key, || self.fetch(key), overflow)
+                .await?,
+        ))
     }
 
     fn start_tasks(&self) {
@@ -220,11 +213,6 @@ instance_counter_impl!(LaxInstanceAwareCounter {
         keys: &[&'k DistkitRedisKey],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
         self.start_tasks();
-        if self.core.is_synchronous() {
-            let ops = Op::reads(keys);
-            return Ok(with_new(keys.iter().copied(), self.apply_ops(&ops).await?));
-        }
-        let overflow = |key: &DistkitRedisKey| CounterError::Overflow { key: key.to_string() }.into();
         let fetch = |cold: Vec<&'k DistkitRedisKey>| async move {
             let outcomes = self.remote.run(&Op::reads(&cold)).await?;
             Ok(outcomes.into_iter().map(|outcome| snapshot(outcome.new)).collect())
@@ -254,12 +242,6 @@ instance_counter_impl!(LaxInstanceAwareCounter {
         }
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
         self.get_all(&keys).await?;
-        let overflow = |key: &DistkitRedisKey| {
-            CounterError::Overflow {
-                key: key.to_string(),
-            }
-            .into()
-        };
         let results = self.core.add_all(updates, overflow)?;
         Ok(results
             .into_iter()

@@ -11,6 +11,14 @@ use super::strict::{single, with_new, with_new_and_old};
 use super::{CounterOptions, CounterTrait};
 use crate::buffer::{LaxCore, LaxOwner, Snapshot};
 
+/// The error of a local sum that left the `i64` range.
+fn overflow(key: &DistkitRedisKey) -> DistkitError {
+    CounterError::Overflow {
+        key: key.to_string(),
+    }
+    .into()
+}
+
 /// A counter that buffers increments in memory and flushes them to Redis in the background.
 ///
 /// - `inc`/`dec`/`get` of a key this object already knows touch only local memory (a shard
@@ -132,29 +140,8 @@ impl LaxCounter {
     /// As [`CounterTrait::get`].
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
         self.core.start(&self.this);
-        if self.core.is_synchronous() {
-            let outbox = self.core.flushed().await?;
-            let remote = self.remote.get(key).await?;
-            drop(outbox);
-            self.core
-                .local()
-                .refresh(key, Snapshot::single(remote), self.core.now());
-            return Ok(remote);
-        }
-        match self.core.local().read(key, self.core.now()) {
-            Some(Some(values)) => Ok(values.total),
-            Some(None) => Err(CounterError::Overflow {
-                key: key.to_string(),
-            }
-            .into()),
-            None => {
-                let remote = self.remote.get(key).await?;
-                self.core
-                    .local()
-                    .learn(key, Snapshot::single(remote), self.core.now());
-                Ok(remote)
-            }
-        }
+        let fetch = || async { Ok(Snapshot::single(self.remote.get(key).await?)) };
+        Ok(self.core.read_one(key, fetch, overflow).await?.total)
     }
 
     /// How many keys this object keeps in memory.
@@ -209,23 +196,6 @@ counter_impl!(LaxCounter {
         keys: &[&'k DistkitRedisKey],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
         self.core.start(&self.this);
-        let local = self.core.local();
-        let tick = self.core.now();
-        if self.core.is_synchronous() {
-            let outbox = self.core.flushed().await?;
-            let remote = self.remote.get_many(keys).await?;
-            drop(outbox);
-            for (&key, &value) in keys.iter().zip(&remote) {
-                local.refresh(key, Snapshot::single(value), tick);
-            }
-            return Ok(keys.iter().copied().zip(remote).collect());
-        }
-        let overflow = |key: &DistkitRedisKey| {
-            CounterError::Overflow {
-                key: key.to_string(),
-            }
-            .into()
-        };
         let fetch = |cold: Vec<&'k DistkitRedisKey>| async move {
             Ok(self
                 .remote
@@ -256,12 +226,6 @@ counter_impl!(LaxCounter {
         // Warm every key first, so that the local changes cannot stop half-way on I/O.
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
         self.get_all(&keys).await?;
-        let overflow = |key: &DistkitRedisKey| {
-            CounterError::Overflow {
-                key: key.to_string(),
-            }
-            .into()
-        };
         let results = self.core.add_all(updates, overflow)?;
         Ok(results
             .into_iter()
