@@ -1,6 +1,6 @@
 //! The Lua script runner and `connect` against a private Redis.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use distkit_core::DistkitError;
 use distkit_core::connect;
@@ -78,8 +78,8 @@ async fn script_error_reply_surfaces_with_its_code_and_message() {
 
 #[tokio::test]
 async fn connect_to_an_unreachable_redis_fails_within_its_timeout() {
-    // Port 1 on loopback: nothing listens there.
-    let started = Instant::now();
+    // Port 1 on loopback: nothing listens there. The outer timeout fails the test if
+    // connect's own timeout does not end the attempt.
     let result = tokio::time::timeout(Duration::from_secs(15), connect("redis://127.0.0.1:1"))
         .await
         .unwrap();
@@ -87,7 +87,6 @@ async fn connect_to_an_unreachable_redis_fails_within_its_timeout() {
         matches!(result, Err(DistkitError::RedisError(_))),
         "{result:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[tokio::test]
