@@ -768,3 +768,114 @@ fn lock_objects_can_be_built_outside_a_runtime_and_used_inside_one() {
         );
     });
 }
+
+#[tokio::test]
+async fn a_handover_reaches_only_the_waiter_of_the_released_lock() {
+    let redis = TestRedis::start();
+    let (first, second) = (fresh_key(), fresh_key());
+    let holders = client(&redis).await;
+    let first_guard = bounded(Mutex::new(options(&first, holders.clone())).lock())
+        .await
+        .unwrap();
+    let second_guard = bounded(Mutex::new(options(&second, holders)).lock())
+        .await
+        .unwrap();
+    // One client, one owner id, waiting on both locks: the announcement of a handover names
+    // the lock, so the waiter of the other lock must not take it for its own. Polls come
+    // 20 s apart, so only announcements can serve the waiters.
+    let waiters = client(&redis).await;
+    let waiting_on = |name: &distkit::DistkitRedisKey| {
+        Mutex::new(
+            LockOptions::builder(name.clone(), waiters.clone())
+                .owner_id("worker-7")
+                .retry_interval(Duration::from_secs(20))
+                .build(),
+        )
+    };
+    let (first_waiter, second_waiter) = (waiting_on(&first), waiting_on(&second));
+    let first_task =
+        tokio::spawn(async move { first_waiter.try_lock_for(Duration::from_secs(8)).await });
+    let second_task =
+        tokio::spawn(async move { second_waiter.try_lock_for(Duration::from_secs(8)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(
+        bounded(first_guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let first_acquired = bounded(first_task).await.unwrap().unwrap();
+    assert_eq!(first_acquired.get_state().await, LockGuardState::Acquired);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second_task.is_finished(), "the second lock is still held");
+    bounded(second_guard.extend()).await.unwrap();
+
+    assert_eq!(
+        bounded(second_guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let second_acquired = bounded(second_task).await.unwrap().unwrap();
+    assert!(second_acquired.fencing_token() > 1);
+    for guard in [first_acquired, second_acquired] {
+        assert_eq!(
+            bounded(guard.release()).await.unwrap(),
+            LockGuardState::Released
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_release_channel_nobody_waits_on_is_unsubscribed_after_a_while() {
+    // PUBSUB NUMSUB counts the subscribers of one server: standalone only.
+    let redis = TestRedis::start_standalone();
+    let name = fresh_key();
+    let client = client(&redis).await;
+    let channel = format!("distkit-locks:{{{name}}}:rw:released");
+    let subscribers = |redis: &TestRedis| {
+        let reply = redis.cli(&["PUBSUB", "NUMSUB", &channel]);
+        reply.lines().nth(1).unwrap_or_default().trim().to_owned()
+    };
+    let writer = RwLock::new(options(&name, client.clone()))
+        .write()
+        .await
+        .unwrap();
+    let reader = RwLock::new(
+        LockOptions::builder(name.clone(), client)
+            .retry_interval(Duration::from_secs(20))
+            .build(),
+    );
+    // The lock object stays alive throughout: it holds the client's subscriber.
+    let waiting = tokio::spawn({
+        let reader = Arc::clone(&reader);
+        async move { reader.try_read_for(Duration::from_secs(8)).await }
+    });
+    let started = Instant::now();
+    while subscribers(&redis) != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        bounded(writer.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let read = bounded(waiting).await.unwrap().unwrap();
+    bounded(read.release()).await.unwrap();
+    // The subscription lingers (a lock waited on again soon needs no new SUBSCRIBE), then
+    // goes: 10 s after the last waiter left, at the next sweep (every 2 s).
+    assert_eq!(
+        subscribers(&redis),
+        "1",
+        "lingers right after the last waiter"
+    );
+    let started = Instant::now();
+    while subscribers(&redis) != "0" {
+        assert!(
+            started.elapsed() < Duration::from_secs(18),
+            "still subscribed after 18 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(reader);
+}

@@ -10,16 +10,16 @@
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use distkit_core::fred::clients::Client;
-use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
+use distkit_core::fred::clients::{Client, SubscriberClient};
+use distkit_core::fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
 use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
 use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_lock::lock::{LockOptions, Mutex, RwLock};
-use distkit_test_support::bench::calls_per_second;
+use distkit_test_support::bench::{BenchError, calls_per_second};
 use distkit_test_support::{TestRedis, unique_prefix};
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+type BenchResult<T> = Result<T, BenchError>;
 
 const ROUND: Duration = Duration::from_millis(500);
 const ROUNDS: usize = 8;
@@ -45,20 +45,12 @@ async fn same_scripts_raw(
     release: &str,
     key: &str,
 ) -> BenchResult<()> {
-    let keys: Vec<Value> = [
-        "",
-        ":fence",
-        ":queue",
-        ":alive",
-        ":tickets",
-        ":handover",
-        ":ttls",
-    ]
-    .iter()
-    .map(|part| Value::from(format!("{key}{part}")))
-    .collect();
+    let keys: Vec<Value> = ["", ":fence", ":waitlist", ":waiters", ":handover"]
+        .iter()
+        .map(|part| Value::from(format!("{key}{part}")))
+        .collect();
     let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
-    let mut args: Vec<Value> = vec![acquire.into(), 7.into()];
+    let mut args: Vec<Value> = vec![acquire.into(), 5.into()];
     args.extend(keys.iter().cloned());
     args.extend([
         "token".into(),
@@ -66,10 +58,12 @@ async fn same_scripts_raw(
         250.into(),
         "1".into(),
         "0".into(),
+        "".into(),
+        "channel".into(),
     ]);
     let _: Value = client.custom(command, args).await?;
     let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
-    let mut args: Vec<Value> = vec![release.into(), 7.into()];
+    let mut args: Vec<Value> = vec![release.into(), 5.into()];
     args.extend(keys);
     args.extend(["token".into(), "channel".into()]);
     let _: Value = client.custom(command, args).await?;
@@ -151,19 +145,94 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
     Ok(())
 }
 
-async fn rtt(client: &Client) -> BenchResult<Duration> {
+/// What a holder does inside the critical section of the handoff benchmark.
+#[derive(Clone, Copy, Debug)]
+enum CriticalSection {
+    /// Sleeps 1 ms: every process (and Redis) goes idle, and the handoff starts cold.
+    Sleep,
+    /// One Redis round trip (`PING`): the holder's process stays busy.
+    RoundTrip,
+}
+
+impl CriticalSection {
+    async fn run(self, client: &Client) -> BenchResult<()> {
+        match self {
+            Self::Sleep => tokio::time::sleep(Duration::from_millis(1)).await,
+            Self::RoundTrip => {
+                let _: String = client.ping(None).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)]
+}
+
+/// The p50 of a `PING` round trip: back to back, or each after a 1 ms sleep (the idle
+/// critical section).
+async fn rtt(client: &Client, section: CriticalSection) -> BenchResult<Duration> {
     let mut samples = Vec::new();
-    for _ in 0..2_000 {
+    for _ in 0..1_000 {
+        if let CriticalSection::Sleep = section {
+            section.run(client).await?;
+        }
         let started = Instant::now();
         let _: String = client.ping(None).await?;
         samples.push(started.elapsed());
     }
     samples.sort();
-    Ok(samples[samples.len() / 2])
+    Ok(percentile(&samples, 50))
 }
 
-async fn handoff(redis: &TestRedis, waiters: usize, rtt: Duration) -> BenchResult<()> {
-    const HANDOFFS: usize = 400;
+/// The floor of any pub/sub handoff here: after the critical section, one client runs a
+/// script that writes a key and publishes; the time until another client's subscriber
+/// delivers the message to a waiting task.
+async fn raw_handoff(redis: &TestRedis, section: CriticalSection) -> BenchResult<Vec<Duration>> {
+    let publisher = connect(redis.url()).await?;
+    let subscriber = SubscriberClient::new(publisher.client_config(), None, None, None);
+    subscriber.init().await?;
+    let channel = format!("bench:{{{}}}:released", unique_prefix());
+    subscriber.subscribe(channel.as_str()).await?;
+    let sha: String = publisher
+        .script_load_cluster(
+            "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('PUBLISH', ARGV[1], 'granted')",
+        )
+        .await?;
+    let mut messages = subscriber.message_rx();
+    let (delivered, mut deliveries) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let receiver = tokio::spawn(async move {
+        while messages.recv().await.is_ok() {
+            if delivered.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
+    let key = format!("bench:{{{}}}:owner", unique_prefix());
+    let mut latencies = Vec::new();
+    for _ in 0..HANDOFFS {
+        section.run(&publisher).await?;
+        let released = Instant::now();
+        evalsha(&publisher, &sha, &key, &[channel.as_str()]).await?;
+        let delivered = deliveries.recv().await.ok_or("subscriber closed")?;
+        latencies.push(delivered.duration_since(released));
+    }
+    receiver.abort();
+    subscriber.quit().await?;
+    latencies.sort();
+    Ok(latencies)
+}
+
+const HANDOFFS: usize = 400;
+
+/// `waiters` tasks on separate clients loop over lock → critical section → release; the
+/// latency is from the release call to the next holder's `lock()` returning.
+async fn handoff(
+    redis: &TestRedis,
+    waiters: usize,
+    section: CriticalSection,
+) -> BenchResult<Vec<Duration>> {
     let name = key(&unique_prefix());
     let released_at: Arc<StdMutex<Option<Instant>>> = Arc::new(StdMutex::new(None));
     let latencies: Arc<StdMutex<Vec<Duration>>> = Arc::new(StdMutex::new(Vec::new()));
@@ -171,7 +240,7 @@ async fn handoff(redis: &TestRedis, waiters: usize, rtt: Duration) -> BenchResul
     let mut handles = Vec::new();
     for _ in 0..waiters {
         let client = connect(redis.url()).await?;
-        let mutex = Mutex::new(LockOptions::new(name.clone(), client));
+        let mutex = Mutex::new(LockOptions::new(name.clone(), client.clone()));
         let (released_at, latencies, done) = (
             Arc::clone(&released_at),
             Arc::clone(&latencies),
@@ -188,11 +257,11 @@ async fn handoff(redis: &TestRedis, waiters: usize, rtt: Duration) -> BenchResul
                         done.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                section.run(&client).await?;
                 *released_at.lock().map_err(|_| "poisoned")? = Some(Instant::now());
                 guard.release().await?;
             }
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+            Ok::<(), BenchError>(())
         }));
     }
     for handle in handles {
@@ -200,13 +269,39 @@ async fn handoff(redis: &TestRedis, waiters: usize, rtt: Duration) -> BenchResul
     }
     let mut latencies = latencies.lock().map_err(|_| "poisoned")?.clone();
     latencies.sort();
-    let p50 = latencies[latencies.len() / 2];
-    let p99 = latencies[latencies.len() * 99 / 100];
+    Ok(latencies)
+}
+
+async fn handoffs(redis: &TestRedis, client: &Client) -> BenchResult<()> {
+    let hot_rtt = rtt(client, CriticalSection::RoundTrip).await?;
     println!(
-        "  {waiters:>2} waiters: handoff p50 {p50:>9.1?} = {:.1} RTT | p99 {p99:>9.1?} = {:.1} RTT",
-        p50.as_secs_f64() / rtt.as_secs_f64(),
-        p99.as_secs_f64() / rtt.as_secs_f64()
+        "Mutex contended handoff: release call -> the next holder's lock() returns. \
+         RTT = PING p50 back to back: {hot_rtt:.1?}"
     );
+    for section in [CriticalSection::Sleep, CriticalSection::RoundTrip] {
+        let idle_rtt = rtt(client, section).await?;
+        let raw = raw_handoff(redis, section).await?;
+        let raw_p50 = percentile(&raw, 50);
+        let in_rtt = |latency: Duration| latency.as_secs_f64() / hot_rtt.as_secs_f64();
+        println!(
+            "  critical section {section:?}: PING p50 after it {idle_rtt:.1?} = {:.1} RTT; \
+             raw pub/sub handoff p50 {raw_p50:.1?} = {:.1} RTT, p99 {:.1?}",
+            in_rtt(idle_rtt),
+            in_rtt(raw_p50),
+            percentile(&raw, 99)
+        );
+        for waiters in [4, 16] {
+            let latencies = handoff(redis, waiters, section).await?;
+            let (p50, p99) = (percentile(&latencies, 50), percentile(&latencies, 99));
+            println!(
+                "    {waiters:>2} waiters: handoff p50 {p50:>8.1?} = {:.1} RTT = {:.2}x raw \
+                 | p99 {p99:>8.1?} = {:.1} RTT",
+                in_rtt(p50),
+                p50.as_secs_f64() / raw_p50.as_secs_f64(),
+                in_rtt(p99)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -264,11 +359,7 @@ fn main() -> BenchResult<()> {
     runtime.block_on(async {
         let client = connect(redis.url()).await?;
         uncontended(&client).await?;
-        let rtt = rtt(&client).await?;
-        println!("Mutex contended handoff (release call -> next holder's lock() returns), RTT (PING p50) {rtt:?}");
-        for waiters in [4, 16] {
-            handoff(&redis, waiters, rtt).await?;
-        }
+        handoffs(&redis, &client).await?;
         readers(&client).await?;
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     })?;

@@ -10,7 +10,7 @@ use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_core::task::{jittered, spawn_if_in_runtime};
 use distkit_core::{DistkitError, LockError};
 
-use super::notify::{Interest, ReleaseNotifier};
+use super::notify::{Interest, ReleaseNotifier, WakeOn};
 
 /// How long an acquisition may keep trying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +44,7 @@ impl Patience {
 #[derive(Debug)]
 pub(crate) struct Waiting<'a> {
     pub(crate) notifier: &'a Arc<ReleaseNotifier>,
-    /// The waiter's lock token, when a release may hand the lock to it by name.
-    pub(crate) token: Option<&'a str>,
-    pub(crate) channel: &'a str,
+    pub(crate) wake_on: WakeOn<'a>,
     pub(crate) retry_interval: Duration,
 }
 
@@ -55,7 +53,8 @@ pub(crate) struct Waiting<'a> {
 pub(crate) enum Acquired<T> {
     /// An attempt took the lock; what it returned.
     ByAttempt(T),
-    /// A release handed the lock to this waiter by name (`granted <token> <fence>`).
+    /// A release handed the lock to this waiter by name (a `granted` message in its
+    /// client's inbox).
     ByHandover {
         fencing_token: u64,
         /// When the last refused attempt was sent: the handover happened after Redis
@@ -99,7 +98,13 @@ where
     let started = Instant::now();
     let bound = patience.bound();
     let remaining = |started: Instant| bound.map(|bound| bound.saturating_sub(started.elapsed()));
-    let mut interest: Option<Interest> = None;
+    // A waiter on a channel that is already subscribed registers before its first attempt,
+    // at no cost: it then needs no extra attempt after subscribing.
+    let mut interest: Option<Interest> = if patience.waits() {
+        waiting.notifier.watch_subscribed(waiting.wake_on)
+    } else {
+        None
+    };
     let mut last_refused: Option<Instant> = None;
     let mut index = 0_usize;
     loop {
@@ -146,7 +151,7 @@ where
         if interest.is_none() {
             // Subscribe, then try again at once: a release between the first attempt and the
             // subscription must not be missed.
-            interest = Some(waiting.notifier.watch(waiting.channel, waiting.token).await);
+            interest = Some(waiting.notifier.watch(waiting.wake_on).await);
             continue;
         }
         let pause = if waiting.retry_interval.is_zero() {

@@ -19,7 +19,7 @@ use crate::scripts::{MUTEX_RELEASE, OWNER_EXTEND, OWNER_RELEASE, RW_EXTEND_READ,
 pub(crate) enum LeaseKind {
     /// The writer of a rwlock: an owner key holding the token (`keys[0]`).
     Owner,
-    /// A mutex: its owner key (`keys[0]`) and its queue of waiters (the six mutex keys); a
+    /// A mutex: its owner key (`keys[0]`) and its line of waiters (the five mutex keys); a
     /// release hands the lock to the first waiter.
     Mutex,
     /// A reader entry of a rwlock (`keys` are the six rwlock keys).

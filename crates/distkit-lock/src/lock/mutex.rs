@@ -7,26 +7,29 @@ use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Acquired, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
+use super::notify::WakeOn;
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 
 /// A distributed mutual-exclusion lock, shaped like `tokio::sync::Mutex`.
 ///
 /// The lock is the key `<namespace>:{<key>}` holding the holder's token with a `PX` lease;
-/// beside it, under the same hash tag: `…:fence` (the fencing counter), `…:queue` and
-/// `…:alive` (waiters in arrival order and their heartbeats), `…:tickets`, `…:handover` and
-/// `…:ttls`.
+/// beside it, under the same hash tag: `…:fence` (the fencing counter), `…:waitlist` and
+/// `…:waiters` (waiters in arrival order; their heartbeats, leases and inboxes) and
+/// `…:handover` (the last handover).
 ///
 /// - Acquisition runs the `mutex_acquire` script (atomic: take the lock if it is free and no
-///   earlier waiter is queued, bump the fencing token; otherwise join the queue).
+///   earlier waiter is in line, bump the fencing token; otherwise join the line).
 /// - Waiters are served first come, first served: `mutex_release` hands the lock straight to
-///   the first live waiter (with the lease it asked for) and announces it by name, so only
-///   that waiter wakes and it holds the lock without another round trip. A waiter that misses
-///   the announcement finds the handover on its next attempt.
+///   the first live waiter (with the lease it asked for) and announces it in the inbox channel
+///   of that waiter's client, so only that waiter wakes, however many wait, and it holds the
+///   lock without another round trip. A waiter that misses the announcement finds the
+///   handover on its next attempt.
 /// - The guard renews the lease every ttl/3 in the background and releases on drop.
-/// - A waiter renews its place in the queue with every attempt (at least every
+/// - A waiter renews its place in line with every attempt (at least every
 ///   `1.5 × retry_interval`); a cancelled or timed-out waiter leaves at once, a crashed one
-///   after its heartbeat window (`max(4 × retry_interval, 250 ms)`).
+///   is skipped once it is first in line and its heartbeat window
+///   (`max(4 × retry_interval, 250 ms)`) has passed.
 ///
 /// An acquisition whose outcome is unknown — cancelled mid-flight, or cut off by a
 /// connection failure — releases whatever it may have taken in the background, so a
@@ -36,7 +39,7 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 pub struct Mutex {
     options: LockOptions,
     services: LockServices,
-    /// owner, fence, queue, alive, tickets, handover, ttls (see `mutex_common.lua`).
+    /// owner, fence, waitlist, waiters, handover (see `mutex_common.lua`).
     keys: Vec<String>,
     channel: String,
 }
@@ -47,7 +50,7 @@ impl Mutex {
     pub fn new(options: LockOptions) -> Arc<Self> {
         let mut keys = vec![key_schema::lock_owner(&options.namespace, &options.key)];
         keys.extend(
-            ["fence", "queue", "alive", "tickets", "handover", "ttls"]
+            ["fence", "waitlist", "waiters", "handover"]
                 .into_iter()
                 .map(|part| key_schema::lock_part(&options.namespace, &options.key, part)),
         );
@@ -80,8 +83,10 @@ impl Mutex {
             .unwrap_or_else(|| ulid::Ulid::new().to_string());
         let waiting = Waiting {
             notifier: &self.services.notifier,
-            token: Some(&token),
-            channel: &self.channel,
+            wake_on: WakeOn::Handover {
+                lock: &self.channel,
+                token: &token,
+            },
             retry_interval: self.options.retry_interval,
         };
         let queued = patience.waits();
@@ -146,6 +151,8 @@ impl Mutex {
             Value::from(self.options.queue_window_ms()),
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
+            Value::from(self.services.notifier.inbox().unwrap_or_default()),
+            Value::from(self.channel.as_str()),
         ];
         let guard = AttemptGuard::new(target, !explicit_owner);
         let sent_at = Instant::now();

@@ -1,27 +1,49 @@
 //! Release notifications: one pub/sub subscriber per client, shared by every lock built on
 //! that client.
 //!
-//! Release scripts `PUBLISH` on the lock's channel (`<namespace>:{<key>}:…released`, with the
-//! lock's hash tag): `granted <token>` when a mutex was handed to the waiter with that token
-//! (only that waiter is woken), anything else when the lock was released or a waiter left
-//! (every waiter of the channel is woken). A waiter registers before it waits, and wakes on
-//! its notification or after its jittered poll interval, whichever comes first: a lost
-//! message costs at most one poll interval, never correctness. The subscriber resubscribes
-//! by itself after a reconnect. In a Redis Cluster, `PUBLISH` reaches every node, so plain
-//! channels work there too.
+//! Two kinds of message reach a waiter:
+//!
+//! - **Handovers** (mutex waiters). Every subscriber has an *inbox*, a channel of its own
+//!   (`distkit-locks:inbox:<ulid>`) that a mutex waiter leaves in the lock's queue with each
+//!   attempt. A release that hands the lock to a waiter publishes `granted <fence> <lock>
+//!   <token>` to that waiter's inbox only, so exactly one process and one waiter wake, however
+//!   many wait on the lock.
+//! - **Release broadcasts** (rwlock waiters). Release scripts publish on the lock's channel
+//!   (`<namespace>:{<key>}:…released`); every waiter of that channel wakes and tries again. A
+//!   channel is subscribed by its first waiter (later waiters wait for that subscription to be
+//!   confirmed) and stays subscribed for [`LINGER`] after its last waiter left, so a lock
+//!   waited on again and again costs no `SUBSCRIBE`/`UNSUBSCRIBE` per acquisition.
+//!   Subscribing and unsubscribing are serialized, so unsubscribing an idle channel never
+//!   overtakes a new subscription to it.
+//!
+//! A waiter registers before it waits, and wakes on its notification or after its jittered
+//! poll interval, whichever comes first: a lost message costs at most one poll interval,
+//! never correctness. The subscriber resubscribes by itself after a reconnect. In a Redis
+//! Cluster, `PUBLISH` reaches every node, so plain channels work there too.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::{Client, SubscriberClient};
 use distkit_core::fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use distkit_core::task::spawn_if_in_runtime;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::{Mutex as AsyncMutex, Notify, OnceCell};
 
 /// How long a waiter waits for the subscriber to connect or subscribe before it relies on
 /// polling alone.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a channel stays subscribed after its last waiter left, so that a lock waited on
+/// again soon is watched without a `SUBSCRIBE` round trip.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// How often the listener looks for lingering channels to unsubscribe.
+const SWEEP_PERIOD: Duration = Duration::from_secs(2);
+
+/// The prefix of every subscriber's inbox channel.
+const INBOX_PREFIX: &str = "distkit-locks:inbox:";
 
 /// The subscribers of the process, by client id.
 fn registry() -> &'static StdMutex<HashMap<String, Weak<ReleaseNotifier>>> {
@@ -29,16 +51,14 @@ fn registry() -> &'static StdMutex<HashMap<String, Weak<ReleaseNotifier>>> {
     REGISTRY.get_or_init(|| StdMutex::new(HashMap::new()))
 }
 
-/// The waiters of one channel in this process.
-#[derive(Debug, Default)]
-struct Channel {
-    waiters: HashMap<u64, Waiter>,
-}
-
-#[derive(Debug)]
-struct Waiter {
-    token: Option<String>,
-    slot: Arc<WaiterSlot>,
+/// What wakes a waiter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WakeOn<'a> {
+    /// Any message on the lock's release channel.
+    Release { channel: &'a str },
+    /// A handover of the lock (named by its release channel) to this token, sent to the
+    /// client's inbox.
+    Handover { lock: &'a str, token: &'a str },
 }
 
 /// Where a waiter is woken, and where a handover to it is left.
@@ -49,13 +69,34 @@ struct WaiterSlot {
     grant: StdMutex<Option<u64>>,
 }
 
+/// One subscribed (or being subscribed) release channel, and its waiters in this process.
+#[derive(Debug, Default)]
+struct Channel {
+    waiters: HashMap<u64, Arc<WaiterSlot>>,
+    /// Set once `SUBSCRIBE` was confirmed.
+    subscription: Arc<OnceCell<()>>,
+    /// When the last waiter left; `None` while the channel is waited on.
+    idle_since: Option<Instant>,
+}
+
+/// The waiters for handovers in this process, by lock and token.
+type HandoverWaiters = HashMap<(String, String), HashMap<u64, Arc<WaiterSlot>>>;
+
 /// The shared subscriber of one client.
 #[derive(Debug)]
 pub(crate) struct ReleaseNotifier {
     subscriber: SubscriberClient,
     connected: OnceCell<()>,
+    /// This subscriber's own channel, for handovers to its waiters.
+    inbox: String,
+    /// Set once the inbox's `SUBSCRIBE` was confirmed.
+    inbox_subscription: OnceCell<()>,
+    handover_waiters: StdMutex<HandoverWaiters>,
     channels: StdMutex<HashMap<String, Channel>>,
-    next_waiter: std::sync::atomic::AtomicU64,
+    /// Held around every `SUBSCRIBE` and `UNSUBSCRIBE`, so that unsubscribing an idle channel
+    /// cannot overtake a new subscription to it.
+    subscription_order: AsyncMutex<()>,
+    next_waiter: AtomicU64,
 }
 
 impl ReleaseNotifier {
@@ -75,123 +116,259 @@ impl ReleaseNotifier {
         let notifier = Arc::new(Self {
             subscriber,
             connected: OnceCell::new(),
+            inbox: format!("{INBOX_PREFIX}{}", ulid::Ulid::new()),
+            inbox_subscription: OnceCell::new(),
+            handover_waiters: StdMutex::new(HashMap::new()),
             channels: StdMutex::new(HashMap::new()),
-            next_waiter: std::sync::atomic::AtomicU64::new(0),
+            subscription_order: AsyncMutex::new(()),
+            next_waiter: AtomicU64::new(0),
         });
         registry.insert(client.id().to_owned(), Arc::downgrade(&notifier));
         notifier
     }
 
-    /// Registers a waiter on `channel` (with its lock token, to be woken alone by a
-    /// handover to it) and subscribes to the channel if this is its first waiter.
-    pub(crate) async fn watch(self: &Arc<Self>, channel: &str, token: Option<&str>) -> Interest {
-        let id = self
-            .next_waiter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let slot = Arc::new(WaiterSlot::default());
-        let first = {
-            let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = channels.entry(channel.to_owned()).or_default();
-            let waiter = Waiter {
-                token: token.map(str::to_owned),
-                slot: Arc::clone(&slot),
-            };
-            entry.waiters.insert(id, waiter);
-            entry.waiters.len() == 1
-        };
-        let interest = Interest {
-            notifier: Arc::clone(self),
-            channel: channel.to_owned(),
-            id,
-            slot,
-        };
-        if first && self.connect().await {
-            match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.subscribe(channel)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, channel, "lock release subscription failed; polling");
-                }
-                Err(_) => tracing::debug!(channel, "lock release subscription timed out; polling"),
+    /// The inbox to leave in a lock's queue, once its subscription is confirmed.
+    pub(crate) fn inbox(&self) -> Option<&str> {
+        self.inbox_subscription
+            .initialized()
+            .then_some(self.inbox.as_str())
+    }
+
+    /// Registers a waiter without any I/O when what it waits on is already subscribed (the
+    /// inbox, or a channel waited on now or recently): from then on, no notification for it
+    /// is missed.
+    pub(crate) fn watch_subscribed(self: &Arc<Self>, wake_on: WakeOn<'_>) -> Option<Interest> {
+        match wake_on {
+            WakeOn::Release { channel } => {
+                let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                let entry = channels
+                    .get_mut(channel)
+                    .filter(|entry| entry.subscription.initialized())?;
+                Some(self.add_channel_waiter(entry, channel))
             }
+            WakeOn::Handover { lock, token } => {
+                if !self.inbox_subscription.initialized() {
+                    return None;
+                }
+                Some(self.add_handover_waiter(lock, token))
+            }
+        }
+    }
+
+    /// Registers a waiter and returns once what it waits on is subscribed (or could not be
+    /// subscribed within a second: the waiter then relies on polling).
+    pub(crate) async fn watch(self: &Arc<Self>, wake_on: WakeOn<'_>) -> Interest {
+        let (interest, channel, subscription) = match wake_on {
+            WakeOn::Release { channel } => {
+                let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                let entry = channels.entry(channel.to_owned()).or_default();
+                let subscription = Arc::clone(&entry.subscription);
+                (
+                    self.add_channel_waiter(entry, channel),
+                    channel,
+                    subscription,
+                )
+            }
+            WakeOn::Handover { lock, token } => {
+                let interest = self.add_handover_waiter(lock, token);
+                if self.connect().await {
+                    self.subscribe(&self.inbox_subscription, &self.inbox).await;
+                }
+                return interest;
+            }
+        };
+        if self.connect().await {
+            self.subscribe(&subscription, channel).await;
         }
         interest
     }
 
+    /// Subscribes to `channel` once (retried by later callers after a failure).
+    async fn subscribe(&self, subscription: &OnceCell<()>, channel: &str) {
+        if subscription.initialized() {
+            return;
+        }
+        let subscribed = subscription
+            .get_or_try_init(|| async {
+                let _order = self.subscription_order.lock().await;
+                match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.subscribe(channel)).await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            })
+            .await;
+        if let Err(error) = subscribed {
+            tracing::debug!(%error, channel, "lock release subscription failed; polling");
+        }
+    }
+
+    fn new_slot(&self) -> (u64, Arc<WaiterSlot>) {
+        (
+            self.next_waiter.fetch_add(1, Ordering::Relaxed),
+            Arc::new(WaiterSlot::default()),
+        )
+    }
+
+    fn add_channel_waiter(self: &Arc<Self>, entry: &mut Channel, channel: &str) -> Interest {
+        let (id, slot) = self.new_slot();
+        entry.waiters.insert(id, Arc::clone(&slot));
+        entry.idle_since = None;
+        Interest {
+            notifier: Arc::clone(self),
+            registration: Registration::Channel(channel.to_owned()),
+            id,
+            slot,
+        }
+    }
+
+    fn add_handover_waiter(self: &Arc<Self>, lock: &str, token: &str) -> Interest {
+        let (id, slot) = self.new_slot();
+        let key = (lock.to_owned(), token.to_owned());
+        self.handover_waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .insert(id, Arc::clone(&slot));
+        Interest {
+            notifier: Arc::clone(self),
+            registration: Registration::Handover(key),
+            id,
+            slot,
+        }
+    }
+
+    /// Unsubscribes the channels nobody waited on for [`LINGER`].
+    async fn sweep(&self) {
+        let _order = self.subscription_order.lock().await;
+        let idle: Vec<String> = {
+            let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            let idle: Vec<String> = channels
+                .iter()
+                .filter(|(_, entry)| {
+                    entry
+                        .idle_since
+                        .is_some_and(|since| since.elapsed() >= LINGER)
+                })
+                .map(|(channel, _)| channel.clone())
+                .collect();
+            for channel in &idle {
+                channels.remove(channel);
+            }
+            idle
+        };
+        if !idle.is_empty() {
+            if let Err(error) = self.subscriber.unsubscribe(idle).await {
+                tracing::debug!(%error, "unsubscribing idle lock release channels failed");
+            }
+        }
+    }
+
     /// Connects the subscriber once; false while it cannot connect.
     async fn connect(self: &Arc<Self>) -> bool {
-        let result =
-            self.connected
-                .get_or_try_init(|| async {
-                    match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.init()).await {
-                        Ok(Ok(_connection)) => {}
-                        Ok(Err(error)) => return Err(error.to_string()),
-                        Err(_) => return Err("timed out".to_owned()),
-                    }
-                    let _resubscriber = self.subscriber.manage_subscriptions();
-                    let this = Arc::downgrade(self);
-                    let mut messages = self.subscriber.message_rx();
-                    let _listener = spawn_if_in_runtime(async move {
-                        loop {
-                            let received = messages.recv().await;
-                            let Some(notifier) = this.upgrade() else {
-                                return;
-                            };
-                            match received {
-                                Ok(message) => notifier
-                                    .wake(&message.channel, message.value.as_str().as_deref()),
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                    notifier.wake_all();
-                                }
-                                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                            }
-                        }
-                    });
-                    Ok(())
-                })
-                .await;
+        let result = self
+            .connected
+            .get_or_try_init(|| async {
+                match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.init()).await {
+                    Ok(Ok(_connection)) => {}
+                    Ok(Err(error)) => return Err(error.to_string()),
+                    Err(_) => return Err("timed out".to_owned()),
+                }
+                let _resubscriber = self.subscriber.manage_subscriptions();
+                let _listener =
+                    spawn_if_in_runtime(listen(Arc::downgrade(self), self.subscriber.message_rx()));
+                Ok(())
+            })
+            .await;
         if let Err(error) = &result {
             tracing::debug!(%error, "lock release subscriber could not connect; polling");
         }
         result.is_ok()
     }
 
-    /// `granted <token> <fencing token>` hands the lock to the waiter with that token and
-    /// wakes it alone; anything else wakes every waiter of the channel.
-    fn wake(&self, channel: &str, payload: Option<&str>) {
-        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(entry) = channels.get(channel) else {
-            return;
-        };
-        let handover = payload
-            .and_then(|payload| payload.strip_prefix("granted "))
-            .and_then(|rest| rest.rsplit_once(' '))
-            .and_then(|(token, fence)| Some((token, fence.parse::<u64>().ok()?)));
-        match handover {
-            Some((token, fence)) => {
-                for waiter in entry
-                    .waiters
-                    .values()
-                    .filter(|waiter| waiter.token.as_deref() == Some(token))
-                {
-                    *waiter
-                        .slot
-                        .grant
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(fence);
-                    waiter.slot.notify.notify_one();
-                }
+    /// Hands a message to the waiters it is for.
+    fn deliver(&self, channel: &str, payload: Option<&str>) {
+        if channel == self.inbox {
+            if let Some((lock, token, fence)) = payload.and_then(parse_handover) {
+                self.hand_over(lock, token, fence);
             }
-            None => entry
+            return;
+        }
+        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = channels.get(channel) {
+            entry
                 .waiters
                 .values()
-                .for_each(|waiter| waiter.slot.notify.notify_one()),
+                .for_each(|slot| slot.notify.notify_one());
         }
     }
 
+    fn hand_over(&self, lock: &str, token: &str, fence: u64) {
+        let waiters = self
+            .handover_waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (lock.to_owned(), token.to_owned());
+        for slot in waiters.get(&key).into_iter().flat_map(HashMap::values) {
+            *slot.grant.lock().unwrap_or_else(PoisonError::into_inner) = Some(fence);
+            slot.notify.notify_one();
+        }
+    }
+
+    /// After messages were lost (the listener lagged): every waiter tries again.
     fn wake_all(&self) {
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        for waiter in channels.values().flat_map(|entry| entry.waiters.values()) {
-            waiter.slot.notify.notify_one();
+        for slot in channels.values().flat_map(|entry| entry.waiters.values()) {
+            slot.notify.notify_one();
+        }
+        drop(channels);
+        let waiters = self
+            .handover_waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for slot in waiters.values().flat_map(HashMap::values) {
+            slot.notify.notify_one();
+        }
+    }
+}
+
+/// Parses `granted <fence> <length of lock> <lock><token>` (the lock is the lock's release
+/// channel; the token may contain anything, spaces included).
+fn parse_handover(payload: &str) -> Option<(&str, &str, u64)> {
+    let rest = payload.strip_prefix("granted ")?;
+    let (fence, rest) = rest.split_once(' ')?;
+    let (length, rest) = rest.split_once(' ')?;
+    let (lock, token) = rest.split_at_checked(length.parse().ok()?)?;
+    Some((lock, token, fence.parse().ok()?))
+}
+
+/// The listener task of a subscriber: delivers messages, and sweeps idle channels.
+async fn listen(
+    notifier: Weak<ReleaseNotifier>,
+    mut messages: tokio::sync::broadcast::Receiver<distkit_core::fred::types::Message>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut sweeps = tokio::time::interval(SWEEP_PERIOD);
+    sweeps.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let received = tokio::select! {
+            received = messages.recv() => Some(received),
+            _ = sweeps.tick() => None,
+        };
+        let Some(notifier) = notifier.upgrade() else {
+            return;
+        };
+        match received {
+            Some(Ok(message)) => {
+                notifier.deliver(&message.channel, message.value.as_str().as_deref());
+            }
+            Some(Err(RecvError::Lagged(_))) => notifier.wake_all(),
+            Some(Err(RecvError::Closed)) => return,
+            None => {
+                let _sweep = spawn_if_in_runtime(async move { notifier.sweep().await });
+            }
         }
     }
 }
@@ -207,12 +384,21 @@ impl Drop for ReleaseNotifier {
     }
 }
 
-/// A waiter's registration on a release channel; unsubscribes when the channel's last
-/// waiter goes.
+/// Where an [`Interest`] is registered.
+#[derive(Debug)]
+enum Registration {
+    /// On a release channel.
+    Channel(String),
+    /// For handovers of a lock to a token.
+    Handover((String, String)),
+}
+
+/// A waiter's registration, withdrawn on drop. A release channel stays subscribed for
+/// [`LINGER`] after its last waiter went.
 #[derive(Debug)]
 pub(crate) struct Interest {
     notifier: Arc<ReleaseNotifier>,
-    channel: String,
+    registration: Registration,
     id: u64,
     slot: Arc<WaiterSlot>,
 }
@@ -236,38 +422,63 @@ impl Interest {
 
 impl Drop for Interest {
     fn drop(&mut self) {
-        let last = {
-            let mut channels = self
-                .notifier
-                .channels
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match channels.get_mut(&self.channel) {
-                Some(entry) => {
-                    entry.waiters.remove(&self.id);
-                    if entry.waiters.is_empty() {
-                        channels.remove(&self.channel);
-                        true
-                    } else {
-                        false
-                    }
-                }
-                None => false,
-            }
-        };
-        if last && self.notifier.connected.initialized() {
-            let notifier = Arc::clone(&self.notifier);
-            let channel = std::mem::take(&mut self.channel);
-            let _unsubscribe = spawn_if_in_runtime(async move {
-                let still_unwatched = !notifier
+        match &self.registration {
+            Registration::Channel(channel) => {
+                let mut channels = self
+                    .notifier
                     .channels
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .contains_key(&channel);
-                if still_unwatched {
-                    let _ = notifier.subscriber.unsubscribe(channel).await;
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(entry) = channels.get_mut(channel) {
+                    entry.waiters.remove(&self.id);
+                    if entry.waiters.is_empty() {
+                        // Stays subscribed for a while; the listener's sweep unsubscribes it.
+                        entry.idle_since = Some(Instant::now());
+                    }
                 }
-            });
+            }
+            Registration::Handover(key) => {
+                let mut waiters = self
+                    .notifier
+                    .handover_waiters
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(slots) = waiters.get_mut(key) {
+                    slots.remove(&self.id);
+                    if slots.is_empty() {
+                        waiters.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_handover;
+
+    #[test]
+    fn handover_messages_name_lock_token_and_fence() {
+        let lock = "distkit-locks:{a b}:released";
+        let payload = format!("granted 42 {} {lock}owner with spaces", lock.len());
+        assert_eq!(
+            parse_handover(&payload),
+            Some((lock, "owner with spaces", 42))
+        );
+    }
+
+    #[test]
+    fn malformed_handover_messages_are_ignored() {
+        for payload in [
+            "released",
+            "granted",
+            "granted x 3 abcd",
+            "granted 1 99 short",
+            "granted 1 z abc",
+            "granted -1 1 ab",
+        ] {
+            assert_eq!(parse_handover(payload), None, "{payload}");
         }
     }
 }

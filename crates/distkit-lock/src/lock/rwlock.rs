@@ -7,6 +7,7 @@ use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
+use super::notify::WakeOn;
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 
@@ -83,8 +84,9 @@ impl RwLock {
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
             notifier: &self.services.notifier,
-            token: None,
-            channel: &self.channel,
+            wake_on: WakeOn::Release {
+                channel: &self.channel,
+            },
             retry_interval: self.options.retry_interval,
         }
     }

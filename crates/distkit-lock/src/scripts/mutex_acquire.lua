@@ -1,19 +1,22 @@
--- mutex_acquire: take the lock if it is free and no earlier waiter is queued, confirm a
--- handover to this token, or (when asked to) join the queue of waiters.
--- KEYS     the seven mutex keys (see mutex_common)
+-- mutex_acquire: take the lock if it is free and nobody waits, confirm a handover to this
+-- token, or (when asked to) join the line of waiters.
+-- KEYS     the five mutex keys (see mutex_common)
 -- ARGV[1]  the token of this acquisition
 -- ARGV[2]  the lease, in ms
--- ARGV[3]  the heartbeat window of a waiter, in ms (its place is lost when it does not try
+-- ARGV[3]  the heartbeat window of a waiter, in ms (it leaves the line when it does not try
 --          again within this window)
--- ARGV[4]  '1' to join (or stay in) the queue when the lock is not free, '0' for a one-shot
+-- ARGV[4]  '1' to join (or stay in) the line when the lock is not free, '0' for a one-shot
 -- ARGV[5]  '1' when the token is an explicit owner id that may re-attach, else '0'
+-- ARGV[6]  the inbox channel of the waiter's client, for the announcement of a handover to
+--          it ('' for none)
+-- ARGV[7]  the release channel of the lock (names the lock in handover announcements)
 -- Returns { 1, fencing token } when acquired, { 0, remaining lease in ms } when not.
 local token = ARGV[1]
 local ttl = ARGV[2]
 
 -- The fast path: nobody waits and the lock is free.
-if redis.call('ZCARD', KEYS[3]) == 0 and redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl) then
+if redis.call('LLEN', KEYS[3]) == 0 and redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl) then
   return { 1, redis.call('INCR', KEYS[2]) }
 end
--- (The helpers of mutex_common.lua and the queue handling of mutex_acquire_queue.lua follow:
+-- (The helpers of mutex_common.lua and the line handling of mutex_acquire_queue.lua follow:
 -- the fast path above returns before they are set up.)

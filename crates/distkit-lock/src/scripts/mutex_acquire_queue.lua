@@ -1,4 +1,4 @@
--- mutex_acquire, continued: the lock is held or waiters are queued.
+-- mutex_acquire, continued: the lock is held or waiters are in line.
 local owner = redis.call('GET', KEYS[1])
 if owner == token then
   local handed = mutex_handover_fence(token)
@@ -14,27 +14,29 @@ if owner == token then
 end
 
 local now = mutex_now_ms()
-mutex_purge(now)
 if owner == false then
-  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  -- Free, but waiters are in line (a lease ran out): the first live one is served.
+  local head = mutex_live_head(now)
   if head == nil or head == token then
     redis.call('SET', KEYS[1], token, 'PX', ttl)
-    mutex_forget_waiter(token)
+    if head then
+      redis.call('LPOP', KEYS[3])
+      redis.call('HDEL', KEYS[4], token)
+    end
     return { 1, redis.call('INCR', KEYS[2]) }
   end
+  mutex_hand_over(ARGV[7])
 end
 
 if ARGV[4] == '1' then
-  if not redis.call('ZSCORE', KEYS[3], token) then
-    redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[5]), token)
-    redis.call('HSET', KEYS[7], token, ttl)
-  end
   local window = tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[4], now + window, token)
-  for _, key in ipairs({ KEYS[3], KEYS[4], KEYS[7] }) do
-    if redis.call('PTTL', key) < window then
-      redis.call('PEXPIRE', key, window)
-    end
+  if redis.call('HSET', KEYS[4], token, (now + window) .. ' ' .. ttl .. ' ' .. ARGV[6]) == 1 then
+    redis.call('RPUSH', KEYS[3], token)
+  end
+  -- The waitlist and the waiters hash always expire together.
+  if redis.call('PTTL', KEYS[3]) < window then
+    redis.call('PEXPIRE', KEYS[3], window)
+    redis.call('PEXPIRE', KEYS[4], window)
   end
 end
 return { 0, redis.call('PTTL', KEYS[1]) }

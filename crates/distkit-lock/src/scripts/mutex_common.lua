@@ -1,16 +1,17 @@
--- Helpers shared by the mutex scripts (prepended to each of them).
+-- Helpers shared by the mutex scripts (appended to the fast path of each of them).
 -- Keys of one mutex, always passed in this order:
 --   KEYS[1] owner    string: the holder's token, with a PX lease
 --   KEYS[2] fence    integer: the last fencing token handed out (never expires)
---   KEYS[3] queue    sorted set: waiting token -> arrival ticket (first come, first served)
---   KEYS[4] alive    sorted set: waiting token -> heartbeat expiry (server ms)
---   KEYS[5] tickets  integer: the last arrival ticket handed out
---   KEYS[6] handover string: '<token> <fencing token>' of the last handover (PX: its lease)
---   KEYS[7] ttls     hash: waiting token -> the lease it asked for, in ms
+--   KEYS[3] waitlist list: the tokens of the waiters, in arrival order
+--   KEYS[4] waiters  hash: waiting token -> '<heartbeat expiry, server ms> <lease it asked
+--                    for, ms> <inbox channel of its client, '' when none>'
+--   KEYS[5] handover string: '<token> <fencing token>' of the last handover (PX: its lease)
+-- A token is in the waitlist exactly when it is in the waiters hash: both are changed
+-- together, and a waiter whose heartbeat stopped is dropped when it reaches the head.
 
 -- The fencing token of the last handover if it went to `token`, else nil.
 local function mutex_handover_fence(token)
-  local handover = redis.call('GET', KEYS[6])
+  local handover = redis.call('GET', KEYS[5])
   if handover and string.sub(handover, 1, #token + 1) == token .. ' ' then
     return tonumber(string.sub(handover, #token + 2))
   end
@@ -22,39 +23,49 @@ local function mutex_now_ms()
   return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 
+-- Takes a waiter out of the line, wherever it stands (a rare path: leaving, re-attaching).
 local function mutex_forget_waiter(token)
-  redis.call('ZREM', KEYS[3], token)
-  redis.call('ZREM', KEYS[4], token)
-  redis.call('HDEL', KEYS[7], token)
-end
-
--- Drops waiters whose heartbeat stopped (a bounded amount per call).
-local function mutex_purge(now)
-  local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. now, 'LIMIT', 0, 100)
-  for _, token in ipairs(stale) do
-    mutex_forget_waiter(token)
+  if redis.call('HDEL', KEYS[4], token) == 1 then
+    redis.call('LREM', KEYS[3], 0, token)
   end
 end
 
--- After the owner key was deleted: hands the lock to the first live waiter, with the lease
--- it asked for, and announces 'granted <token> <fencing token>' on `channel` (the waiter
--- holds the lock from then on, as if its own attempt had taken it). Without waiters,
--- announces nothing: nobody is waiting.
-local function mutex_hand_over(channel)
-  if redis.call('ZCARD', KEYS[3]) == 0 then
-    return
+-- The first waiter whose heartbeat is current, with its lease and inbox; waiters ahead of
+-- it whose heartbeat stopped leave the line (at most 100 per call). Nil when none is left.
+local function mutex_live_head(now)
+  for _ = 1, 100 do
+    local head = redis.call('LINDEX', KEYS[3], 0)
+    if not head then
+      return nil
+    end
+    local expiry, lease, inbox =
+      string.match(redis.call('HGET', KEYS[4], head) or '', '^(%d+) (%d+) ?(.*)$')
+    if expiry and tonumber(expiry) >= now then
+      return head, lease, inbox
+    end
+    redis.call('LPOP', KEYS[3])
+    redis.call('HDEL', KEYS[4], head)
   end
-  local now = mutex_now_ms()
-  mutex_purge(now)
-  local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  return nil
+end
+
+-- After the holder's token was checked: hands the lock to the first live waiter, with the
+-- lease it asked for, and announces 'granted <fencing token> <length of lock> <lock><token>'
+-- to the waiter's inbox (the waiter holds the lock from then on, as if its own attempt had
+-- taken it; `lock` names the lock to the waiter's client). A waiter without an inbox finds
+-- the handover on its next attempt. Without live waiters, the lock is deleted.
+local function mutex_hand_over(lock)
+  local head, lease, inbox = mutex_live_head(mutex_now_ms())
   if not head then
-    redis.call('PUBLISH', channel, 'released')
+    redis.call('DEL', KEYS[1])
     return
   end
-  local lease = redis.call('HGET', KEYS[7], head) or '1000'
   redis.call('SET', KEYS[1], head, 'PX', lease)
   local fence = redis.call('INCR', KEYS[2])
-  redis.call('SET', KEYS[6], head .. ' ' .. fence, 'PX', lease)
-  mutex_forget_waiter(head)
-  redis.call('PUBLISH', channel, 'granted ' .. head .. ' ' .. fence)
+  redis.call('SET', KEYS[5], head .. ' ' .. fence, 'PX', lease)
+  redis.call('LPOP', KEYS[3])
+  redis.call('HDEL', KEYS[4], head)
+  if inbox ~= '' then
+    redis.call('PUBLISH', inbox, 'granted ' .. fence .. ' ' .. #lock .. ' ' .. lock .. head)
+  end
 end

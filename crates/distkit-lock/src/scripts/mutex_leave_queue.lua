@@ -1,9 +1,9 @@
--- mutex_leave_queue: a waiter gives up (cancelled, timed out): leave the queue, and if the
+-- mutex_leave_queue: a waiter gives up (cancelled, timed out): leave the line, and if the
 -- lock was handed to it meanwhile (a handover it never took up), pass it on to the next
 -- waiter.
--- KEYS     the seven mutex keys (see mutex_common)
+-- KEYS     the five mutex keys (see mutex_common)
 -- ARGV[1]  the waiter's token
--- ARGV[2]  the release channel of the lock
+-- ARGV[2]  the release channel of the lock (names the lock in handover announcements)
 -- ARGV[3]  '1' when the token is an explicit owner id (shared by other lock objects, whose
 --          holds must not be touched), else '0'
 -- Returns 1 when a handover to this waiter was passed on, else 0.
@@ -12,7 +12,6 @@ mutex_forget_waiter(ARGV[1])
 -- reply was lost): either way nobody holds a guard for it. An explicit owner id may hold it
 -- through another lock object: only a handover to this waiter is passed on then.
 if redis.call('GET', KEYS[1]) == ARGV[1] and (ARGV[3] ~= '1' or mutex_handover_fence(ARGV[1])) then
-  redis.call('DEL', KEYS[1])
   mutex_hand_over(ARGV[2])
   return 1
 end

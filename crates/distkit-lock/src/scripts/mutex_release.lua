@@ -1,16 +1,15 @@
--- mutex_release: delete the lock if it still holds this token, and hand it to the first
+-- mutex_release: delete the lock if it still holds this token, or hand it to the first
 -- waiter.
--- KEYS     the seven mutex keys (see mutex_common)
+-- KEYS     the five mutex keys (see mutex_common)
 -- ARGV[1]  the token
--- ARGV[2]  the release channel of the lock
--- Returns 1 when this token was deleted, 0 when the lease was gone or someone else's.
+-- ARGV[2]  the release channel of the lock (names the lock in handover announcements)
+-- Returns 1 when this token was released, 0 when the lease was gone or someone else's.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-redis.call('DEL', KEYS[1])
-if redis.call('ZCARD', KEYS[3]) == 0 then
+if redis.call('LLEN', KEYS[3]) == 0 then
+  redis.call('DEL', KEYS[1])
   return 1
 end
 -- (The helpers of mutex_common.lua and the handover of mutex_release_handover.lua follow:
 -- without waiters the call returns before they are set up.)
-
