@@ -182,18 +182,18 @@ async fn every_acquisition_style_reports_its_own_error_when_held() {
 async fn second_lock_waits_until_first_is_released() {
     let redis = TestRedis::start();
     let name = fresh_key();
-    // The first poll comes at least 10 s after the waiter starts (20 s, jittered by half),
-    // and the waiter gives up after 8 s: only the release notification can serve it.
+    // The first poll comes 30 s or more after the waiter starts (60 s, jittered by half),
+    // and every await is bounded by 20 s: only the release notification can serve it.
     let slow_poll = |client| {
         LockOptions::builder(name.clone(), client)
-            .retry_interval(Duration::from_secs(20))
+            .retry_interval(Duration::from_secs(60))
             .build()
     };
     let first = Mutex::new(slow_poll(client(&redis).await));
     let second = Mutex::new(slow_poll(client(&redis).await));
     let guard = bounded(first.lock()).await.unwrap();
     let waiter = tokio::spawn(async move {
-        let guard = second.try_lock_for(Duration::from_secs(8)).await.unwrap();
+        let guard = second.lock().await.unwrap();
         (guard.get_on_attempt(), guard.fencing_token())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -701,16 +701,16 @@ async fn mutex_waiters_are_served_first_come_first_served() {
     let order = Arc::new(AsyncMutex::new(Vec::new()));
     let mut waiters = Vec::new();
     for id in 0..4 {
-        // Polls come at least 10 s apart and each waiter gives up after 8 s: only the
-        // handover by name can serve them.
+        // The first poll comes 30 s or more after the first attempts and every await is
+        // bounded by 20 s: only the handover by name can serve the waiters.
         let mutex = Mutex::new(
             LockOptions::builder(name.clone(), client(&redis).await)
-                .retry_interval(Duration::from_secs(20))
+                .retry_interval(Duration::from_secs(60))
                 .build(),
         );
         let order = Arc::clone(&order);
         waiters.push(tokio::spawn(async move {
-            let guard = mutex.try_lock_for(Duration::from_secs(8)).await.unwrap();
+            let guard = mutex.lock().await.unwrap();
             order.lock().await.push((id, guard.fencing_token()));
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert_eq!(guard.release().await.unwrap(), LockGuardState::Released);
@@ -781,22 +781,21 @@ async fn a_handover_reaches_only_the_waiter_of_the_released_lock() {
         .await
         .unwrap();
     // One client, one owner id, waiting on both locks: the announcement of a handover names
-    // the lock, so the waiter of the other lock must not take it for its own. Polls come
-    // 20 s apart, so only announcements can serve the waiters.
+    // the lock, so the waiter of the other lock must not take it for its own. The first poll
+    // comes 30 s or more after the first attempts and every await is bounded by 20 s: only
+    // announcements can serve the waiters.
     let waiters = client(&redis).await;
     let waiting_on = |name: &distkit::DistkitRedisKey| {
         Mutex::new(
             LockOptions::builder(name.clone(), waiters.clone())
                 .owner_id("worker-7")
-                .retry_interval(Duration::from_secs(20))
+                .retry_interval(Duration::from_secs(60))
                 .build(),
         )
     };
     let (first_waiter, second_waiter) = (waiting_on(&first), waiting_on(&second));
-    let first_task =
-        tokio::spawn(async move { first_waiter.try_lock_for(Duration::from_secs(8)).await });
-    let second_task =
-        tokio::spawn(async move { second_waiter.try_lock_for(Duration::from_secs(8)).await });
+    let first_task = tokio::spawn(async move { first_waiter.lock().await });
+    let second_task = tokio::spawn(async move { second_waiter.lock().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     assert_eq!(
@@ -878,4 +877,41 @@ async fn a_release_channel_nobody_waits_on_is_unsubscribed_after_a_while() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(reader);
+}
+
+#[tokio::test]
+async fn the_last_reader_to_leave_wakes_a_waiting_writer() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let readers = RwLock::new(options(&name, client(&redis).await));
+    let first = bounded(readers.read()).await.unwrap();
+    let second = bounded(readers.read()).await.unwrap();
+    // The first poll comes 30 s or more after the first attempts and every await is bounded
+    // by 20 s: only the announcement of the last reader leaving can serve the writer.
+    let writer = RwLock::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .retry_interval(Duration::from_secs(60))
+            .build(),
+    );
+    let waiting = tokio::spawn({
+        let writer = Arc::clone(&writer);
+        async move { writer.write().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bounded(first.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a reader still holds the lock");
+    assert_eq!(
+        bounded(second.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let written = bounded(waiting).await.unwrap().unwrap();
+    assert_eq!(written.get_state().await, LockGuardState::Acquired);
+    assert_eq!(
+        bounded(written.release()).await.unwrap(),
+        LockGuardState::Released
+    );
 }

@@ -4,10 +4,19 @@
 -- ARGV[2]  the lease, in ms
 -- Returns { 1, current fencing token } when acquired, { 0, 0 } when not.
 local now = rw_now_ms()
-rw_purge(now)
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[3]) > 0 then
-  return { 0, 0 }
+-- The common case in one call: no writer holds the lock and none waits.
+if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    return { 0, 0 }
+  end
+  -- Writers wait: drop those whose heartbeat stopped, then look again.
+  rw_purge(now)
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    return { 0, 0 }
+  end
 end
+-- Readers whose lease ran out (crashed holders) leave the set.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 rw_keep_for(KEYS[2], ttl)
