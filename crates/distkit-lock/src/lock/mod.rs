@@ -20,9 +20,12 @@
 //! | `try_*_for(timeout)` | up to `timeout` | `Timeout { waited }` |
 //! | `try_*_with_retries(n)` | up to `1 + n` attempts | `RetriesExhausted { retries }` |
 //!
-//! Waiters are woken by a release notification (one pub/sub subscriber per client, shared
-//! by all its locks) and otherwise poll every `retry_interval` with jitter, so a handoff takes
-//! a couple of round trips, and correctness never depends on a notification arriving.
+//! Waiters are woken by notifications, through one pub/sub subscriber per client shared by
+//! all its locks: a [`Mutex`] release hands the lock to the first waiter in line and tells
+//! only that waiter's client (its *inbox* channel), so one waiter wakes, already holding the
+//! lock, however many wait; an [`RwLock`] release is announced on the lock's channel to all
+//! its waiters. Waiters also poll every `retry_interval` with jitter, so a handoff takes a
+//! couple of round trips, and correctness never depends on a notification arriving.
 //!
 //! # Fencing tokens
 //!
