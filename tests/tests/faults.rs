@@ -20,7 +20,7 @@ use distkit::{CounterComparator, DistkitError, DistkitRedisKey};
 use distkit_test_support::TestRedis;
 use tokio::sync::Mutex as AsyncMutex;
 
-/// Cuts every client connection every `period` until dropped.
+/// Cuts every client connection (commands and pub/sub) every `period` until stopped.
 struct ConnectionKiller {
     stop: Arc<AtomicBool>,
     kills: Arc<AtomicUsize>,
@@ -36,25 +36,19 @@ impl ConnectionKiller {
             let (stop, kills) = (Arc::clone(&stop), Arc::clone(&kills));
             move || {
                 while !stop.load(Ordering::SeqCst) {
-                    let output = Command::new("redis-cli")
-                        .args([
-                            "-h",
-                            "127.0.0.1",
-                            "-p",
-                            &port,
-                            "CLIENT",
-                            "KILL",
-                            "TYPE",
-                            "normal",
-                        ])
-                        .stdin(Stdio::null())
-                        .output();
-                    if let Ok(output) = output {
-                        let killed: usize = String::from_utf8_lossy(&output.stdout)
-                            .trim()
-                            .parse()
-                            .unwrap_or(0);
-                        kills.fetch_add(killed, Ordering::SeqCst);
+                    for kind in ["normal", "pubsub"] {
+                        let output = Command::new("redis-cli")
+                            .args(["-h", "127.0.0.1", "-p", &port])
+                            .args(["CLIENT", "KILL", "TYPE", kind])
+                            .stdin(Stdio::null())
+                            .output();
+                        if let Ok(output) = output {
+                            let killed: usize = String::from_utf8_lossy(&output.stdout)
+                                .trim()
+                                .parse()
+                                .unwrap_or(0);
+                            kills.fetch_add(killed, Ordering::SeqCst);
+                        }
                     }
                     std::thread::sleep(period);
                 }
@@ -417,6 +411,74 @@ async fn mutual_exclusion_holds_for_five_thousand_acquisitions_on_four_clients()
     assert_eq!(shared.load(Ordering::SeqCst), 5_000, "lost updates");
     let order = order.lock().await;
     assert_eq!(order.len(), 5_000);
+    assert!(
+        order.windows(2).all(|pair| pair[0] < pair[1]),
+        "fencing tokens must increase in acquisition order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_exclusion_holds_while_connections_and_subscriptions_are_cut() {
+    let redis = TestRedis::start_standalone();
+    let name = fresh_key();
+    let clients = [client(&redis).await, client(&redis).await];
+    let shared = Arc::new(AtomicU64::new(0));
+    let entered = Arc::new(AtomicU64::new(0));
+    let order: Arc<AsyncMutex<Vec<u64>>> = Arc::new(AsyncMutex::new(Vec::new()));
+    let killing = Arc::new(AtomicBool::new(true));
+    let mut tasks = Vec::new();
+    for index in 0..8 {
+        // A short lease: a holder whose release was cut off blocks the others for 1 s.
+        let options = LockOptions::builder(name.clone(), clients[index % 2].clone())
+            .ttl(Duration::from_secs(1))
+            .retry_interval(Duration::from_millis(20))
+            .build();
+        let mutex = Mutex::new(options);
+        let (shared, entered, order, killing) = (
+            Arc::clone(&shared),
+            Arc::clone(&entered),
+            Arc::clone(&order),
+            Arc::clone(&killing),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut held = 0_u32;
+            // Keep contending while connections are cut, then 20 more times each.
+            while killing.load(Ordering::SeqCst) || held < 20 {
+                // Cut-off acquisitions and releases fail with an error; both are retried
+                // (a lost release expires with its lease).
+                let Ok(guard) = bounded(mutex.lock()).await else {
+                    continue;
+                };
+                entered.fetch_add(1, Ordering::SeqCst);
+                // A deliberately non-atomic read-modify-write.
+                let value = shared.load(Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                shared.store(value + 1, Ordering::SeqCst);
+                order.lock().await.push(guard.fencing_token());
+                let _ = bounded(guard.release()).await;
+                if !killing.load(Ordering::SeqCst) {
+                    held += 1;
+                }
+            }
+        }));
+    }
+    let killer = ConnectionKiller::start(&redis, Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kills = killer.stop();
+    killing.store(false, Ordering::SeqCst);
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(kills >= 3, "only {kills} connections were cut");
+    assert_eq!(
+        shared.load(Ordering::SeqCst),
+        entered.load(Ordering::SeqCst),
+        "lost updates: two holders overlapped"
+    );
+    let order = order.lock().await;
     assert!(
         order.windows(2).all(|pair| pair[0] < pair[1]),
         "fencing tokens must increase in acquisition order"
