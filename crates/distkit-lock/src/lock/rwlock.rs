@@ -26,6 +26,9 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 ///   window (`max(4 × retry_interval, 250 ms)`) runs out, and one that is cancelled or gives
 ///   up leaves the queue at once.
 /// - Each read guard is its own reader entry with its own lease, renewed in the background.
+/// - Waiters are woken through the lock's release channel: by a writer's release, by a
+///   waiting writer leaving, and by the last reader leaving while a writer waits (a reader
+///   leaving can unblock nobody else, so other reader releases publish nothing).
 #[derive(Debug)]
 pub struct RwLock {
     options: LockOptions,
@@ -263,7 +266,9 @@ pub struct RwLockReadGuard {
 }
 
 impl RwLockReadGuard {
-    guard_methods!("Removes this reader (`rw_release_read`, atomic) and wakes waiting writers.");
+    guard_methods!(
+        "Removes this reader (`rw_release_read`, atomic); the last reader to leave wakes the waiting writers."
+    );
 
     /// The fencing token of the last write acquisition when this read lease was granted
     /// (0 when the lock was never written).
