@@ -97,3 +97,46 @@ async fn every_primitive_works_on_every_master_of_a_cluster() {
         bounded(rwlock.try_write()).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutex_handovers_use_a_sharded_inbox_on_the_locks_own_node() {
+    let cluster = TestRedis::start_cluster();
+    for (node, name) in prefix_per_master(&cluster) {
+        let holder = Mutex::new(LockOptions::new(name.clone(), client(&cluster).await));
+        let guard = bounded(holder.lock()).await.unwrap();
+        // Polls 30 s or more apart, every await bounded by 20 s: only the handover's
+        // announcement can serve the waiter.
+        let waiter = Mutex::new(
+            LockOptions::builder(name.clone(), client(&cluster).await)
+                .retry_interval(Duration::from_secs(60))
+                .build(),
+        );
+        let waiting = tokio::spawn({
+            let waiter = std::sync::Arc::clone(&waiter);
+            async move { waiter.lock().await }
+        });
+        let inbox_prefix = format!("distkit-locks:{{{name}}}:released:inbox:");
+        let started = std::time::Instant::now();
+        loop {
+            let channels = cluster.node_cli(node, &["PUBSUB", "SHARDCHANNELS"]);
+            if channels.lines().any(|line| line.starts_with(&inbox_prefix)) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no sharded inbox on node {node}: {channels:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            bounded(guard.release()).await.unwrap(),
+            LockGuardState::Released
+        );
+        let handed = bounded(waiting).await.unwrap().unwrap();
+        assert_eq!(handed.get_state().await, LockGuardState::Acquired);
+        assert_eq!(
+            bounded(handed.release()).await.unwrap(),
+            LockGuardState::Released
+        );
+    }
+}

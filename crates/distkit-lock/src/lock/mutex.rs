@@ -151,7 +151,7 @@ impl Mutex {
             Value::from(self.options.queue_window_ms()),
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
-            Value::from(self.services.notifier.inbox().unwrap_or_default()),
+            Value::from(self.services.notifier.inbox_argument(&self.channel)),
             Value::from(self.channel.as_str()),
         ];
         let guard = AttemptGuard::new(target, !explicit_owner);

@@ -3,16 +3,21 @@
 //!
 //! Two kinds of message reach a waiter:
 //!
-//! - **Handovers** (mutex waiters). Every subscriber has an *inbox*, a channel of its own
-//!   (`distkit-locks:inbox:<ulid>`) that a mutex waiter leaves in the lock's queue with each
-//!   attempt. A release that hands the lock to a waiter publishes `granted <fence> <lock>
-//!   <token>` to that waiter's inbox only, so exactly one process and one waiter wake, however
-//!   many wait on the lock.
+//! - **Handovers** (mutex waiters). A mutex waiter leaves an *inbox* of its client in the
+//!   lock's line with each attempt, and a release that hands the lock to it publishes
+//!   `granted <fence> <lock> <token>` there, so exactly one process and one waiter wake,
+//!   however many wait. On a standalone server the inbox is one channel per client
+//!   (`distkit-locks:inbox:<ulid>`). In a Redis Cluster it is a sharded channel per lock
+//!   and client (`<lock channel>:inbox:<ulid>`, in the lock's slot): `SPUBLISH` reaches the
+//!   subscriber on the lock's own node, where a plain `PUBLISH` would travel over the
+//!   cluster bus and, under load, sometimes arrive tens of milliseconds late. A cluster that
+//!   refuses `SSUBSCRIBE` (Redis before 7.0) gets the per-client channel instead.
 //! - **Release broadcasts** (rwlock waiters). Release scripts publish on the lock's channel
 //!   (`<namespace>:{<key>}:…released`); every waiter of that channel wakes and tries again. A
 //!   channel is subscribed by its first waiter (later waiters wait for that subscription to be
 //!   confirmed) and stays subscribed for [`LINGER`] after its last waiter left, so a lock
-//!   waited on again and again costs no `SUBSCRIBE`/`UNSUBSCRIBE` per acquisition.
+//!   waited on again and again costs no `SUBSCRIBE`/`UNSUBSCRIBE` per acquisition (the same
+//!   holds for the sharded inboxes of a cluster).
 //!   Subscribing and unsubscribing are serialized, so unsubscribing an idle channel never
 //!   overtakes a new subscription to it.
 //!
@@ -42,8 +47,13 @@ const LINGER: Duration = Duration::from_secs(10);
 /// How often the listener looks for lingering channels to unsubscribe.
 const SWEEP_PERIOD: Duration = Duration::from_secs(2);
 
-/// The prefix of every subscriber's inbox channel.
+/// The prefix of every subscriber's per-client inbox channel.
 const INBOX_PREFIX: &str = "distkit-locks:inbox:";
+
+/// What a waiter's attempt passes to the script as its inbox: `P<channel>` for a channel to
+/// `PUBLISH` to, `S<channel>` for a sharded channel to `SPUBLISH` to.
+const PLAIN: char = 'P';
+const SHARDED: char = 'S';
 
 /// The subscribers of the process, by client id.
 fn registry() -> &'static StdMutex<HashMap<String, Weak<ReleaseNotifier>>> {
@@ -56,8 +66,8 @@ fn registry() -> &'static StdMutex<HashMap<String, Weak<ReleaseNotifier>>> {
 pub(crate) enum WakeOn<'a> {
     /// Any message on the lock's release channel.
     Release { channel: &'a str },
-    /// A handover of the lock (named by its release channel) to this token, sent to the
-    /// client's inbox.
+    /// A handover of the lock (named by its release channel) to this token, sent to an
+    /// inbox of the client.
     Handover { lock: &'a str, token: &'a str },
 }
 
@@ -69,11 +79,14 @@ struct WaiterSlot {
     grant: StdMutex<Option<u64>>,
 }
 
-/// One subscribed (or being subscribed) release channel, and its waiters in this process.
+/// One subscribed (or being subscribed) channel: a release channel, or a sharded inbox; and
+/// its waiters in this process.
 #[derive(Debug, Default)]
 struct Channel {
     waiters: HashMap<u64, Arc<WaiterSlot>>,
-    /// Set once `SUBSCRIBE` was confirmed.
+    /// A sharded inbox (`SSUBSCRIBE`); its waiters are woken by handovers only.
+    sharded: bool,
+    /// Set once `SUBSCRIBE` (or `SSUBSCRIBE`) was confirmed.
     subscription: Arc<OnceCell<()>>,
     /// When the last waiter left; `None` while the channel is waited on.
     idle_since: Option<Instant>,
@@ -87,9 +100,15 @@ type HandoverWaiters = HashMap<(String, String), HashMap<u64, Arc<WaiterSlot>>>;
 pub(crate) struct ReleaseNotifier {
     subscriber: SubscriberClient,
     connected: OnceCell<()>,
-    /// This subscriber's own channel, for handovers to its waiters.
-    inbox: String,
-    /// Set once the inbox's `SUBSCRIBE` was confirmed.
+    /// A cluster: handovers go to a sharded inbox per lock, unless the cluster refused
+    /// `SSUBSCRIBE` (`sharding_refused`).
+    clustered: bool,
+    sharding_refused: std::sync::atomic::AtomicBool,
+    /// The id of this subscriber, in the names of its inboxes.
+    id: ulid::Ulid,
+    /// `P` and the per-client inbox channel, as an attempt passes it.
+    inbox_argument: String,
+    /// Set once the per-client inbox's `SUBSCRIBE` was confirmed.
     inbox_subscription: OnceCell<()>,
     handover_waiters: StdMutex<HandoverWaiters>,
     channels: StdMutex<HashMap<String, Channel>>,
@@ -113,10 +132,14 @@ impl ReleaseNotifier {
             Some(client.connection_config().clone()),
             client.client_reconnect_policy(),
         );
+        let id = ulid::Ulid::new();
         let notifier = Arc::new(Self {
             subscriber,
             connected: OnceCell::new(),
-            inbox: format!("{INBOX_PREFIX}{}", ulid::Ulid::new()),
+            clustered: client.is_clustered(),
+            sharding_refused: std::sync::atomic::AtomicBool::new(false),
+            id,
+            inbox_argument: format!("{PLAIN}{INBOX_PREFIX}{id}"),
             inbox_subscription: OnceCell::new(),
             handover_waiters: StdMutex::new(HashMap::new()),
             channels: StdMutex::new(HashMap::new()),
@@ -127,14 +150,44 @@ impl ReleaseNotifier {
         notifier
     }
 
-    /// The inbox to leave in a lock's queue, once its subscription is confirmed.
-    pub(crate) fn inbox(&self) -> Option<&str> {
-        self.inbox_subscription
-            .initialized()
-            .then_some(self.inbox.as_str())
+    /// The per-client inbox channel.
+    fn inbox(&self) -> &str {
+        self.inbox_argument.get(1..).unwrap_or_default()
     }
 
-    /// Registers a waiter without any I/O when what it waits on is already subscribed (the
+    /// Whether handovers of this client go to sharded inboxes (one per lock).
+    fn sharded_inboxes(&self) -> bool {
+        self.clustered && !self.sharding_refused.load(Ordering::Relaxed)
+    }
+
+    /// The sharded inbox of this client for the lock named by its release channel (the
+    /// channel's hash tag puts it in the lock's slot).
+    fn sharded_inbox(&self, lock: &str) -> String {
+        format!("{lock}:inbox:{}", self.id)
+    }
+
+    /// The inbox an attempt on `lock` leaves in the lock's line (`P<channel>` or
+    /// `S<sharded channel>`), once its subscription is confirmed; empty before.
+    pub(crate) fn inbox_argument(&self, lock: &str) -> String {
+        if self.sharded_inboxes() {
+            let inbox = self.sharded_inbox(lock);
+            let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+            if channels
+                .get(&inbox)
+                .is_some_and(|entry| entry.subscription.initialized())
+            {
+                return format!("{SHARDED}{inbox}");
+            }
+            return String::new();
+        }
+        if self.inbox_subscription.initialized() {
+            self.inbox_argument.clone()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Registers a waiter without any I/O when what it waits on is already subscribed (an
     /// inbox, or a channel waited on now or recently): from then on, no notification for it
     /// is missed.
     pub(crate) fn watch_subscribed(self: &Arc<Self>, wake_on: WakeOn<'_>) -> Option<Interest> {
@@ -146,11 +199,23 @@ impl ReleaseNotifier {
                     .filter(|entry| entry.subscription.initialized())?;
                 Some(self.add_channel_waiter(entry, channel))
             }
+            WakeOn::Handover { lock, token } if self.sharded_inboxes() => {
+                let inbox = self.sharded_inbox(lock);
+                let (id, slot) = {
+                    let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                    let entry = channels
+                        .get_mut(&inbox)
+                        .filter(|entry| entry.subscription.initialized())?;
+                    self.add_slot(entry)
+                };
+                Some(self.add_handover_waiter(lock, token, Some(inbox), id, slot))
+            }
             WakeOn::Handover { lock, token } => {
                 if !self.inbox_subscription.initialized() {
                     return None;
                 }
-                Some(self.add_handover_waiter(lock, token))
+                let (id, slot) = self.new_slot();
+                Some(self.add_handover_waiter(lock, token, None, id, slot))
             }
         }
     }
@@ -158,50 +223,79 @@ impl ReleaseNotifier {
     /// Registers a waiter and returns once what it waits on is subscribed (or could not be
     /// subscribed within a second: the waiter then relies on polling).
     pub(crate) async fn watch(self: &Arc<Self>, wake_on: WakeOn<'_>) -> Interest {
-        let (interest, channel, subscription) = match wake_on {
+        match wake_on {
             WakeOn::Release { channel } => {
-                let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-                let entry = channels.entry(channel.to_owned()).or_default();
-                let subscription = Arc::clone(&entry.subscription);
-                (
-                    self.add_channel_waiter(entry, channel),
-                    channel,
-                    subscription,
-                )
+                let (interest, subscription) = {
+                    let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                    let entry = channels.entry(channel.to_owned()).or_default();
+                    let subscription = Arc::clone(&entry.subscription);
+                    (self.add_channel_waiter(entry, channel), subscription)
+                };
+                if self.connect().await {
+                    self.subscribe(&subscription, channel, false).await;
+                }
+                interest
+            }
+            WakeOn::Handover { lock, token } if self.sharded_inboxes() => {
+                let inbox = self.sharded_inbox(lock);
+                let (id, slot, subscription) = {
+                    let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                    let entry = channels.entry(inbox.clone()).or_insert_with(|| Channel {
+                        sharded: true,
+                        ..Channel::default()
+                    });
+                    let (id, slot) = self.add_slot(entry);
+                    (id, slot, Arc::clone(&entry.subscription))
+                };
+                let interest = self.add_handover_waiter(lock, token, Some(inbox.clone()), id, slot);
+                if self.connect().await && !self.subscribe(&subscription, &inbox, true).await {
+                    // A cluster without sharded pub/sub: the per-client inbox serves from now
+                    // on (this waiter finds a handover missed meanwhile by its next attempt).
+                    self.sharding_refused.store(true, Ordering::Relaxed);
+                    self.subscribe(&self.inbox_subscription, self.inbox(), false)
+                        .await;
+                }
+                interest
             }
             WakeOn::Handover { lock, token } => {
-                let interest = self.add_handover_waiter(lock, token);
+                let (id, slot) = self.new_slot();
+                let interest = self.add_handover_waiter(lock, token, None, id, slot);
                 if self.connect().await {
-                    self.subscribe(&self.inbox_subscription, &self.inbox).await;
+                    self.subscribe(&self.inbox_subscription, self.inbox(), false)
+                        .await;
                 }
-                return interest;
+                interest
             }
-        };
-        if self.connect().await {
-            self.subscribe(&subscription, channel).await;
         }
-        interest
     }
 
-    /// Subscribes to `channel` once (retried by later callers after a failure).
-    async fn subscribe(&self, subscription: &OnceCell<()>, channel: &str) {
+    /// Subscribes to `channel` once (`SSUBSCRIBE` when `sharded`; retried by later callers
+    /// after a failure). False when it failed.
+    async fn subscribe(&self, subscription: &OnceCell<()>, channel: &str, sharded: bool) -> bool {
         if subscription.initialized() {
-            return;
+            return true;
         }
         let subscribed = subscription
             .get_or_try_init(|| async {
                 let _order = self.subscription_order.lock().await;
-                match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.subscribe(channel)).await
-                {
+                let request = async {
+                    if sharded {
+                        self.subscriber.ssubscribe(channel).await
+                    } else {
+                        self.subscriber.subscribe(channel).await
+                    }
+                };
+                match tokio::time::timeout(SETUP_TIMEOUT, request).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(error)) => Err(error.to_string()),
                     Err(_) => Err("timed out".to_owned()),
                 }
             })
             .await;
-        if let Err(error) = subscribed {
+        if let Err(error) = &subscribed {
             tracing::debug!(%error, channel, "lock release subscription failed; polling");
         }
+        subscribed.is_ok()
     }
 
     fn new_slot(&self) -> (u64, Arc<WaiterSlot>) {
@@ -211,10 +305,16 @@ impl ReleaseNotifier {
         )
     }
 
-    fn add_channel_waiter(self: &Arc<Self>, entry: &mut Channel, channel: &str) -> Interest {
+    /// Adds a waiter's slot to a channel entry (keeping the channel subscribed).
+    fn add_slot(&self, entry: &mut Channel) -> (u64, Arc<WaiterSlot>) {
         let (id, slot) = self.new_slot();
         entry.waiters.insert(id, Arc::clone(&slot));
         entry.idle_since = None;
+        (id, slot)
+    }
+
+    fn add_channel_waiter(self: &Arc<Self>, entry: &mut Channel, channel: &str) -> Interest {
+        let (id, slot) = self.add_slot(entry);
         Interest {
             notifier: Arc::clone(self),
             registration: Registration::Channel(channel.to_owned()),
@@ -223,8 +323,14 @@ impl ReleaseNotifier {
         }
     }
 
-    fn add_handover_waiter(self: &Arc<Self>, lock: &str, token: &str) -> Interest {
-        let (id, slot) = self.new_slot();
+    fn add_handover_waiter(
+        self: &Arc<Self>,
+        lock: &str,
+        token: &str,
+        sharded_inbox: Option<String>,
+        id: u64,
+        slot: Arc<WaiterSlot>,
+    ) -> Interest {
         let key = (lock.to_owned(), token.to_owned());
         self.handover_waiters
             .lock()
@@ -232,6 +338,14 @@ impl ReleaseNotifier {
             .entry(key.clone())
             .or_default()
             .insert(id, Arc::clone(&slot));
+        if let Some(inbox) = sharded_inbox {
+            return Interest {
+                notifier: Arc::clone(self),
+                registration: Registration::ShardedHandover(key, inbox),
+                id,
+                slot,
+            };
+        }
         Interest {
             notifier: Arc::clone(self),
             registration: Registration::Handover(key),
@@ -243,25 +357,33 @@ impl ReleaseNotifier {
     /// Unsubscribes the channels nobody waited on for [`LINGER`].
     async fn sweep(&self) {
         let _order = self.subscription_order.lock().await;
-        let idle: Vec<String> = {
+        let mut plain = Vec::new();
+        let mut sharded = Vec::new();
+        {
             let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-            let idle: Vec<String> = channels
-                .iter()
-                .filter(|(_, entry)| {
-                    entry
-                        .idle_since
-                        .is_some_and(|since| since.elapsed() >= LINGER)
-                })
-                .map(|(channel, _)| channel.clone())
-                .collect();
-            for channel in &idle {
-                channels.remove(channel);
-            }
-            idle
-        };
-        if !idle.is_empty() {
-            if let Err(error) = self.subscriber.unsubscribe(idle).await {
+            channels.retain(|channel, entry| {
+                let idle = entry
+                    .idle_since
+                    .is_some_and(|since| since.elapsed() >= LINGER);
+                if idle {
+                    if entry.sharded {
+                        sharded.push(channel.clone());
+                    } else {
+                        plain.push(channel.clone());
+                    }
+                }
+                !idle
+            });
+        }
+        if !plain.is_empty() {
+            if let Err(error) = self.subscriber.unsubscribe(plain).await {
                 tracing::debug!(%error, "unsubscribing idle lock release channels failed");
+            }
+        }
+        // Sharded channels of different slots cannot share one `SUNSUBSCRIBE`.
+        for channel in sharded {
+            if let Err(error) = self.subscriber.sunsubscribe(channel).await {
+                tracing::debug!(%error, "unsubscribing an idle lock inbox failed");
             }
         }
     }
@@ -288,16 +410,15 @@ impl ReleaseNotifier {
         result.is_ok()
     }
 
-    /// Hands a message to the waiters it is for.
+    /// Hands a message to the waiters it is for: a handover to its waiter, anything else to
+    /// the waiters of its release channel.
     fn deliver(&self, channel: &str, payload: Option<&str>) {
-        if channel == self.inbox {
-            if let Some((lock, token, fence)) = payload.and_then(parse_handover) {
-                self.hand_over(lock, token, fence);
-            }
+        if let Some((lock, token, fence)) = payload.and_then(parse_handover) {
+            self.hand_over(lock, token, fence);
             return;
         }
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = channels.get(channel) {
+        if let Some(entry) = channels.get(channel).filter(|entry| !entry.sharded) {
             entry
                 .waiters
                 .values()
@@ -389,8 +510,11 @@ impl Drop for ReleaseNotifier {
 enum Registration {
     /// On a release channel.
     Channel(String),
-    /// For handovers of a lock to a token.
+    /// For handovers of a lock to a token, through the per-client inbox.
     Handover((String, String)),
+    /// For handovers of a lock to a token, through a sharded inbox (kept subscribed while
+    /// waited on).
+    ShardedHandover((String, String), String),
 }
 
 /// A waiter's registration, withdrawn on drop. A release channel stays subscribed for
@@ -420,35 +544,45 @@ impl Interest {
     }
 }
 
+impl Interest {
+    fn leave_channel(&self, channel: &str) {
+        let mut channels = self
+            .notifier
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = channels.get_mut(channel) {
+            entry.waiters.remove(&self.id);
+            if entry.waiters.is_empty() {
+                // Stays subscribed for a while; the listener's sweep unsubscribes it.
+                entry.idle_since = Some(Instant::now());
+            }
+        }
+    }
+
+    fn leave_handovers(&self, key: &(String, String)) {
+        let mut waiters = self
+            .notifier
+            .handover_waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slots) = waiters.get_mut(key) {
+            slots.remove(&self.id);
+            if slots.is_empty() {
+                waiters.remove(key);
+            }
+        }
+    }
+}
+
 impl Drop for Interest {
     fn drop(&mut self) {
         match &self.registration {
-            Registration::Channel(channel) => {
-                let mut channels = self
-                    .notifier
-                    .channels
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if let Some(entry) = channels.get_mut(channel) {
-                    entry.waiters.remove(&self.id);
-                    if entry.waiters.is_empty() {
-                        // Stays subscribed for a while; the listener's sweep unsubscribes it.
-                        entry.idle_since = Some(Instant::now());
-                    }
-                }
-            }
-            Registration::Handover(key) => {
-                let mut waiters = self
-                    .notifier
-                    .handover_waiters
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if let Some(slots) = waiters.get_mut(key) {
-                    slots.remove(&self.id);
-                    if slots.is_empty() {
-                        waiters.remove(key);
-                    }
-                }
+            Registration::Channel(channel) => self.leave_channel(channel),
+            Registration::Handover(key) => self.leave_handovers(key),
+            Registration::ShardedHandover(key, inbox) => {
+                self.leave_handovers(key);
+                self.leave_channel(inbox);
             }
         }
     }

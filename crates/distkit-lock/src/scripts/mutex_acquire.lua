@@ -7,8 +7,8 @@
 --          again within this window)
 -- ARGV[4]  '1' to join (or stay in) the line when the lock is not free, '0' for a one-shot
 -- ARGV[5]  '1' when the token is an explicit owner id that may re-attach, else '0'
--- ARGV[6]  the inbox channel of the waiter's client, for the announcement of a handover to
---          it ('' for none)
+-- ARGV[6]  where to announce a handover to this waiter: 'P<channel>' (PUBLISH), 'S<channel>'
+--          (SPUBLISH, a sharded channel in the lock's slot), or '' (nowhere: it polls)
 -- ARGV[7]  the release channel of the lock (names the lock in handover announcements)
 -- Returns { 1, fencing token } when acquired, { 0, remaining lease in ms } when not.
 local token = ARGV[1]

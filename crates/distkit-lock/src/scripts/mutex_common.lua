@@ -4,7 +4,7 @@
 --   KEYS[2] fence    integer: the last fencing token handed out (never expires)
 --   KEYS[3] waitlist list: the tokens of the waiters, in arrival order
 --   KEYS[4] waiters  hash: waiting token -> '<heartbeat expiry, server ms> <lease it asked
---                    for, ms> <inbox channel of its client, '' when none>'
+--                    for, ms> <inbox>', the inbox as mutex_acquire's ARGV[6] gives it
 --   KEYS[5] handover string: '<token> <fencing token>' of the last handover (PX: its lease)
 -- A token is in the waitlist exactly when it is in the waiters hash: both are changed
 -- together, and a waiter whose heartbeat stopped is dropped when it reaches the head.
@@ -51,7 +51,7 @@ end
 
 -- After the holder's token was checked: hands the lock to the first live waiter, with the
 -- lease it asked for, and announces 'granted <fencing token> <length of lock> <lock><token>'
--- to the waiter's inbox (the waiter holds the lock from then on, as if its own attempt had
+-- in the waiter's inbox (the waiter holds the lock from then on, as if its own attempt had
 -- taken it; `lock` names the lock to the waiter's client). A waiter without an inbox finds
 -- the handover on its next attempt. Without live waiters, the lock is deleted.
 local function mutex_hand_over(lock)
@@ -66,6 +66,8 @@ local function mutex_hand_over(lock)
   redis.call('LPOP', KEYS[3])
   redis.call('HDEL', KEYS[4], head)
   if inbox ~= '' then
-    redis.call('PUBLISH', inbox, 'granted ' .. fence .. ' ' .. #lock .. ' ' .. lock .. head)
+    local publish = string.sub(inbox, 1, 1) == 'S' and 'SPUBLISH' or 'PUBLISH'
+    local message = 'granted ' .. fence .. ' ' .. #lock .. ' ' .. lock .. head
+    redis.call(publish, string.sub(inbox, 2), message)
   end
 end
