@@ -28,9 +28,14 @@ pub(crate) static MUTEX_LEAVE_QUEUE: LuaScript = LuaScript::new(
         include_str!("scripts/mutex_leave_queue.lua")
     ),
 );
-/// Deletes an owner key that still holds a token, and announces the release.
-pub(crate) static OWNER_RELEASE: LuaScript =
-    LuaScript::new("owner_release", include_str!("scripts/owner_release.lua"));
+/// Deletes a rwlock's writer key that still holds a token, and announces the release.
+pub(crate) static RW_RELEASE_WRITE: LuaScript = LuaScript::new(
+    "rw_release_write",
+    concat!(
+        include_str!("scripts/rw_common.lua"),
+        include_str!("scripts/rw_release_write.lua")
+    ),
+);
 /// Renews an owner key that still holds a token.
 pub(crate) static OWNER_EXTEND: LuaScript =
     LuaScript::new("owner_extend", include_str!("scripts/owner_extend.lua"));

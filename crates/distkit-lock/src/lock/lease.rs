@@ -12,7 +12,9 @@ use tokio::runtime::Handle;
 
 use super::LockGuardState;
 use super::renewal::{QueueSlot, RenewalScheduler};
-use crate::scripts::{MUTEX_RELEASE, OWNER_EXTEND, OWNER_RELEASE, RW_EXTEND_READ, RW_RELEASE_READ};
+use crate::scripts::{
+    MUTEX_RELEASE, OWNER_EXTEND, RW_EXTEND_READ, RW_RELEASE_READ, RW_RELEASE_WRITE,
+};
 
 /// What kind of entry a lease is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +34,9 @@ pub(crate) struct LeaseTarget {
     pub(crate) client: Client,
     pub(crate) kind: LeaseKind,
     pub(crate) keys: Vec<String>,
+    /// The release script's `ARGV[2]`: for a mutex, its release channel (which names the
+    /// lock in handover announcements); for a rwlock, where to announce a release (see
+    /// `ReleaseNotifier::announce_target`).
     pub(crate) channel: String,
     pub(crate) token: String,
     pub(crate) ttl: Duration,
@@ -70,10 +75,10 @@ impl LeaseTarget {
     }
 
     /// Deletes the lease if it still holds the token and announces the release
-    /// (`mutex_release`, `owner_release` or `rw_release_read`, atomic, sent once).
+    /// (`mutex_release`, `rw_release_write` or `rw_release_read`, atomic, sent once).
     pub(crate) async fn release_once(&self) -> Result<bool, DistkitError> {
         let (script, keys): (&LuaScript, _) = match self.kind {
-            LeaseKind::Owner => (&OWNER_RELEASE, self.owner_key()),
+            LeaseKind::Owner => (&RW_RELEASE_WRITE, self.owner_key()),
             LeaseKind::Mutex => (&MUTEX_RELEASE, self.all_keys()),
             LeaseKind::Reader => (&RW_RELEASE_READ, self.all_keys()),
         };

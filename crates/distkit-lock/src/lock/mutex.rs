@@ -206,8 +206,8 @@ impl MutexGuard {
         self.lease.extend().await
     }
 
-    /// Releases the lock (`owner_release`, atomic: deletes only this guard's token and
-    /// announces the release to waiters).
+    /// Releases the lock (`mutex_release`, atomic: acts only if the lock still holds this
+    /// guard's token, and hands it to the first live waiter, or deletes it when none waits).
     ///
     /// Returns `Released` when it deleted its token, `Lost` when the lease had already gone
     /// (nothing was deleted).

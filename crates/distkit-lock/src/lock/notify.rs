@@ -7,19 +7,22 @@
 //!   lock's line with each attempt, and a release that hands the lock to it publishes
 //!   `granted <fence> <lock> <token>` there, so exactly one process and one waiter wake,
 //!   however many wait. On a standalone server the inbox is one channel per client
-//!   (`distkit-locks:inbox:<ulid>`). In a Redis Cluster it is a sharded channel per lock
-//!   and client (`<lock channel>:inbox:<ulid>`, in the lock's slot): `SPUBLISH` reaches the
-//!   subscriber on the lock's own node, where a plain `PUBLISH` would travel over the
-//!   cluster bus and, under load, sometimes arrive tens of milliseconds late. A cluster that
-//!   refuses `SSUBSCRIBE` (Redis before 7.0) gets the per-client channel instead.
+//!   (`distkit-locks:inbox:<ulid>`); in a Redis Cluster it is one channel per lock and client
+//!   (`<lock channel>:inbox:<ulid>`, in the lock's slot).
 //! - **Release broadcasts** (rwlock waiters). Release scripts publish on the lock's channel
-//!   (`<namespace>:{<key>}:…released`); every waiter of that channel wakes and tries again. A
-//!   channel is subscribed by its first waiter (later waiters wait for that subscription to be
-//!   confirmed) and stays subscribed for [`LINGER`] after its last waiter left, so a lock
-//!   waited on again and again costs no `SUBSCRIBE`/`UNSUBSCRIBE` per acquisition (the same
-//!   holds for the sharded inboxes of a cluster).
-//!   Subscribing and unsubscribing are serialized, so unsubscribing an idle channel never
-//!   overtakes a new subscription to it.
+//!   (`<namespace>:{<key>}:…released`); every waiter of that channel wakes and tries again.
+//!
+//! In a Redis Cluster every channel is *sharded* (`SSUBSCRIBE` on the node of the lock's
+//! slot, `SPUBLISH` from the scripts): a plain `PUBLISH` travels to the other nodes over the
+//! cluster bus, where under load a few messages arrive tens of milliseconds late. A cluster
+//! that does not know sharded pub/sub (Redis before 7.0) gets plain channels: the scripts fall
+//! back to `PUBLISH` when `SPUBLISH` fails.
+//!
+//! A channel is subscribed by its first waiter (later waiters wait for that subscription to
+//! be confirmed) and stays subscribed for [`LINGER`] after its last waiter left, so a lock
+//! waited on again and again costs no subscribe/unsubscribe per acquisition. Subscribing and
+//! unsubscribing are serialized, so unsubscribing an idle channel never overtakes a new
+//! subscription to it.
 //!
 //! A waiter registers before it waits, and wakes on its notification or after its jittered
 //! poll interval, whichever comes first: a lost message costs at most one poll interval,
@@ -79,15 +82,15 @@ struct WaiterSlot {
     grant: StdMutex<Option<u64>>,
 }
 
-/// One subscribed (or being subscribed) channel: a release channel, or a sharded inbox; and
-/// its waiters in this process.
+/// One subscribed (or being subscribed) channel: a release channel, or the inbox of a lock
+/// (in a cluster); and its waiters in this process.
 #[derive(Debug, Default)]
 struct Channel {
     waiters: HashMap<u64, Arc<WaiterSlot>>,
-    /// A sharded inbox (`SSUBSCRIBE`); its waiters are woken by handovers only.
-    sharded: bool,
-    /// Set once `SUBSCRIBE` (or `SSUBSCRIBE`) was confirmed.
-    subscription: Arc<OnceCell<()>>,
+    /// A lock's inbox: its waiters are woken by handovers only.
+    inbox: bool,
+    /// Set once the subscription was confirmed: `true` when sharded (`SSUBSCRIBE`).
+    subscription: Arc<OnceCell<bool>>,
     /// When the last waiter left; `None` while the channel is waited on.
     idle_since: Option<Instant>,
 }
@@ -100,7 +103,7 @@ type HandoverWaiters = HashMap<(String, String), HashMap<u64, Arc<WaiterSlot>>>;
 pub(crate) struct ReleaseNotifier {
     subscriber: SubscriberClient,
     connected: OnceCell<()>,
-    /// A cluster: handovers go to a sharded inbox per lock, unless the cluster refused
+    /// A cluster: an inbox per lock, and sharded channels unless the cluster refused
     /// `SSUBSCRIBE` (`sharding_refused`).
     clustered: bool,
     sharding_refused: std::sync::atomic::AtomicBool,
@@ -108,8 +111,8 @@ pub(crate) struct ReleaseNotifier {
     id: ulid::Ulid,
     /// `P` and the per-client inbox channel, as an attempt passes it.
     inbox_argument: String,
-    /// Set once the per-client inbox's `SUBSCRIBE` was confirmed.
-    inbox_subscription: OnceCell<()>,
+    /// Set once the per-client inbox's `SUBSCRIBE` was confirmed (never sharded).
+    inbox_subscription: OnceCell<bool>,
     handover_waiters: StdMutex<HandoverWaiters>,
     channels: StdMutex<HashMap<String, Channel>>,
     /// Held around every `SUBSCRIBE` and `UNSUBSCRIBE`, so that unsubscribing an idle channel
@@ -155,36 +158,43 @@ impl ReleaseNotifier {
         self.inbox_argument.get(1..).unwrap_or_default()
     }
 
-    /// Whether handovers of this client go to sharded inboxes (one per lock).
-    fn sharded_inboxes(&self) -> bool {
+    /// Whether new subscriptions are sharded: in a cluster that knows sharded pub/sub.
+    fn sharded(&self) -> bool {
         self.clustered && !self.sharding_refused.load(Ordering::Relaxed)
     }
 
-    /// The sharded inbox of this client for the lock named by its release channel (the
+    /// The inbox of this client for the lock named by its release channel, in a cluster (the
     /// channel's hash tag puts it in the lock's slot).
-    fn sharded_inbox(&self, lock: &str) -> String {
+    fn lock_inbox(&self, lock: &str) -> String {
         format!("{lock}:inbox:{}", self.id)
     }
 
-    /// The inbox an attempt on `lock` leaves in the lock's line (`P<channel>` or
-    /// `S<sharded channel>`), once its subscription is confirmed; empty before.
+    /// The inbox an attempt on `lock` leaves in the lock's line (`P<channel>` to `PUBLISH`
+    /// to, `S<channel>` to `SPUBLISH` to), once its subscription is confirmed; empty before.
     pub(crate) fn inbox_argument(&self, lock: &str) -> String {
-        if self.sharded_inboxes() {
-            let inbox = self.sharded_inbox(lock);
-            let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-            if channels
-                .get(&inbox)
-                .is_some_and(|entry| entry.subscription.initialized())
-            {
-                return format!("{SHARDED}{inbox}");
-            }
-            return String::new();
+        if !self.clustered {
+            return match self.inbox_subscription.get() {
+                Some(_) => self.inbox_argument.clone(),
+                None => String::new(),
+            };
         }
-        if self.inbox_subscription.initialized() {
-            self.inbox_argument.clone()
-        } else {
-            String::new()
+        let inbox = self.lock_inbox(lock);
+        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        match channels
+            .get(&inbox)
+            .and_then(|entry| entry.subscription.get())
+        {
+            Some(true) => format!("{SHARDED}{inbox}"),
+            Some(false) => format!("{PLAIN}{inbox}"),
+            None => String::new(),
         }
+    }
+
+    /// Where a release script announces on the lock's `channel`: `S<channel>` (`SPUBLISH`,
+    /// falling back to `PUBLISH` where the server lacks it) in a cluster, else `P<channel>`.
+    pub(crate) fn announce_target(&self, channel: &str) -> String {
+        let mode = if self.sharded() { SHARDED } else { PLAIN };
+        format!("{mode}{channel}")
     }
 
     /// Registers a waiter without any I/O when what it waits on is already subscribed (an
@@ -199,8 +209,8 @@ impl ReleaseNotifier {
                     .filter(|entry| entry.subscription.initialized())?;
                 Some(self.add_channel_waiter(entry, channel))
             }
-            WakeOn::Handover { lock, token } if self.sharded_inboxes() => {
-                let inbox = self.sharded_inbox(lock);
+            WakeOn::Handover { lock, token } if self.clustered => {
+                let inbox = self.lock_inbox(lock);
                 let (id, slot) = {
                     let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
                     let entry = channels
@@ -232,28 +242,24 @@ impl ReleaseNotifier {
                     (self.add_channel_waiter(entry, channel), subscription)
                 };
                 if self.connect().await {
-                    self.subscribe(&subscription, channel, false).await;
+                    self.subscribe(&subscription, channel).await;
                 }
                 interest
             }
-            WakeOn::Handover { lock, token } if self.sharded_inboxes() => {
-                let inbox = self.sharded_inbox(lock);
+            WakeOn::Handover { lock, token } if self.clustered => {
+                let inbox = self.lock_inbox(lock);
                 let (id, slot, subscription) = {
                     let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
                     let entry = channels.entry(inbox.clone()).or_insert_with(|| Channel {
-                        sharded: true,
+                        inbox: true,
                         ..Channel::default()
                     });
                     let (id, slot) = self.add_slot(entry);
                     (id, slot, Arc::clone(&entry.subscription))
                 };
                 let interest = self.add_handover_waiter(lock, token, Some(inbox.clone()), id, slot);
-                if self.connect().await && !self.subscribe(&subscription, &inbox, true).await {
-                    // A cluster without sharded pub/sub: the per-client inbox serves from now
-                    // on (this waiter finds a handover missed meanwhile by its next attempt).
-                    self.sharding_refused.store(true, Ordering::Relaxed);
-                    self.subscribe(&self.inbox_subscription, self.inbox(), false)
-                        .await;
+                if self.connect().await {
+                    self.subscribe(&subscription, &inbox).await;
                 }
                 interest
             }
@@ -261,41 +267,47 @@ impl ReleaseNotifier {
                 let (id, slot) = self.new_slot();
                 let interest = self.add_handover_waiter(lock, token, None, id, slot);
                 if self.connect().await {
-                    self.subscribe(&self.inbox_subscription, self.inbox(), false)
-                        .await;
+                    self.subscribe(&self.inbox_subscription, self.inbox()).await;
                 }
                 interest
             }
         }
     }
 
-    /// Subscribes to `channel` once (`SSUBSCRIBE` when `sharded`; retried by later callers
-    /// after a failure). False when it failed.
-    async fn subscribe(&self, subscription: &OnceCell<()>, channel: &str, sharded: bool) -> bool {
+    /// Subscribes to `channel` once, sharded in a cluster that knows sharded pub/sub
+    /// (retried by later callers after a failure).
+    async fn subscribe(&self, subscription: &OnceCell<bool>, channel: &str) {
         if subscription.initialized() {
-            return true;
+            return;
         }
         let subscribed = subscription
             .get_or_try_init(|| async {
                 let _order = self.subscription_order.lock().await;
-                let request = async {
-                    if sharded {
-                        self.subscriber.ssubscribe(channel).await
-                    } else {
-                        self.subscriber.subscribe(channel).await
+                if self.sharded() {
+                    match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.ssubscribe(channel))
+                        .await
+                    {
+                        Ok(Ok(())) => return Ok(true),
+                        Ok(Err(error)) if is_unknown_command(&error) => {
+                            // Redis before 7.0: plain channels from now on (the scripts fall
+                            // back to `PUBLISH` there too).
+                            self.sharding_refused.store(true, Ordering::Relaxed);
+                        }
+                        Ok(Err(error)) => return Err(error.to_string()),
+                        Err(_) => return Err("timed out".to_owned()),
                     }
-                };
-                match tokio::time::timeout(SETUP_TIMEOUT, request).await {
-                    Ok(Ok(())) => Ok(()),
+                }
+                match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.subscribe(channel)).await
+                {
+                    Ok(Ok(())) => Ok(false),
                     Ok(Err(error)) => Err(error.to_string()),
                     Err(_) => Err("timed out".to_owned()),
                 }
             })
             .await;
-        if let Err(error) = &subscribed {
+        if let Err(error) = subscribed {
             tracing::debug!(%error, channel, "lock release subscription failed; polling");
         }
-        subscribed.is_ok()
     }
 
     fn new_slot(&self) -> (u64, Arc<WaiterSlot>) {
@@ -327,7 +339,7 @@ impl ReleaseNotifier {
         self: &Arc<Self>,
         lock: &str,
         token: &str,
-        sharded_inbox: Option<String>,
+        lock_inbox: Option<String>,
         id: u64,
         slot: Arc<WaiterSlot>,
     ) -> Interest {
@@ -338,10 +350,10 @@ impl ReleaseNotifier {
             .entry(key.clone())
             .or_default()
             .insert(id, Arc::clone(&slot));
-        if let Some(inbox) = sharded_inbox {
+        if let Some(inbox) = lock_inbox {
             return Interest {
                 notifier: Arc::clone(self),
-                registration: Registration::ShardedHandover(key, inbox),
+                registration: Registration::LockInboxHandover(key, inbox),
                 id,
                 slot,
             };
@@ -366,10 +378,10 @@ impl ReleaseNotifier {
                     .idle_since
                     .is_some_and(|since| since.elapsed() >= LINGER);
                 if idle {
-                    if entry.sharded {
-                        sharded.push(channel.clone());
-                    } else {
-                        plain.push(channel.clone());
+                    match entry.subscription.get() {
+                        Some(true) => sharded.push(channel.clone()),
+                        Some(false) => plain.push(channel.clone()),
+                        None => {}
                     }
                 }
                 !idle
@@ -383,7 +395,7 @@ impl ReleaseNotifier {
         // Sharded channels of different slots cannot share one `SUNSUBSCRIBE`.
         for channel in sharded {
             if let Err(error) = self.subscriber.sunsubscribe(channel).await {
-                tracing::debug!(%error, "unsubscribing an idle lock inbox failed");
+                tracing::debug!(%error, "unsubscribing an idle sharded lock channel failed");
             }
         }
     }
@@ -418,7 +430,7 @@ impl ReleaseNotifier {
             return;
         }
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = channels.get(channel).filter(|entry| !entry.sharded) {
+        if let Some(entry) = channels.get(channel).filter(|entry| !entry.inbox) {
             entry
                 .waiters
                 .values()
@@ -453,6 +465,13 @@ impl ReleaseNotifier {
             slot.notify.notify_one();
         }
     }
+}
+
+fn is_unknown_command(error: &distkit_core::fred::error::Error) -> bool {
+    error
+        .details()
+        .to_ascii_lowercase()
+        .contains("unknown command")
 }
 
 /// Parses `granted <fence> <length of lock> <lock><token>` (the lock is the lock's release
@@ -512,9 +531,9 @@ enum Registration {
     Channel(String),
     /// For handovers of a lock to a token, through the per-client inbox.
     Handover((String, String)),
-    /// For handovers of a lock to a token, through a sharded inbox (kept subscribed while
+    /// For handovers of a lock to a token, through the lock's inbox (kept subscribed while
     /// waited on).
-    ShardedHandover((String, String), String),
+    LockInboxHandover((String, String), String),
 }
 
 /// A waiter's registration, withdrawn on drop. A release channel stays subscribed for
@@ -580,7 +599,7 @@ impl Drop for Interest {
         match &self.registration {
             Registration::Channel(channel) => self.leave_channel(channel),
             Registration::Handover(key) => self.leave_handovers(key),
-            Registration::ShardedHandover(key, inbox) => {
+            Registration::LockInboxHandover(key, inbox) => {
                 self.leave_handovers(key);
                 self.leave_channel(inbox);
             }

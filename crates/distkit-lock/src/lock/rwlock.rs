@@ -99,7 +99,7 @@ impl RwLock {
             client: self.options.client.clone(),
             kind,
             keys: self.keys.clone(),
-            channel: self.channel.clone(),
+            channel: self.services.notifier.announce_target(&self.channel),
             token,
             ttl: self.options.ttl,
         }
@@ -168,7 +168,7 @@ impl RwLock {
             script: &RW_LEAVE_QUEUE,
             args: vec![
                 Value::from(token.as_str()),
-                Value::from(self.channel.as_str()),
+                Value::from(self.services.notifier.announce_target(&self.channel)),
             ],
             armed: queued,
         };
@@ -284,7 +284,7 @@ pub struct RwLockWriteGuard {
 }
 
 impl RwLockWriteGuard {
-    guard_methods!("Releases the write lock (`owner_release`, atomic) and wakes waiters.");
+    guard_methods!("Releases the write lock (`rw_release_write`, atomic) and wakes waiters.");
 
     /// The fencing token of this write acquisition; strictly increases with every write
     /// acquisition of this lock key.

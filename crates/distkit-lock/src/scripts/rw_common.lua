@@ -32,3 +32,17 @@ end
 local function rw_current_fence()
   return tonumber(redis.call('GET', KEYS[6]) or '0')
 end
+
+-- Announces `message` on the lock's release channel. `target` is 'S<channel>' (a sharded
+-- channel, in a cluster: SPUBLISH, or PUBLISH where the server does not know SPUBLISH) or
+-- 'P<channel>' (PUBLISH).
+local function rw_announce(target, message)
+  local channel = string.sub(target, 2)
+  if string.sub(target, 1, 1) == 'S' then
+    local reply = redis.pcall('SPUBLISH', channel, message)
+    if type(reply) ~= 'table' or not reply.err then
+      return
+    end
+  end
+  redis.call('PUBLISH', channel, message)
+end

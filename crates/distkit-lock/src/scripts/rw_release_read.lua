@@ -2,7 +2,7 @@
 -- (a reader leaving can unblock nobody else).
 -- KEYS     the six rwlock keys (see rw_common)
 -- ARGV[1]  the reader's token
--- ARGV[2]  the release channel of the lock
+-- ARGV[2]  where to announce it: 'S' or 'P' and the release channel (see rw_announce)
 -- Returns 1 when the reader was still registered (and within its lease), else 0.
 local now = rw_now_ms()
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
@@ -13,7 +13,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
   if redis.call('EXISTS', KEYS[2]) == 0 then
-    redis.call('PUBLISH', ARGV[2], 'released')
+    rw_announce(ARGV[2], 'released')
   end
 end
 if tonumber(expiry) >= now then
