@@ -90,9 +90,9 @@ impl Mutex {
             retry_interval: self.options.retry_interval,
         };
         let queued = patience.waits();
-        // Leaves the queue (passing on a handover not yet confirmed) when this acquisition
-        // ends without the lock.
-        let place = QueuePlace {
+        // A queued acquisition leaves the queue (passing on a handover not yet confirmed)
+        // when it ends without the lock.
+        let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
             keys: self.keys.clone(),
             script: &MUTEX_LEAVE_QUEUE,
@@ -101,14 +101,16 @@ impl Mutex {
                 Value::from(self.channel.as_str()),
                 Value::from(if explicit_owner { "1" } else { "0" }),
             ],
-            armed: queued,
-        };
+            armed: true,
+        });
         let (acquired, attempt) = acquire(waiting, patience, |_| {
             let token = token.clone();
             async move { self.attempt(token, queued, explicit_owner).await }
         })
         .await?;
-        place.disarm();
+        if let Some(place) = place {
+            place.disarm();
+        }
         let (lease_target, sent_at, fencing_token) = match acquired {
             Acquired::ByAttempt(acquired) => acquired,
             Acquired::ByHandover {

@@ -161,8 +161,9 @@ impl RwLock {
             .clone()
             .unwrap_or_else(|| ulid::Ulid::new().to_string());
         let queued = patience.waits();
-        // Leaves the queue when this acquisition ends without the lock (cancelled, timed out).
-        let place = QueuePlace {
+        // A queued acquisition leaves the queue when it ends without the lock (cancelled,
+        // timed out).
+        let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
             keys: self.keys.clone(),
             script: &RW_LEAVE_QUEUE,
@@ -170,13 +171,15 @@ impl RwLock {
                 Value::from(token.as_str()),
                 Value::from(self.services.notifier.announce_target(&self.channel)),
             ],
-            armed: queued,
-        };
+            armed: true,
+        });
         let (acquired, attempt) = acquire(self.waiting(), patience, |_| {
             self.attempt_write(token.clone(), queued, explicit_owner)
         })
         .await?;
-        place.disarm();
+        if let Some(place) = place {
+            place.disarm();
+        }
         let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockWriteGuard {
             lease: Lease::start(
