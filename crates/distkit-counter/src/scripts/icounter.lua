@@ -3,8 +3,10 @@
 -- marks the calling instance alive (restoring its parked slices if it had been reaped), then
 -- reaps a bounded number of slices of dead instances, then applies its operations.
 -- KEYS[1]   totals         hash: key -> C
--- KEYS[2]   epochs         hash: key -> stamp of the last global set/del of the key
--- KEYS[3]   meta           hash: 'seq' (last stamp handed out), 'clear' (stamp of the last clear)
+-- KEYS[2]   epochs         hash: key -> stamp of the last global set/del of the key;
+--                          ':clear' -> stamp of the last clear; ':reaping' -> '1' while
+--                          the reaping set may hold instances (keys never contain ':')
+-- KEYS[3]   meta           hash: 'seq' (last stamp handed out)
 -- KEYS[4]   alive          sorted set: instance -> last heartbeat (server ms)
 -- KEYS[5]   slices         hash: '<instance>:<key>' -> I
 -- KEYS[6]   stamps         hash: '<instance>:<key>' -> stamp the slice was made under
@@ -41,17 +43,29 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 -- The stamp a slice of `key` must carry to be counted (cached for this call; every change
--- of a stamp below goes through set_stamp).
+-- of a stamp below goes through the cache). One HMGET fetches the stamps of the call's keys,
+-- the clear stamp and the reaping flag.
 local stamp_cache = {}
-local clear_stamp = nil
+local clear_stamp, reaping_flag
+do
+  local fields = { ':clear', ':reaping' }
+  -- (Calls carry at most 2 000 operations; the bound keeps unpack within Lua's stack.)
+  if #ARGV <= 4 + 5 * 2000 then
+    for base = 4, #ARGV - 1, 5 do
+      fields[#fields + 1] = ARGV[base + 2]
+    end
+  end
+  local values = redis.call('HMGET', epochs, unpack(fields))
+  clear_stamp = values[1] or '0'
+  reaping_flag = values[2] ~= false
+  for i = 3, #fields do
+    stamp_cache[fields[i]] = values[i] or clear_stamp
+  end
+end
 local function current_stamp(key)
   local stamp = stamp_cache[key]
   if stamp then return stamp end
-  stamp = redis.call('HGET', epochs, key)
-  if not stamp then
-    if not clear_stamp then clear_stamp = redis.call('HGET', meta, 'clear') or '0' end
-    stamp = clear_stamp
-  end
+  stamp = redis.call('HGET', epochs, key) or clear_stamp
   stamp_cache[key] = stamp
   return stamp
 end
@@ -131,7 +145,7 @@ local function put_own_slice(key, value, current)
 end
 
 -- 1. Heartbeat; an instance that was reaped comes back with its slices that are still current.
-if not redis.call('ZSCORE', alive, me) then
+if redis.call('ZADD', alive, now, me) == 1 then
   redis.call('ZREM', reaping, me)
   local fields = redis.call('ZRANGEBYLEX', parked_owned, '[' .. me .. ':', '[' .. me .. ';')
   for _, field in ipairs(fields) do
@@ -151,7 +165,6 @@ if not redis.call('ZSCORE', alive, me) then
     redis.call('ZREM', parked_owned, field)
   end
 end
-redis.call('ZADD', alive, now, me)
 
 -- 2. Reap: instances silent for longer than the threshold leave C, a bounded amount per call.
 local dead = redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. (now - threshold), 'LIMIT', 0, 16)
@@ -159,9 +172,17 @@ for _, instance in ipairs(dead) do
   redis.call('ZREM', alive, instance)
   redis.call('ZADD', reaping, now, instance)
 end
-while budget > 0 do
+if #dead > 0 and not reaping_flag then
+  redis.call('HSET', epochs, ':reaping', '1')
+  reaping_flag = true
+end
+while reaping_flag and budget > 0 do
   local instance = redis.call('ZRANGE', reaping, 0, 0)[1]
-  if not instance then break end
+  if not instance then
+    redis.call('HDEL', epochs, ':reaping')
+    reaping_flag = false
+    break
+  end
   local fields = redis.call('ZRANGEBYLEX', owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
   if #fields == 0 then
     redis.call('ZREM', reaping, instance)
@@ -261,8 +282,11 @@ for index = 0, count - 1 do
   elseif kind == 'clear' then
     clear_stamp = next_stamp()
     stamp_cache = {}
-    redis.call('HSET', meta, 'clear', clear_stamp)
     redis.call('DEL', totals, epochs, slices, stamps, owned, parked, parked_stamps, parked_owned)
+    redis.call('HSET', epochs, ':clear', clear_stamp)
+    if reaping_flag then
+      redis.call('HSET', epochs, ':reaping', '1')
+    end
   elseif kind == 'cleari' then
     local fields = redis.call('ZRANGEBYLEX', owned, '[' .. me .. ':', '[' .. me .. ';')
     for _, field in ipairs(fields) do
