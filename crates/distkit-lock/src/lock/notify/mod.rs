@@ -37,7 +37,14 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::{Client, SubscriberClient};
 use distkit_core::fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use distkit_core::task::spawn_if_in_runtime;
-use tokio::sync::{Mutex as AsyncMutex, Notify, OnceCell};
+use tokio::sync::{Mutex as AsyncMutex, OnceCell};
+
+mod handover;
+mod interest;
+
+use handover::parse_handover;
+pub(crate) use interest::Interest;
+use interest::{Registration, WaiterSlot};
 
 /// How long a waiter waits for the subscriber to connect or subscribe before it relies on
 /// polling alone.
@@ -72,14 +79,6 @@ pub(crate) enum WakeOn<'a> {
     /// A handover of the lock (named by its release channel) to this token, sent to an
     /// inbox of the client.
     Handover { lock: &'a str, token: &'a str },
-}
-
-/// Where a waiter is woken, and where a handover to it is left.
-#[derive(Debug, Default)]
-struct WaiterSlot {
-    notify: Notify,
-    /// The fencing token of a handover announced for this waiter's token.
-    grant: StdMutex<Option<u64>>,
 }
 
 /// One subscribed (or being subscribed) channel: a release channel, or the inbox of a lock
@@ -474,16 +473,6 @@ fn is_unknown_command(error: &distkit_core::fred::error::Error) -> bool {
         .contains("unknown command")
 }
 
-/// Parses `granted <fence> <length of lock> <lock><token>` (the lock is the lock's release
-/// channel; the token may contain anything, spaces included).
-fn parse_handover(payload: &str) -> Option<(&str, &str, u64)> {
-    let rest = payload.strip_prefix("granted ")?;
-    let (fence, rest) = rest.split_once(' ')?;
-    let (length, rest) = rest.split_once(' ')?;
-    let (lock, token) = rest.split_at_checked(length.parse().ok()?)?;
-    Some((lock, token, fence.parse().ok()?))
-}
-
 /// The listener task of a subscriber: delivers messages, and sweeps idle channels.
 async fn listen(
     notifier: Weak<ReleaseNotifier>,
@@ -520,118 +509,6 @@ impl Drop for ReleaseNotifier {
             let _quit = spawn_if_in_runtime(async move {
                 let _ = subscriber.quit().await;
             });
-        }
-    }
-}
-
-/// Where an [`Interest`] is registered.
-#[derive(Debug)]
-enum Registration {
-    /// On a release channel.
-    Channel(String),
-    /// For handovers of a lock to a token, through the per-client inbox.
-    Handover((String, String)),
-    /// For handovers of a lock to a token, through the lock's inbox (kept subscribed while
-    /// waited on).
-    LockInboxHandover((String, String), String),
-}
-
-/// A waiter's registration, withdrawn on drop. A release channel stays subscribed for
-/// [`LINGER`] after its last waiter went.
-#[derive(Debug)]
-pub(crate) struct Interest {
-    notifier: Arc<ReleaseNotifier>,
-    registration: Registration,
-    id: u64,
-    slot: Arc<WaiterSlot>,
-}
-
-impl Interest {
-    /// Resolves at this waiter's next notification (a notification sent while nobody waited
-    /// is kept, so none is missed between two waits).
-    pub(crate) async fn notified(&self) {
-        self.slot.notify.notified().await;
-    }
-
-    /// The fencing token of a handover announced for this waiter, if one arrived.
-    pub(crate) fn take_grant(&self) -> Option<u64> {
-        self.slot
-            .grant
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-}
-
-impl Interest {
-    fn leave_channel(&self, channel: &str) {
-        let mut channels = self
-            .notifier
-            .channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = channels.get_mut(channel) {
-            entry.waiters.remove(&self.id);
-            if entry.waiters.is_empty() {
-                // Stays subscribed for a while; the listener's sweep unsubscribes it.
-                entry.idle_since = Some(Instant::now());
-            }
-        }
-    }
-
-    fn leave_handovers(&self, key: &(String, String)) {
-        let mut waiters = self
-            .notifier
-            .handover_waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(slots) = waiters.get_mut(key) {
-            slots.remove(&self.id);
-            if slots.is_empty() {
-                waiters.remove(key);
-            }
-        }
-    }
-}
-
-impl Drop for Interest {
-    fn drop(&mut self) {
-        match &self.registration {
-            Registration::Channel(channel) => self.leave_channel(channel),
-            Registration::Handover(key) => self.leave_handovers(key),
-            Registration::LockInboxHandover(key, inbox) => {
-                self.leave_handovers(key);
-                self.leave_channel(inbox);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_handover;
-
-    #[test]
-    fn handover_messages_name_lock_token_and_fence() {
-        let lock = "distkit-locks:{a b}:released";
-        let payload = format!("granted 42 {} {lock}owner with spaces", lock.len());
-        assert_eq!(
-            parse_handover(&payload),
-            Some((lock, "owner with spaces", 42))
-        );
-    }
-
-    #[test]
-    fn malformed_handover_messages_are_ignored() {
-        for payload in [
-            "released",
-            "granted",
-            "granted x 3 abcd",
-            "granted 1 99 short",
-            "granted 1 z abc",
-            "granted -1 1 ab",
-        ] {
-            assert_eq!(parse_handover(payload), None, "{payload}");
         }
     }
 }

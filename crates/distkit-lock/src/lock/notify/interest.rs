@@ -1,0 +1,97 @@
+//! A waiter's registration with its client's notifier.
+
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use super::ReleaseNotifier;
+
+/// Where a waiter is woken, and where a handover to it is left.
+#[derive(Debug, Default)]
+pub(super) struct WaiterSlot {
+    pub(super) notify: Notify,
+    /// The fencing token of a handover announced for this waiter's token.
+    pub(super) grant: StdMutex<Option<u64>>,
+}
+
+/// Where an [`Interest`] is registered.
+#[derive(Debug)]
+pub(super) enum Registration {
+    /// On a release channel.
+    Channel(String),
+    /// For handovers of a lock to a token, through the per-client inbox.
+    Handover((String, String)),
+    /// For handovers of a lock to a token, through the lock's inbox (kept subscribed while
+    /// waited on).
+    LockInboxHandover((String, String), String),
+}
+
+/// A waiter's registration, withdrawn on drop. A release channel stays subscribed for
+/// [`LINGER`](super::LINGER) after its last waiter went.
+#[derive(Debug)]
+pub(crate) struct Interest {
+    pub(super) notifier: Arc<ReleaseNotifier>,
+    pub(super) registration: Registration,
+    pub(super) id: u64,
+    pub(super) slot: Arc<WaiterSlot>,
+}
+
+impl Interest {
+    /// Resolves at this waiter's next notification (a notification sent while nobody waited
+    /// is kept, so none is missed between two waits).
+    pub(crate) async fn notified(&self) {
+        self.slot.notify.notified().await;
+    }
+
+    /// The fencing token of a handover announced for this waiter, if one arrived.
+    pub(crate) fn take_grant(&self) -> Option<u64> {
+        self.slot
+            .grant
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn leave_channel(&self, channel: &str) {
+        let mut channels = self
+            .notifier
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = channels.get_mut(channel) {
+            entry.waiters.remove(&self.id);
+            if entry.waiters.is_empty() {
+                // Stays subscribed for a while; the listener's sweep unsubscribes it.
+                entry.idle_since = Some(Instant::now());
+            }
+        }
+    }
+
+    fn leave_handovers(&self, key: &(String, String)) {
+        let mut waiters = self
+            .notifier
+            .handover_waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slots) = waiters.get_mut(key) {
+            slots.remove(&self.id);
+            if slots.is_empty() {
+                waiters.remove(key);
+            }
+        }
+    }
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        match &self.registration {
+            Registration::Channel(channel) => self.leave_channel(channel),
+            Registration::Handover(key) => self.leave_handovers(key),
+            Registration::LockInboxHandover(key, inbox) => {
+                self.leave_handovers(key);
+                self.leave_channel(inbox);
+            }
+        }
+    }
+}
