@@ -915,3 +915,95 @@ async fn the_last_reader_to_leave_wakes_a_waiting_writer() {
         LockGuardState::Released
     );
 }
+
+/// The server's clock, in ms.
+#[expect(
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    reason = "a test helper fails its test; a clock reading far from overflow"
+)]
+fn server_now_ms(redis: &TestRedis) -> i64 {
+    let time = redis.cli(&["TIME"]);
+    let mut parts = time.lines().map(|part| part.trim().parse::<i64>().unwrap());
+    let (seconds, micros) = (parts.next().unwrap(), parts.next().unwrap());
+    seconds * 1000 + micros / 1000
+}
+
+#[tokio::test]
+async fn a_waiter_that_died_just_before_its_turn_blocks_the_mutex_only_for_its_heartbeat_window() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(holder.lock()).await.unwrap();
+    // A waiter that joined the line asking for a 30 s lease, with a 400 ms heartbeat window,
+    // and died: it is still first in line, its last heartbeat still current.
+    let owner = format!("distkit-locks:{{{name}}}");
+    let expiry = server_now_ms(&redis) + 5_000;
+    assert_eq!(
+        redis.cli(&["RPUSH", &format!("{owner}:waitlist"), "ghost"]),
+        "1"
+    );
+    assert_eq!(
+        redis.cli(&[
+            "HSET",
+            &format!("{owner}:waiters"),
+            "ghost",
+            &format!("{expiry} 30000 400 "),
+        ]),
+        "1"
+    );
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    // Handed to the dead waiter, but only provisionally.
+    assert_eq!(redis.cli(&["GET", &owner]), "ghost");
+    let lease: i64 = redis.cli(&["PTTL", &owner]).parse().unwrap();
+    assert!(
+        (1..=400).contains(&lease),
+        "a provisional lease, not the 30 s asked for: {lease} ms"
+    );
+    // The next waiter gets the lock once that runs out (30 s would fail the bounded await).
+    let next = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    let guard = bounded(next.lock()).await.unwrap();
+    assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+}
+
+#[tokio::test]
+async fn a_handed_over_mutex_is_renewed_to_its_full_lease_at_once() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    // A 5 s lease; waiters' heartbeat window (and so a handover's provisional lease) 250 ms.
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let waiter = Mutex::new(options(&name, client(&redis).await));
+    let guard = bounded(holder.lock()).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let guard = waiter.lock().await;
+        (guard, waiter)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let (handed, _waiter) = bounded(waiting).await.unwrap();
+    let handed = handed.unwrap();
+    // Held well past the provisional lease: the guard renewed it to the full 5 s.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(handed.get_state().await, LockGuardState::Acquired);
+    let owner = format!("distkit-locks:{{{name}}}");
+    let lease: i64 = redis.cli(&["PTTL", &owner]).parse().unwrap();
+    assert!(lease > 3_000, "renewed to the full lease: {lease} ms left");
+    assert_eq!(
+        bounded(handed.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+}

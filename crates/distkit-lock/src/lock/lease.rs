@@ -93,15 +93,28 @@ impl LeaseTarget {
     }
 }
 
+/// The lease an acquisition was granted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Granted {
+    /// A full ttl: an attempt took the lock (or confirmed a handover to it).
+    FullTtl,
+    /// A handover's provisional lease (the waiter's heartbeat window, when shorter than the
+    /// ttl), so that a waiter that died just before its turn blocks the lock only that
+    /// long. The guard renews it to a full ttl at once.
+    Provisional(Duration),
+}
+
 /// What the holder knows about its lease.
 #[derive(Debug)]
 struct Health {
     released: bool,
     refused: bool,
     /// When the last confirmed renewal (or the acquisition) was *sent*: the lease in Redis
-    /// runs at least a ttl from then, so a holder that counts from here learns of a lapse
-    /// no later than Redis expires the key.
+    /// runs at least `valid_for` from then, so a holder that counts from here learns of a
+    /// lapse no later than Redis expires the key.
     confirmed_at: Instant,
+    /// The lease the last confirmation guarantees: the ttl, or a provisional lease.
+    valid_for: Duration,
 }
 
 /// A lease as the guard and the renewal scheduler share it.
@@ -120,6 +133,7 @@ impl LeaseShared {
             health.refused = false;
             if sent_at > health.confirmed_at {
                 health.confirmed_at = sent_at;
+                health.valid_for = self.target.ttl;
             }
         } else {
             health.refused = true;
@@ -152,31 +166,45 @@ fn renewal_period(ttl: Duration) -> Duration {
 }
 
 impl Lease {
-    /// Queues the renewal of a lease acquired by a request sent at `sent_at`. Must be called
-    /// within a Tokio runtime (acquisition is async, so it always is).
+    /// Queues the renewal of a lease `granted` by Redis after a request sent at `sent_at`
+    /// (a provisional lease is renewed at once, in the background). Must be called within a
+    /// Tokio runtime (acquisition is async, so it always is).
     pub(crate) fn start(
         scheduler: &Arc<RenewalScheduler>,
         target: LeaseTarget,
         sent_at: Instant,
+        granted: Granted,
         fencing_token: u64,
         attempt: usize,
     ) -> Self {
         let scheduler = Arc::clone(scheduler);
         let period = renewal_period(target.ttl);
+        let valid_for = match granted {
+            Granted::FullTtl => target.ttl,
+            Granted::Provisional(lease) => lease.min(target.ttl),
+        };
         let shared = Arc::new(LeaseShared {
             target,
             health: StdMutex::new(Health {
                 released: false,
                 refused: false,
                 confirmed_at: sent_at,
+                valid_for,
             }),
             slot: StdMutex::new(None),
         });
-        queue(
-            &scheduler,
-            &shared,
-            sent_at.checked_add(period).unwrap_or(sent_at),
-        );
+        match granted {
+            Granted::FullTtl => queue(
+                &scheduler,
+                &shared,
+                sent_at.checked_add(period).unwrap_or(sent_at),
+            ),
+            // The renewal queues the lease's next turn itself.
+            Granted::Provisional(_) => drop(tokio::spawn(renew_once(
+                Arc::clone(&shared),
+                Arc::clone(&scheduler),
+            ))),
+        }
         Self {
             shared,
             scheduler,
@@ -195,8 +223,7 @@ impl Lease {
             .unwrap_or_else(PoisonError::into_inner);
         if health.released {
             LockGuardState::Released
-        } else if health.refused
-            || health.confirmed_at.elapsed() >= safe_lifetime(self.shared.target.ttl)
+        } else if health.refused || health.confirmed_at.elapsed() >= safe_lifetime(health.valid_for)
         {
             LockGuardState::Lost
         } else {

@@ -6,7 +6,7 @@ use distkit_core::script::CallPolicy;
 use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Acquired, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
-use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
+use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
@@ -21,15 +21,17 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 /// - Acquisition runs the `mutex_acquire` script (atomic: take the lock if it is free and no
 ///   earlier waiter is in line, bump the fencing token; otherwise join the line).
 /// - Waiters are served first come, first served: `mutex_release` hands the lock straight to
-///   the first live waiter (with the lease it asked for) and announces it in the inbox channel
-///   of that waiter's client, so only that waiter wakes, however many wait, and it holds the
-///   lock without another round trip. A waiter that misses the announcement finds the
-///   handover on its next attempt.
-/// - The guard renews the lease every ttl/3 in the background and releases on drop.
+///   the first live waiter and announces it in the inbox channel of that waiter's client, so
+///   only that waiter wakes, however many wait, and it holds the lock without another round
+///   trip. A waiter that misses the announcement finds the handover on its next attempt.
+/// - The guard renews the lease every ttl/3 in the background and releases on drop. A
+///   handover grants only a provisional lease (the waiter's heartbeat window, when shorter
+///   than the ttl), which the new guard renews to a full ttl at once, in the background.
 /// - A waiter renews its place in line with every attempt (at least every
-///   `1.5 × retry_interval`); a cancelled or timed-out waiter leaves at once, a crashed one
-///   is skipped once it is first in line and its heartbeat window
-///   (`max(4 × retry_interval, 250 ms)`) has passed.
+///   `1.5 × retry_interval`); a cancelled or timed-out waiter leaves at once. A crashed one
+///   blocks the others no longer than its heartbeat window (`max(4 × retry_interval,
+///   250 ms)`): it is skipped once that has passed, and a handover that reached it just
+///   before expires after that window.
 ///
 /// An acquisition whose outcome is unknown — cancelled mid-flight, or cut off by a
 /// connection failure — releases whatever it may have taken in the background, so a
@@ -111,18 +113,27 @@ impl Mutex {
         if let Some(place) = place {
             place.disarm();
         }
-        let (lease_target, sent_at, fencing_token) = match acquired {
-            Acquired::ByAttempt(acquired) => acquired,
+        let (lease_target, sent_at, granted, fencing_token) = match acquired {
+            Acquired::ByAttempt((target, sent_at, fencing_token)) => {
+                (target, sent_at, Granted::FullTtl, fencing_token)
+            }
+            // The release gave it the lease `mutex_hand_over` computes from our arguments.
             Acquired::ByHandover {
                 fencing_token,
                 since,
-            } => (self.target(token), since, fencing_token),
+            } => (
+                self.target(token),
+                since,
+                Granted::Provisional(self.options.handover_lease()),
+                fencing_token,
+            ),
         };
         Ok(MutexGuard {
             lease: Lease::start(
                 &self.services.renewals,
                 lease_target,
                 sent_at,
+                granted,
                 fencing_token,
                 attempt,
             ),

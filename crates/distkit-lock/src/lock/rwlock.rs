@@ -6,7 +6,7 @@ use distkit_core::script::CallPolicy;
 use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Patience, QueuePlace, Waiting, acquire, acquisition_methods};
-use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget};
+use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
 use super::{LockGuardState, LockOptions, LockServices, decode_grant};
 use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
@@ -123,6 +123,7 @@ impl RwLock {
                 &self.services.renewals,
                 target,
                 sent_at,
+                Granted::FullTtl,
                 fencing_token,
                 attempt,
             ),
@@ -186,6 +187,7 @@ impl RwLock {
                 &self.services.renewals,
                 target,
                 sent_at,
+                Granted::FullTtl,
                 fencing_token,
                 attempt,
             ),

@@ -4,7 +4,7 @@
 -- ARGV[1]  the token of this acquisition
 -- ARGV[2]  the lease, in ms
 -- ARGV[3]  the heartbeat window of a waiter, in ms (it leaves the line when it does not try
---          again within this window)
+--          again within this window; a handover to it grants a lease this long, at most)
 -- ARGV[4]  '1' to join (or stay in) the line when the lock is not free, '0' for a one-shot
 -- ARGV[5]  '1' when the token is an explicit owner id that may re-attach, else '0'
 -- ARGV[6]  where to announce a handover to this waiter: 'P<channel>' (PUBLISH), 'S<channel>'

@@ -30,7 +30,8 @@ end
 
 if ARGV[4] == '1' then
   local window = tonumber(ARGV[3])
-  if redis.call('HSET', KEYS[4], token, (now + window) .. ' ' .. ttl .. ' ' .. ARGV[6]) == 1 then
+  local entry = (now + window) .. ' ' .. ttl .. ' ' .. window .. ' ' .. ARGV[6]
+  if redis.call('HSET', KEYS[4], token, entry) == 1 then
     redis.call('RPUSH', KEYS[3], token)
   end
   -- The waitlist and the waiters hash always expire together.

@@ -4,7 +4,8 @@
 --   KEYS[2] fence    integer: the last fencing token handed out (never expires)
 --   KEYS[3] waitlist list: the tokens of the waiters, in arrival order
 --   KEYS[4] waiters  hash: waiting token -> '<heartbeat expiry, server ms> <lease it asked
---                    for, ms> <inbox>', the inbox as mutex_acquire's ARGV[6] gives it
+--                    for, ms> <heartbeat window, ms> <inbox>', the inbox as mutex_acquire's
+--                    ARGV[6] gives it
 --   KEYS[5] handover string: '<token> <fencing token>' of the last handover (PX: its lease)
 -- A token is in the waitlist exactly when it is in the waiters hash: both are changed
 -- together, and a waiter whose heartbeat stopped is dropped when it reaches the head.
@@ -30,18 +31,19 @@ local function mutex_forget_waiter(token)
   end
 end
 
--- The first waiter whose heartbeat is current, with its lease and inbox; waiters ahead of
--- it whose heartbeat stopped leave the line (at most 100 per call). Nil when none is left.
+-- The first waiter whose heartbeat is current, with the provisional lease of a handover to
+-- it (its heartbeat window, or its lease when shorter) and its inbox; waiters ahead of it
+-- whose heartbeat stopped leave the line (at most 100 per call). Nil when none is left.
 local function mutex_live_head(now)
   for _ = 1, 100 do
     local head = redis.call('LINDEX', KEYS[3], 0)
     if not head then
       return nil
     end
-    local expiry, lease, inbox =
-      string.match(redis.call('HGET', KEYS[4], head) or '', '^(%d+) (%d+) ?(.*)$')
+    local expiry, lease, window, inbox =
+      string.match(redis.call('HGET', KEYS[4], head) or '', '^(%d+) (%d+) (%d+) ?(.*)$')
     if expiry and tonumber(expiry) >= now then
-      return head, lease, inbox
+      return head, math.min(tonumber(lease), tonumber(window)), inbox
     end
     redis.call('LPOP', KEYS[3])
     redis.call('HDEL', KEYS[4], head)
@@ -49,8 +51,9 @@ local function mutex_live_head(now)
   return nil
 end
 
--- After the holder's token was checked: hands the lock to the first live waiter, with the
--- lease it asked for, and announces 'granted <fencing token> <length of lock> <lock><token>'
+-- After the holder's token was checked: hands the lock to the first live waiter, with a
+-- provisional lease (which its guard renews to a full one at once: a waiter that died just
+-- before its turn blocks the lock no longer than its heartbeat window), and announces 'granted <fencing token> <length of lock> <lock><token>'
 -- in the waiter's inbox (the waiter holds the lock from then on, as if its own attempt had
 -- taken it; `lock` names the lock to the waiter's client). A waiter without an inbox finds
 -- the handover on its next attempt. Without live waiters, the lock is deleted.
