@@ -1007,3 +1007,42 @@ async fn a_handed_over_mutex_is_renewed_to_its_full_lease_at_once() {
         LockGuardState::Released
     );
 }
+
+#[tokio::test]
+async fn a_waiter_handed_the_lock_after_a_long_wait_gets_a_guard_that_holds_it() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    // A 2 s lease and polls 30 s or more apart: the waiter's last refused attempt is older
+    // than the lease when the handover comes, so the lease it can count on from there has
+    // run out; lock() must confirm the handover rather than return a guard already `Lost`.
+    let slow = |client| {
+        LockOptions::builder(name.clone(), client)
+            .ttl(Duration::from_secs(2))
+            .retry_interval(Duration::from_secs(60))
+            .build()
+    };
+    let holder = Mutex::new(slow(client(&redis).await));
+    let waiter = Mutex::new(slow(client(&redis).await));
+    let guard = bounded(holder.lock()).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let guard = waiter.lock().await.unwrap();
+        let state = guard.get_state().await;
+        (guard, state)
+    });
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let (handed, state) = bounded(waiting).await.unwrap();
+    assert_eq!(
+        state,
+        LockGuardState::Acquired,
+        "right when lock() returned"
+    );
+    assert_eq!(
+        bounded(handed.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+}

@@ -46,6 +46,8 @@ pub(crate) struct Waiting<'a> {
     pub(crate) notifier: &'a Arc<ReleaseNotifier>,
     pub(crate) wake_on: WakeOn<'a>,
     pub(crate) retry_interval: Duration,
+    /// The provisional lease a handover grants, for locks that hand over.
+    pub(crate) handover_lease: Option<Duration>,
 }
 
 /// How an acquisition ended.
@@ -112,13 +114,20 @@ where
             interest.as_ref().and_then(Interest::take_grant),
             last_refused,
         ) {
-            return Ok((
-                Acquired::ByHandover {
-                    fencing_token,
-                    since,
-                },
-                index,
-            ));
+            // The lease runs at least from `since`; with less than half of it surely left,
+            // the next attempt confirms the handover instead (and renews it to a full ttl).
+            let fresh = waiting
+                .handover_lease
+                .is_none_or(|lease| since.elapsed() < lease.checked_div(2).unwrap_or_default());
+            if fresh {
+                return Ok((
+                    Acquired::ByHandover {
+                        fencing_token,
+                        since,
+                    },
+                    index,
+                ));
+            }
         }
         let sent = Instant::now();
         let outcome = match remaining(started) {

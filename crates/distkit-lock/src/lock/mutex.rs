@@ -90,6 +90,7 @@ impl Mutex {
                 token: &token,
             },
             retry_interval: self.options.retry_interval,
+            handover_lease: Some(self.options.handover_lease()),
         };
         let queued = patience.waits();
         // A queued acquisition leaves the queue (passing on a handover not yet confirmed)

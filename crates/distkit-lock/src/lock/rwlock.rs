@@ -91,6 +91,7 @@ impl RwLock {
                 channel: &self.channel,
             },
             retry_interval: self.options.retry_interval,
+            handover_lease: None,
         }
     }
 
