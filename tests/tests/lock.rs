@@ -978,7 +978,7 @@ async fn a_waiter_that_died_just_before_its_turn_blocks_the_mutex_only_for_its_h
 }
 
 #[tokio::test]
-async fn a_handed_over_mutex_is_renewed_to_its_full_lease_at_once() {
+async fn a_handed_over_mutex_is_renewed_to_its_full_lease_while_held() {
     let redis = TestRedis::start();
     let name = fresh_key();
     // A 5 s lease; waiters' heartbeat window (and so a handover's provisional lease) 250 ms.

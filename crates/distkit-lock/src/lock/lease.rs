@@ -100,7 +100,7 @@ pub(crate) enum Granted {
     FullTtl,
     /// A handover's provisional lease (the waiter's heartbeat window, when shorter than the
     /// ttl), so that a waiter that died just before its turn blocks the lock only that
-    /// long. The guard renews it to a full ttl at once.
+    /// long. A guard that outlives a third of it renews it to a full ttl.
     Provisional(Duration),
 }
 
@@ -167,7 +167,7 @@ fn renewal_period(ttl: Duration) -> Duration {
 
 impl Lease {
     /// Queues the renewal of a lease `granted` by Redis after a request sent at `sent_at`
-    /// (a provisional lease is renewed at once, in the background). Must be called within a
+    /// (a provisional lease, too, is renewed a third into it, to a full ttl). Must be called within a
     /// Tokio runtime (acquisition is async, so it always is).
     pub(crate) fn start(
         scheduler: &Arc<RenewalScheduler>,
@@ -178,7 +178,6 @@ impl Lease {
         attempt: usize,
     ) -> Self {
         let scheduler = Arc::clone(scheduler);
-        let period = renewal_period(target.ttl);
         let valid_for = match granted {
             Granted::FullTtl => target.ttl,
             Granted::Provisional(lease) => lease.min(target.ttl),
@@ -193,18 +192,15 @@ impl Lease {
             }),
             slot: StdMutex::new(None),
         });
-        match granted {
-            Granted::FullTtl => queue(
-                &scheduler,
-                &shared,
-                sent_at.checked_add(period).unwrap_or(sent_at),
-            ),
-            // The renewal queues the lease's next turn itself.
-            Granted::Provisional(_) => drop(tokio::spawn(renew_once(
-                Arc::clone(&shared),
-                Arc::clone(&scheduler),
-            ))),
-        }
+        // The first renewal comes a third into the granted lease, like every later one: a
+        // provisional lease is renewed to a full ttl only if the guard outlives a third of it.
+        queue(
+            &scheduler,
+            &shared,
+            sent_at
+                .checked_add(renewal_period(valid_for))
+                .unwrap_or(sent_at),
+        );
         Self {
             shared,
             scheduler,

@@ -26,7 +26,7 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///   trip. A waiter that misses the announcement finds the handover on its next attempt.
 /// - The guard renews the lease every ttl/3 in the background and releases on drop. A
 ///   handover grants only a provisional lease (the waiter's heartbeat window, when shorter
-///   than the ttl), which the new guard renews to a full ttl at once, in the background.
+///   than the ttl), which the new guard renews to a full ttl a third into it, like any lease.
 /// - A waiter renews its place in line with every attempt (at least every
 ///   `1.5 × retry_interval`); a cancelled or timed-out waiter leaves at once. A crashed one
 ///   blocks the others no longer than its heartbeat window (`max(4 × retry_interval,

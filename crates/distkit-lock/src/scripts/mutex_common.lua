@@ -51,12 +51,13 @@ local function mutex_live_head(now)
   return nil
 end
 
--- After the holder's token was checked: hands the lock to the first live waiter, with a
--- provisional lease (which its guard renews to a full one at once: a waiter that died just
--- before its turn blocks the lock no longer than its heartbeat window), and announces 'granted <fencing token> <length of lock> <lock><token>'
--- in the waiter's inbox (the waiter holds the lock from then on, as if its own attempt had
--- taken it; `lock` names the lock to the waiter's client). A waiter without an inbox finds
--- the handover on its next attempt. Without live waiters, the lock is deleted.
+-- After the holder's token was checked: hands the lock to the first live waiter and
+-- announces 'granted <fencing token> <length of lock> <lock><token>' in the waiter's inbox
+-- (the waiter holds the lock from then on, as if its own attempt had taken it; `lock` names
+-- the lock to the waiter's client). The lease is provisional, the waiter's heartbeat window
+-- at most (its guard renews it to a full one): a waiter that died just before its turn
+-- blocks the lock no longer than that. A waiter without an inbox finds the handover on its
+-- next attempt. Without live waiters, the lock is deleted.
 local function mutex_hand_over(lock)
   local head, lease, inbox = mutex_live_head(mutex_now_ms())
   if not head then
