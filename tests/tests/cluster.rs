@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{bounded, client, key};
+use common::{bounded, client, eventually, key};
 use distkit::DistkitRedisKey;
 use distkit::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
 use distkit::icounter::{
@@ -116,18 +116,14 @@ async fn mutex_handovers_use_a_sharded_inbox_on_the_locks_own_node() {
             async move { waiter.lock().await }
         });
         let inbox_prefix = format!("distkit-locks:{{{name}}}:released:inbox:");
-        let started = std::time::Instant::now();
-        loop {
-            let channels = cluster.node_cli(node, &["PUBSUB", "SHARDCHANNELS"]);
-            if channels.lines().any(|line| line.starts_with(&inbox_prefix)) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "no sharded inbox on node {node}: {channels:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (cluster_ref, inbox_prefix) = (&cluster, inbox_prefix.as_str());
+        eventually("a sharded inbox on the lock's node", || async move {
+            cluster_ref
+                .node_cli(node, &["PUBSUB", "SHARDCHANNELS"])
+                .lines()
+                .any(|line| line.starts_with(inbox_prefix))
+        })
+        .await;
         assert_eq!(
             bounded(guard.release()).await.unwrap(),
             LockGuardState::Released

@@ -847,14 +847,11 @@ async fn a_release_channel_nobody_waits_on_is_unsubscribed_after_a_while() {
         let reader = Arc::clone(&reader);
         async move { reader.try_read_for(Duration::from_secs(8)).await }
     });
-    let started = Instant::now();
-    while subscribers(&redis) != "1" {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let redis_ref = &redis;
+    eventually("the subscription", || async move {
+        subscribers(redis_ref) == "1"
+    })
+    .await;
     assert_eq!(
         bounded(writer.release()).await.unwrap(),
         LockGuardState::Released
