@@ -63,6 +63,7 @@ mod lease;
 mod mutex;
 mod notify;
 mod options;
+mod per_client;
 mod renewal;
 mod rwlock;
 mod state;

@@ -9,17 +9,17 @@
 //! the scheduler is only woken when a new lease is due before the time it already sleeps
 //! until (with no lease queued it sleeps a second at a time).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex as StdMutex, OnceLock, PoisonError, Weak};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::Client;
-use distkit_core::fred::interfaces::ClientLike;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::lease::LeaseShared;
+use super::per_client::PerClient;
 
 /// How long the scheduler sleeps when no lease is queued.
 const IDLE_NAP: Duration = Duration::from_secs(1);
@@ -27,10 +27,8 @@ const IDLE_NAP: Duration = Duration::from_secs(1);
 /// The place of a lease in the queue: its due time, made unique by a sequence number.
 pub(crate) type QueueSlot = (Instant, u64);
 
-fn registry() -> &'static StdMutex<HashMap<String, Weak<RenewalScheduler>>> {
-    static REGISTRY: OnceLock<StdMutex<HashMap<String, Weak<RenewalScheduler>>>> = OnceLock::new();
-    REGISTRY.get_or_init(|| StdMutex::new(HashMap::new()))
-}
+/// The schedulers of the process.
+static SCHEDULERS: PerClient<RenewalScheduler> = PerClient::new();
 
 #[derive(Default)]
 struct Queue {
@@ -64,17 +62,10 @@ impl std::fmt::Debug for RenewalScheduler {
 impl RenewalScheduler {
     /// The scheduler of `client`, made on first use.
     pub(crate) fn of(client: &Client) -> Arc<Self> {
-        let mut registry = registry().lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = registry.get(client.id()).and_then(Weak::upgrade) {
-            return existing;
-        }
-        registry.retain(|_, scheduler| scheduler.strong_count() > 0);
-        let scheduler = Arc::new(Self {
+        SCHEDULERS.of(client, || Self {
             queue: StdMutex::new(Queue::default()),
             wake: Arc::new(Notify::new()),
-        });
-        registry.insert(client.id().to_owned(), Arc::downgrade(&scheduler));
-        scheduler
+        })
     }
 
     /// Queues `lease` for renewal at `at`; returns its place, for [`withdraw`](Self::withdraw).

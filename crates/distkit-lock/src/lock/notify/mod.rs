@@ -31,13 +31,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::{Client, SubscriberClient};
 use distkit_core::fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use distkit_core::task::spawn_if_in_runtime;
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
+
+use super::per_client::PerClient;
 
 mod handover;
 mod interest;
@@ -65,11 +67,8 @@ const INBOX_PREFIX: &str = "distkit-locks:inbox:";
 const PLAIN: char = 'P';
 const SHARDED: char = 'S';
 
-/// The subscribers of the process, by client id.
-fn registry() -> &'static StdMutex<HashMap<String, Weak<ReleaseNotifier>>> {
-    static REGISTRY: OnceLock<StdMutex<HashMap<String, Weak<ReleaseNotifier>>>> = OnceLock::new();
-    REGISTRY.get_or_init(|| StdMutex::new(HashMap::new()))
-}
+/// The subscribers of the process.
+static NOTIFIERS: PerClient<ReleaseNotifier> = PerClient::new();
 
 /// What wakes a waiter.
 #[derive(Clone, Copy, Debug)]
@@ -123,33 +122,28 @@ pub(crate) struct ReleaseNotifier {
 impl ReleaseNotifier {
     /// The notifier of `client`, made on first use.
     pub(crate) fn of(client: &Client) -> Arc<Self> {
-        let mut registry = registry().lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = registry.get(client.id()).and_then(Weak::upgrade) {
-            return existing;
-        }
-        registry.retain(|_, notifier| notifier.strong_count() > 0);
-        let subscriber = SubscriberClient::new(
-            client.client_config(),
-            Some(client.perf_config()),
-            Some(client.connection_config().clone()),
-            client.client_reconnect_policy(),
-        );
-        let id = ulid::Ulid::new();
-        let notifier = Arc::new(Self {
-            subscriber,
-            connected: OnceCell::new(),
-            clustered: client.is_clustered(),
-            sharding_refused: std::sync::atomic::AtomicBool::new(false),
-            id,
-            inbox_argument: format!("{PLAIN}{INBOX_PREFIX}{id}"),
-            inbox_subscription: OnceCell::new(),
-            handover_waiters: StdMutex::new(HashMap::new()),
-            channels: StdMutex::new(HashMap::new()),
-            subscription_order: AsyncMutex::new(()),
-            next_waiter: AtomicU64::new(0),
-        });
-        registry.insert(client.id().to_owned(), Arc::downgrade(&notifier));
-        notifier
+        NOTIFIERS.of(client, || {
+            let subscriber = SubscriberClient::new(
+                client.client_config(),
+                Some(client.perf_config()),
+                Some(client.connection_config().clone()),
+                client.client_reconnect_policy(),
+            );
+            let id = ulid::Ulid::new();
+            Self {
+                subscriber,
+                connected: OnceCell::new(),
+                clustered: client.is_clustered(),
+                sharding_refused: std::sync::atomic::AtomicBool::new(false),
+                id,
+                inbox_argument: format!("{PLAIN}{INBOX_PREFIX}{id}"),
+                inbox_subscription: OnceCell::new(),
+                handover_waiters: StdMutex::new(HashMap::new()),
+                channels: StdMutex::new(HashMap::new()),
+                subscription_order: AsyncMutex::new(()),
+                next_waiter: AtomicU64::new(0),
+            }
+        })
     }
 
     /// The per-client inbox channel.
