@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
-use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
-use distkit_core::key_schema::slot_of;
+use distkit_core::fred::types::Value;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_counter::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
-use distkit_test_support::bench::calls_per_second;
+use distkit_test_support::bench::{calls_per_second, raw_evalsha};
 use distkit_test_support::{TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -31,14 +30,6 @@ const RAW_SCRIPT: &str = "return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2]
 
 fn key(text: &str) -> DistkitRedisKey {
     DistkitRedisKey::new_or_panic(text.to_owned())
-}
-
-async fn raw_evalsha_pipelined(client: &Client, sha: &str, hash: &str) -> BenchResult<()> {
-    // The slot must be given as `Custom`: fred ignores other hash policies of custom commands.
-    let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(hash)), false);
-    let args: Vec<Value> = vec![sha.into(), 1.into(), hash.into(), "k".into(), 1.into()];
-    let _: Value = client.custom(command, args).await?;
-    Ok(())
 }
 
 async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
@@ -58,7 +49,7 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
             raw = raw.max(
                 calls_per_second(tasks, ROUND, move |_| {
                     let (c, s, h) = (c.clone(), s.clone(), h.clone());
-                    async move { raw_evalsha_pipelined(&c, &s, &h).await }
+                    async move { raw_evalsha(&c, &s, &h, &["k", "1"]).await.map(drop) }
                 })
                 .await?,
             );

@@ -12,14 +12,12 @@ use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
-use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
-use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_counter::icounter::{
     InstanceAwareCounterTrait, LaxInstanceAwareCounter, LaxInstanceAwareCounterOptions,
     StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
 };
-use distkit_test_support::bench::calls_per_second;
+use distkit_test_support::bench::{calls_per_second, raw_evalsha};
 use distkit_test_support::{TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -51,17 +49,7 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
             raw = raw.max(
                 calls_per_second(tasks, ROUND, move |_| {
                     let (c, s, h) = (c.clone(), s.clone(), h.clone());
-                    async move {
-                        let command = CustomCommand::new_static(
-                            "EVALSHA",
-                            ClusterHash::Custom(slot_of(&h)),
-                            false,
-                        );
-                        let args: Vec<Value> =
-                            vec![s.into(), 1.into(), h.into(), "k".into(), 1.into()];
-                        let _: Value = c.custom(command, args).await?;
-                        Ok(())
-                    }
+                    async move { raw_evalsha(&c, &s, &h, &["k", "1"]).await.map(drop) }
                 })
                 .await?,
             );

@@ -16,7 +16,7 @@ use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
 use distkit_core::key_schema::slot_of;
 use distkit_core::{DistkitRedisKey, connect};
 use distkit_lock::lock::{LockOptions, Mutex, RwLock};
-use distkit_test_support::bench::{BenchError, calls_per_second};
+use distkit_test_support::bench::{BenchError, calls_per_second, raw_evalsha};
 use distkit_test_support::{TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, BenchError>;
@@ -29,14 +29,6 @@ const RAW_RELEASE: &str =
 
 fn key(text: &str) -> DistkitRedisKey {
     DistkitRedisKey::new_or_panic(text.to_owned())
-}
-
-async fn evalsha(client: &Client, sha: &str, key: &str, args: &[&str]) -> BenchResult<Value> {
-    // The slot must be given as `Custom`: fred ignores other hash policies of custom commands.
-    let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
-    let mut all: Vec<Value> = vec![sha.into(), 1.into(), key.into()];
-    all.extend(args.iter().map(|arg| Value::from(*arg)));
-    Ok(client.custom(command, all).await?)
 }
 
 async fn same_scripts_raw(
@@ -114,8 +106,8 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
             calls_per_second(1, ROUND, move |_| {
                 let (c, a, r, k) = (c.clone(), a.clone(), r.clone(), k.clone());
                 async move {
-                    evalsha(&c, &a, &k, &["token", "30000"]).await?;
-                    evalsha(&c, &r, &k, &["token"]).await?;
+                    raw_evalsha(&c, &a, &k, &["token", "30000"]).await?;
+                    raw_evalsha(&c, &r, &k, &["token"]).await?;
                     Ok(())
                 }
             })
@@ -214,7 +206,7 @@ async fn raw_handoff(redis: &TestRedis, section: CriticalSection) -> BenchResult
     for _ in 0..HANDOFFS {
         section.run(&publisher).await?;
         let released = Instant::now();
-        evalsha(&publisher, &sha, &key, &[channel.as_str()]).await?;
+        raw_evalsha(&publisher, &sha, &key, &[channel.as_str()]).await?;
         let delivered = deliveries.recv().await.ok_or("subscriber closed")?;
         latencies.push(delivered.duration_since(released));
     }
@@ -323,8 +315,8 @@ async fn readers(client: &Client) -> BenchResult<()> {
                 let (c, a, r) = (c.clone(), a.clone(), r.clone());
                 let k = format!("bench:{{{p}}}:{task}");
                 async move {
-                    evalsha(&c, &a, &k, &["token", "30000"]).await?;
-                    evalsha(&c, &r, &k, &["token"]).await?;
+                    raw_evalsha(&c, &a, &k, &["token", "30000"]).await?;
+                    raw_evalsha(&c, &r, &k, &["token"]).await?;
                     Ok(())
                 }
             })

@@ -90,7 +90,16 @@ pub trait InstanceAwareCounterTrait {
     async fn get_all_on_instance<'k>(
         &self,
         keys: &[&'k DistkitRedisKey],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError>;
+    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError>
+    where
+        Self: Sync,
+    {
+        let all = self.get_all(keys).await?;
+        Ok(all
+            .into_iter()
+            .map(|(key, _total, own)| (key, own))
+            .collect())
+    }
 
     /// [`inc`](Self::inc) for each update, in order; returns `(key, C, I)` each.
     async fn inc_all<'k>(

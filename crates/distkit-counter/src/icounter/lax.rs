@@ -221,17 +221,6 @@ instance_counter_impl!(LaxInstanceAwareCounter {
         Ok(keys.iter().copied().zip(values).map(|(key, values)| (key, values.total, values.own)).collect())
     }
 
-    async fn get_all_on_instance<'k>(
-        &self,
-        keys: &[&'k DistkitRedisKey],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        let all = self.get_all(keys).await?;
-        Ok(all
-            .into_iter()
-            .map(|(key, _total, own)| (key, own))
-            .collect())
-    }
-
     async fn inc_all<'k>(
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],

@@ -101,17 +101,6 @@ instance_counter_impl!(StrictInstanceAwareCounter {
         Ok(with_new(keys.iter().copied(), self.apply_ops(&ops).await?))
     }
 
-    async fn get_all_on_instance<'k>(
-        &self,
-        keys: &[&'k DistkitRedisKey],
-    ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        let all = self.get_all(keys).await?;
-        Ok(all
-            .into_iter()
-            .map(|(key, _total, own)| (key, own))
-            .collect())
-    }
-
     async fn inc_all<'k>(
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],

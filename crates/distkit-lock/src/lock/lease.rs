@@ -10,8 +10,8 @@ use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_core::{DistkitError, LockError};
 use tokio::runtime::Handle;
 
-use super::LockGuardState;
 use super::renewal::{QueueSlot, RenewalScheduler};
+use super::{LockGuardState, decode_grant};
 use crate::scripts::{
     MUTEX_RELEASE, OWNER_EXTEND, RW_EXTEND_READ, RW_RELEASE_READ, RW_RELEASE_WRITE,
 };
@@ -365,8 +365,34 @@ impl AttemptGuard {
     }
 
     /// The outcome is known: nothing to clean up; returns the target for the lease.
-    pub(crate) fn disarm(mut self) -> Option<LeaseTarget> {
+    fn disarm(mut self) -> Option<LeaseTarget> {
         self.target.take()
+    }
+
+    /// Runs the attempt: `script` (an acquire script replying as [`decode_grant`] reads)
+    /// with `keys` and `args`, sent once. A reply, granted or refused, settles the outcome;
+    /// a transport error leaves the guard armed, and its drop releases whatever the attempt
+    /// may have taken. Returns, when granted, the lease target, when the attempt was sent
+    /// (the lease runs at least from then) and the fencing token.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] when Redis fails or replies unexpectedly.
+    pub(crate) async fn run(
+        self,
+        script: &LuaScript,
+        keys: &[&str],
+        args: Vec<Value>,
+    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+        let client = match &self.target {
+            Some(target) => target.client.clone(),
+            None => return Ok(None),
+        };
+        let sent_at = Instant::now();
+        let reply = script.run(&client, keys, args, CallPolicy::ONCE).await;
+        let grant = decode_grant(reply?)?;
+        let target = self.disarm();
+        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
     }
 }
 

@@ -2,13 +2,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::types::Value;
-use distkit_core::script::CallPolicy;
 use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Acquired, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
-use super::{LockGuardState, LockOptions, LockServices, decode_grant};
+use super::{LockGuardState, LockOptions, LockServices};
 use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 
 /// A distributed mutual-exclusion lock, shaped like `tokio::sync::Mutex`.
@@ -168,17 +167,10 @@ impl Mutex {
             Value::from(self.services.notifier.inbox_argument(&self.channel)),
             Value::from(self.channel.as_str()),
         ];
-        let guard = AttemptGuard::new(target, !explicit_owner);
-        let sent_at = Instant::now();
         let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
-        let reply = MUTEX_ACQUIRE
-            .run(&self.options.client, &keys, args, CallPolicy::ONCE)
-            .await;
-        // A reply (success or refusal) settles the outcome; a transport error leaves the
-        // guard armed, and its drop releases whatever the attempt may have taken.
-        let grant = decode_grant(reply?)?;
-        let target = guard.disarm();
-        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
+        AttemptGuard::new(target, !explicit_owner)
+            .run(&MUTEX_ACQUIRE, &keys, args)
+            .await
     }
 }
 

@@ -2,13 +2,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::types::Value;
-use distkit_core::script::CallPolicy;
 use distkit_core::{DistkitError, key_schema};
 
 use super::acquire::{Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
-use super::{LockGuardState, LockOptions, LockServices, decode_grant};
+use super::{LockGuardState, LockOptions, LockServices};
 use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 
 /// A distributed reader-writer lock, shaped like `tokio::sync::RwLock`: many readers or one
@@ -139,19 +138,9 @@ impl RwLock {
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
         ];
-        let guard = AttemptGuard::new(self.target(LeaseKind::Reader, token), true);
-        let sent_at = Instant::now();
-        let reply = RW_ACQUIRE_READ
-            .run(
-                &self.options.client,
-                &self.key_refs(),
-                args,
-                CallPolicy::ONCE,
-            )
-            .await;
-        let grant = decode_grant(reply?)?;
-        let target = guard.disarm();
-        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
+        AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
+            .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
+            .await
     }
 
     async fn acquire_write(&self, patience: Patience) -> Result<RwLockWriteGuard, DistkitError> {
@@ -211,19 +200,9 @@ impl RwLock {
         let mut target = self.target(LeaseKind::Owner, token);
         // The writer key comes first: an owner lease renews and releases keys[0].
         target.keys.truncate(1);
-        let guard = AttemptGuard::new(target, !explicit_owner);
-        let sent_at = Instant::now();
-        let reply = RW_ACQUIRE_WRITE
-            .run(
-                &self.options.client,
-                &self.key_refs(),
-                args,
-                CallPolicy::ONCE,
-            )
-            .await;
-        let grant = decode_grant(reply?)?;
-        let target = guard.disarm();
-        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
+        AttemptGuard::new(target, !explicit_owner)
+            .run(&RW_ACQUIRE_WRITE, &self.key_refs(), args)
+            .await
     }
 }
 
