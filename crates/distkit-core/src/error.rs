@@ -58,6 +58,17 @@ pub enum CounterError {
         #[source]
         source: fred::error::Error,
     },
+    /// A lax counter's flush batch, sent before with an unknown outcome, could not be sent
+    /// again safely: Redis no longer holds the record of the batches this counter object
+    /// applied (it expired after a day of failed attempts, an instance-aware counter's record
+    /// was collected after its revival window, or Redis lost its data). The batch was dropped
+    /// so that none of its deltas is ever applied twice; they may have been applied once, or
+    /// not at all.
+    #[error("a lax flush was dropped unconfirmed: {deltas} deltas may not have been applied")]
+    FlushExpired {
+        /// How many keys' deltas the dropped batch carried.
+        deltas: usize,
+    },
     /// A batch larger than one script call failed part-way: its first `applied` operations
     /// took effect (each chunk is all or nothing), the rest did not.
     #[error("the batch failed after its first {applied} operations were applied")]
