@@ -22,6 +22,9 @@ const MAX_READS_PER_BATCH: usize = 1_000;
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) sequence: u64,
+    /// Whether this batch was written before without a confirmation, so it may already
+    /// have been applied.
+    pub(crate) resend: bool,
     pub(crate) deltas: Vec<(DistkitRedisKey, i64)>,
     pub(crate) reads: Vec<DistkitRedisKey>,
 }
@@ -64,6 +67,7 @@ impl Outbox {
             self.next_sequence = self.next_sequence.saturating_add(1);
             self.undelivered.push_back(Batch {
                 sequence: self.next_sequence,
+                resend: false,
                 deltas,
                 reads,
             });
