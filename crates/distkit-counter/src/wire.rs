@@ -65,6 +65,8 @@ pub(crate) fn script_error(
             key: key_at(index()),
         }
         .into(),
+        // The outbox that sent the batch fills in its size.
+        Some("DISTKIT_FLUSH_EXPIRED") => CounterError::FlushExpired { deltas: 0 }.into(),
         _ => error.into(),
     }
 }

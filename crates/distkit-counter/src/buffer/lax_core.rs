@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use distkit_core::task::{Backoff, spawn_if_in_runtime};
-use distkit_core::{DistkitError, DistkitRedisKey};
+use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 
-use super::{DeltaSink, LocalChange, LocalState, Outbox, Snapshot};
+use super::{BatchChange, DeltaSink, LocalChange, LocalState, Outbox, Snapshot};
 
 /// How long a key with nothing pending stays in memory after its last use.
 const IDLE_KEY_LIFETIME: Duration = Duration::from_secs(10);
@@ -117,6 +117,11 @@ impl<S: DeltaSink> LaxCore<S> {
         Direct: FnOnce() -> DirectFuture,
         DirectFuture: Future<Output = Result<Snapshot, DistkitError>>,
     {
+        if self.is_synchronous() {
+            // Every call goes to Redis at once, as one write sent once: a failure says
+            // `OutcomeUnknown` or changed nothing, and nothing is left to be applied later.
+            return self.direct(key, direct).await;
+        }
         let mut change = self.local.add(key, delta, self.now());
         if change == LocalChange::Cold {
             let remote = fetch().await?;
@@ -124,24 +129,27 @@ impl<S: DeltaSink> LaxCore<S> {
             change = self.local.add(key, delta, self.now());
         }
         match change {
-            LocalChange::Applied(values) => {
-                if self.allowed_lag.is_zero() {
-                    // Synchronous: report what Redis holds once the delta is applied.
-                    self.flush().await?;
-                    if let Some(Some(applied)) = self.local.read(key, self.now()) {
-                        return Ok(applied);
-                    }
-                }
-                Ok(values)
-            }
-            LocalChange::Overflow | LocalChange::Cold => {
-                let outbox = self.flushed().await?;
-                let values = direct().await?;
-                drop(outbox);
-                self.local.refresh(key, values, self.now());
-                Ok(values)
-            }
+            LocalChange::Applied(values) => Ok(values),
+            LocalChange::Overflow | LocalChange::Cold => self.direct(key, direct).await,
         }
+    }
+
+    /// Runs `operation` in Redis once every pending delta was delivered, and records the
+    /// values it leaves for `key` before any later flush can run.
+    async fn direct<Direct, DirectFuture>(
+        &self,
+        key: &DistkitRedisKey,
+        operation: Direct,
+    ) -> Result<Snapshot, DistkitError>
+    where
+        Direct: FnOnce() -> DirectFuture,
+        DirectFuture: Future<Output = Result<Snapshot, DistkitError>>,
+    {
+        let outbox = self.flushed().await?;
+        let values = operation().await?;
+        self.local.refresh(key, values, self.now());
+        drop(outbox);
+        Ok(values)
     }
 
     /// The values of `key`: from memory when warm, else read with `fetch` and remembered. A
@@ -159,8 +167,8 @@ impl<S: DeltaSink> LaxCore<S> {
         if self.is_synchronous() {
             let outbox = self.flushed().await?;
             let values = fetch().await?;
-            drop(outbox);
             self.local.refresh(key, values, self.now());
+            drop(outbox);
             return Ok(values);
         }
         match self.local.read(key, self.now()) {
@@ -191,10 +199,10 @@ impl<S: DeltaSink> LaxCore<S> {
         if self.is_synchronous() {
             let outbox = self.flushed().await?;
             let values = fetch(keys.to_vec()).await?;
-            drop(outbox);
             for (&key, &value) in keys.iter().zip(&values) {
                 self.local.refresh(key, value, tick);
             }
+            drop(outbox);
             return Ok(values);
         }
         let mut values = Vec::with_capacity(keys.len());
@@ -221,30 +229,50 @@ impl<S: DeltaSink> LaxCore<S> {
         Ok(values)
     }
 
-    /// After a batch was warmed: adds each delta locally, all or nothing. (Synchronous
-    /// counters send batches to Redis directly instead.)
-    pub(crate) fn add_all<'k>(
+    /// Adds a batch of deltas locally, all or nothing, warming its cold keys with `warm`
+    /// first. When only the pending sums cannot hold the batch, the pending deltas are
+    /// delivered first; should the local changes still not go through, the batch runs in
+    /// Redis with `direct` (after every pending delta, as one atomic call).
+    ///
+    /// # Errors
+    ///
+    /// `overflow` of the first key whose value would leave the `i64` range (nothing is
+    /// changed), or the error of `warm`, a flush or `direct`.
+    pub(crate) async fn add_all<'k, Warm, WarmFuture, Direct, DirectFuture>(
         &self,
         updates: &[(&'k DistkitRedisKey, i64)],
+        warm: Warm,
+        direct: Direct,
         overflow: impl Fn(&DistkitRedisKey) -> DistkitError,
-    ) -> Result<Vec<(&'k DistkitRedisKey, Snapshot)>, DistkitError> {
-        let tick = self.now();
-        let mut results = Vec::with_capacity(updates.len());
-        for (position, &(key, count)) in updates.iter().enumerate() {
-            match self.local.add(key, count, tick) {
-                LocalChange::Applied(values) => results.push((key, values)),
-                LocalChange::Overflow | LocalChange::Cold => {
-                    // Undo this batch's local changes: a failed batch changes nothing.
-                    for &(done_key, done_count) in updates.iter().take(position).rev() {
-                        if let Some(undo) = done_count.checked_neg() {
-                            let _ = self.local.add(done_key, undo, tick);
-                        }
+    ) -> Result<Vec<(&'k DistkitRedisKey, Snapshot)>, DistkitError>
+    where
+        Warm: Fn() -> WarmFuture,
+        WarmFuture: Future<Output = Result<(), DistkitError>>,
+        Direct: FnOnce() -> DirectFuture,
+        DirectFuture: Future<Output = Result<Vec<Snapshot>, DistkitError>>,
+    {
+        if !self.is_synchronous() {
+            for _ in 0..3 {
+                match self.local.add_all(updates, self.now()) {
+                    BatchChange::Applied(values) => {
+                        return Ok(updates.iter().map(|&(key, _)| key).zip(values).collect());
                     }
-                    return Err(overflow(key));
+                    BatchChange::Overflow(position) => {
+                        let key = updates.get(position).map(|&(key, _)| key);
+                        return Err(key.map_or_else(
+                            || CounterError::Overflow { key: String::new() }.into(),
+                            &overflow,
+                        ));
+                    }
+                    BatchChange::PendingOverflow => self.flush().await?,
+                    BatchChange::Cold => warm().await?,
                 }
             }
         }
-        Ok(results)
+        // Synchronous, or keys that keep going cold or pending sums that keep filling up
+        // under concurrent use: one atomic call in Redis.
+        let values = direct().await?;
+        Ok(updates.iter().map(|&(key, _)| key).zip(values).collect())
     }
 }
 

@@ -79,6 +79,20 @@ pub(crate) enum LocalChange {
     Overflow,
 }
 
+/// The outcome of a local batch of changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BatchChange {
+    /// Applied; the new values, per update.
+    Applied(Vec<Snapshot>),
+    /// A key is not known locally; nothing was changed.
+    Cold,
+    /// The value of the update at this position would overflow; nothing was changed.
+    Overflow(usize),
+    /// Only a pending sum would overflow (the values fit); nothing was changed. Delivering
+    /// the pending deltas first makes room.
+    PendingOverflow,
+}
+
 /// Deltas taken for a flush, and keys whose value should be read back.
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
@@ -103,19 +117,26 @@ impl LocalState {
         }
     }
 
+    /// The index of the shard that holds `key`.
+    fn shard_index(&self, key: &DistkitRedisKey) -> usize {
+        let hash = self.shard_hasher.hash_one(key.as_str());
+        usize::try_from(hash.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0) % SHARDS
+    }
+
     #[expect(
         clippy::indexing_slicing,
-        reason = "the index is reduced modulo the array length"
+        reason = "shard_index reduces the index modulo the array length"
     )]
-    fn shard(&self, key: &DistkitRedisKey) -> MutexGuard<'_, Shard> {
-        let hash = self.shard_hasher.hash_one(key.as_str());
-        let index =
-            usize::try_from(hash.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0) % SHARDS;
+    fn lock_shard(&self, index: usize) -> MutexGuard<'_, Shard> {
         // A panic while a shard was locked cannot leave it inconsistent (every update is a
         // few plain assignments), so a poisoned lock is used as is.
-        self.shards[index]
+        self.shards[index % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn shard(&self, key: &DistkitRedisKey) -> MutexGuard<'_, Shard> {
+        self.lock_shard(self.shard_index(key))
     }
 
     fn all_shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
@@ -171,18 +192,10 @@ impl LocalState {
         });
     }
 
-    /// Records the value Redis holds after an absolute operation (`set`, `del`, conditional
-    /// writes), dropping the deltas not yet sent: the absolute operation supersedes them.
-    pub(crate) fn overwrite(&self, key: &DistkitRedisKey, remote: Snapshot, tick: u64) {
-        let mut shard = self.shard(key);
-        let entry = shard.entries.entry(key.clone()).or_default();
-        entry.remote = remote;
-        entry.pending = 0;
-        entry.last_used = tick;
-    }
-
-    /// Records the value Redis holds after a relative operation applied directly in Redis,
-    /// keeping the deltas not yet sent.
+    /// Records the value Redis holds after an operation applied directly in Redis, once every
+    /// delta taken before it was delivered. Deltas added meanwhile stay pending: they were made
+    /// concurrently with the operation and count after it, whatever it was (an absolute `set`
+    /// or `del` included), so no acknowledged increment is ever dropped.
     pub(crate) fn refresh(&self, key: &DistkitRedisKey, remote: Snapshot, tick: u64) {
         let mut shard = self.shard(key);
         let entry = shard.entries.entry(key.clone()).or_default();
@@ -190,13 +203,125 @@ impl LocalState {
         entry.last_used = tick;
     }
 
-    /// Forgets every key (after `clear`).
-    pub(crate) fn forget_all(&self) {
-        for mut shard in self.all_shards() {
-            shard.entries.clear();
-            shard.dirty.clear();
+    /// After a `clear` (or an instance's clear) that ran once every earlier delta was
+    /// delivered: forgets every key, except those with deltas added meanwhile, which stay
+    /// pending over the value `cleared` makes of their last known one.
+    pub(crate) fn forget_all(&self, cleared: impl Fn(Snapshot) -> Snapshot) {
+        for mut guard in self.all_shards() {
+            let shard = &mut *guard;
+            shard.entries.retain(|_, entry| {
+                entry.remote = cleared(entry.remote);
+                entry.watched = false;
+                entry.pending != 0 || entry.in_flight != 0
+            });
             shard.watched.clear();
+            let entries = &shard.entries;
+            shard.dirty.retain(|key| entries.contains_key(key));
         }
+    }
+
+    /// Adds every delta of `updates` to its known key, in order, all or nothing: the shards of
+    /// the keys stay locked together (in index order, so two batches never wait for each
+    /// other) while the batch is checked and applied.
+    pub(crate) fn add_all(&self, updates: &[(&DistkitRedisKey, i64)], tick: u64) -> BatchChange {
+        let mut indexes: Vec<usize> = updates
+            .iter()
+            .map(|&(key, _)| self.shard_index(key))
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> = indexes
+            .into_iter()
+            .map(|index| (index, self.lock_shard(index)))
+            .collect();
+        // First pass: the pending sums and values after each update, without writing.
+        let mut staged: HashMap<&DistkitRedisKey, (i64, Snapshot), ahash::RandomState> =
+            HashMap::default();
+        let mut results = Vec::with_capacity(updates.len());
+        let mut pending_overflow = false;
+        for (position, &(key, delta)) in updates.iter().enumerate() {
+            let index = self.shard_index(key);
+            let (pending, value) = match staged.get(key) {
+                Some(&known) => known,
+                None => {
+                    let Some(entry) = guards
+                        .iter()
+                        .find(|(candidate, _)| *candidate == index)
+                        .and_then(|(_, shard)| shard.entries.get(key))
+                    else {
+                        return BatchChange::Cold;
+                    };
+                    let Some(value) = entry.value() else {
+                        return BatchChange::Overflow(position);
+                    };
+                    (entry.pending, value)
+                }
+            };
+            let Some(value) = value.plus(delta) else {
+                return BatchChange::Overflow(position);
+            };
+            let pending = pending.checked_add(delta).unwrap_or_else(|| {
+                pending_overflow = true;
+                0
+            });
+            staged.insert(key, (pending, value));
+            results.push(value);
+        }
+        if pending_overflow {
+            return BatchChange::PendingOverflow;
+        }
+        // Second pass: write the final pending sums.
+        for (key, (pending, _)) in staged {
+            let index = self.shard_index(key);
+            let Some((_, shard)) = guards.iter_mut().find(|(candidate, _)| *candidate == index)
+            else {
+                continue;
+            };
+            let shard = &mut **shard;
+            if let Some(entry) = shard.entries.get_mut(key) {
+                entry.pending = pending;
+                entry.last_used = tick;
+                if !entry.dirty {
+                    entry.dirty = true;
+                    shard.dirty.push(key.clone());
+                }
+            }
+        }
+        BatchChange::Applied(results)
+    }
+
+    /// Gives deltas taken for a batch that was never sent back to the pending deltas of their
+    /// keys (after a failed delivery), so that undelivered deltas merge per key and memory
+    /// stays bounded by the number of keys however long Redis fails. Returns the deltas that
+    /// could not merge (their sum would leave the `i64` range); they stay in their batch.
+    pub(crate) fn untake(
+        &self,
+        deltas: Vec<(DistkitRedisKey, i64)>,
+    ) -> Vec<(DistkitRedisKey, i64)> {
+        let mut kept = Vec::new();
+        for (key, delta) in deltas {
+            let mut guard = self.shard(&key);
+            let shard = &mut *guard;
+            let Some(entry) = shard.entries.get_mut(&key) else {
+                kept.push((key, delta));
+                continue;
+            };
+            match (
+                entry.pending.checked_add(delta),
+                entry.in_flight.checked_sub(delta),
+            ) {
+                (Some(pending), Some(in_flight)) => {
+                    entry.pending = pending;
+                    entry.in_flight = in_flight;
+                    if !entry.dirty {
+                        entry.dirty = true;
+                        shard.dirty.push(key);
+                    }
+                }
+                _ => kept.push((key, delta)),
+            }
+        }
+        kept
     }
 
     /// Moves every pending delta to in-flight and lists the keys to read back.
@@ -241,6 +366,23 @@ impl LocalState {
             if let Some(remote) = remote {
                 entry.remote = remote;
             }
+        }
+    }
+
+    /// Records a delta dropped unconfirmed (it may or may not have been applied): it leaves
+    /// in-flight, and the key's value is read from Redis again before it is next used.
+    pub(crate) fn dropped(&self, key: &DistkitRedisKey, delta: i64) {
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        let Some(entry) = shard.entries.get_mut(key) else {
+            return;
+        };
+        entry.in_flight = entry.in_flight.checked_sub(delta).unwrap_or(0);
+        if entry.in_flight == 0 && entry.pending == 0 && !entry.dirty && !entry.watched {
+            shard.entries.remove(key);
+        } else if !entry.watched {
+            entry.watched = true;
+            shard.watched.push(key.clone());
         }
     }
 

@@ -5,5 +5,5 @@ mod local;
 mod outbox;
 
 pub(crate) use lax_core::{LaxCore, LaxOwner};
-pub(crate) use local::{LocalChange, LocalState, Snapshot};
+pub(crate) use local::{BatchChange, LocalChange, LocalState, Snapshot};
 pub(crate) use outbox::{Batch, Confirmation, DeltaSink, Outbox};

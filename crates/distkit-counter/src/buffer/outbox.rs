@@ -5,11 +5,20 @@
 //! number is above the last one it applied for that object, so a batch whose reply was lost
 //! can be sent again, as often as needed, without counting twice. Batches are sent in order
 //! and a failed one is kept, with its number, until it is confirmed.
+//!
+//! Only the batch at the front can have reached Redis: when it fails, the batches behind it
+//! give their deltas back to the local pending deltas, where they merge per key with later
+//! increments. So however long Redis fails, the outbox holds at most one batch (and the local
+//! state one entry per key), never one batch per failed flush.
+//!
+//! A resent batch says so: if Redis no longer holds the record of the batches this counter
+//! object applied (it expired, was collected or lost), the sink refuses to apply it and the
+//! batch is dropped with [`CounterError::FlushExpired`]: at most once, never twice.
 
 use std::collections::VecDeque;
 use std::future::Future;
 
-use distkit_core::{DistkitError, DistkitRedisKey};
+use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
 
 use super::local::{LocalState, Snapshot, Taken};
 
@@ -51,6 +60,8 @@ pub(crate) trait DeltaSink: Clone + Send + Sync + 'static {
 pub(crate) struct Outbox {
     next_sequence: u64,
     undelivered: VecDeque<Batch>,
+    /// Whether the front batch was written at least once.
+    front_sent: bool,
 }
 
 impl Outbox {
@@ -81,30 +92,89 @@ impl Outbox {
         self.undelivered.is_empty()
     }
 
+    /// How many batches are waiting (sent or not).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.undelivered.len()
+    }
+
+    /// Marks the front batch as written (and as a resend if it was written before) and
+    /// returns it.
+    fn front_to_send(&mut self) -> Option<&Batch> {
+        let resend = self.front_sent;
+        let batch = self.undelivered.front_mut()?;
+        batch.resend = resend;
+        self.front_sent = true;
+        Some(batch)
+    }
+
+    fn pop_front(&mut self) -> Option<Batch> {
+        self.front_sent = false;
+        self.undelivered.pop_front()
+    }
+
     /// Sends the waiting batches in order, recording each confirmation in `local`; stops at
-    /// the first failure, keeping that batch and the ones after it.
+    /// the first failure, keeping that batch and giving the deltas of the ones after it back
+    /// to `local`.
+    ///
+    /// Cancel safe: a batch stays queued until its confirmation is recorded.
     ///
     /// # Errors
     ///
-    /// The error of the batch that failed.
+    /// The error of the batch that failed; [`CounterError::FlushExpired`] when a resent
+    /// batch could not be applied safely (it is dropped, the flush can go on).
     pub(crate) async fn deliver(
         &mut self,
         sink: &impl DeltaSink,
         local: &LocalState,
     ) -> Result<(), DistkitError> {
-        while let Some(batch) = self.undelivered.front() {
-            let confirmation = sink.send(batch).await?;
-            record(batch, &confirmation, local);
-            self.undelivered.pop_front();
+        while let Some(batch) = self.front_to_send() {
+            match sink.send(batch).await {
+                Ok(confirmation) => {
+                    record(batch, &confirmation, local);
+                    self.pop_front();
+                }
+                Err(DistkitError::CounterError(CounterError::FlushExpired { .. })) => {
+                    let deltas = self.pop_front().map_or(0, |batch| {
+                        let count = batch.deltas.len();
+                        for (key, delta) in batch.deltas {
+                            local.dropped(&key, delta);
+                        }
+                        count
+                    });
+                    tracing::error!(
+                        deltas,
+                        "a resent lax flush was dropped unconfirmed: Redis no longer knows whether it was applied"
+                    );
+                    return Err(CounterError::FlushExpired { deltas }.into());
+                }
+                Err(error) => {
+                    self.return_unsent(local);
+                    return Err(error);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Gives the deltas of every batch behind the front one back to `local`; their reads
+    /// are dropped (a later read marks the key again).
+    fn return_unsent(&mut self, local: &LocalState) {
+        let mut unsent = self.undelivered.split_off(1.min(self.undelivered.len()));
+        for batch in &mut unsent {
+            let deltas = std::mem::take(&mut batch.deltas);
+            batch.deltas = local.untake(deltas);
+            batch.reads.clear();
+        }
+        self.undelivered
+            .extend(unsent.into_iter().filter(|batch| !batch.deltas.is_empty()));
     }
 
     /// Sends the waiting batches without a local state to update: the last flush of a
     /// counter object that is being dropped.
     pub(crate) async fn deliver_detached(mut self, sink: impl DeltaSink) {
-        while let Some(batch) = self.undelivered.pop_front() {
-            if let Err(error) = sink.send(&batch).await {
+        while let Some(batch) = self.front_to_send() {
+            if let Err(error) = sink.send(batch).await {
                 tracing::error!(
                     %error,
                     lost_deltas = batch.deltas.len(),
@@ -112,6 +182,7 @@ impl Outbox {
                 );
                 return;
             }
+            self.pop_front();
         }
     }
 }
@@ -132,5 +203,110 @@ fn record(batch: &Batch, confirmation: &Confirmation, local: &LocalState) {
         if let Some(remote) = remote {
             local.read_back(key, *remote);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::buffer::LocalChange;
+
+    /// A sink that fails while `failing` is set, else applies each sequence number once.
+    #[derive(Clone, Default)]
+    struct FakeSink {
+        failing: Arc<AtomicBool>,
+        applied: Arc<Mutex<Vec<(u64, Vec<(DistkitRedisKey, i64)>)>>>,
+        calls: Arc<AtomicUsize>,
+        resends: Arc<Mutex<Vec<bool>>>,
+    }
+
+    impl DeltaSink for FakeSink {
+        async fn send(&self, batch: &Batch) -> Result<Confirmation, DistkitError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.resends.lock().unwrap().push(batch.resend);
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(distkit_core::fred::error::Error::new(
+                    distkit_core::fred::error::ErrorKind::IO,
+                    "down",
+                )
+                .into());
+            }
+            let mut applied = self.applied.lock().unwrap();
+            if applied
+                .iter()
+                .all(|(sequence, _)| *sequence < batch.sequence)
+            {
+                applied.push((batch.sequence, batch.deltas.clone()));
+            }
+            Ok(Confirmation {
+                deltas: batch
+                    .deltas
+                    .iter()
+                    .map(|_| Some(Snapshot::default()))
+                    .collect(),
+                reads: batch.reads.iter().map(|_| None).collect(),
+            })
+        }
+    }
+
+    fn key(index: usize) -> DistkitRedisKey {
+        DistkitRedisKey::new(format!("k{index}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_outage_keeps_one_batch_and_one_entry_per_key_however_many_flushes_fail() {
+        let local = LocalState::new();
+        let sink = FakeSink::default();
+        let mut outbox = Outbox::default();
+        let keys: Vec<DistkitRedisKey> = (0..2_500).map(key).collect();
+        for key in &keys {
+            local.learn(key, Snapshot::default(), 0);
+        }
+        sink.failing.store(true, Ordering::Relaxed);
+        for _ in 0..300 {
+            for key in &keys {
+                assert!(matches!(local.add(key, 1, 0), LocalChange::Applied(_)));
+            }
+            outbox.enqueue(local.take());
+            assert!(outbox.deliver(&sink, &local).await.is_err());
+            assert!(outbox.len() <= 1, "{} batches held", outbox.len());
+        }
+        assert_eq!(local.tracked_keys(), keys.len());
+        sink.failing.store(false, Ordering::Relaxed);
+        outbox.enqueue(local.take());
+        outbox.deliver(&sink, &local).await.unwrap();
+        assert_eq!(outbox.len(), 0);
+        let mut totals = std::collections::HashMap::new();
+        for (_, deltas) in sink.applied.lock().unwrap().iter() {
+            for (key, delta) in deltas {
+                *totals.entry(key.clone()).or_insert(0) += delta;
+            }
+        }
+        for key in &keys {
+            assert_eq!(totals.get(key), Some(&300), "{key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_batch_written_before_is_marked_as_a_resend() {
+        let local = LocalState::new();
+        let sink = FakeSink::default();
+        let mut outbox = Outbox::default();
+        let k = key(0);
+        local.learn(&k, Snapshot::default(), 0);
+        assert!(matches!(local.add(&k, 5, 0), LocalChange::Applied(_)));
+        outbox.enqueue(local.take());
+        sink.failing.store(true, Ordering::Relaxed);
+        assert!(outbox.deliver(&sink, &local).await.is_err());
+        sink.failing.store(false, Ordering::Relaxed);
+        outbox.deliver(&sink, &local).await.unwrap();
+        assert!(matches!(local.add(&k, 1, 0), LocalChange::Applied(_)));
+        outbox.enqueue(local.take());
+        outbox.deliver(&sink, &local).await.unwrap();
+        assert_eq!(*sink.resends.lock().unwrap(), vec![false, true, false]);
+        assert_eq!(sink.calls.load(Ordering::Relaxed), 3);
     }
 }

@@ -6,7 +6,7 @@ use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKe
 use super::LaxInstanceAwareCounterOptions;
 use super::absolute::{instance_counter_impl, only, with_both, with_new};
 use super::counter_trait::{InstanceAwareCounterTrait, Pair};
-use super::remote::{Kind, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
+use super::remote::{Kind, Lease, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
 use crate::buffer::{LaxCore, LaxOwner, Snapshot};
 
 /// An instance-aware counter that buffers this instance's increments in memory and flushes
@@ -63,10 +63,15 @@ impl LaxInstanceAwareCounter {
     /// The flush and heartbeat tasks start on the current Tokio runtime; outside a runtime
     /// they start with the first operation (this never panics).
     pub fn new(options: LaxInstanceAwareCounterOptions) -> Arc<Self> {
+        let lease = Lease {
+            threshold_ms: options.dead_instance_threshold_ms,
+            revival_window: options.revival_window,
+        };
         let remote = Arc::new(RemoteInstanceCounters::new(
             options.client,
             &options.prefix,
-            options.dead_instance_threshold_ms,
+            lease,
+            true,
         ));
         let core = LaxCore::new(
             RemoteInstanceCounters::clone(&remote),
@@ -177,16 +182,21 @@ impl LaxInstanceAwareCounter {
         self.start_tasks();
         let outbox = self.core.flushed().await?;
         let outcomes = self.remote.run(ops).await?;
-        drop(outbox);
+        // Recorded before any later flush can run; increments made meanwhile stay pending.
         let local = self.core.local();
         let tick = self.core.now();
         for (op, outcome) in ops.iter().zip(&outcomes) {
             match (op.kind, op.key) {
-                (Kind::Clear | Kind::ClearOnInstance, _) => local.forget_all(),
-                (_, Some(key)) => local.overwrite(key, snapshot(outcome.new), tick),
+                (Kind::Clear, _) => local.forget_all(|_| Snapshot::default()),
+                (Kind::ClearOnInstance, _) => local.forget_all(|known| Snapshot {
+                    total: known.total.saturating_sub(known.own),
+                    own: 0,
+                }),
+                (_, Some(key)) => local.refresh(key, snapshot(outcome.new), tick),
                 (_, None) => {}
             }
         }
+        drop(outbox);
         Ok(outcomes)
     }
 }
@@ -230,8 +240,13 @@ instance_counter_impl!(LaxInstanceAwareCounter {
             return Ok(with_new(updates.iter().map(|&(key, _)| key), self.apply_ops(&ops).await?));
         }
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
-        self.get_all(&keys).await?;
-        let results = self.core.add_all(updates, overflow)?;
+        let warm = || async { self.get_all(&keys).await.map(drop) };
+        let direct = || async {
+            let outcomes = self.apply_ops(&Op::each(Kind::Inc, updates)).await?;
+            Ok(outcomes.into_iter().map(|outcome| snapshot(outcome.new)).collect())
+        };
+        warm().await?;
+        let results = self.core.add_all(updates, warm, direct, overflow).await?;
         Ok(results
             .into_iter()
             .map(|(key, values)| (key, values.total, values.own))

@@ -3,14 +3,15 @@
 use distkit_core::DistkitError;
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::types::Value;
-use distkit_core::script::CallPolicy;
+use distkit_core::script::{Attempts, CallPolicy};
 
 use crate::buffer::{Batch, Confirmation, DeltaSink, Snapshot};
 use crate::scripts::COUNTER_FLUSH;
-use crate::wire::{decode_array, decode_i64};
+use crate::wire::{decode_array, decode_i64, script_error};
 
-/// How long Redis remembers the last sequence number of a counter object. A batch is resent
-/// within seconds of its first attempt, so a day is ample.
+/// How long Redis remembers the last sequence number of a counter object (renewed by every
+/// applied batch). A batch still unconfirmed when its record expired is dropped, never
+/// applied twice: [`CounterError::FlushExpired`](distkit_core::CounterError::FlushExpired).
 const SEQUENCE_TTL_MS: i64 = 86_400_000;
 
 /// Where a lax counter object's batches go.
@@ -29,10 +30,11 @@ impl DeltaSink for FlushTarget {
                 .len()
                 .saturating_mul(2)
                 .saturating_add(batch.reads.len())
-                .saturating_add(3),
+                .saturating_add(4),
         );
         args.push(Value::from(batch.sequence.to_string()));
         args.push(Value::from(SEQUENCE_TTL_MS));
+        args.push(Value::from(if batch.resend { "1" } else { "0" }));
         args.push(Value::from(
             i64::try_from(batch.deltas.len()).unwrap_or(i64::MAX),
         ));
@@ -49,7 +51,8 @@ impl DeltaSink for FlushTarget {
                 args,
                 CallPolicy::RETRY,
             )
-            .await?;
+            .await
+            .map_err(|error| script_error(error, Attempts::Retry, |_| String::new()))?;
         let mut parts = decode_array(reply)?.into_iter();
         let mut values = decode_array(parts.next().unwrap_or(Value::Null))?.into_iter();
         let failed: Vec<usize> = decode_array(parts.next().unwrap_or(Value::Null))?

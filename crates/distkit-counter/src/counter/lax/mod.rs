@@ -122,10 +122,10 @@ impl LaxCounter {
                 // -i64::MIN does not fit in a local delta: apply it directly.
                 let outbox = self.core.flushed().await?;
                 let value = self.remote.dec(key, count).await?;
-                drop(outbox);
                 self.core
                     .local()
                     .refresh(key, Snapshot::single(value), self.core.now());
+                drop(outbox);
                 Ok(value)
             }
         }
@@ -158,13 +158,14 @@ impl LaxCounter {
         self.core.start(&self.this);
         let outbox = self.core.flushed().await?;
         let results = self.remote.apply(operations).await?;
-        drop(outbox);
+        // Recorded before any later flush can run; increments made meanwhile stay pending.
         let tick = self.core.now();
         for (operation, &(new, _old)) in operations.iter().zip(&results) {
             self.core
                 .local()
-                .overwrite(operation.key, Snapshot::single(new), tick);
+                .refresh(operation.key, Snapshot::single(new), tick);
         }
+        drop(outbox);
         Ok(results)
     }
 }
@@ -186,7 +187,7 @@ counter_impl!(LaxCounter {
         self.core.start(&self.this);
         let outbox = self.core.flushed().await?;
         self.remote.clear().await?;
-        self.core.local().forget_all();
+        self.core.local().forget_all(|_| Snapshot::default());
         drop(outbox);
         Ok(())
     }
@@ -225,8 +226,14 @@ counter_impl!(LaxCounter {
         }
         // Warm every key first, so that the local changes cannot stop half-way on I/O.
         let keys: Vec<&DistkitRedisKey> = updates.iter().map(|&(key, _)| key).collect();
-        self.get_all(&keys).await?;
-        let results = self.core.add_all(updates, overflow)?;
+        let warm = || async { self.get_all(&keys).await.map(drop) };
+        let direct = || async {
+            let operations = Operation::each(OperationKind::Inc, updates);
+            let results = self.apply_ops(&operations).await?;
+            Ok(results.into_iter().map(|(new, _old)| Snapshot::single(new)).collect())
+        };
+        warm().await?;
+        let results = self.core.add_all(updates, warm, direct, overflow).await?;
         Ok(results
             .into_iter()
             .map(|(key, values)| (key, values.total))
