@@ -50,18 +50,28 @@ pub(crate) struct Waiting<'a> {
     pub(crate) handover_lease: Option<Duration>,
 }
 
+/// What one acquisition attempt found.
+#[derive(Debug)]
+pub(crate) enum Attempt<T> {
+    /// It took the lock (or confirmed a handover to it); what it returned.
+    Won(T),
+    /// Redis refused it. `fence` is the lock's fencing counter when Redis refused it, for
+    /// locks that hand over (`mutex_acquire` reports it); 0 for the others.
+    Refused { fence: u64 },
+}
+
 /// How an acquisition ended.
 #[derive(Debug)]
 pub(crate) enum Acquired<T> {
     /// An attempt took the lock; what it returned.
     ByAttempt(T),
     /// A release handed the lock to this waiter by name (a `granted` message in its
-    /// client's inbox).
+    /// client's inbox), and the message is proven current: see [`acquire`].
     ByHandover {
         fencing_token: u64,
         /// When the last refused attempt was sent: the handover happened after Redis
-        /// processed it, so the lease (a full ttl from the handover) runs at least a ttl
-        /// from here.
+        /// processed it, so the lease (a provisional lease from the handover) runs at least
+        /// that long from here.
         since: Instant,
     },
 }
@@ -81,9 +91,32 @@ impl<T> Acquired<T> {
     }
 }
 
-/// Calls `attempt(index)` until it returns `Some`, waiting between attempts for a release
-/// notification or the jittered `retry_interval`, whichever comes first. Returns what the
-/// winning attempt returned and its 0-based index.
+/// The least time a bounded acquisition gives its first attempt before it is cut off: a
+/// zero (or very short) bound still makes one attempt against a healthy server.
+const FIRST_ATTEMPT_GRACE: Duration = Duration::from_millis(100);
+
+/// Calls `attempt(index)` until it wins, waiting between attempts for a release
+/// notification or the jittered `retry_interval`, whichever comes first. Returns how the lock
+/// was acquired and the 0-based index of the winning attempt.
+///
+/// A bounded acquisition (`patience` with a bound) returns [`LockError::Timeout`] once the
+/// bound has passed (at least [`FIRST_ATTEMPT_GRACE`] when the first attempt gets no answer),
+/// whatever Redis does: the subscription and every attempt, the first included, count
+/// against it. An attempt cut off by the bound cleans up after itself (its `AttemptGuard`
+/// releases in the background whatever it may have taken; the caller's `QueuePlace` leaves
+/// the queue).
+///
+/// # Handovers are hints
+///
+/// A `granted` message only says that a release handed the lock to this waiter at some
+/// point; the waiter may have stalled since (a blocked runtime, a GC-like pause) and the
+/// provisional lease may have run out and the lock gone to someone else. The message counts
+/// as the grant only with proof that it is the latest state: its fencing token must be the
+/// one right after the fencing counter a refused attempt of this waiter saw (no acquisition
+/// came between that refusal and the handover, so the handover came after the refusal and
+/// its lease runs at least from when that attempt was sent), and at least half of that lease
+/// must be left. Otherwise the message only wakes the waiter, and its next attempt asks
+/// Redis, which confirms a handover that still stands (and renews it to a full ttl).
 ///
 /// # Errors
 ///
@@ -91,13 +124,36 @@ impl<T> Acquired<T> {
 pub(crate) async fn acquire<T, F, Fut>(
     waiting: Waiting<'_>,
     patience: Patience,
+    attempt: F,
+) -> Result<(Acquired<T>, usize), DistkitError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, DistkitError>>,
+{
+    let started = Instant::now();
+    let Some(bound) = patience.bound() else {
+        return acquire_loop(waiting, patience, started, attempt).await;
+    };
+    let cut_off = bound.max(FIRST_ATTEMPT_GRACE);
+    match tokio::time::timeout(cut_off, acquire_loop(waiting, patience, started, attempt)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(LockError::Timeout {
+            waited: started.elapsed(),
+        }
+        .into()),
+    }
+}
+
+async fn acquire_loop<T, F, Fut>(
+    waiting: Waiting<'_>,
+    patience: Patience,
+    started: Instant,
     mut attempt: F,
 ) -> Result<(Acquired<T>, usize), DistkitError>
 where
     F: FnMut(usize) -> Fut,
-    Fut: Future<Output = Result<Option<T>, DistkitError>>,
+    Fut: Future<Output = Result<Attempt<T>, DistkitError>>,
 {
-    let started = Instant::now();
     let bound = patience.bound();
     let remaining = |started: Instant| bound.map(|bound| bound.saturating_sub(started.elapsed()));
     // A waiter on a channel that is already subscribed registers before its first attempt,
@@ -107,19 +163,21 @@ where
     } else {
         None
     };
-    let mut last_refused: Option<Instant> = None;
+    // When the last refused attempt was sent, and the fencing counter Redis reported with it.
+    let mut last_refused: Option<(Instant, u64)> = None;
     let mut index = 0_usize;
     loop {
-        if let (Some(fencing_token), Some(since)) = (
+        if let (Some(fencing_token), Some((since, refused_fence))) = (
             interest.as_ref().and_then(Interest::take_grant),
             last_refused,
         ) {
-            // The lease runs at least from `since`; with less than half of it surely left,
-            // the next attempt confirms the handover instead (and renews it to a full ttl).
+            // Proof that the message is the latest state (see the function docs): the next
+            // fencing token after the refusal, and at least half of the lease left.
+            let next = refused_fence.checked_add(1) == Some(fencing_token);
             let fresh = waiting
                 .handover_lease
                 .is_none_or(|lease| since.elapsed() < lease.checked_div(2).unwrap_or_default());
-            if fresh {
+            if next && fresh {
                 return Ok((
                     Acquired::ByHandover {
                         fencing_token,
@@ -137,9 +195,8 @@ where
             _ => Some(attempt(index).await),
         };
         match outcome.transpose()? {
-            Some(Some(acquired)) => return Ok((Acquired::ByAttempt(acquired), index)),
-            // Refused: Redis processed it before any handover still to come.
-            Some(None) => last_refused = Some(sent),
+            Some(Attempt::Won(acquired)) => return Ok((Acquired::ByAttempt(acquired), index)),
+            Some(Attempt::Refused { fence }) => last_refused = Some((sent, fence)),
             None => {}
         }
         match patience {

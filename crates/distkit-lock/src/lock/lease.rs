@@ -10,8 +10,9 @@ use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_core::{DistkitError, LockError};
 use tokio::runtime::Handle;
 
+use super::acquire::Attempt;
 use super::renewal::{QueueSlot, RenewalScheduler};
-use super::{LockGuardState, decode_grant};
+use super::{LockGuardState, Reply, decode_grant};
 use crate::scripts::{
     MUTEX_RELEASE, OWNER_EXTEND, RW_EXTEND_READ, RW_RELEASE_READ, RW_RELEASE_WRITE,
 };
@@ -371,9 +372,11 @@ impl AttemptGuard {
 
     /// Runs the attempt: `script` (an acquire script replying as [`decode_grant`] reads)
     /// with `keys` and `args`, sent once. A reply, granted or refused, settles the outcome;
-    /// a transport error leaves the guard armed, and its drop releases whatever the attempt
-    /// may have taken. Returns, when granted, the lease target, when the attempt was sent
-    /// (the lease runs at least from then) and the fencing token.
+    /// a transport error, or the caller dropping this future (cancelled, or cut off by its
+    /// time bound), leaves the guard armed, and its drop releases whatever the attempt may
+    /// have taken. Returns, when granted, the lease target, when the attempt was sent (the
+    /// lease runs at least from then) and the fencing token; when refused, what the script
+    /// reported with the refusal.
     ///
     /// # Errors
     ///
@@ -383,16 +386,22 @@ impl AttemptGuard {
         script: &LuaScript,
         keys: &[&str],
         args: Vec<Value>,
-    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
         let client = match &self.target {
             Some(target) => target.client.clone(),
-            None => return Ok(None),
+            None => return Ok(Attempt::Refused { fence: 0 }),
         };
         let sent_at = Instant::now();
         let reply = script.run(&client, keys, args, CallPolicy::ONCE).await;
-        let grant = decode_grant(reply?)?;
+        let reply = decode_grant(reply?)?;
         let target = self.disarm();
-        Ok(grant.and_then(|fencing_token| target.map(|target| (target, sent_at, fencing_token))))
+        Ok(match (reply, target) {
+            (Reply::Granted(fencing_token), Some(target)) => {
+                Attempt::Won((target, sent_at, fencing_token))
+            }
+            (Reply::Refused(fence), _) => Attempt::Refused { fence },
+            (Reply::Granted(_), None) => Attempt::Refused { fence: 0 },
+        })
     }
 }
 

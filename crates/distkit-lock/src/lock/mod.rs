@@ -94,21 +94,32 @@ impl LockServices {
     }
 }
 
-/// Decodes `{ 1, fencing token }` (granted) or `{ 0, … }` (refused) from an acquire script.
-fn decode_grant(reply: Value) -> Result<Option<u64>, DistkitError> {
+/// An acquire script's reply: `{ 1, fencing token }` or `{ 0, n }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reply {
+    /// Acquired, with this fencing token.
+    Granted(u64),
+    /// Refused; the script's second value (for `mutex_acquire`, the lock's fencing counter
+    /// when it refused; other scripts report something else, or 0).
+    Refused(u64),
+}
+
+/// Decodes `{ 1, fencing token }` (granted) or `{ 0, n }` (refused) from an acquire script.
+fn decode_grant(reply: Value) -> Result<Reply, DistkitError> {
     let parts = match reply {
         Value::Array(parts) => parts,
         _ => Vec::new(),
     };
+    let number = |value: &Value| {
+        value
+            .as_i64()
+            .and_then(|number| u64::try_from(number).ok())
+            .unwrap_or(0)
+    };
     match parts.as_slice() {
-        [granted, token, ..] if granted.as_i64() == Some(1) => {
-            let token = token
-                .as_i64()
-                .and_then(|token| u64::try_from(token).ok())
-                .unwrap_or(0);
-            Ok(Some(token))
-        }
-        [_, ..] => Ok(None),
+        [granted, token, ..] if granted.as_i64() == Some(1) => Ok(Reply::Granted(number(token))),
+        [_, second, ..] => Ok(Reply::Refused(number(second))),
+        [_] => Ok(Reply::Refused(0)),
         [] => Err(distkit_core::fred::error::Error::new(
             distkit_core::fred::error::ErrorKind::Parse,
             "unexpected reply from a lock script",

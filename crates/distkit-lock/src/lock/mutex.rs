@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
 
-use super::acquire::{Acquired, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
+use super::acquire::{
+    Acquired, Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods,
+};
 use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
 use super::{LockGuardState, LockOptions, LockServices};
@@ -156,7 +158,7 @@ impl Mutex {
         token: String,
         queued: bool,
         explicit_owner: bool,
-    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
         let target = self.target(token);
         let args = vec![
             Value::from(target.token.as_str()),

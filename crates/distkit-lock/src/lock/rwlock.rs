@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
 
-use super::acquire::{Patience, QueuePlace, Waiting, acquire, acquisition_methods};
+use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
 use super::{LockGuardState, LockOptions, LockServices};
@@ -133,7 +133,7 @@ impl RwLock {
     async fn attempt_read(
         &self,
         token: String,
-    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
@@ -189,7 +189,7 @@ impl RwLock {
         token: String,
         queued: bool,
         explicit_owner: bool,
-    ) -> Result<Option<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),

@@ -10,7 +10,8 @@
 -- ARGV[6]  where to announce a handover to this waiter: 'P<channel>' (PUBLISH), 'S<channel>'
 --          (SPUBLISH, a sharded channel in the lock's slot), or '' (nowhere: it polls)
 -- ARGV[7]  the release channel of the lock (names the lock in handover announcements)
--- Returns { 1, fencing token } when acquired, { 0, remaining lease in ms } when not.
+-- Returns { 1, fencing token } when acquired, { 0, the fencing counter } when not (a waiter
+-- checks a handover announced to it against this: see acquire.rs).
 local token = ARGV[1]
 local ttl = ARGV[2]
 

@@ -3,8 +3,10 @@ local owner = redis.call('GET', KEYS[1])
 if owner == token then
   local handed = mutex_handover_fence(token)
   if handed or ARGV[5] == '1' then
-    -- A handover to this waiter whose announcement it missed, or a re-attach.
+    -- A handover to this waiter whose announcement it missed (or ignored), or a re-attach.
+    -- A confirmed handover is no longer pending: nothing may pass it on any more.
     redis.call('PEXPIRE', KEYS[1], ttl)
+    redis.call('DEL', KEYS[5])
     mutex_forget_waiter(token)
     if handed then
       return { 1, handed }
@@ -40,4 +42,4 @@ if ARGV[4] == '1' then
     redis.call('PEXPIRE', KEYS[4], window)
   end
 end
-return { 0, redis.call('PTTL', KEYS[1]) }
+return { 0, tonumber(redis.call('GET', KEYS[2]) or '0') }

@@ -6,15 +6,22 @@
 --   KEYS[4] waiters  hash: waiting token -> '<heartbeat expiry, server ms> <lease it asked
 --                    for, ms> <heartbeat window, ms> <inbox>', the inbox as mutex_acquire's
 --                    ARGV[6] gives it
---   KEYS[5] handover string: '<token> <fencing token>' of the last handover (PX: its lease)
+--   KEYS[5] handover string: '<token> <fencing token>' of the last handover while it is
+--                    pending (PX: its provisional lease); deleted when the waiter confirms
+--                    it or its holder releases, and ignored once a later acquisition
+--                    raised the fencing counter
 -- A token is in the waitlist exactly when it is in the waiters hash: both are changed
 -- together, and a waiter whose heartbeat stopped is dropped when it reaches the head.
 
--- The fencing token of the last handover if it went to `token`, else nil.
+-- The fencing token of the pending handover if it went to `token` and no acquisition came
+-- after it (its fencing token is still the latest), else nil.
 local function mutex_handover_fence(token)
   local handover = redis.call('GET', KEYS[5])
   if handover and string.sub(handover, 1, #token + 1) == token .. ' ' then
-    return tonumber(string.sub(handover, #token + 2))
+    local fence = string.sub(handover, #token + 2)
+    if fence == (redis.call('GET', KEYS[2]) or '') then
+      return tonumber(fence)
+    end
   end
   return nil
 end

@@ -1,17 +1,19 @@
 -- mutex_leave_queue: a waiter gives up (cancelled, timed out): leave the line, and if the
--- lock was handed to it meanwhile (a handover it never took up), pass it on to the next
--- waiter.
+-- lock was handed to its per-acquisition token meanwhile (a handover it never took up),
+-- pass it on to the next waiter.
 -- KEYS     the five mutex keys (see mutex_common)
 -- ARGV[1]  the waiter's token
 -- ARGV[2]  the release channel of the lock (names the lock in handover announcements)
 -- ARGV[3]  '1' when the token is an explicit owner id (shared by other lock objects, whose
 --          holds must not be touched), else '0'
--- Returns 1 when a handover to this waiter was passed on, else 0.
+-- Returns 1 when a lock held by this per-acquisition token was passed on, else 0.
 mutex_forget_waiter(ARGV[1])
 -- A per-acquisition token can only hold the lock through a handover (or an attempt whose
 -- reply was lost): either way nobody holds a guard for it. An explicit owner id may hold it
--- through another lock object: only a handover to this waiter is passed on then.
-if redis.call('GET', KEYS[1]) == ARGV[1] and (ARGV[3] ~= '1' or mutex_handover_fence(ARGV[1])) then
+-- through another acquisition with the same id (another lock object, or a handover another
+-- waiter of that id took up without a round trip): it is never passed on; a handover to it
+-- that nobody takes up runs out with its provisional lease (the waiter's heartbeat window).
+if ARGV[3] ~= '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
   mutex_hand_over(ARGV[2])
   return 1
 end

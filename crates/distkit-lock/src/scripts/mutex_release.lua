@@ -7,6 +7,8 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
+-- A handover still pending to this holder is over.
+redis.call('DEL', KEYS[5])
 if redis.call('LLEN', KEYS[3]) == 0 then
   redis.call('DEL', KEYS[1])
   return 1

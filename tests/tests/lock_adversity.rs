@@ -1,0 +1,346 @@
+//! Locks under adversity: stalled waiters, cancelled re-attaching acquisitions, a stalled
+//! Redis, options at the edges of their range.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{bounded, client, fresh_key};
+use distkit::DistkitError;
+use distkit::fred::clients::Client;
+use distkit::lock::{LockError, LockGuardState, LockOptions, Mutex, RwLock};
+use distkit_test_support::TestRedis;
+use tokio::sync::Notify;
+
+#[expect(clippy::panic, reason = "a test helper fails its test")]
+fn lock_error(error: DistkitError) -> LockError {
+    match error {
+        DistkitError::LockError(error) => error,
+        other => panic!("expected a lock error, got {other:?}"),
+    }
+}
+
+fn options(name: &distkit::DistkitRedisKey, client: Client) -> LockOptions {
+    LockOptions::builder(name.clone(), client)
+        .ttl(Duration::from_secs(5))
+        .build()
+}
+
+/// What the stalled waiter's thread reports.
+#[derive(Debug)]
+enum Stalled {
+    /// Its runtime is blocked from now on, for 700 ms.
+    Blocking,
+    /// Its `lock()` returned: the guard's state right then, and its fencing token.
+    Returned(Result<(LockGuardState, u64), String>),
+}
+
+/// Receives the stalled waiter's next report within `limit`, without blocking the runtime.
+async fn next_report(
+    reports: &Arc<std::sync::Mutex<mpsc::Receiver<Stalled>>>,
+    limit: Duration,
+) -> Option<Stalled> {
+    let reports = Arc::clone(reports);
+    bounded(tokio::task::spawn_blocking(move || {
+        reports.lock().ok()?.recv_timeout(limit).ok()
+    }))
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_stalled_across_its_handover_never_returns_a_guard_while_another_holds_the_lock() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let held = bounded(holder.lock()).await.unwrap();
+
+    // The stalled waiter: its own thread, a current-thread runtime, its own client, so that
+    // blocking the runtime stalls everything of it (its socket reads included), like a long
+    // GC pause or a starved process.
+    let (report, reports) = mpsc::channel();
+    let reports = Arc::new(std::sync::Mutex::new(reports));
+    let (block, finish) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let stalled_thread = {
+        let (url, name) = (redis.url().to_owned(), name.clone());
+        let (block, finish) = (Arc::clone(&block), Arc::clone(&finish));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let client = bounded(distkit::connect(&url)).await.unwrap();
+                let mutex = Mutex::new(options(&name, client));
+                let stall = async {
+                    block.notified().await;
+                    let _ = report.send(Stalled::Blocking);
+                    // Blocks the whole runtime on purpose.
+                    std::thread::sleep(Duration::from_millis(700));
+                    std::future::pending::<()>().await;
+                };
+                let acquired = tokio::select! {
+                    acquired = mutex.lock() => acquired,
+                    () = stall => unreachable!("the stall never ends by itself"),
+                };
+                let guard = match acquired {
+                    Ok(guard) => guard,
+                    Err(error) => {
+                        let _ = report.send(Stalled::Returned(Err(error.to_string())));
+                        return;
+                    }
+                };
+                let state = guard.get_state().await;
+                let _ = report.send(Stalled::Returned(Ok((state, guard.fencing_token()))));
+                bounded(finish.notified()).await;
+                drop(guard);
+            });
+        })
+    };
+    // Let the stalled waiter join the line first, then a second waiter behind it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let next = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .ttl(Duration::from_secs(5))
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    let next_task = tokio::spawn(async move {
+        let guard = next.lock().await;
+        (guard, next)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Stall the first waiter, then hand it the lock: its provisional lease runs out during
+    // the stall, and the second waiter takes the lock.
+    block.notify_one();
+    assert!(matches!(
+        next_report(&reports, Duration::from_secs(5)).await,
+        Some(Stalled::Blocking)
+    ));
+    assert_eq!(
+        bounded(held.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let (next_guard, _next) = bounded(next_task).await.unwrap();
+    let next_guard = next_guard.unwrap();
+    assert_eq!(next_guard.get_state().await, LockGuardState::Acquired);
+
+    // The stalled waiter wakes up with the old announcement in its socket: while the second
+    // guard holds the lock it must keep waiting (or at least not report `Acquired`).
+    if let Some(Stalled::Returned(returned)) =
+        next_report(&reports, Duration::from_millis(1_500)).await
+    {
+        let (state, fencing_token) = returned.unwrap();
+        assert_ne!(
+            (state, next_guard.get_state().await),
+            (LockGuardState::Acquired, LockGuardState::Acquired),
+            "two guards report Acquired (stale fencing token {fencing_token}, holder's {})",
+            next_guard.fencing_token()
+        );
+    } else {
+        // Still waiting, as it should: it gets the lock once the holder releases it.
+        assert_eq!(
+            bounded(next_guard.release()).await.unwrap(),
+            LockGuardState::Released
+        );
+        match next_report(&reports, Duration::from_secs(10)).await {
+            Some(Stalled::Returned(Ok((state, _)))) => {
+                assert_eq!(state, LockGuardState::Acquired);
+            }
+            other => panic!("the stalled waiter did not get the released lock: {other:?}"),
+        }
+    }
+    finish.notify_one();
+    bounded(tokio::task::spawn_blocking(move || stalled_thread.join()))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn owned(name: &distkit::DistkitRedisKey, id: &str, client: Client) -> LockOptions {
+    // Polls a minute apart: only announcements serve these waiters within the test, and the
+    // provisional lease of a handover to them is the whole 5 s ttl.
+    LockOptions::builder(name.clone(), client)
+        .owner_id(id)
+        .ttl(Duration::from_secs(5))
+        .retry_interval(Duration::from_secs(60))
+        .build()
+}
+
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+/// Hands the lock, through a release, to a waiter with owner id `"worker"`; returns its guard
+/// and the mutex of a per-acquisition waiter queued behind it (still waiting).
+async fn hand_over_to_an_explicit_owner(
+    redis: &TestRedis,
+    name: &distkit::DistkitRedisKey,
+) -> (
+    distkit::lock::MutexGuard,
+    tokio::task::JoinHandle<Result<distkit::lock::MutexGuard, DistkitError>>,
+) {
+    let holder = Mutex::new(options(name, client(redis).await));
+    let held = bounded(holder.lock()).await.unwrap();
+    let waiter = Mutex::new(owned(name, "worker", client(redis).await));
+    let waiting = tokio::spawn(async move { waiter.lock().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let behind = Mutex::new(
+        LockOptions::builder(name.clone(), client(redis).await)
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    let behind_task = tokio::spawn(async move { behind.lock().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        bounded(held.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let handed = bounded(waiting).await.unwrap().unwrap();
+    assert_eq!(handed.get_state().await, LockGuardState::Acquired);
+    (handed, behind_task)
+}
+
+#[tokio::test]
+async fn a_cancelled_acquire_never_passes_on_a_lock_its_owner_id_holds() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let held = bounded(holder.lock()).await.unwrap();
+    // Two waiters with the same owner id on two clients: one place in line, whose inbox is
+    // the one of the later waiter; the earlier one only polls (a minute apart).
+    let earlier = Mutex::new(owned(&name, "worker", client(&redis).await));
+    let earlier_task = tokio::spawn(async move { earlier.lock().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = Mutex::new(owned(&name, "worker", client(&redis).await));
+    let later_task = tokio::spawn(async move { later.lock().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let behind = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    let behind_task = tokio::spawn(async move { behind.lock().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        bounded(held.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let handed = bounded(later_task).await.unwrap().unwrap();
+    assert_eq!(handed.get_state().await, LockGuardState::Acquired);
+    // The earlier waiter gives up: its queue cleanup must not pass the lock, held by its
+    // owner id, to the waiter behind.
+    earlier_task.abort();
+    assert!(bounded(earlier_task).await.is_err(), "it was still waiting");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !(behind_task.is_finished() && handed.get_state().await == LockGuardState::Acquired),
+        "the lock was passed on while its holder reports Acquired"
+    );
+    assert_eq!(
+        bounded(handed.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let behind = bounded(behind_task).await.unwrap().unwrap();
+    assert_eq!(behind.get_state().await, LockGuardState::Acquired);
+}
+
+#[tokio::test]
+async fn a_re_attach_never_returns_a_fencing_token_older_than_the_latest() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let (handed, behind_task) = hand_over_to_an_explicit_owner(&redis, &name).await;
+    assert_eq!(
+        bounded(handed.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let behind = bounded(behind_task).await.unwrap().unwrap();
+    assert_eq!(
+        bounded(behind.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    // Within the old handover's lease: the same owner id acquires afresh, then re-attaches.
+    let fresh = bounded(Mutex::new(owned(&name, "worker", client(&redis).await)).try_lock())
+        .await
+        .unwrap();
+    let reattached = bounded(Mutex::new(owned(&name, "worker", client(&redis).await)).try_lock())
+        .await
+        .unwrap();
+    assert!(
+        reattached.fencing_token() >= fresh.fencing_token(),
+        "re-attached with {} after {}",
+        reattached.fencing_token(),
+        fresh.fencing_token()
+    );
+    std::mem::forget(fresh);
+    assert_eq!(
+        bounded(reattached.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_acquisitions_time_out_within_their_bound_while_redis_is_stopped() {
+    // SIGSTOP needs a private server.
+    let redis = TestRedis::start_standalone();
+    let (mutex_name, rw_name) = (fresh_key(), fresh_key());
+    let client = client(&redis).await;
+    let bound = Duration::from_secs(2);
+    let mutex = Mutex::new(options(&mutex_name, client.clone()));
+    let waiting = Mutex::new(
+        LockOptions::builder(mutex_name.clone(), client.clone())
+            .ttl(Duration::from_secs(5))
+            .max_wait(bound)
+            .build(),
+    );
+    let rwlock = RwLock::new(options(&rw_name, client.clone()));
+
+    redis.pause();
+    let started = Instant::now();
+    let (for_lock, max_wait, for_read, for_write) = bounded(async {
+        tokio::join!(
+            mutex.try_lock_for(bound),
+            waiting.lock(),
+            rwlock.try_read_for(bound),
+            rwlock.try_write_for(bound),
+        )
+    })
+    .await;
+    let elapsed = started.elapsed();
+    redis.resume();
+
+    for outcome in [for_lock.map(drop), max_wait.map(drop)]
+        .into_iter()
+        .chain([for_read.map(drop), for_write.map(drop)])
+    {
+        match lock_error(outcome.unwrap_err()) {
+            LockError::Timeout { waited } => assert!(waited >= bound, "waited {waited:?}"),
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+    }
+    // The promise is the bound plus a small margin, whatever Redis does (the command
+    // timeout of the client is 10 s); the margin here allows for a loaded machine.
+    assert!(
+        elapsed < bound.saturating_add(Duration::from_millis(1_500)),
+        "bounded acquisitions took {elapsed:?} for a bound of {bound:?}"
+    );
+    // Once Redis answers again, whatever the cut-off attempts took is released.
+    let other = client_for(&redis).await;
+    let (mutex, rwlock) = (
+        Mutex::new(options(&mutex_name, other.clone())),
+        RwLock::new(options(&rw_name, other)),
+    );
+    common::eventually("the cut-off mutex attempts to be cleaned up", || async {
+        mutex.try_lock().await.map(drop).is_ok()
+    })
+    .await;
+    common::eventually("the cut-off rwlock attempts to be cleaned up", || async {
+        rwlock.try_write().await.map(drop).is_ok()
+    })
+    .await;
+}
+
+async fn client_for(redis: &TestRedis) -> Client {
+    client(redis).await
+}
