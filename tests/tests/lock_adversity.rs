@@ -171,37 +171,6 @@ fn owned(name: &distkit::DistkitRedisKey, id: &str, client: Client) -> LockOptio
         .build()
 }
 
-#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
-/// Hands the lock, through a release, to a waiter with owner id `"worker"`; returns its guard
-/// and the mutex of a per-acquisition waiter queued behind it (still waiting).
-async fn hand_over_to_an_explicit_owner(
-    redis: &TestRedis,
-    name: &distkit::DistkitRedisKey,
-) -> (
-    distkit::lock::MutexGuard,
-    tokio::task::JoinHandle<Result<distkit::lock::MutexGuard, DistkitError>>,
-) {
-    let holder = Mutex::new(options(name, client(redis).await));
-    let held = bounded(holder.lock()).await.unwrap();
-    let waiter = Mutex::new(owned(name, "worker", client(redis).await));
-    let waiting = tokio::spawn(async move { waiter.lock().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let behind = Mutex::new(
-        LockOptions::builder(name.clone(), client(redis).await)
-            .retry_interval(Duration::from_millis(20))
-            .build(),
-    );
-    let behind_task = tokio::spawn(async move { behind.lock().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        bounded(held.release()).await.unwrap(),
-        LockGuardState::Released
-    );
-    let handed = bounded(waiting).await.unwrap().unwrap();
-    assert_eq!(handed.get_state().await, LockGuardState::Acquired);
-    (handed, behind_task)
-}
-
 #[tokio::test]
 async fn a_cancelled_acquire_never_passes_on_a_lock_its_owner_id_holds() {
     let redis = TestRedis::start();
@@ -250,14 +219,18 @@ async fn a_cancelled_acquire_never_passes_on_a_lock_its_owner_id_holds() {
 async fn a_re_attach_never_returns_a_fencing_token_older_than_the_latest() {
     let redis = TestRedis::start();
     let name = fresh_key();
-    let (handed, behind_task) = hand_over_to_an_explicit_owner(&redis, &name).await;
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let held = bounded(holder.lock()).await.unwrap();
+    let waiter = Mutex::new(owned(&name, "worker", client(&redis).await));
+    let waiting = tokio::spawn(async move { waiter.lock().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        bounded(handed.release()).await.unwrap(),
+        bounded(held.release()).await.unwrap(),
         LockGuardState::Released
     );
-    let behind = bounded(behind_task).await.unwrap().unwrap();
+    let handed = bounded(waiting).await.unwrap().unwrap();
     assert_eq!(
-        bounded(behind.release()).await.unwrap(),
+        bounded(handed.release()).await.unwrap(),
         LockGuardState::Released
     );
     // Within the old handover's lease: the same owner id acquires afresh, then re-attaches.
