@@ -522,3 +522,283 @@ async fn counters_are_trait_objects_and_send_sync() {
     let handle = tokio::spawn(async move { counter.inc(&key("k"), 2).await });
     assert_eq!(bounded(handle).await.unwrap().unwrap(), (2, 2));
 }
+
+/// The Redis name of one of the instance-aware keys of `prefix`.
+fn raw_key(prefix: &DistkitRedisKey, kind: &str) -> String {
+    format!("distkit:{{{prefix}}}:ic:{kind}")
+}
+
+/// How many fields or members the key `kind` of `prefix` holds (0 when absent).
+#[expect(clippy::panic, reason = "a test helper fails its test")]
+fn size_of(redis: &TestRedis, prefix: &DistkitRedisKey, kind: &str) -> usize {
+    let name = raw_key(prefix, kind);
+    let command = match redis.cli(&["TYPE", &name]).as_str() {
+        "hash" => "HLEN",
+        "zset" => "ZCARD",
+        "none" => return 0,
+        other => panic!("{name} is a {other}"),
+    };
+    redis
+        .cli(&[command, &name])
+        .parse()
+        .unwrap_or_else(|_| panic!("{command} {name}"))
+}
+
+/// The fields and members that exist because keys were used: totals, slices, their
+/// indexes, parked slices, stamps and epochs (the last three of the layout before issue 12).
+fn key_specific_state(redis: &TestRedis, prefix: &DistkitRedisKey) -> usize {
+    [
+        "totals",
+        "slices",
+        "owned",
+        "parked",
+        "parked_owned",
+        "by_key",
+        "stamps",
+        "parked_stamps",
+        "epochs",
+    ]
+    .iter()
+    .map(|kind| size_of(redis, prefix, kind))
+    .sum()
+}
+
+async fn strict_with_window(
+    redis: &TestRedis,
+    prefix: &DistkitRedisKey,
+    threshold_ms: u64,
+    revival_window: Duration,
+) -> Arc<StrictInstanceAwareCounter> {
+    let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    options.dead_instance_threshold_ms = threshold_ms;
+    options.revival_window = revival_window;
+    StrictInstanceAwareCounter::new(options)
+}
+
+/// Polls `condition` every 50 ms until it holds, failing the test after `limit`.
+async fn within<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !bounded(condition()).await {
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_instance_is_judged_dead_by_its_own_threshold_not_by_its_peers() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    // A declares 30 s: its next heartbeat is 7.5 s away. B declares 1 s and keeps calling.
+    let patient = strict(&redis, &prefix, 30_000).await;
+    let hasty = strict(&redis, &prefix, 1_000).await;
+    let k = key("k");
+    bounded(patient.inc(&k, 5)).await.unwrap();
+    bounded(hasty.inc(&k, 1)).await.unwrap();
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            bounded(hasty.get(&k)).await.unwrap(),
+            (6, 1),
+            "the patient instance was judged by its peer's threshold"
+        );
+    }
+    assert_eq!(bounded(patient.get(&k)).await.unwrap(), (6, 5));
+    // Its own lease still ends it: silenced, it leaves C at the next call.
+    silence(&redis, &prefix, patient.instance_id());
+    assert_eq!(bounded(hasty.get(&k)).await.unwrap(), (1, 1));
+}
+
+#[tokio::test]
+async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let keys: Vec<DistkitRedisKey> = (0..40).map(|index| key(&format!("k{index}"))).collect();
+    let survivor = strict(&redis, &prefix, 60_000).await;
+    // 24 instances x 40 keys = 960 slices, more than one call's reaping budget of 500.
+    let mut doomed = Vec::new();
+    for index in 0..24_i64 {
+        let instance = strict(&redis, &prefix, 60_000).await;
+        let updates: Vec<(&DistkitRedisKey, i64)> = keys.iter().map(|k| (k, index + 1)).collect();
+        bounded(instance.inc_all(&updates)).await.unwrap();
+        doomed.push(instance);
+    }
+    for k in &keys {
+        bounded(survivor.inc(k, 1)).await.unwrap();
+    }
+    assert_eq!(bounded(survivor.get(&keys[0])).await.unwrap(), (301, 1));
+    for instance in &doomed {
+        silence(&redis, &prefix, instance.instance_id());
+    }
+    // Every answer from the first call on counts none of the dead slices, whichever key.
+    for k in keys.iter().rev() {
+        assert_eq!(
+            bounded(survivor.get(k)).await.unwrap(),
+            (1, 1),
+            "{k} still counts dead slices"
+        );
+    }
+    let refs: Vec<&DistkitRedisKey> = keys.iter().collect();
+    for (k, total, own) in bounded(survivor.get_all(&refs)).await.unwrap() {
+        assert_eq!((total, own), (1, 1), "{k}");
+    }
+    // One dead instance comes back: exactly its slices count again.
+    assert_eq!(bounded(doomed[23].get(&keys[39])).await.unwrap(), (25, 24));
+    for (k, total, own) in bounded(survivor.get_all(&refs)).await.unwrap() {
+        assert_eq!((total, own), (25, 1), "{k}");
+    }
+    // Reaping finished: only the live instances' slices are counted.
+    assert_eq!(size_of(&redis, &prefix, "owned"), 80);
+}
+
+#[tokio::test]
+async fn parked_state_of_instances_that_never_return_is_collected_after_their_revival_window() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let keys: Vec<DistkitRedisKey> = (0..10).map(|index| key(&format!("k{index}"))).collect();
+    let survivor = strict(&redis, &prefix, 1_000).await;
+    // Five lax instances (each with a flush record) with the shortest window: the threshold.
+    for _ in 0..5 {
+        let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
+        options.dead_instance_threshold_ms = 1_000;
+        options.revival_window = Duration::from_millis(1);
+        let doomed = LaxInstanceAwareCounter::new(options);
+        for k in &keys {
+            bounded(doomed.inc(k, 2)).await.unwrap();
+        }
+        bounded(doomed.flush()).await.unwrap();
+    }
+    // A sixth instance dies too, with a long window: it must still come back whole.
+    let keeper = strict_with_window(&redis, &prefix, 60_000, Duration::from_secs(120)).await;
+    bounded(keeper.inc(&keys[0], 100)).await.unwrap();
+    assert_eq!(bounded(survivor.get(&keys[0])).await.unwrap(), (110, 0));
+    assert_eq!(size_of(&redis, &prefix, "flushes"), 5);
+    silence(&redis, &prefix, keeper.instance_id());
+
+    within(
+        Duration::from_secs(15),
+        "the dead instances' collection",
+        || async {
+            survivor.get(&keys[1]).await.unwrap();
+            size_of(&redis, &prefix, "parked") == 1
+                && size_of(&redis, &prefix, "parked_owned") == 1
+                && size_of(&redis, &prefix, "by_key") == 1
+                && size_of(&redis, &prefix, "flushes") == 0
+                && size_of(&redis, &prefix, "leases") == 2
+        },
+    )
+    .await;
+    assert_eq!(
+        size_of(&redis, &prefix, "totals"),
+        1,
+        "only the keeper's parked slice still makes a total"
+    );
+    for k in &keys {
+        assert_eq!(bounded(survivor.get(k)).await.unwrap(), (0, 0), "{k}");
+    }
+    // The keeper is inside its window: its slice comes back.
+    assert_eq!(bounded(keeper.get(&keys[0])).await.unwrap(), (100, 100));
+    assert_eq!(bounded(survivor.get(&keys[0])).await.unwrap(), (100, 0));
+    assert_eq!(size_of(&redis, &prefix, "parked"), 0);
+}
+
+#[tokio::test]
+async fn deleting_every_used_key_or_clearing_leaves_nothing_key_specific_in_redis() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let first = strict(&redis, &prefix, 30_000).await;
+    let second = strict(&redis, &prefix, 30_000).await;
+    let sleeper = strict(&redis, &prefix, 60_000).await;
+    for index in 0..200 {
+        let k = key(&format!("d{index}"));
+        bounded(first.inc(&k, 1)).await.unwrap();
+        bounded(second.inc(&k, 2)).await.unwrap();
+        if index % 2 == 0 {
+            bounded(first.set(&k, 7)).await.unwrap();
+        }
+        assert_eq!(
+            bounded(first.del(&k)).await.unwrap().1,
+            i64::from(index % 2 == 0) * 6 + 1
+        );
+    }
+    assert_eq!(key_specific_state(&redis, &prefix), 0, "after 200 inc+del");
+
+    // A dead instance's parked slice goes with the key as well, and never comes back.
+    let k = key("parked");
+    bounded(sleeper.inc(&k, 4)).await.unwrap();
+    bounded(first.inc(&k, 1)).await.unwrap();
+    silence(&redis, &prefix, sleeper.instance_id());
+    assert_eq!(bounded(first.get(&k)).await.unwrap(), (1, 1));
+    assert_eq!(bounded(first.del(&k)).await.unwrap(), (1, 1));
+    assert_eq!(
+        key_specific_state(&redis, &prefix),
+        0,
+        "after del of a parked key"
+    );
+    assert_eq!(bounded(sleeper.get(&k)).await.unwrap(), (0, 0));
+
+    // Clear, with counted, parked and lax slices under many keys.
+    let lax_instance = synchronous_lax(&redis, &prefix).await;
+    for index in 0..50 {
+        let k = key(&format!("c{index}"));
+        bounded(first.inc(&k, 1)).await.unwrap();
+        bounded(sleeper.inc(&k, 2)).await.unwrap();
+        bounded(lax_instance.inc(&k, 3)).await.unwrap();
+    }
+    silence(&redis, &prefix, sleeper.instance_id());
+    assert_eq!(bounded(first.get(&key("c0"))).await.unwrap(), (4, 1));
+    bounded(second.clear()).await.unwrap();
+    assert_eq!(key_specific_state(&redis, &prefix), 0, "after clear");
+    assert_eq!(bounded(sleeper.get(&key("c0"))).await.unwrap(), (0, 0));
+    assert_eq!(
+        bounded(lax_instance.inc(&key("c1"), 1)).await.unwrap(),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn clear_on_instance_is_all_or_nothing_when_one_key_would_overflow() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let (a, b, c) = (
+        strict(&redis, &prefix, 30_000).await,
+        strict(&redis, &prefix, 30_000).await,
+        strict(&redis, &prefix, 30_000).await,
+    );
+    // a's slice of "a-first" is taken first, then "z-last" cannot leave: the other slices of
+    // "z-last" sum to 2 * i64::MAX.
+    let (first, last) = (key("a-first"), key("z-last"));
+    bounded(a.inc(&first, 5)).await.unwrap();
+    bounded(b.inc(&first, 1)).await.unwrap();
+    bounded(b.set_on_instance(&last, i64::MAX)).await.unwrap();
+    bounded(a.inc(&last, -i64::MAX)).await.unwrap();
+    assert_eq!(
+        bounded(c.inc(&last, i64::MAX)).await.unwrap(),
+        (i64::MAX, i64::MAX)
+    );
+    let failed = bounded(a.clear_on_instance()).await;
+    assert!(
+        matches!(
+            failed,
+            Err(DistkitError::CounterError(CounterError::Overflow { .. }))
+        ),
+        "{failed:?}"
+    );
+    assert_eq!(
+        bounded(a.get(&first)).await.unwrap(),
+        (6, 5),
+        "nothing changed"
+    );
+    assert_eq!(bounded(a.get(&last)).await.unwrap(), (i64::MAX, -i64::MAX));
+    // Once it fits, it clears everything.
+    bounded(c.del_on_instance(&last)).await.unwrap();
+    bounded(a.clear_on_instance()).await.unwrap();
+    assert_eq!(bounded(b.get(&first)).await.unwrap(), (1, 1));
+    assert_eq!(bounded(b.get(&last)).await.unwrap(), (i64::MAX, i64::MAX));
+}

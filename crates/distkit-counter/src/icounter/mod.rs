@@ -16,18 +16,29 @@
 //!
 //! Every call carries the instance's heartbeat, and a background task sends one every quarter
 //! of `dead_instance_threshold_ms` (30 s by default; values below 1 s are raised to 1 s), so
-//! an idle instance stays alive. An instance whose last heartbeat is older than the threshold
-//! — judged by the Redis server's clock — is dead: the next call of any instance under the
-//! prefix takes its slices out of the totals, at most 500 slices per call, so one huge dead
-//! instance never blocks Redis.
+//! an idle instance stays alive. Each heartbeat renews the instance's lease by **its own**
+//! threshold: an instance whose lease ran out — judged by the Redis server's clock — is dead,
+//! whatever the thresholds of the others. The next call of any instance under the prefix
+//! takes every dead slice out of the totals it answers with: it reaps up to 500 slices of
+//! dead instances and, when more are due, also the dead slices of the keys it touches, so one
+//! huge dead instance never blocks Redis and no answer counts a dead slice.
 //!
 //! # Revival and stale slices
 //!
-//! A reaped instance that comes back (its next call or heartbeat) restores every slice it
-//! had, negative ones included, in one atomic step — except slices made stale meanwhile by a
-//! global `set`, `del` or `clear` of their key: those are never restored, never subtracted
-//! twice, and never added back by anyone. Every slice carries the stamp of the last global
-//! reset of its key; only slices with the current stamp count.
+//! A reaped instance that comes back (its next call or heartbeat) within its `revival_window`
+//! (1 hour by default, never shorter than its threshold) restores every slice it had,
+//! negative ones included, in one atomic step — except slices removed meanwhile by a global
+//! `set`, `del` or `clear` of their key: those are gone for good, never subtracted twice and
+//! never added back by anyone. After the window, later calls remove the parked slices and
+//! the instance's records, a bounded amount per call; an instance that comes back after that
+//! starts afresh (its old slices do not return).
+//!
+//! # State in Redis
+//!
+//! A global `set` or `del` of a key removes every instance's slice of it (one step per
+//! instance that holds one), and `clear` removes every slice: deleting every key, or
+//! clearing, leaves nothing key-specific in Redis. What remains per prefix is one record per
+//! live instance (and per dead one for its revival window).
 //!
 //! # Strict or lax
 //!

@@ -1,6 +1,7 @@
-//! The Redis side of the instance-aware counters: the `icounter` script over the twelve keys
+//! The Redis side of the instance-aware counters: the `icounter` script over the eleven keys
 //! of a prefix, and the heartbeat that keeps an idle instance alive.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -10,29 +11,29 @@ use distkit_core::script::{Attempts, CallPolicy};
 use distkit_core::task::spawn_if_in_runtime;
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
 
-use super::options::MIN_DEAD_INSTANCE_THRESHOLD_MS;
+use super::options::{MAX_DURATION_MS, MIN_DEAD_INSTANCE_THRESHOLD_MS};
 use crate::buffer::{Batch, Confirmation, DeltaSink, Snapshot};
 use crate::scripts::INSTANCE_COUNTER;
 use crate::wire::{decode_array, decode_i64, script_error};
 
 /// The roles of the keys of one prefix, in the script's `KEYS` order.
-const KEY_KINDS: [&str; 12] = [
+const KEY_KINDS: [&str; 11] = [
     "totals",
-    "epochs",
-    "meta",
     "alive",
+    "leases",
+    "flushes",
     "slices",
-    "stamps",
     "owned",
     "parked",
-    "parked_stamps",
     "parked_owned",
+    "by_key",
     "reaping",
-    "flushes",
+    "buried",
 ];
 /// The most operations one script call carries.
 const MAX_OPERATIONS_PER_CALL: usize = 1_000;
-/// The most slices of dead instances one call reaps.
+/// The most slices of dead instances one call reaps or collects (beyond that, a call reaps
+/// only the dead slices of the keys it touches; see the script's header).
 const REAP_BUDGET: i64 = 500;
 
 /// What one operation does (the script's `kind`).
@@ -138,6 +139,22 @@ pub(crate) struct Outcome {
     pub(crate) old: (i64, i64),
 }
 
+/// How one instance declares its liveness to the others.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lease {
+    /// The dead-instance threshold, as configured (clamped by [`RemoteInstanceCounters::new`]).
+    pub(crate) threshold_ms: u64,
+    /// The revival window, as configured (clamped by [`RemoteInstanceCounters::new`]).
+    pub(crate) revival_window: Duration,
+}
+
+/// A flush sent to the script: its sequence number and whether it was sent before.
+#[derive(Clone, Copy, Debug)]
+struct Flush {
+    sequence: u64,
+    resend: bool,
+}
+
 /// The keys of one prefix and the identity of one instance.
 #[derive(Clone, Debug)]
 pub(crate) struct RemoteInstanceCounters {
@@ -145,19 +162,35 @@ pub(crate) struct RemoteInstanceCounters {
     keys: Vec<String>,
     instance_id: String,
     threshold_ms: u64,
+    window_ms: u64,
+    /// For a lax instance: whether it has sent a flush yet. Until then every call records the
+    /// instance in the `flushes` hash, so that a first flush resent after a lost reply is
+    /// not mistaken for one whose record was collected. `None` for a strict instance.
+    flushed: Option<Arc<AtomicBool>>,
 }
 
 impl RemoteInstanceCounters {
-    pub(crate) fn new(client: Client, prefix: &DistkitRedisKey, threshold_ms: u64) -> Self {
+    /// The counters of `prefix` for a fresh instance. The threshold is clamped to
+    /// 1 s ..= [`MAX_DURATION_MS`], the revival window to threshold ..= [`MAX_DURATION_MS`].
+    /// `lax` says whether the instance sends numbered flushes.
+    pub(crate) fn new(client: Client, prefix: &DistkitRedisKey, lease: Lease, lax: bool) -> Self {
         let keys = KEY_KINDS
             .iter()
             .map(|kind| key_schema::instance_counter(prefix, kind))
             .collect();
+        let threshold_ms = lease
+            .threshold_ms
+            .clamp(MIN_DEAD_INSTANCE_THRESHOLD_MS, MAX_DURATION_MS);
+        let window_ms = u64::try_from(lease.revival_window.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(threshold_ms, MAX_DURATION_MS);
         Self {
             client,
             keys,
             instance_id: ulid::Ulid::new().to_string(),
-            threshold_ms: threshold_ms.max(MIN_DEAD_INSTANCE_THRESHOLD_MS),
+            threshold_ms,
+            window_ms,
+            flushed: lax.then(|| Arc::new(AtomicBool::new(false))),
         }
     }
 
@@ -198,19 +231,28 @@ impl RemoteInstanceCounters {
     async fn call(
         &self,
         ops: &[Op<'_>],
-        flush_sequence: Option<u64>,
+        flush: Option<Flush>,
     ) -> Result<Vec<Outcome>, DistkitError> {
-        let mut args = Vec::with_capacity(ops.len().saturating_mul(5).saturating_add(4));
+        let register = self
+            .flushed
+            .as_ref()
+            .is_some_and(|flushed| !flushed.load(Ordering::Acquire));
+        let mut args = Vec::with_capacity(ops.len().saturating_mul(5).saturating_add(7));
         args.push(Value::from(self.instance_id.as_str()));
-        args.push(Value::from(
-            i64::try_from(self.threshold_ms).unwrap_or(i64::MAX),
-        ));
+        args.push(Value::from(self.threshold_ms.to_string()));
+        args.push(Value::from(self.window_ms.to_string()));
         args.push(Value::from(REAP_BUDGET));
         args.push(Value::from(
-            flush_sequence
-                .map(|sequence| sequence.to_string())
+            flush
+                .map(|flush| flush.sequence.to_string())
                 .unwrap_or_default(),
         ));
+        args.push(Value::from(if flush.is_some_and(|flush| flush.resend) {
+            "1"
+        } else {
+            "0"
+        }));
+        args.push(Value::from(if register { "1" } else { "0" }));
         for op in ops {
             let (comparator, operand) = op.condition.wire();
             args.push(Value::from(op.kind.wire()));
@@ -221,7 +263,7 @@ impl RemoteInstanceCounters {
         }
         // Idempotent calls (reads, heartbeats, flushes numbered for exactly-once) may be
         // replayed; every other write is sent once.
-        let attempts = if flush_sequence.is_some() || ops.iter().all(|op| op.kind.reads_only()) {
+        let attempts = if flush.is_some() || ops.iter().all(|op| op.kind.reads_only()) {
             Attempts::Retry
         } else {
             Attempts::Once
@@ -265,7 +307,14 @@ impl DeltaSink for RemoteInstanceCounters {
     /// Sends the batch as `inc` operations followed by `get` read-backs, numbered for
     /// exactly-once. A delta that would overflow is left out (and reported as dropped) and
     /// the rest is sent again under the same number.
+    ///
+    /// A resent batch is refused with [`CounterError::FlushExpired`] when Redis no longer
+    /// holds this instance's flush record (collected after its revival window): it may have
+    /// been applied before, so it is not applied again.
     async fn send(&self, batch: &Batch) -> Result<Confirmation, DistkitError> {
+        if let Some(flushed) = &self.flushed {
+            flushed.store(true, Ordering::Release);
+        }
         let mut dropped = vec![false; batch.deltas.len()];
         loop {
             let mut ops: Vec<Op<'_>> = batch
@@ -281,7 +330,13 @@ impl DeltaSink for RemoteInstanceCounters {
                     .iter()
                     .map(|key| Op::on(Kind::Get, key, CounterComparator::Nil, 0)),
             );
-            match self.call(&ops, Some(batch.sequence)).await {
+            // After an overflow the rest is sent again under the same number: that call was
+            // undone, so it is a resend exactly when the batch is.
+            let flush = Flush {
+                sequence: batch.sequence,
+                resend: batch.resend,
+            };
+            match self.call(&ops, Some(flush)).await {
                 Ok(outcomes) => {
                     let mut outcomes = outcomes.into_iter();
                     let mut confirmation = Confirmation::default();
@@ -310,6 +365,12 @@ impl DeltaSink for RemoteInstanceCounters {
                         Some(flag) => *flag = true,
                         None => return Err(CounterError::Overflow { key }.into()),
                     }
+                }
+                Err(DistkitError::CounterError(CounterError::FlushExpired { .. })) => {
+                    return Err(CounterError::FlushExpired {
+                        deltas: batch.deltas.len(),
+                    }
+                    .into());
                 }
                 Err(error) => return Err(error),
             }

@@ -6,7 +6,7 @@ use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey};
 use super::StrictInstanceAwareCounterOptions;
 use super::absolute::{instance_counter_impl, only, with_both, with_new};
 use super::counter_trait::{InstanceAwareCounterTrait, Pair};
-use super::remote::{Kind, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
+use super::remote::{Kind, Lease, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
 
 /// An instance-aware counter whose every call is one atomic Lua script (`icounter`).
 ///
@@ -27,10 +27,15 @@ impl StrictInstanceAwareCounter {
     /// The heartbeat task starts on the current Tokio runtime; outside a runtime it starts
     /// with the first operation (this never panics).
     pub fn new(options: StrictInstanceAwareCounterOptions) -> Arc<Self> {
+        let lease = Lease {
+            threshold_ms: options.dead_instance_threshold_ms,
+            revival_window: options.revival_window,
+        };
         let remote = Arc::new(RemoteInstanceCounters::new(
             options.client,
             &options.prefix,
-            options.dead_instance_threshold_ms,
+            lease,
+            false,
         ));
         let counter = Arc::new(Self {
             remote,

@@ -1,84 +1,97 @@
 -- icounter: instance-aware counter operations, applied in order, all or nothing.
--- C (the total of a key) is the sum of the slices of the live instances. Every call first
--- marks the calling instance alive (restoring its parked slices if it had been reaped), then
--- reaps a bounded number of slices of dead instances, then applies its operations.
--- KEYS[1]   totals         hash: key -> C
--- KEYS[2]   epochs         hash: key -> stamp of the last global set/del of the key;
---                          ':clear' -> stamp of the last clear; ':reaping' -> '1' while
---                          the reaping set may hold instances (keys never contain ':')
--- KEYS[3]   meta           hash: 'seq' (last stamp handed out)
--- KEYS[4]   alive          sorted set: instance -> last heartbeat (server ms)
--- KEYS[5]   slices         hash: '<instance>:<key>' -> I
--- KEYS[6]   stamps         hash: '<instance>:<key>' -> stamp the slice was made under
--- KEYS[7]   owned          sorted set (score 0): '<instance>:<key>' of counted slices
--- KEYS[8]   parked         hash: '<instance>:<key>' -> I of a reaped instance (not counted)
--- KEYS[9]   parked_stamps  hash: '<instance>:<key>' -> stamp of a parked slice
--- KEYS[10]  parked_owned   sorted set (score 0): '<instance>:<key>' of parked slices
--- KEYS[11]  reaping        sorted set: dead instance -> when it was found dead
--- KEYS[12]  flushes        hash: instance -> sequence number of its last applied lax flush
+--
+-- C (the total of a key) is the sum of the slices of the live instances. Every call, in order:
+--   0. refuses a resent lax flush whose instance's flush record is gone (DISTKIT_FLUSH_EXPIRED);
+--   1. renews the calling instance's lease (alive score = server now + its own threshold) and,
+--      if it had been reaped, restores its parked slices;
+--   2. moves every instance whose own lease ran out to `reaping`, then reaps (takes out of C
+--      and parks) up to `budget` slices; when the budget runs out with instances left in
+--      `reaping`, it also reaps their slices of the keys this call touches, so the answer is
+--      right: a dead instance's slices leave C at the latest on the next operation;
+--   3. collects, with what is left of the budget, the parked state of instances dead for
+--      longer than their own revival window: parked slices, then the instance's `flushes` and
+--      `leases` entries;
+--   4. applies its operations.
+--
+-- Stale slices do not exist: a global set/del of a key removes every instance's slice of the
+-- key (counted or parked) through the `by_key` index, and clear removes them all, so nothing
+-- needs to remember which slices are stale and a deleted key leaves nothing behind.
+--
+-- Cost bounds (steps are single O(log n) commands):
+--   - reaping and collection: at most `budget` slices per call, plus one step per instance
+--     found dead (moving it to `reaping` is cheap and must not wait: its slices must leave C);
+--   - reaping for the answer, only when the budget ran out: (distinct keys of the call) x
+--     (instances still in `reaping`);
+--   - revival: one step per parked slice of the reviving instance (all must count again
+--     before it answers; they are its own slices, which it built one operation at a time);
+--   - global set/del of a key: one step per instance holding a slice of that key;
+--   - cleari: one step per slice of the calling instance (all or nothing);
+--   - clear: a constant number of UNLINKs (large values are freed in the background).
+--
+-- KEYS[1]   totals        hash: key -> C
+-- KEYS[2]   alive         sorted set: instance -> lease deadline (server ms = last call or
+--                         heartbeat + the instance's own dead-instance threshold)
+-- KEYS[3]   leases        hash: instance -> its revival window in ms (written when it joins or
+--                         revives, removed with its parked state)
+-- KEYS[4]   flushes       hash: instance -> sequence number of its last applied lax flush
+--                         ('0': a lax instance that has not flushed yet)
+-- KEYS[5]   slices        hash: '<instance>:<key>' -> I (counted in C)
+-- KEYS[6]   owned         sorted set (score 0): '<instance>:<key>' of counted slices
+-- KEYS[7]   parked        hash: '<instance>:<key>' -> I of a reaped instance (not counted)
+-- KEYS[8]   parked_owned  sorted set (score 0): '<instance>:<key>' of parked slices
+-- KEYS[9]   by_key        sorted set (score 0): '<key>:<instance>' of every slice, counted or
+--                         parked (keys and instance ids never contain ':')
+-- KEYS[10]  reaping       sorted set: dead instance -> when it was found dead (server ms)
+-- KEYS[11]  buried        sorted set: reaped instance -> when its parked state expires
+--                         (found dead + its revival window, server ms)
 -- ARGV[1]   the calling instance id (a ULID: no ':')
--- ARGV[2]   how long without a heartbeat makes an instance dead, in ms
--- ARGV[3]   how many slices one call may reap at most
--- ARGV[4]   '' or the sequence number of a lax flush: a flush already applied is not
+-- ARGV[2]   the calling instance's dead-instance threshold, in ms
+-- ARGV[3]   the calling instance's revival window, in ms (>= the threshold)
+-- ARGV[4]   how many slices one call may reap or collect at most (the budget)
+-- ARGV[5]   '' or the sequence number of a lax flush: a flush already applied is not
 --           applied again (its operations then only read)
--- ARGV[5..] 5 arguments per operation: kind, key, comparator op, operand, amount
+-- ARGV[6]   '1' when that flush was sent before without a confirmation (a resend), else '0'
+-- ARGV[7]   '1' to record the instance in `flushes` (a lax instance that has not sent any
+--           flush yet), else '0'
+-- ARGV[8..] 5 arguments per operation: kind, key, comparator op, operand, amount
 --           kind: 'inc' (I += amount, C += amount; compares C), 'set' (global: C = I = amount,
---           every other slice made stale; compares C), 'seti' (I = amount, C moves by the
+--           every other slice removed; compares C), 'seti' (I = amount, C moves by the
 --           difference; compares I), 'get', 'del' (global delete), 'deli' (remove this
 --           instance's slice), 'clear' (everything), 'cleari' (all of this instance's slices),
 --           'beat' (nothing: a heartbeat). 'clear' and 'cleari' are sent alone, never in a
 --           batch: they are not part of the undo log.
 -- Returns 4 strings per operation: new C, new I, old C, old I. A failed comparison changes
 -- nothing and returns the old pair twice.
--- Errors: 'DISTKIT_OVERFLOW <index>' (every write of the call undone first).
-local totals, epochs, meta, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local slices, stamps, owned = KEYS[5], KEYS[6], KEYS[7]
-local parked, parked_stamps, parked_owned = KEYS[8], KEYS[9], KEYS[10]
-local reaping, flushes = KEYS[11], KEYS[12]
+-- Errors: 'DISTKIT_OVERFLOW <index>' (every write of the operations undone first);
+-- 'DISTKIT_FLUSH_EXPIRED' (a resent flush whose instance has no `flushes` entry: it may have
+-- been applied before the record was collected, so it is not applied; nothing changed).
+local totals, alive, leases, flushes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local slices, owned, parked, parked_owned = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local by_key, reaping, buried = KEYS[9], KEYS[10], KEYS[11]
 local me = ARGV[1]
 local threshold = tonumber(ARGV[2])
-local budget = tonumber(ARGV[3])
+local window = tonumber(ARGV[3])
+local budget = tonumber(ARGV[4])
+local flush = ARGV[5]
+local resend = ARGV[6] == '1'
+local register = ARGV[7] == '1'
+local HEADER = 7
+local count = (#ARGV - HEADER) / 5
+
+-- 0. A resent flush is applied only if the record that makes it idempotent still exists.
+if flush ~= '' and resend and redis.call('HEXISTS', flushes, me) == 0 then
+  return redis.error_reply('DISTKIT_FLUSH_EXPIRED')
+end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
--- The stamp a slice of `key` must carry to be counted (cached for this call; every change
--- of a stamp below goes through the cache). One HMGET fetches the stamps of the call's keys,
--- the clear stamp and the reaping flag.
-local stamp_cache = {}
-local clear_stamp, reaping_flag
-do
-  local fields = { ':clear', ':reaping' }
-  -- (Calls carry at most 2 000 operations; the bound keeps unpack within Lua's stack.)
-  if #ARGV <= 4 + 5 * 2000 then
-    for base = 4, #ARGV - 1, 5 do
-      fields[#fields + 1] = ARGV[base + 2]
-    end
-  end
-  local values = redis.call('HMGET', epochs, unpack(fields))
-  clear_stamp = values[1] or '0'
-  reaping_flag = values[2] ~= false
-  for i = 3, #fields do
-    stamp_cache[fields[i]] = values[i] or clear_stamp
-  end
-end
-local function current_stamp(key)
-  local stamp = stamp_cache[key]
-  if stamp then return stamp end
-  stamp = redis.call('HGET', epochs, key) or clear_stamp
-  stamp_cache[key] = stamp
-  return stamp
-end
-
-local function next_stamp()
-  return tostring(redis.call('HINCRBY', meta, 'seq', 1))
-end
-
--- Undo log: { key, field, previous value or false }, replayed backwards on failure. An
--- operation checks everything before its first write, so a single-operation call needs none.
+-- Undo log of the operations: { hash, field, previous value or false } or
+-- { zset, member, was a member, true }, replayed backwards on failure. An operation checks
+-- everything before its first write, so a single-operation call needs none.
 local undo = {}
-local logging = (#ARGV - 4) / 5 > 1
-local function put(hash, field, value)
+local logging = count > 1
+local function hput(hash, field, value)
   if logging then
     undo[#undo + 1] = { hash, field, redis.call('HGET', hash, field) }
   end
@@ -88,142 +101,235 @@ local function put(hash, field, value)
     redis.call('HDEL', hash, field)
   end
 end
+local function zput(zset, member, present)
+  if logging then
+    undo[#undo + 1] = { zset, member, redis.call('ZSCORE', zset, member) ~= false, true }
+  end
+  if present then
+    redis.call('ZADD', zset, 0, member)
+  else
+    redis.call('ZREM', zset, member)
+  end
+end
 local function rollback()
   for i = #undo, 1, -1 do
     local entry = undo[i]
-    if entry[3] then
+    if entry[4] then
+      if entry[3] then
+        redis.call('ZADD', entry[1], 0, entry[2])
+      else
+        redis.call('ZREM', entry[1], entry[2])
+      end
+    elseif entry[3] then
       redis.call('HSET', entry[1], entry[2], entry[3])
     else
       redis.call('HDEL', entry[1], entry[2])
     end
-    -- Keep the index of counted slices in step with the slices themselves.
-    if entry[1] == slices then
-      if entry[3] then
-        redis.call('ZADD', owned, 0, entry[2])
-      else
-        redis.call('ZREM', owned, entry[2])
-      end
-    end
   end
 end
 
--- The key of a '<instance>:<key>' field.
-local function key_of(field)
-  return string.sub(field, string.find(field, ':', 1, true) + 1)
+-- The instance and the key of a '<instance>:<key>' field.
+local function split(field)
+  local colon = string.find(field, ':', 1, true)
+  return string.sub(field, 1, colon - 1), string.sub(field, colon + 1)
+end
+
+-- The '<key>:<instance>' member of `by_key` for a slice.
+local function index_of(instance, key)
+  return key .. ':' .. instance
 end
 
 local function total(key)
   return redis.call('HGET', totals, key) or '0'
 end
 
--- This instance's counted slice of `key` ('0' when absent or stale), and whether it exists
--- with the current stamp.
-local function own_slice(key)
-  local field = me .. ':' .. key
-  local value = redis.call('HGET', slices, field)
-  if value and redis.call('HGET', stamps, field) == current_stamp(key) then
-    return value, true
-  end
-  return '0', false
+-- Whether any instance holds a slice (counted or parked) of `key`.
+local function has_slices(key)
+  return #redis.call('ZRANGEBYLEX', by_key, '[' .. key .. ':', '[' .. key .. ';', 'LIMIT', 0, 1) > 0
 end
 
--- Sets this instance's slice of `key` (nil removes it), stamped as current. `current` says
--- the slice already exists with the current stamp (then only its value changes).
-local function put_own_slice(key, value, current)
-  local field = me .. ':' .. key
-  if value then
-    put(slices, field, value)
-    if not current then
-      put(stamps, field, current_stamp(key))
-      redis.call('ZADD', owned, 0, field)
-    end
-  else
-    put(slices, field, false)
-    put(stamps, field, false)
-    redis.call('ZREM', owned, field)
+-- Drops a total of '0' that no slice makes up any more (an absent total reads as '0').
+local function tidy(key)
+  if redis.call('HGET', totals, key) == '0' and not has_slices(key) then
+    redis.call('HDEL', totals, key)
   end
 end
 
--- 1. Heartbeat; an instance that was reaped comes back with its slices that are still current.
-if redis.call('ZADD', alive, now, me) == 1 then
+-- The revival window of a dead instance (the caller's when the record is missing).
+local function window_of(instance)
+  return tonumber(redis.call('HGET', leases, instance)) or window
+end
+
+-- 1. Lease; an instance that joins or comes back restores its parked slices.
+if redis.call('ZADD', alive, now + threshold, me) == 1 then
+  redis.call('HSET', leases, me, window)
   redis.call('ZREM', reaping, me)
+  redis.call('ZREM', buried, me)
   local fields = redis.call('ZRANGEBYLEX', parked_owned, '[' .. me .. ':', '[' .. me .. ';')
   for _, field in ipairs(fields) do
-    local key = key_of(field)
+    local _, key = split(field)
     local value = redis.call('HGET', parked, field)
-    if value and redis.call('HGET', parked_stamps, field) == current_stamp(key) then
-      local restored = distkit_add(total(key), value)
-      if restored then
-        redis.call('HSET', totals, key, restored)
-        redis.call('HSET', slices, field, value)
-        redis.call('HSET', stamps, field, redis.call('HGET', parked_stamps, field))
-        redis.call('ZADD', owned, 0, field)
-      end
+    local restored = value and distkit_add(total(key), value)
+    if restored then
+      redis.call('HSET', totals, key, restored)
+      redis.call('HSET', slices, field, value)
+      redis.call('ZADD', owned, 0, field)
+    else
+      -- C plus this slice is out of the i64 range: the slice cannot count and is dropped.
+      redis.call('ZREM', by_key, index_of(me, key))
     end
     redis.call('HDEL', parked, field)
-    redis.call('HDEL', parked_stamps, field)
     redis.call('ZREM', parked_owned, field)
   end
 end
+if register then
+  redis.call('HSETNX', flushes, me, '0')
+end
 
--- 2. Reap: instances silent for longer than the threshold leave C, a bounded amount per call.
-local dead = redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. (now - threshold), 'LIMIT', 0, 16)
-for _, instance in ipairs(dead) do
+-- 2. Reap. Takes a counted slice of a dead instance out of C and parks it.
+local function reap(field)
+  local instance, key = split(field)
+  local value = redis.call('HGET', slices, field)
+  if value then
+    local reduced = distkit_sub(total(key), value)
+    if reduced then
+      redis.call('HSET', totals, key, reduced)
+      redis.call('HSET', parked, field, value)
+      redis.call('ZADD', parked_owned, 0, field)
+    else
+      -- C minus this slice is out of the i64 range (so is the sum of the other slices):
+      -- the slice is dropped and C left as it is.
+      redis.call('ZREM', by_key, index_of(instance, key))
+    end
+  end
+  redis.call('HDEL', slices, field)
+  redis.call('ZREM', owned, field)
+end
+
+for _, instance in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. now)) do
   redis.call('ZREM', alive, instance)
   redis.call('ZADD', reaping, now, instance)
 end
-if #dead > 0 and not reaping_flag then
-  redis.call('HSET', epochs, ':reaping', '1')
-  reaping_flag = true
-end
-while reaping_flag and budget > 0 do
-  local instance = redis.call('ZRANGE', reaping, 0, 0)[1]
-  if not instance then
-    redis.call('HDEL', epochs, ':reaping')
-    reaping_flag = false
-    break
-  end
+while budget > 0 do
+  local head = redis.call('ZRANGE', reaping, 0, 0, 'WITHSCORES')
+  local instance = head[1]
+  if not instance then break end
   local fields = redis.call('ZRANGEBYLEX', owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
   if #fields == 0 then
+    -- Reaped: its parked state is kept for its revival window from when it was found dead.
     redis.call('ZREM', reaping, instance)
+    redis.call('ZADD', buried, tonumber(head[2]) + window_of(instance), instance)
+    budget = budget - 1
   end
   for _, field in ipairs(fields) do
+    reap(field)
     budget = budget - 1
-    local key = key_of(field)
-    local value = redis.call('HGET', slices, field)
-    local stamp = redis.call('HGET', stamps, field)
-    if value and stamp == current_stamp(key) then
-      local reduced = distkit_sub(total(key), value)
-      if reduced then
-        redis.call('HSET', totals, key, reduced)
-        redis.call('HSET', parked, field, value)
-        redis.call('HSET', parked_stamps, field, stamp)
-        redis.call('ZADD', parked_owned, 0, field)
+  end
+end
+if budget <= 0 then
+  local pending = redis.call('ZRANGE', reaping, 0, -1)
+  if #pending > 0 then
+    local seen = {}
+    for base = HEADER, #ARGV - 1, 5 do
+      local key = ARGV[base + 2]
+      if key ~= '' and not seen[key] then
+        seen[key] = true
+        for _, instance in ipairs(pending) do
+          local field = instance .. ':' .. key
+          if redis.call('ZSCORE', owned, field) then
+            reap(field)
+          end
+        end
       end
     end
-    redis.call('HDEL', slices, field)
-    redis.call('HDEL', stamps, field)
-    redis.call('ZREM', owned, field)
   end
 end
 
--- 3. The operations.
+-- 3. Collect the parked state of instances whose revival window is over.
+while budget > 0 do
+  local instance = redis.call('ZRANGEBYSCORE', buried, '-inf', '(' .. now, 'LIMIT', 0, 1)[1]
+  if not instance then break end
+  local fields = redis.call('ZRANGEBYLEX', parked_owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
+  if #fields == 0 then
+    redis.call('HDEL', flushes, instance)
+    redis.call('HDEL', leases, instance)
+    redis.call('ZREM', buried, instance)
+    budget = budget - 1
+  end
+  for _, field in ipairs(fields) do
+    local _, key = split(field)
+    redis.call('HDEL', parked, field)
+    redis.call('ZREM', parked_owned, field)
+    redis.call('ZREM', by_key, index_of(instance, key))
+    tidy(key)
+    budget = budget - 1
+  end
+end
+
+-- 4. The operations.
 local replay = false
-if ARGV[4] ~= '' then
+if flush ~= '' then
   local last = redis.call('HGET', flushes, me)
-  replay = last ~= false and tonumber(last) >= tonumber(ARGV[4])
+  replay = last ~= false and tonumber(last) >= tonumber(flush)
+end
+
+-- This instance's slice of `key` ('0' when absent), and whether it exists.
+local function own_slice(key)
+  local value = redis.call('HGET', slices, me .. ':' .. key)
+  if value then return value, true end
+  return '0', false
+end
+
+-- Sets this instance's slice of `key` (false removes it). `exists` says it exists already.
+local function put_own_slice(key, value, exists)
+  local field = me .. ':' .. key
+  hput(slices, field, value)
+  if value then
+    if not exists then
+      zput(owned, field, true)
+      zput(by_key, index_of(me, key), true)
+    end
+  else
+    zput(owned, field, false)
+    zput(by_key, index_of(me, key), false)
+  end
+end
+
+-- Stores C of `key` once its slices are in place; a '0' no slice makes up is removed.
+local function put_total(key, value)
+  if value == '0' and not has_slices(key) then
+    hput(totals, key, false)
+  else
+    hput(totals, key, value)
+  end
+end
+
+-- Removes every instance's slice of `key`, counted or parked (a global set or delete).
+local function remove_slices(key)
+  local members = redis.call('ZRANGEBYLEX', by_key, '[' .. key .. ':', '[' .. key .. ';')
+  for _, member in ipairs(members) do
+    local field = string.sub(member, #key + 2) .. ':' .. key
+    if redis.call('HEXISTS', slices, field) == 1 then
+      hput(slices, field, false)
+      zput(owned, field, false)
+    end
+    if redis.call('HEXISTS', parked, field) == 1 then
+      hput(parked, field, false)
+      zput(parked_owned, field, false)
+    end
+    zput(by_key, member, false)
+  end
 end
 
 local results = {}
-local count = (#ARGV - 4) / 5
 for index = 0, count - 1 do
-  local base = 4 + index * 5
+  local base = HEADER + index * 5
   local kind, key, op, operand, amount =
     ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
-  local old_total, old_slice, slice_current = '0', '0', false
+  local old_total, old_slice, slice_exists = '0', '0', false
   if kind ~= 'clear' and kind ~= 'cleari' and kind ~= 'beat' then
     old_total = total(key)
-    old_slice, slice_current = own_slice(key)
+    old_slice, slice_exists = own_slice(key)
   end
   local new_total, new_slice = old_total, old_slice
   local compared = old_total
@@ -239,14 +345,12 @@ for index = 0, count - 1 do
       rollback()
       return redis.error_reply('DISTKIT_OVERFLOW ' .. index)
     end
-    put(totals, key, new_total)
-    put_own_slice(key, new_slice, slice_current)
+    put_own_slice(key, new_slice, slice_exists)
+    put_total(key, new_total)
   elseif kind == 'set' then
-    local stamp = next_stamp()
-    put(epochs, key, stamp)
-    stamp_cache[key] = stamp
-    put(totals, key, amount)
+    remove_slices(key)
     put_own_slice(key, amount, false)
+    put_total(key, amount)
     new_total, new_slice = amount, amount
   elseif kind == 'seti' then
     -- C + (amount - I), or (C - I) + amount when the difference alone does not fit.
@@ -260,15 +364,12 @@ for index = 0, count - 1 do
       rollback()
       return redis.error_reply('DISTKIT_OVERFLOW ' .. index)
     end
-    put(totals, key, new_total)
-    put_own_slice(key, amount, slice_current)
+    put_own_slice(key, amount, slice_exists)
+    put_total(key, new_total)
     new_slice = amount
   elseif kind == 'del' then
-    local stamp = next_stamp()
-    put(epochs, key, stamp)
-    stamp_cache[key] = stamp
-    put(totals, key, false)
-    put_own_slice(key, false)
+    remove_slices(key)
+    put_total(key, '0')
     new_total, new_slice = '0', '0'
   elseif kind == 'deli' then
     local reduced = distkit_sub(old_total, old_slice)
@@ -276,29 +377,28 @@ for index = 0, count - 1 do
       rollback()
       return redis.error_reply('DISTKIT_OVERFLOW ' .. index)
     end
-    put(totals, key, reduced)
-    put_own_slice(key, false)
+    if slice_exists then
+      put_own_slice(key, false)
+    end
+    put_total(key, reduced)
     new_total, new_slice = reduced, '0'
   elseif kind == 'clear' then
-    clear_stamp = next_stamp()
-    stamp_cache = {}
-    redis.call('DEL', totals, epochs, slices, stamps, owned, parked, parked_stamps, parked_owned)
-    redis.call('HSET', epochs, ':clear', clear_stamp)
-    if reaping_flag then
-      redis.call('HSET', epochs, ':reaping', '1')
-    end
+    redis.call('UNLINK', totals, slices, owned, parked, parked_owned, by_key)
   elseif kind == 'cleari' then
+    -- Every reduction is checked before the first write: all or nothing.
     local fields = redis.call('ZRANGEBYLEX', owned, '[' .. me .. ':', '[' .. me .. ';')
-    for _, field in ipairs(fields) do
-      local slice_key = key_of(field)
-      local value = own_slice(slice_key)
-      local reduced = distkit_sub(total(slice_key), value)
-      if not reduced then
-        rollback()
+    local reduced = {}
+    for position, field in ipairs(fields) do
+      local _, slice_key = split(field)
+      reduced[position] = distkit_sub(total(slice_key), own_slice(slice_key))
+      if not reduced[position] then
         return redis.error_reply('DISTKIT_OVERFLOW ' .. index)
       end
-      put(totals, slice_key, reduced)
+    end
+    for position, field in ipairs(fields) do
+      local _, slice_key = split(field)
       put_own_slice(slice_key, false)
+      put_total(slice_key, reduced[position])
     end
   end
   results[#results + 1] = new_total
@@ -307,7 +407,7 @@ for index = 0, count - 1 do
   results[#results + 1] = old_slice
 end
 -- Recorded only now: a flush that failed part-way (and was undone) is applied when resent.
-if ARGV[4] ~= '' and not replay then
-  redis.call('HSET', flushes, me, ARGV[4])
+if flush ~= '' and not replay then
+  redis.call('HSET', flushes, me, flush)
 end
 return results
