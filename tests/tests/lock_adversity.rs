@@ -317,3 +317,136 @@ async fn bounded_acquisitions_time_out_within_their_bound_while_redis_is_stopped
 async fn client_for(redis: &TestRedis) -> Client {
     client(redis).await
 }
+
+#[tokio::test]
+async fn durations_out_of_range_fail_every_acquire_of_both_locks_with_a_lock_error() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let name = fresh_key();
+    let built = |ttl: Duration, retry_interval: Duration| {
+        LockOptions::builder(name.clone(), client.clone())
+            .ttl(ttl)
+            .retry_interval(retry_interval)
+            .build()
+    };
+    let retry = Duration::from_millis(50);
+    let one_ms_more = Duration::from_millis(1);
+    for (options, expected) in [
+        (built(Duration::MAX, retry), LockError::InvalidTtl(i64::MAX)),
+        (
+            built(LockOptions::MAX_TTL.saturating_add(one_ms_more), retry),
+            LockError::InvalidTtl(2_592_000_001),
+        ),
+        (
+            built(Duration::from_secs(5), Duration::MAX),
+            LockError::InvalidRetryInterval(i64::MAX),
+        ),
+        (
+            built(
+                Duration::from_secs(5),
+                LockOptions::MAX_RETRY_INTERVAL.saturating_add(one_ms_more),
+            ),
+            LockError::InvalidRetryInterval(3_600_001),
+        ),
+    ] {
+        assert_eq!(lock_error(options.validate().unwrap_err()), expected);
+        let mutex = Mutex::new(options.clone());
+        let rwlock = RwLock::new(options);
+        let bound = Duration::from_secs(1);
+        let outcomes = [
+            bounded(mutex.lock()).await.map(drop),
+            bounded(mutex.try_lock()).await.map(drop),
+            bounded(mutex.try_lock_for(bound)).await.map(drop),
+            bounded(mutex.try_lock_with_retries(2)).await.map(drop),
+            bounded(rwlock.read()).await.map(drop),
+            bounded(rwlock.try_read_for(bound)).await.map(drop),
+            bounded(rwlock.write()).await.map(drop),
+            bounded(rwlock.try_write_with_retries(2)).await.map(drop),
+        ];
+        for outcome in outcomes {
+            assert_eq!(lock_error(outcome.unwrap_err()), expected);
+        }
+    }
+    // Nothing reached Redis.
+    assert_eq!(redis.cli(&["KEYS", &format!("*{name}*")]), "");
+}
+
+#[tokio::test]
+async fn durations_at_the_ends_of_their_range_work_for_both_locks() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let name = fresh_key();
+    let longest = LockOptions::builder(name.clone(), client.clone())
+        .ttl(LockOptions::MAX_TTL)
+        .retry_interval(LockOptions::MAX_RETRY_INTERVAL)
+        .build();
+    longest.validate().unwrap();
+    let mutex = Mutex::new(longest.clone());
+    let guard = bounded(mutex.try_lock()).await.unwrap();
+    // A waiter polling once an hour is bounded by its timeout all the same.
+    let other = Mutex::new(longest.clone());
+    assert!(matches!(
+        lock_error(
+            bounded(other.try_lock_for(Duration::from_millis(200)))
+                .await
+                .unwrap_err()
+        ),
+        LockError::Timeout { .. }
+    ));
+    assert_eq!(
+        bounded(guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let rwlock = RwLock::new(longest);
+    let writer = bounded(rwlock.try_write()).await.unwrap();
+    assert!(matches!(
+        lock_error(
+            bounded(rwlock.try_read_for(Duration::from_millis(200)))
+                .await
+                .unwrap_err()
+        ),
+        LockError::Timeout { .. }
+    ));
+    assert_eq!(
+        bounded(writer.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let reader = bounded(rwlock.try_read()).await.unwrap();
+    bounded(reader.extend()).await.unwrap();
+    assert_eq!(
+        bounded(reader.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let shortest = LockOptions::builder(name, client)
+        .ttl(LockOptions::MIN_TTL)
+        .retry_interval(Duration::ZERO)
+        .build();
+    shortest.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn braces_in_a_namespace_keep_each_lock_in_one_slot_of_a_cluster() {
+    let cluster = TestRedis::start_cluster();
+    let client = client(&cluster).await;
+    for namespace in ["team{}locks", "a{x}", "{"] {
+        let namespace = common::key(namespace);
+        for _ in 0..3 {
+            let options = LockOptions::builder(fresh_key(), client.clone())
+                .namespace(namespace.clone())
+                .ttl(Duration::from_secs(5))
+                .build();
+            let mutex = Mutex::new(options.clone());
+            let guard = bounded(mutex.try_lock()).await.unwrap();
+            assert_eq!(
+                bounded(guard.release()).await.unwrap(),
+                LockGuardState::Released
+            );
+            let rwlock = RwLock::new(options);
+            let writer = bounded(rwlock.write()).await.unwrap();
+            assert_eq!(
+                bounded(writer.release()).await.unwrap(),
+                LockGuardState::Released
+            );
+        }
+    }
+}

@@ -104,9 +104,14 @@ pub enum LockError {
     /// The lease is owned by someone else or has expired.
     #[error("the lease is no longer owned by this guard")]
     NotOwner,
-    /// The ttl is below 1 ms; the value is the ttl in milliseconds.
-    #[error("the lock ttl must be at least 1 ms, got {0} ms")]
+    /// The ttl is outside its range, 1 ms to 30 days; the value is the ttl in whole
+    /// milliseconds (`i64::MAX` when it does not fit).
+    #[error("the lock ttl must be at least 1 ms and at most 30 days, got {0} ms")]
     InvalidTtl(i64),
+    /// The retry interval is longer than its maximum, 1 hour; the value is the interval in
+    /// whole milliseconds (`i64::MAX` when it does not fit).
+    #[error("the lock retry interval must be at most 1 hour, got {0} ms")]
+    InvalidRetryInterval(i64),
     /// The explicit owner id is empty.
     #[error("the lock owner id must not be empty")]
     InvalidOwner,
@@ -196,7 +201,7 @@ mod tests {
         ));
         assert_eq!(
             LockError::InvalidTtl(0).to_string(),
-            "the lock ttl must be at least 1 ms, got 0 ms"
+            "the lock ttl must be at least 1 ms and at most 30 days, got 0 ms"
         );
         assert!(
             LockError::Timeout {

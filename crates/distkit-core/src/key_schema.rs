@@ -11,7 +11,9 @@
 //!
 //! The text between the braces is the prefix (or lock key) with `%`, `{` and `}` written as
 //! `%25`, `%7B` and `%7D`, so a user's braces can never end or empty the tag, and two
-//! different prefixes never share names.
+//! different prefixes never share names. A lock's namespace, before the tag, is escaped the
+//! same way: braces in it would otherwise open the tag early (`a{x}` would put every lock of
+//! the namespace in one slot; `team{}locks` would scatter a lock's keys over several slots).
 //!
 //! [hash tag]: https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags
 
@@ -61,13 +63,13 @@ pub fn instance_counter(prefix: &DistkitRedisKey, kind: &str) -> String {
 /// The key holding the owner token of the lock `key` (the mutex, or the writer of a rwlock).
 #[cfg(feature = "lock")]
 pub fn lock_owner(namespace: &DistkitRedisKey, key: &DistkitRedisKey) -> String {
-    format!("{namespace}:{{{}}}", hash_tag(key))
+    format!("{}:{{{}}}", hash_tag(namespace), hash_tag(key))
 }
 
 /// A further key of the lock `key`: `part` names its role (readers, queue, fence, …).
 #[cfg(feature = "lock")]
 pub fn lock_part(namespace: &DistkitRedisKey, key: &DistkitRedisKey, part: &str) -> String {
-    format!("{namespace}:{{{}}}:{part}", hash_tag(key))
+    format!("{}:{{{}}}:{part}", hash_tag(namespace), hash_tag(key))
 }
 
 /// The pub/sub channel on which releases of the lock `key` are announced.
@@ -130,6 +132,31 @@ mod tests {
             }
             assert_eq!(slot_of(&lock_release_channel(&namespace, &lock)), expected);
         }
+    }
+
+    #[cfg(feature = "lock")]
+    #[test]
+    fn braces_in_a_lock_namespace_neither_split_nor_pin_the_slot() {
+        for namespace in ["team{}locks", "a{x}", "}", "{", "%7B"] {
+            let namespace = key(namespace);
+            let slots: std::collections::HashSet<u16> = ["job", "other", "third", "x{y}z"]
+                .into_iter()
+                .map(|name| {
+                    let lock = key(name);
+                    let expected = slot_of(&format!("{{{}}}", hash_tag(&lock)));
+                    assert_eq!(slot_of(&lock_owner(&namespace, &lock)), expected);
+                    for part in ["fence", "waitlist", "rw:writer", "released"] {
+                        assert_eq!(slot_of(&lock_part(&namespace, &lock, part)), expected);
+                    }
+                    expected
+                })
+                .collect();
+            assert!(slots.len() > 1, "every lock of {namespace} in one slot");
+        }
+        assert_ne!(
+            lock_owner(&key("{"), &key("job")),
+            lock_owner(&key("%7B"), &key("job"))
+        );
     }
 
     #[cfg(feature = "counter")]

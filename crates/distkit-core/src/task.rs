@@ -56,7 +56,8 @@ pub fn jittered(base: Duration, spread: f64) -> Duration {
     #[expect(clippy::cast_precision_loss, reason = "jitter needs no precision")]
     let unit = (random_u64() >> 11) as f64 / (1_u64 << 53) as f64;
     let factor = 1.0 - spread + 2.0 * spread * unit;
-    base.mul_f64(factor)
+    // Never panics: a product too large for a `Duration` keeps `base`.
+    Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
 }
 
 /// Exponential backoff for retrying background work after a failure.

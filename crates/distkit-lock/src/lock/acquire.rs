@@ -279,12 +279,17 @@ macro_rules! acquisition_methods {
     ($guard:ty, $inner:ident, $what:literal, $wait:ident, $once:ident, $within:ident, $retries:ident) => {
         #[doc = concat!("Waits until ", $what, " is granted (bounded by `max_wait`, if set).")]
         ///
+        /// With `max_wait` set, it returns within `max_wait` (at least 100 ms) plus
+        /// scheduling delays whatever Redis does, like the bounded `try_*_for` form.
+        ///
         /// # Errors
         ///
         /// [`LockError::Timeout`](distkit_core::LockError::Timeout) when `max_wait` ran out;
-        /// [`LockError::InvalidTtl`](distkit_core::LockError::InvalidTtl) /
+        /// [`LockError::InvalidTtl`](distkit_core::LockError::InvalidTtl),
+        /// [`LockError::InvalidRetryInterval`](distkit_core::LockError::InvalidRetryInterval) or
         /// [`LockError::InvalidOwner`](distkit_core::LockError::InvalidOwner) for invalid
-        /// options (before any I/O); [`DistkitError::RedisError`] when Redis fails.
+        /// options (before any I/O, see [`LockOptions::validate`](super::LockOptions::validate));
+        /// [`DistkitError::RedisError`] when Redis fails.
         pub async fn $wait(&self) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Wait(self.options.max_wait))).await
         }
@@ -300,6 +305,12 @@ macro_rules! acquisition_methods {
         }
 
         #[doc = concat!("Tries to acquire ", $what, " until `timeout` runs out (a zero timeout makes exactly one attempt).")]
+        ///
+        /// Returns within `timeout` plus scheduling delays, whatever Redis does (stalled,
+        /// unreachable): subscribing for release notifications and every attempt, the first
+        /// included, count against it; only an unanswered first attempt gets at least 100 ms.
+        /// An attempt cut off by the bound releases in the background whatever it may have
+        /// taken (for an explicit `owner_id`, see [`LockOptions::owner_id`](super::LockOptions::owner_id)).
         ///
         /// # Errors
         ///

@@ -23,20 +23,39 @@ pub struct LockOptions {
     /// The prefix of the lock's Redis keys: `<namespace>:{<key>}…`. Default `distkit-locks`.
     pub namespace: DistkitRedisKey,
     /// The lease: how long the lock stays held after its holder stops renewing it (a crash,
-    /// a partition). Renewed every `ttl / 3` while the guard lives. At least 1 ms. Default 30 s.
+    /// a partition). Renewed every `ttl / 3` while the guard lives. From
+    /// [`MIN_TTL`](Self::MIN_TTL) (1 ms) to [`MAX_TTL`](Self::MAX_TTL) (30 days), whole
+    /// milliseconds (finer parts are dropped). Default 30 s.
     pub ttl: Duration,
     /// `None`: a fresh token (a ULID) per acquisition. `Some(id)`: `id` is the token of every
     /// acquisition by this lock object, and an acquisition that finds the lock held by the
     /// same id re-attaches to it (e.g. after a restart). Must not be empty.
+    ///
+    /// With an explicit id, an acquisition that is cancelled (or cut off by its time bound)
+    /// after its attempt reached Redis may leave the lock held by `id` for up to a whole
+    /// `ttl`: it cannot tell its own leftover from a hold of another guard with the same id,
+    /// so it leaves it for the next acquisition with that id to re-attach to (or for the
+    /// lease to run out). Without an id, such leftovers are released at once, in the
+    /// background. This holds for [`Mutex`](super::Mutex) and [`RwLock`](super::RwLock)
+    /// alike. Guards sharing an id share the hold: releasing (or dropping) one releases it
+    /// for all of them.
     pub owner_id: Option<String>,
     /// The bound of `lock()`, `read()` and `write()`; `None` waits forever. Default `None`.
     pub max_wait: Option<Duration>,
     /// The fallback poll gap while waiting (jittered ±50 %); release notifications usually
-    /// wake a waiter sooner. Zero spins with a yield between attempts. Default 50 ms.
+    /// wake a waiter sooner. Zero spins with a yield between attempts. At most
+    /// [`MAX_RETRY_INTERVAL`](Self::MAX_RETRY_INTERVAL) (1 hour). Default 50 ms.
     pub retry_interval: Duration,
 }
 
 impl LockOptions {
+    /// The shortest `ttl`: 1 ms.
+    pub const MIN_TTL: Duration = Duration::from_millis(1);
+    /// The longest `ttl`: 30 days.
+    pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    /// The longest `retry_interval`: 1 hour.
+    pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
     /// Options with the defaults: namespace `distkit-locks`, ttl 30 s, no owner id, no
     /// `max_wait`, retry interval 50 ms.
     pub fn new(key: DistkitRedisKey, client: Client) -> Self {
@@ -58,16 +77,22 @@ impl LockOptions {
         }
     }
 
-    /// Checks the options before any Redis I/O.
+    /// Checks the options without any I/O, as every acquisition does before its first
+    /// Redis call (identical for [`Mutex`](super::Mutex) and [`RwLock`](super::RwLock)); call
+    /// it to reject bad configuration early.
     ///
     /// # Errors
     ///
-    /// [`LockError::InvalidTtl`] when `ttl` is below 1 ms, [`LockError::InvalidOwner`] when
-    /// `owner_id` is `Some("")`.
-    pub(crate) fn validate(&self) -> Result<(), DistkitError> {
-        if self.ttl < Duration::from_millis(1) {
-            let millis = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
-            return Err(LockError::InvalidTtl(millis).into());
+    /// [`LockError::InvalidTtl`] when `ttl` is outside [`MIN_TTL`](Self::MIN_TTL) to
+    /// [`MAX_TTL`](Self::MAX_TTL); [`LockError::InvalidRetryInterval`] when `retry_interval`
+    /// is longer than [`MAX_RETRY_INTERVAL`](Self::MAX_RETRY_INTERVAL);
+    /// [`LockError::InvalidOwner`] when `owner_id` is `Some("")`.
+    pub fn validate(&self) -> Result<(), DistkitError> {
+        if self.ttl < Self::MIN_TTL || self.ttl > Self::MAX_TTL {
+            return Err(LockError::InvalidTtl(millis(self.ttl)).into());
+        }
+        if self.retry_interval > Self::MAX_RETRY_INTERVAL {
+            return Err(LockError::InvalidRetryInterval(millis(self.retry_interval)).into());
         }
         if self.owner_id.as_deref() == Some("") {
             return Err(LockError::InvalidOwner.into());
@@ -94,6 +119,11 @@ impl LockOptions {
     pub(crate) fn ttl_ms(&self) -> i64 {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
+}
+
+/// A duration in whole milliseconds, `i64::MAX` when it does not fit.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Builds [`LockOptions`]; see the field docs there.
@@ -133,7 +163,8 @@ impl LockOptionsBuilder {
         self
     }
 
-    /// The options.
+    /// The options, unchecked: every acquisition checks them before any I/O, and
+    /// [`LockOptions::validate`] checks them on demand.
     pub fn build(self) -> LockOptions {
         self.options
     }
