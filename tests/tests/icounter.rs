@@ -690,7 +690,7 @@ async fn parked_state_of_instances_that_never_return_is_collected_after_their_re
                 && size_of(&redis, &prefix, "parked_owned") == 1
                 && size_of(&redis, &prefix, "by_key") == 1
                 && size_of(&redis, &prefix, "flushes") == 0
-                && size_of(&redis, &prefix, "leases") == 2
+                && size_of(&redis, &prefix, "windows") == 2
         },
     )
     .await;

@@ -20,7 +20,7 @@ use crate::wire::{decode_array, decode_i64, script_error};
 const KEY_KINDS: [&str; 11] = [
     "totals",
     "alive",
-    "leases",
+    "windows",
     "flushes",
     "slices",
     "owned",
@@ -392,4 +392,119 @@ pub(crate) fn start_heartbeat(remote: &Arc<RemoteInstanceCounters>) -> bool {
         }
     })
     .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use distkit_test_support::{TestRedis, unique_prefix};
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    async fn lax_instance(redis: &TestRedis, prefix: &DistkitRedisKey) -> RemoteInstanceCounters {
+        let client = tokio::time::timeout(LIMIT, distkit_core::connect(redis.url()))
+            .await
+            .unwrap()
+            .unwrap();
+        let lease = Lease {
+            threshold_ms: 30_000,
+            revival_window: Duration::from_secs(3_600),
+        };
+        RemoteInstanceCounters::new(client, prefix, lease, true)
+    }
+
+    fn batch(sequence: u64, resend: bool, key: &DistkitRedisKey, delta: i64) -> Batch {
+        Batch {
+            sequence,
+            resend,
+            deltas: vec![(key.clone(), delta)],
+            reads: Vec::new(),
+        }
+    }
+
+    async fn total(remote: &RemoteInstanceCounters, key: &DistkitRedisKey) -> i64 {
+        let ops = [Op::on(Kind::Get, key, CounterComparator::Nil, 0)];
+        let outcomes = tokio::time::timeout(LIMIT, remote.run(&ops))
+            .await
+            .unwrap()
+            .unwrap();
+        outcomes.first().unwrap().new.0
+    }
+
+    #[tokio::test]
+    async fn a_resent_flush_is_applied_once_and_refused_once_its_record_was_collected() {
+        let redis = TestRedis::start();
+        let prefix = DistkitRedisKey::new(unique_prefix()).unwrap();
+        let k = DistkitRedisKey::new("k".to_owned()).unwrap();
+        let remote = lax_instance(&redis, &prefix).await;
+        // Any call records a lax instance that has not flushed yet: its first flush, resent
+        // because the reply of the first attempt was lost, is applied (once).
+        assert_eq!(total(&remote, &k).await, 0);
+        let first = batch(1, true, &k, 5);
+        for _ in 0..2 {
+            let confirmation = tokio::time::timeout(LIMIT, remote.send(&first))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                confirmation.deltas,
+                vec![Some(Snapshot { total: 5, own: 5 })]
+            );
+        }
+        // The record is collected (as after the revival window): a resend may have been
+        // applied before, so it is refused and changes nothing; a first attempt is applied.
+        let flushes = key_schema::instance_counter(&prefix, "flushes");
+        assert_eq!(redis.cli(&["HDEL", &flushes, remote.instance_id()]), "1");
+        let resent = tokio::time::timeout(LIMIT, remote.send(&batch(2, true, &k, 7)))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                resent,
+                Err(DistkitError::CounterError(CounterError::FlushExpired {
+                    deltas: 1
+                }))
+            ),
+            "{resent:?}"
+        );
+        assert_eq!(total(&remote, &k).await, 5);
+        assert_eq!(
+            redis.cli(&["HEXISTS", &flushes, remote.instance_id()]),
+            "0",
+            "an instance that has flushed is not recorded again by other calls"
+        );
+        tokio::time::timeout(LIMIT, remote.send(&batch(3, false, &k, 1)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(total(&remote, &k).await, 6);
+    }
+
+    #[test]
+    fn the_revival_window_is_never_below_the_threshold_nor_above_the_maximum() {
+        let client = Client::default();
+        let prefix = DistkitRedisKey::new("p".to_owned()).unwrap();
+        let short = Lease {
+            threshold_ms: 5_000,
+            revival_window: Duration::from_millis(1),
+        };
+        let remote = RemoteInstanceCounters::new(client.clone(), &prefix, short, false);
+        assert_eq!((remote.threshold_ms, remote.window_ms), (5_000, 5_000));
+        let huge = Lease {
+            threshold_ms: u64::MAX,
+            revival_window: Duration::MAX,
+        };
+        let remote = RemoteInstanceCounters::new(client, &prefix, huge, false);
+        assert_eq!(
+            (remote.threshold_ms, remote.window_ms),
+            (MAX_DURATION_MS, MAX_DURATION_MS)
+        );
+        assert!(
+            remote.flushed.is_none(),
+            "a strict instance never records flushes"
+        );
+    }
 }

@@ -10,7 +10,7 @@
 --      right: a dead instance's slices leave C at the latest on the next operation;
 --   3. collects, with what is left of the budget, the parked state of instances dead for
 --      longer than their own revival window: parked slices, then the instance's `flushes` and
---      `leases` entries;
+--      `windows` entries;
 --   4. applies its operations.
 --
 -- Stale slices do not exist: a global set/del of a key removes every instance's slice of the
@@ -31,7 +31,7 @@
 -- KEYS[1]   totals        hash: key -> C
 -- KEYS[2]   alive         sorted set: instance -> lease deadline (server ms = last call or
 --                         heartbeat + the instance's own dead-instance threshold)
--- KEYS[3]   leases        hash: instance -> its revival window in ms (written when it joins or
+-- KEYS[3]   windows       hash: instance -> its revival window in ms (written when it joins or
 --                         revives, removed with its parked state)
 -- KEYS[4]   flushes       hash: instance -> sequence number of its last applied lax flush
 --                         ('0': a lax instance that has not flushed yet)
@@ -65,7 +65,7 @@
 -- Errors: 'DISTKIT_OVERFLOW <index>' (every write of the operations undone first);
 -- 'DISTKIT_FLUSH_EXPIRED' (a resent flush whose instance has no `flushes` entry: it may have
 -- been applied before the record was collected, so it is not applied; nothing changed).
-local totals, alive, leases, flushes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local totals, alive, windows, flushes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local slices, owned, parked, parked_owned = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local by_key, reaping, buried = KEYS[9], KEYS[10], KEYS[11]
 local me = ARGV[1]
@@ -80,7 +80,7 @@ local count = (#ARGV - HEADER) / 5
 
 -- 0. A resent flush is applied only if the record that makes it idempotent still exists.
 if flush ~= '' and resend and redis.call('HEXISTS', flushes, me) == 0 then
-  return redis.error_reply('DISTKIT_FLUSH_EXPIRED')
+  return redis.error_reply('DISTKIT_FLUSH_EXPIRED no record of the applied flushes')
 end
 
 local time = redis.call('TIME')
@@ -157,12 +157,12 @@ end
 
 -- The revival window of a dead instance (the caller's when the record is missing).
 local function window_of(instance)
-  return tonumber(redis.call('HGET', leases, instance)) or window
+  return tonumber(redis.call('HGET', windows, instance)) or window
 end
 
 -- 1. Lease; an instance that joins or comes back restores its parked slices.
 if redis.call('ZADD', alive, now + threshold, me) == 1 then
-  redis.call('HSET', leases, me, window)
+  redis.call('HSET', windows, me, window)
   redis.call('ZREM', reaping, me)
   redis.call('ZREM', buried, me)
   local fields = redis.call('ZRANGEBYLEX', parked_owned, '[' .. me .. ':', '[' .. me .. ';')
@@ -252,7 +252,7 @@ while budget > 0 do
   local fields = redis.call('ZRANGEBYLEX', parked_owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
   if #fields == 0 then
     redis.call('HDEL', flushes, instance)
-    redis.call('HDEL', leases, instance)
+    redis.call('HDEL', windows, instance)
     redis.call('ZREM', buried, instance)
     budget = budget - 1
   end
