@@ -450,3 +450,73 @@ async fn braces_in_a_namespace_keep_each_lock_in_one_slot_of_a_cluster() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_explicit_owner_acquire_leaves_the_lock_to_its_id_as_documented_for_both_locks() {
+    // SIGSTOP needs a private server.
+    let redis = TestRedis::start_standalone();
+    let (mutex_name, rw_name) = (fresh_key(), fresh_key());
+    let with_id = |name: &distkit::DistkitRedisKey, id: &str, client: Client| {
+        LockOptions::builder(name.clone(), client)
+            .owner_id(id)
+            .ttl(Duration::from_secs(5))
+            .build()
+    };
+    let client = client(&redis).await;
+    let mutex = Mutex::new(with_id(&mutex_name, "worker", client.clone()));
+    let rwlock = RwLock::new(with_id(&rw_name, "worker", client.clone()));
+    // Scripts loaded first, so that the attempts below are single EVALSHA calls.
+    bounded(bounded(mutex.try_lock()).await.unwrap().release())
+        .await
+        .unwrap();
+    bounded(bounded(rwlock.try_write()).await.unwrap().release())
+        .await
+        .unwrap();
+    // Attempts sent while Redis is stopped are cut off by the bound, and land once it goes on.
+    redis.pause();
+    let bound = Duration::from_millis(300);
+    let (for_lock, for_write) =
+        bounded(async { tokio::join!(mutex.try_lock_for(bound), rwlock.try_write_for(bound)) })
+            .await;
+    redis.resume();
+    for outcome in [for_lock.map(drop), for_write.map(drop)] {
+        assert!(matches!(
+            lock_error(outcome.unwrap_err()),
+            LockError::Timeout { .. }
+        ));
+    }
+    let other = client_for(&redis).await;
+    let stranger_mutex = Mutex::new(with_id(&mutex_name, "stranger", other.clone()));
+    let stranger_rwlock = RwLock::new(with_id(&rw_name, "stranger", other.clone()));
+    // The leftovers stay held by the id (up to a ttl) ...
+    common::eventually("the cut-off attempts to land", || async {
+        redis.cli(&["EXISTS", &format!("distkit-locks:{{{mutex_name}}}")]) == "1"
+            && redis.cli(&["EXISTS", &format!("distkit-locks:{{{rw_name}}}:rw:writer")]) == "1"
+    })
+    .await;
+    assert_eq!(
+        lock_error(bounded(stranger_mutex.try_lock()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    assert_eq!(
+        lock_error(bounded(stranger_rwlock.try_write()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    // ... and the next acquisition with the id re-attaches to them.
+    let mutex_guard = bounded(Mutex::new(with_id(&mutex_name, "worker", other.clone())).try_lock())
+        .await
+        .unwrap();
+    let write_guard = bounded(RwLock::new(with_id(&rw_name, "worker", other)).try_write())
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(mutex_guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    assert_eq!(
+        bounded(write_guard.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    bounded(stranger_mutex.try_lock()).await.unwrap();
+    bounded(stranger_rwlock.try_write()).await.unwrap();
+}

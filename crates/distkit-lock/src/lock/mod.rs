@@ -41,6 +41,12 @@
 //! `owner_id: Some(id)`, `id` is the token, and acquiring a lock held by the same id
 //! re-attaches to it (e.g. a restarted worker taking back its job).
 //!
+//! A cancelled acquisition (dropped, or cut off by its time bound) releases in the background
+//! whatever it may have taken, except with an explicit `owner_id`: then the lock (a mutex, or
+//! a rwlock's write lock) may stay held by that id for up to a ttl, for the next acquisition
+//! with the id to re-attach to, because a leftover cannot be told from another guard's hold
+//! with the same id.
+//!
 //! ```no_run
 //! use distkit_core::DistkitRedisKey;
 //! use distkit_lock::lock::{LockGuardState, LockOptions, Mutex};

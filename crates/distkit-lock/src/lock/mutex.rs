@@ -34,10 +34,13 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///   250 ms)`): it is skipped once that has passed, and a handover that reached it just
 ///   before expires after that window.
 ///
-/// An acquisition whose outcome is unknown — cancelled mid-flight, or cut off by a
-/// connection failure — releases whatever it may have taken in the background, so a
-/// cancelled `lock()` leaves no lock behind (unless an explicit `owner_id` is set: then the
-/// next acquisition re-attaches to it instead).
+/// An acquisition whose outcome is unknown — cancelled mid-flight, cut off by its time bound
+/// or by a connection failure — releases whatever it may have taken in the background, so a
+/// cancelled `lock()` leaves no lock behind. With an explicit `owner_id` it cannot tell its
+/// leftover from a hold of another guard with the same id, so the lock may stay held by that
+/// id for up to a whole ttl, for the next acquisition with the id to re-attach to (see
+/// [`LockOptions::owner_id`]); a handover to such a waiter that nobody takes up is not passed
+/// on either, and runs out with its provisional lease.
 #[derive(Debug)]
 pub struct Mutex {
     options: LockOptions,

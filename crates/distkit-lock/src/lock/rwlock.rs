@@ -28,6 +28,15 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 /// - Waiters are woken through the lock's release channel: by a writer's release, by a
 ///   waiting writer leaving, and by the last reader leaving while a writer waits (a reader
 ///   leaving can unblock nobody else, so other reader releases publish nothing).
+///
+/// An acquisition whose outcome is unknown — cancelled mid-flight, cut off by its time bound
+/// or by a connection failure — releases whatever it may have taken in the background (a
+/// reader entry, the write lock), so a cancelled acquisition leaves nothing behind, with one
+/// exception, as for a [`Mutex`](super::Mutex): a write acquisition with an explicit
+/// `owner_id` cannot tell its leftover from a hold of another guard with the same id, so the
+/// write lock may stay held by that id for up to a whole ttl, for the next acquisition with
+/// the id to re-attach to (see [`LockOptions::owner_id`]). Reader entries always get their
+/// own token, so a cancelled read acquisition never leaves one behind.
 #[derive(Debug)]
 pub struct RwLock {
     options: LockOptions,
