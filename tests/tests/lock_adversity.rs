@@ -520,3 +520,112 @@ async fn a_cut_off_explicit_owner_acquire_leaves_the_lock_to_its_id_as_documente
     bounded(stranger_mutex.try_lock()).await.unwrap();
     bounded(stranger_rwlock.try_write()).await.unwrap();
 }
+
+/// Counts the WARN events of the lock crate.
+struct LockWarnings(Arc<std::sync::atomic::AtomicUsize>);
+
+impl tracing::Subscriber for LockWarnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let metadata = event.metadata();
+        if *metadata.level() == tracing::Level::WARN
+            && metadata.target().starts_with("distkit_lock")
+        {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_lost_lease_logs_one_warning_and_completes_lost() {
+    let redis = TestRedis::start();
+    let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = LockWarnings(Arc::clone(&warnings));
+    // Everything on this thread, so the scoped subscriber sees the renewals too.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let name = fresh_key();
+            // Renewed every 100 ms.
+            let mutex = Mutex::new(
+                LockOptions::builder(name.clone(), client(&redis).await)
+                    .ttl(Duration::from_millis(300))
+                    .build(),
+            );
+            let guard = bounded(mutex.lock()).await.unwrap();
+            assert!(
+                tokio::time::timeout(Duration::from_millis(400), guard.lost())
+                    .await
+                    .is_err(),
+                "lost() completed while the lease is renewed"
+            );
+            assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+            // Someone else takes the key: every renewal from now on is refused.
+            let owner = format!("distkit-locks:{{{name}}}");
+            assert_eq!(redis.cli(&["SET", &owner, "thief", "PX", "10000"]), "OK");
+            bounded(guard.lost()).await;
+            assert_eq!(guard.get_state().await, LockGuardState::Lost);
+            // About ten refused renewals.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(guard.get_state().await, LockGuardState::Lost);
+            assert_eq!(
+                bounded(guard.release()).await.unwrap(),
+                LockGuardState::Lost
+            );
+        });
+    });
+    assert_eq!(
+        warnings.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one warning for one lost lease"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_completes_when_redis_stalls_for_a_ttl_and_when_the_guard_is_read_or_written() {
+    // SIGSTOP needs a private server.
+    let redis = TestRedis::start_standalone();
+    let ttl = Duration::from_millis(600);
+    let build = |name: &distkit::DistkitRedisKey, client: Client| {
+        LockOptions::builder(name.clone(), client).ttl(ttl).build()
+    };
+    let client = client(&redis).await;
+    let mutex = Mutex::new(build(&fresh_key(), client.clone()));
+    let rwlock = RwLock::new(build(&fresh_key(), client.clone()));
+    let other = RwLock::new(build(&fresh_key(), client));
+    let guard = bounded(mutex.lock()).await.unwrap();
+    let reader = bounded(rwlock.read()).await.unwrap();
+    let writer = bounded(other.write()).await.unwrap();
+    redis.pause();
+    // No renewal is confirmed: every guard learns it within its ttl, without Redis.
+    let lost = bounded(async {
+        tokio::join!(guard.lost(), reader.lost(), writer.lost());
+        (
+            guard.get_state().await,
+            reader.get_state().await,
+            writer.get_state().await,
+        )
+    })
+    .await;
+    redis.resume();
+    assert_eq!(
+        lost,
+        (
+            LockGuardState::Lost,
+            LockGuardState::Lost,
+            LockGuardState::Lost
+        )
+    );
+}

@@ -9,6 +9,7 @@ use distkit_core::fred::types::Value;
 use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_core::{DistkitError, LockError};
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 
 use super::acquire::Attempt;
 use super::renewal::{QueueSlot, RenewalScheduler};
@@ -110,6 +111,9 @@ pub(crate) enum Granted {
 struct Health {
     released: bool,
     refused: bool,
+    /// A loss of the lease (a refused renewal, or a lapse) was logged since the last
+    /// confirmation: it is logged once, not at every renewal.
+    loss_logged: bool,
     /// When the last confirmed renewal (or the acquisition) was *sent*: the lease in Redis
     /// runs at least `valid_for` from then, so a holder that counts from here learns of a
     /// lapse no later than Redis expires the key.
@@ -125,20 +129,47 @@ pub(crate) struct LeaseShared {
     health: StdMutex<Health>,
     /// Its place in the renewal queue, while it has one.
     slot: StdMutex<Option<QueueSlot>>,
+    /// Notified whenever `health` changes, for [`Lease::lost`].
+    changed: Notify,
 }
 
 impl LeaseShared {
-    fn record_renewal(&self, sent_at: Instant, renewed: bool) {
-        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        if renewed {
-            health.refused = false;
-            if sent_at > health.confirmed_at {
-                health.confirmed_at = sent_at;
-                health.valid_for = self.target.ttl;
+    /// Records the outcome of a renewal sent at `sent_at`; returns whether it is the first
+    /// refusal since the last confirmation (to be logged).
+    fn record_renewal(&self, sent_at: Instant, renewed: bool) -> bool {
+        let first_refusal = {
+            let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+            if renewed {
+                health.refused = false;
+                if sent_at > health.confirmed_at {
+                    health.confirmed_at = sent_at;
+                    health.valid_for = self.target.ttl;
+                    health.loss_logged = false;
+                }
+                false
+            } else {
+                health.refused = true;
+                !std::mem::replace(&mut health.loss_logged, true)
             }
-        } else {
-            health.refused = true;
-        }
+        };
+        self.changed.notify_waiters();
+        first_refusal
+    }
+
+    /// Whether the lease has lapsed (no renewal confirmed for its safe lifetime) and that was
+    /// not logged yet; marks it logged.
+    fn first_lapse(&self) -> bool {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let lapsed = health.confirmed_at.elapsed() >= safe_lifetime(health.valid_for);
+        lapsed && !std::mem::replace(&mut health.loss_logged, true)
+    }
+
+    fn mark_released(&self) {
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .released = true;
+        self.changed.notify_waiters();
     }
 }
 
@@ -188,10 +219,12 @@ impl Lease {
             health: StdMutex::new(Health {
                 released: false,
                 refused: false,
+                loss_logged: false,
                 confirmed_at: sent_at,
                 valid_for,
             }),
             slot: StdMutex::new(None),
+            changed: Notify::new(),
         });
         // The first renewal comes a third into the granted lease, like every later one: a
         // provisional lease is renewed to a full ttl only if the guard outlives a third of it.
@@ -228,6 +261,40 @@ impl Lease {
         }
     }
 
+    /// Completes once the state is no longer `Acquired`: a renewal was refused, none was
+    /// confirmed for the safe lifetime of the lease, or the lease was released.
+    pub(crate) async fn lost(&self) {
+        loop {
+            let changed = self.shared.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the state is read: no change between the two is missed.
+            changed.as_mut().enable();
+            let lapses_at = {
+                let health = self
+                    .shared
+                    .health
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if health.released || health.refused {
+                    return;
+                }
+                let lapses_at = health
+                    .confirmed_at
+                    .checked_add(safe_lifetime(health.valid_for));
+                if lapses_at.is_some_and(|lapses_at| lapses_at <= Instant::now()) {
+                    return;
+                }
+                lapses_at
+            };
+            match lapses_at {
+                Some(lapses_at) => {
+                    let _ = tokio::time::timeout_at(lapses_at.into(), changed).await;
+                }
+                None => changed.await,
+            }
+        }
+    }
+
     pub(crate) fn fencing_token(&self) -> u64 {
         self.fencing_token
     }
@@ -243,7 +310,12 @@ impl Lease {
             .target
             .extend_once(self.shared.target.ttl)
             .await?;
-        self.shared.record_renewal(sent_at, renewed);
+        if self.shared.record_renewal(sent_at, renewed) {
+            tracing::warn!(
+                token = self.shared.target.token.as_str(),
+                "lock lease extension refused: the lease is lost"
+            );
+        }
         if renewed {
             Ok(())
         } else {
@@ -254,11 +326,7 @@ impl Lease {
     pub(crate) async fn release(mut self) -> Result<LockGuardState, DistkitError> {
         self.finished = true;
         let released = self.shared.target.release_once().await;
-        self.shared
-            .health
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .released = true;
+        self.shared.mark_released();
         Ok(if released? {
             LockGuardState::Released
         } else {
@@ -276,11 +344,7 @@ impl Drop for Lease {
                 .slot
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            self.shared
-                .health
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .released = true;
+            self.shared.mark_released();
             if let Some(slot) = slot.take() {
                 self.scheduler.withdraw(slot);
             }
@@ -311,17 +375,23 @@ pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalS
     }
     let period = renewal_period(shared.target.ttl);
     let sent_at = Instant::now();
+    // One WARN per loss (refused, or lapsed while renewals fail), not one per renewal: a
+    // guard kept after its loss would otherwise log every ttl/3 for as long as it lives.
     match shared.target.extend_once(period).await {
         Ok(renewed) => {
-            if !renewed {
+            if shared.record_renewal(sent_at, renewed) {
                 tracing::warn!(
                     token = shared.target.token.as_str(),
                     "lock lease renewal refused: the lease is lost"
                 );
             }
-            shared.record_renewal(sent_at, renewed);
         }
-        Err(error) => tracing::warn!(%error, "lock lease renewal failed; retrying"),
+        Err(error) if shared.first_lapse() => tracing::warn!(
+            %error,
+            token = shared.target.token.as_str(),
+            "lock lease renewals failed for a whole ttl: the lease is presumed lost; retrying"
+        ),
+        Err(error) => tracing::debug!(%error, "lock lease renewal failed; retrying"),
     }
     let next = sent_at
         .checked_add(period)

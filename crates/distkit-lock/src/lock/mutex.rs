@@ -195,6 +195,25 @@ impl MutexGuard {
         self.lease.state()
     }
 
+    /// Completes once the state is no longer `Acquired`: a renewal was refused, none was
+    /// confirmed for a ttl on the local monotonic clock, or the guard was released. No Redis
+    /// round trip of its own; for `tokio::select!` around the protected work:
+    ///
+    /// ```no_run
+    /// # async fn example(guard: &distkit_lock::lock::MutexGuard, work: impl std::future::Future<Output = ()>) {
+    /// tokio::select! {
+    ///     () = guard.lost() => { /* stop: the lock may no longer be exclusively yours */ }
+    ///     () = work => {}
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// The state may return to `Acquired` later (a renewal confirmed the same token); this
+    /// future has completed by then.
+    pub async fn lost(&self) {
+        self.lease.lost().await;
+    }
+
     /// The 0-based attempt that acquired the lock (a one-shot `try_lock` is 0).
     pub fn get_on_attempt(&self) -> usize {
         self.lease.attempt()

@@ -223,6 +223,15 @@ macro_rules! guard_methods {
             self.lease.state()
         }
 
+        /// Completes once the state is no longer `Acquired`: a renewal was refused, none was
+        /// confirmed for a ttl on the local monotonic clock, or the guard was released. No
+        /// Redis round trip of its own; for `tokio::select!` around the protected work (see
+        /// [`MutexGuard::lost`](super::MutexGuard::lost)). The state may return to `Acquired`
+        /// later (a renewal confirmed the same token); this future has completed by then.
+        pub async fn lost(&self) {
+            self.lease.lost().await;
+        }
+
         /// The 0-based attempt that acquired the lock (a one-shot `try_*` is 0).
         pub fn get_on_attempt(&self) -> usize {
             self.lease.attempt()
