@@ -5,7 +5,8 @@
 //! by `REDIS_URL`) — and [`unique_prefix`] a name no other test uses, so tests run in
 //! parallel and never touch anybody's data. The fault tools — [`TestRedis::pause`],
 //! [`TestRedis::resume`], [`TestRedis::restart`], [`TestRedis::kill_clients`] — need
-//! private servers.
+//! private servers. A [`Proxy`] between a client and the server delays, holds or cuts the
+//! traffic of one client.
 //!
 //! This crate depends on no distkit crate: it talks to Redis with `redis-cli` and plain TCP.
 #![expect(
@@ -15,6 +16,8 @@
 )]
 
 pub mod bench;
+mod proxy;
 mod server;
 
+pub use proxy::{Direction, Proxy};
 pub use server::{DEPLOYMENT_VARIABLE, TestRedis, unique_prefix};
