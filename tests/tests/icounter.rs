@@ -802,3 +802,304 @@ async fn clear_on_instance_is_all_or_nothing_when_one_key_would_overflow() {
     assert_eq!(bounded(b.get(&first)).await.unwrap(), (1, 1));
     assert_eq!(bounded(b.get(&last)).await.unwrap(), (i64::MAX, i64::MAX));
 }
+
+/// A small deterministic generator (xorshift64*), so a failing case replays from its seed.
+struct Rng(u64);
+
+#[expect(
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    reason = "a test generator over small constant bounds"
+)]
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        usize::try_from(self.next() % u64::try_from(bound).unwrap()).unwrap()
+    }
+
+    fn amount(&mut self) -> i64 {
+        i64::try_from(self.below(21)).unwrap() - 10
+    }
+}
+
+/// The sequential model of one instance: its counted slices, the slices parked while it is
+/// dead, and whether Redis was told it is silent (dead at the next call of another).
+#[derive(Default)]
+struct ModelInstance {
+    slices: std::collections::HashMap<usize, i64>,
+    parked: std::collections::HashMap<usize, i64>,
+    silenced: bool,
+    dead: bool,
+}
+
+struct Model(Vec<ModelInstance>);
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "instance numbers come from the test's own range"
+)]
+impl Model {
+    /// C of `key`: the sum of the slices of the instances that are not dead.
+    fn total(&self, key: usize) -> i64 {
+        self.0
+            .iter()
+            .filter(|instance| !instance.dead)
+            .map(|instance| instance.slices.get(&key).copied().unwrap_or(0))
+            .sum()
+    }
+
+    fn slice(&self, instance: usize, key: usize) -> i64 {
+        self.0[instance].slices.get(&key).copied().unwrap_or(0)
+    }
+
+    fn pair(&self, instance: usize, key: usize) -> (i64, i64) {
+        (self.total(key), self.slice(instance, key))
+    }
+
+    /// What every call of `caller` does first: renew (or revive) the caller, then reap every
+    /// other silenced instance.
+    fn call_by(&mut self, caller: usize) {
+        let me = &mut self.0[caller];
+        me.silenced = false;
+        if me.dead {
+            me.dead = false;
+            let parked = std::mem::take(&mut me.parked);
+            me.slices.extend(parked);
+        }
+        for instance in &mut self.0 {
+            if instance.silenced {
+                instance.silenced = false;
+                instance.dead = true;
+                let slices = std::mem::take(&mut instance.slices);
+                instance.parked.extend(slices);
+            }
+        }
+    }
+
+    /// A global set or delete: every slice of `key`, counted or parked, is gone.
+    fn reset(&mut self, key: usize) {
+        for instance in &mut self.0 {
+            instance.slices.remove(&key);
+            instance.parked.remove(&key);
+        }
+    }
+}
+
+/// Runs one random schedule of strict operations, dying and reviving instances, and checks
+/// every answer against the sequential model.
+#[expect(
+    clippy::too_many_lines,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    reason = "a test: one match arm per operation, indexes from its own ranges, failures fail it"
+)]
+async fn run_model_case(redis: &TestRedis, seed: u64, steps: usize) {
+    const INSTANCES: usize = 4;
+    const KEYS: usize = 5;
+    let mut rng = Rng::new(seed);
+    let prefix = fresh_key();
+    let mut counters = Vec::new();
+    for _ in 0..INSTANCES {
+        // A 10-minute threshold: no heartbeat runs during a case, deaths come from `silence`.
+        counters.push(strict(redis, &prefix, 600_000).await);
+    }
+    let keys: Vec<DistkitRedisKey> = (0..KEYS).map(|index| key(&format!("m{index}"))).collect();
+    let alive = raw_key(&prefix, "alive");
+    let mut model = Model((0..INSTANCES).map(|_| ModelInstance::default()).collect());
+    let mut trace = Vec::new();
+    for step in 0..steps {
+        let i = rng.below(INSTANCES);
+        let k = rng.below(KEYS);
+        let counter = &counters[i];
+        let choice = rng.below(20);
+        trace.push(format!(
+            "step {step}: instance {i}, key {k}, choice {choice}"
+        ));
+        let context = format!(
+            "seed {seed}, step {step}; replay: DISTKIT_ICOUNTER_MODEL_SEED={seed} cargo test \
+             -p distkit-tests --all-features --test icounter -- randomized\n{}",
+            trace.join("\n")
+        );
+        if choice >= 17 {
+            // Another instance (or this one) goes silent; a dead one stays dead.
+            let victim = rng.below(INSTANCES);
+            redis.cli(&["ZADD", &alive, "XX", "0", counters[victim].instance_id()]);
+            if !model.0[victim].dead {
+                model.0[victim].silenced = true;
+            }
+            continue;
+        }
+        model.call_by(i);
+        match choice {
+            0..=3 => {
+                let amount = rng.amount();
+                let got = bounded(counter.inc(&keys[k], amount)).await.unwrap();
+                *model.0[i].slices.entry(k).or_insert(0) += amount;
+                assert_eq!(got, model.pair(i, k), "inc: {context}");
+            }
+            4 => {
+                let got = bounded(counter.get(&keys[k])).await.unwrap();
+                assert_eq!(got, model.pair(i, k), "get: {context}");
+            }
+            5 | 6 => {
+                let amount = rng.amount();
+                let got = bounded(counter.set(&keys[k], amount)).await.unwrap();
+                model.reset(k);
+                model.0[i].slices.insert(k, amount);
+                assert_eq!(got, model.pair(i, k), "set: {context}");
+            }
+            7 | 8 => {
+                let amount = rng.amount();
+                let got = bounded(counter.set_on_instance(&keys[k], amount))
+                    .await
+                    .unwrap();
+                model.0[i].slices.insert(k, amount);
+                assert_eq!(got, model.pair(i, k), "set_on_instance: {context}");
+            }
+            9 => {
+                let expected = model.pair(i, k);
+                let got = bounded(counter.del(&keys[k])).await.unwrap();
+                model.reset(k);
+                assert_eq!(got, expected, "del: {context}");
+            }
+            10 => {
+                let removed = model.slice(i, k);
+                model.0[i].slices.remove(&k);
+                let got = bounded(counter.del_on_instance(&keys[k])).await.unwrap();
+                assert_eq!(got, (model.total(k), removed), "del_on_instance: {context}");
+            }
+            11 | 12 => {
+                let updates: Vec<(usize, i64)> = (0..1 + rng.below(3))
+                    .map(|_| (rng.below(KEYS), rng.amount()))
+                    .collect();
+                let global = choice == 12;
+                let refs: Vec<(&DistkitRedisKey, i64)> = updates
+                    .iter()
+                    .map(|&(key_index, amount)| (&keys[key_index], amount))
+                    .collect();
+                if !global && rng.below(3) == 0 {
+                    // Two i64::MAX deltas at the end: the batch must fail and change nothing
+                    // (the slices its first operations created included).
+                    let mut failing = refs.clone();
+                    let last = &keys[rng.below(KEYS)];
+                    failing.extend([(last, i64::MAX), (last, i64::MAX)]);
+                    let failed = bounded(counter.inc_all(&failing)).await;
+                    assert!(
+                        matches!(
+                            failed,
+                            Err(DistkitError::CounterError(CounterError::Overflow { .. }))
+                        ),
+                        "failing batch: {failed:?}, {context}"
+                    );
+                    continue;
+                }
+                let got = if global {
+                    bounded(counter.set_all(&refs)).await.unwrap()
+                } else {
+                    bounded(counter.inc_all(&refs)).await.unwrap()
+                };
+                for (&(key_index, amount), (_, total, own)) in updates.iter().zip(got) {
+                    if global {
+                        model.reset(key_index);
+                        model.0[i].slices.insert(key_index, amount);
+                    } else {
+                        *model.0[i].slices.entry(key_index).or_insert(0) += amount;
+                    }
+                    assert_eq!((total, own), model.pair(i, key_index), "batch: {context}");
+                }
+            }
+            13 | 14 => {
+                let operand = rng.amount();
+                let amount = rng.amount();
+                let old = model.pair(i, k);
+                let got = bounded(counter.inc_if(&keys[k], CounterComparator::Gt(operand), amount))
+                    .await
+                    .unwrap();
+                if old.0 > operand {
+                    *model.0[i].slices.entry(k).or_insert(0) += amount;
+                }
+                assert_eq!(got, (model.pair(i, k), old), "inc_if: {context}");
+            }
+            15 => {
+                bounded(counter.clear_on_instance()).await.unwrap();
+                model.0[i].slices.clear();
+            }
+            _ if rng.below(4) == 0 => {
+                bounded(counter.clear()).await.unwrap();
+                for instance in &mut model.0 {
+                    instance.slices.clear();
+                    instance.parked.clear();
+                }
+            }
+            _ => {
+                let got = bounded(counter.get_all_on_instance(&[&keys[k]]))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got,
+                    vec![(&keys[k], model.slice(i, k))],
+                    "get_all_on_instance: {context}"
+                );
+            }
+        }
+    }
+    // Every instance makes a last call (reviving if it was reaped), then every pair.
+    let refs: Vec<&DistkitRedisKey> = keys.iter().collect();
+    for (i, counter) in counters.iter().enumerate() {
+        bounded(counter.get(&keys[0])).await.unwrap();
+        model.call_by(i);
+    }
+    for (i, counter) in counters.iter().enumerate() {
+        for (k, (_, total, own)) in bounded(counter.get_all(&refs))
+            .await
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(
+                (total, own),
+                model.pair(i, k),
+                "final state, seed {seed}, key {k}"
+            );
+        }
+    }
+    // Deleting every key leaves nothing behind: no orphan slice, index entry or total.
+    for k in &keys {
+        bounded(counters[0].del(k)).await.unwrap();
+    }
+    assert_eq!(
+        key_specific_state(redis, &prefix),
+        0,
+        "seed {seed}: state after del"
+    );
+}
+
+#[tokio::test]
+async fn randomized_schedules_with_deaths_and_revivals_match_the_sequential_model() {
+    let redis = TestRedis::start();
+    // DISTKIT_ICOUNTER_MODEL_SEED replays one case; DISTKIT_ICOUNTER_MODEL_CASES runs more.
+    let seeds: Vec<u64> = match std::env::var("DISTKIT_ICOUNTER_MODEL_SEED") {
+        Ok(seed) => vec![seed.parse().unwrap()],
+        Err(_) => {
+            let cases = std::env::var("DISTKIT_ICOUNTER_MODEL_CASES")
+                .ok()
+                .and_then(|cases| cases.parse().ok())
+                .unwrap_or(20_u64);
+            (1..=cases).collect()
+        }
+    };
+    for seed in seeds {
+        run_model_case(&redis, seed, 150).await;
+    }
+}
