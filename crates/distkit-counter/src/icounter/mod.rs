@@ -40,6 +40,12 @@
 //! clearing, leaves nothing key-specific in Redis. What remains per prefix is one record per
 //! live instance (and per dead one for its revival window).
 //!
+//! The work of one call is bounded as follows: reaping and collection take at most 500
+//! slices; when more slices are due, a call also reaps the dead slices of the keys it
+//! touches (keys × dead instances still being reaped); a revival restores all of the
+//! instance's parked slices at once (one step per slice); `clear_on_instance` removes all of
+//! the instance's slices at once, all or nothing; `clear` is a fixed number of `UNLINK`s.
+//!
 //! # Strict or lax
 //!
 //! [`StrictInstanceAwareCounter`] runs every call as one atomic script.
