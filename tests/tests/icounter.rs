@@ -633,9 +633,22 @@ async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once
         bounded(survivor.inc(k, 1)).await.unwrap();
     }
     assert_eq!(bounded(survivor.get(&keys[0])).await.unwrap(), (301, 1));
+    // A key only the two instances reaped last hold (reaping goes in instance id order).
+    let rare = key("rare");
+    let mut by_id: Vec<&Arc<StrictInstanceAwareCounter>> = doomed.iter().collect();
+    by_id.sort_by(|a, b| a.instance_id().cmp(b.instance_id()));
+    for instance in by_id.iter().rev().take(2) {
+        bounded(instance.inc(&rare, 1_000)).await.unwrap();
+    }
+    bounded(survivor.inc(&rare, 1)).await.unwrap();
     for instance in &doomed {
         silence(&redis, &prefix, instance.instance_id());
     }
+    assert_eq!(
+        bounded(survivor.get(&rare)).await.unwrap(),
+        (1, 1),
+        "the first call after the deaths counts a dead slice"
+    );
     // Every answer from the first call on counts none of the dead slices, whichever key.
     for k in keys.iter().rev() {
         assert_eq!(
@@ -654,7 +667,15 @@ async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once
         assert_eq!((total, own), (25, 1), "{k}");
     }
     // Reaping finished: only the live instances' slices are counted.
-    assert_eq!(size_of(&redis, &prefix, "owned"), 80);
+    let owned = redis.cli(&["ZRANGE", &raw_key(&prefix, "owned"), "0", "-1"]);
+    let live = [survivor.instance_id(), doomed[23].instance_id()];
+    assert!(owned.lines().count() >= 81, "{owned}");
+    for field in owned.lines() {
+        assert!(
+            live.iter().any(|id| field.starts_with(id)),
+            "a dead instance's slice is still counted: {field}"
+        );
+    }
 }
 
 #[tokio::test]

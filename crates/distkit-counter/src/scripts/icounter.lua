@@ -20,8 +20,8 @@
 -- Cost bounds (steps are single O(log n) commands):
 --   - reaping and collection: at most `budget` slices per call, plus one step per instance
 --     found dead (moving it to `reaping` is cheap and must not wait: its slices must leave C);
---   - reaping for the answer, only when the budget ran out: (distinct keys of the call) x
---     (instances still in `reaping`);
+--   - reaping for the answer, only when the budget ran out: per distinct key of the call,
+--     the smaller of (instances still in `reaping`) and (instances holding a slice of it);
 --   - revival: one step per parked slice of the reviving instance (all must count again
 --     before it answers; they are its own slices, which it built one operation at a time);
 --   - global set/del of a key: one step per instance holding a slice of that key;
@@ -234,10 +234,22 @@ if budget <= 0 then
       local key = ARGV[base + 2]
       if key ~= '' and not seen[key] then
         seen[key] = true
-        for _, instance in ipairs(pending) do
-          local field = instance .. ':' .. key
-          if redis.call('ZSCORE', owned, field) then
-            reap(field)
+        -- Whichever is shorter: the instances being reaped, or those holding a slice of key.
+        local low, high = '[' .. key .. ':', '[' .. key .. ';'
+        if redis.call('ZLEXCOUNT', by_key, low, high) < #pending then
+          for _, member in ipairs(redis.call('ZRANGEBYLEX', by_key, low, high)) do
+            local instance = string.sub(member, #key + 2)
+            local field = instance .. ':' .. key
+            if redis.call('ZSCORE', reaping, instance) and redis.call('ZSCORE', owned, field) then
+              reap(field)
+            end
+          end
+        else
+          for _, instance in ipairs(pending) do
+            local field = instance .. ':' .. key
+            if redis.call('ZSCORE', owned, field) then
+              reap(field)
+            end
           end
         end
       end
