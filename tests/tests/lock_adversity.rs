@@ -629,3 +629,80 @@ async fn lost_completes_when_redis_stalls_for_a_ttl_and_when_the_guard_is_read_o
         )
     );
 }
+
+#[tokio::test]
+async fn a_newcomer_never_jumps_a_live_waiter_behind_more_than_a_hundred_dead_ones() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let holder = Mutex::new(options(&name, client(&redis).await));
+    let held = bounded(holder.lock()).await.unwrap();
+    // 250 waiters that died long ago stand first in line.
+    let owner = format!("distkit-locks:{{{name}}}");
+    let ghosts: Vec<String> = (0..250).map(|ghost| format!("ghost-{ghost}")).collect();
+    let mut push = vec!["RPUSH".to_owned(), format!("{owner}:waitlist")];
+    push.extend(ghosts.iter().cloned());
+    let mut register = vec!["HSET".to_owned(), format!("{owner}:waiters")];
+    for ghost in &ghosts {
+        register.extend([ghost.clone(), "1 30000 250 ".to_owned()]);
+    }
+    for command in [push, register] {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        assert_eq!(redis.cli(&args), "250");
+    }
+    // A live waiter behind them, polling a minute apart: only a handover serves it.
+    let waiter = Mutex::new(
+        LockOptions::builder(name.clone(), client(&redis).await)
+            .ttl(Duration::from_secs(5))
+            .retry_interval(Duration::from_secs(60))
+            .build(),
+    );
+    let waiting = tokio::spawn(async move { waiter.lock().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bounded(held.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    // The release dropped a hundred of them; a newcomer must not take the lock past the
+    // live waiter still behind the rest.
+    let newcomer = Mutex::new(options(&name, client(&redis).await));
+    assert_eq!(
+        lock_error(bounded(newcomer.try_lock()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    let handed = bounded(waiting).await.unwrap().unwrap();
+    assert_eq!(handed.get_state().await, LockGuardState::Acquired);
+    assert_eq!(
+        bounded(handed.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+}
+
+#[tokio::test]
+async fn a_release_cancelled_part_way_still_releases_the_lock() {
+    // SCRIPT FLUSH on the one server: standalone only.
+    let redis = TestRedis::start_standalone();
+    let name = fresh_key();
+    let long = |client| {
+        LockOptions::builder(name.clone(), client)
+            .ttl(Duration::from_secs(30))
+            .build()
+    };
+    let mutex = Mutex::new(long(client(&redis).await));
+    let other = Mutex::new(long(client(&redis).await));
+    for _ in 0..3 {
+        let guard = bounded(mutex.lock()).await.unwrap();
+        // The release script is gone: the release needs `EVALSHA`, `NOSCRIPT`, then `EVAL`,
+        // and is cancelled after its first step.
+        assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+        assert!(
+            tokio::time::timeout(Duration::ZERO, guard.release())
+                .await
+                .is_err()
+        );
+        // Not after the 30 s lease: at once, in the background.
+        common::eventually("the cancelled release to take effect", || async {
+            other.try_lock().await.map(drop).is_ok()
+        })
+        .await;
+    }
+}

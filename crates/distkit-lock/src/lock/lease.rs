@@ -324,8 +324,11 @@ impl Lease {
     }
 
     pub(crate) async fn release(mut self) -> Result<LockGuardState, DistkitError> {
-        self.finished = true;
+        // Only once the release has an outcome: a release cancelled before (e.g. between a
+        // `NOSCRIPT` reply and the `EVAL` that follows it) is done by the drop, in the
+        // background. Releasing twice is harmless: a release acts only on its own token.
         let released = self.shared.target.release_once().await;
+        self.finished = true;
         self.shared.mark_released();
         Ok(if released? {
             LockGuardState::Released

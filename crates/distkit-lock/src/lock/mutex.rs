@@ -28,6 +28,20 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 /// - The guard renews the lease every ttl/3 in the background and releases on drop. A
 ///   handover grants only a provisional lease (the waiter's heartbeat window, when shorter
 ///   than the ttl), which the new guard renews to a full ttl a third into it, like any lease.
+/// - A handover is a hint to the waiter, never authority: the `granted` message counts only
+///   when it provably is the latest state of the lock (its fencing token follows the fencing
+///   counter that a refused attempt of the waiter saw, and at least half of the provisional
+///   lease is left); otherwise the waiter's next attempt asks Redis, which confirms a handover
+///   that still stands. A waiter stalled across its handover (a blocked runtime, a GC-like
+///   pause) so never takes an old message for a grant.
+/// - Trade-off of the provisional lease: until its first renewal (a third into it), a
+///   handed-over holder tolerates a stall of only about two thirds of its heartbeat window
+///   (some 170 ms with the default `retry_interval`) before its guard turns `Lost`, where an
+///   established holder tolerates most of a ttl. It is deliberate: the lock is handed over
+///   without the waiter taking part, and the waiter may have died just before its turn; a
+///   full-ttl handover would let such a dead waiter block everybody for a whole ttl. Safety
+///   does not suffer (the guard reports `Lost`, never two holders); callers that expect long
+///   stalls right after acquiring raise `retry_interval` (the window is four of them).
 /// - A waiter renews its place in line with every attempt (at least every
 ///   `1.5 × retry_interval`); a cancelled or timed-out waiter leaves at once. A crashed one
 ///   blocks the others no longer than its heartbeat window (`max(4 × retry_interval,

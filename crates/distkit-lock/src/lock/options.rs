@@ -38,7 +38,8 @@ pub struct LockOptions {
     /// lease to run out). Without an id, such leftovers are released at once, in the
     /// background. This holds for [`Mutex`](super::Mutex) and [`RwLock`](super::RwLock)
     /// alike. Guards sharing an id share the hold: releasing (or dropping) one releases it
-    /// for all of them.
+    /// for all of them, and each renews it with its own object's `ttl` (give lock objects
+    /// that share an id the same options).
     pub owner_id: Option<String>,
     /// The bound of `lock()`, `read()` and `write()`; `None` waits forever. Default `None`.
     pub max_wait: Option<Duration>,

@@ -19,7 +19,11 @@ local now = mutex_now_ms()
 if owner == false then
   -- Free, but waiters are in line (a lease ran out): the first live one is served.
   local head = mutex_live_head(now)
-  if head == nil or head == token then
+  -- No live head found while the line is not empty: more than 100 dead waiters were ahead,
+  -- and live ones may wait behind them. Nobody takes the lock in this call (a newcomer must
+  -- not jump them); the next call drops the next hundred.
+  local exhausted = head == nil and redis.call('LLEN', KEYS[3]) > 0
+  if (head == nil and not exhausted) or head == token then
     redis.call('SET', KEYS[1], token, 'PX', ttl)
     if head then
       redis.call('LPOP', KEYS[3])

@@ -64,7 +64,9 @@ end
 -- the lock to the waiter's client). The lease is provisional, the waiter's heartbeat window
 -- at most (its guard renews it to a full one): a waiter that died just before its turn
 -- blocks the lock no longer than that. A waiter without an inbox finds the handover on its
--- next attempt. Without live waiters, the lock is deleted.
+-- next attempt. Without live waiters, the lock is deleted; so it is when more than 100 dead
+-- waiters stand first in line (live waiters behind them then take the lock on their next
+-- attempt, which drops the next hundred, rather than by a handover).
 local function mutex_hand_over(lock)
   local head, lease, inbox = mutex_live_head(mutex_now_ms())
   if not head then

@@ -59,12 +59,22 @@ impl Interest {
             .channels
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let mut forget = false;
         if let Some(entry) = channels.get_mut(channel) {
             entry.waiters.remove(&self.id);
             if entry.waiters.is_empty() {
-                // Stays subscribed for a while; the listener's sweep unsubscribes it.
-                entry.idle_since = Some(Instant::now());
+                if entry.subscription.initialized() {
+                    // Stays subscribed for a while; the listener's sweep unsubscribes it.
+                    entry.idle_since = Some(Instant::now());
+                } else {
+                    // Never subscribed (the subscriber could not connect or subscribe): there
+                    // is nothing to unsubscribe, and no listener may be running to sweep it.
+                    forget = true;
+                }
             }
+        }
+        if forget {
+            channels.remove(channel);
         }
     }
 
