@@ -29,7 +29,7 @@ cargo test -p distkit-core --test script_runner 2>&1 | tee -a "$log"
 
 echo "== test (the counter, instance-aware and lock suites again, on a three-master Redis Cluster)"
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
-  --test counter --test icounter --test lock 2>&1 | tee -a "$log"
+  --test counter --test icounter --test lock --test lock_adversity 2>&1 | tee -a "$log"
 
 echo "== examples"
 for example in quickstart tour instance_aware lock ratelimit; do
