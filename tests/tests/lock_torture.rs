@@ -7,7 +7,8 @@
 //! (their socket reads and lease renewals stall with them, like a GC pause or a starved
 //! process). Acquisitions are cancelled at random; a fault task stops Redis (SIGSTOP),
 //! pauses its clients (`CLIENT PAUSE`), kills client connections, and delays, holds or cuts
-//! the proxied connections, each direction on its own.
+//! the proxied connections, each direction on its own; a crash task starts child processes
+//! (`lock_holder`) that queue for a mutex and SIGKILLs them, holding or still waiting.
 //!
 //! # What is checked
 //!
@@ -35,7 +36,13 @@
 //!   reader's began, and below that of every writer whose interval began after the
 //!   reader's ended.
 //!
-//! Explicit owner ids are left out: guards sharing an id share their hold by design.
+//! After the run, with every task stopped and every child killed, each lock must be free
+//! again within its ttl (plus slack for the machine): no crash, cancellation or fault leaves
+//! a lock unavailable longer than its documented bound.
+//!
+//! Explicit owner ids are left out: guards sharing an id share their hold by design. The
+//! crashed children's holds are not in the checker (a child's belief cannot be observed from
+//! here); they add contention, handovers to dead waiters and leases that must run out.
 //!
 //! # Running it
 //!
@@ -46,7 +53,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -142,6 +149,8 @@ struct Figures {
     proxy_holds: AtomicU64,
     proxy_delays: AtomicU64,
     proxy_cuts: AtomicU64,
+    crashed_holders: AtomicU64,
+    crashed_waiters: AtomicU64,
 }
 
 impl Figures {
@@ -543,6 +552,80 @@ async fn faults(
     }
 }
 
+/// Starts `lock_holder` children that queue for a mutex, and SIGKILLs each after a while,
+/// holding the lock or still waiting, until the deadline.
+async fn crashes(shared: Arc<Shared>, url: String, mut rng: Rng) {
+    let figures = &shared.figures;
+    while Instant::now() < shared.deadline {
+        tokio::time::sleep(rng.millis(300, 2_000)).await;
+        let Some(name) = shared.names.get(rng.index(RWLOCK)) else {
+            continue;
+        };
+        let spawned = std::process::Command::new(env!("CARGO_BIN_EXE_lock_holder"))
+            .args([url.as_str(), name.as_str(), &TTL.as_millis().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = spawned else {
+            continue;
+        };
+        // Whether it printed `acquired` before it was killed.
+        let acquired = Arc::new(AtomicBool::new(false));
+        if let Some(stdout) = child.stdout.take() {
+            let acquired = Arc::clone(&acquired);
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                    .is_ok()
+                    && line.starts_with("acquired")
+                {
+                    acquired.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        tokio::time::sleep(rng.millis(100, 1_500)).await;
+        off_runtime(move || {
+            let _ = child.kill();
+            let _ = child.wait();
+        })
+        .await;
+        if acquired.load(Ordering::SeqCst) {
+            Figures::add(&figures.crashed_holders);
+        } else {
+            Figures::add(&figures.crashed_waiters);
+        }
+    }
+}
+
+/// How long each lock stays unavailable once everything stopped; `None` when one is still
+/// unavailable after `limit`.
+async fn free_again(shared: &Shared, client: &Client, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut longest = Duration::ZERO;
+    for (index, name) in shared.names.iter().enumerate() {
+        let options = LockOptions::builder(name.clone(), client.clone())
+            .ttl(TTL)
+            .build();
+        loop {
+            let free = if index == RWLOCK {
+                RwLock::new(options.clone()).try_write().await.map(drop)
+            } else {
+                Mutex::new(options.clone()).try_lock().await.map(drop)
+            };
+            if free.is_ok() {
+                break;
+            }
+            if started.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        longest = longest.max(started.elapsed());
+    }
+    Some(longest)
+}
+
 /// Every violation of the promises among `held` (see the module docs).
 fn violations(held: &[Held]) -> Vec<String> {
     let mut found = Vec::new();
@@ -668,6 +751,11 @@ async fn no_two_guards_believe_they_hold_a_lock_under_stalls_cancellations_and_f
             index,
         ));
     }
+    let crash_task = tokio::spawn(crashes(
+        Arc::clone(&shared),
+        direct_url.clone(),
+        rng.fork(20_000),
+    ));
     let fault_task = tokio::spawn(faults(
         Arc::clone(&shared),
         Arc::clone(&redis),
@@ -678,6 +766,7 @@ async fn no_two_guards_believe_they_hold_a_lock_under_stalls_cancellations_and_f
     let run_limit = Duration::from_secs(seconds).saturating_add(CALL_LIMIT.saturating_mul(3));
     let finished = tokio::time::timeout(run_limit, async {
         fault_task.await.unwrap();
+        crash_task.await.unwrap();
         for task in tasks {
             task.await.unwrap();
         }
@@ -696,6 +785,15 @@ async fn no_two_guards_believe_they_hold_a_lock_under_stalls_cancellations_and_f
         "the torture did not finish in {run_limit:?}; replay with: {repro}"
     );
 
+    // Everything stopped: every lock is free again within its ttl (a killed holder's lease
+    // runs out; a killed waiter's heartbeat window is shorter), plus slack for the machine.
+    let free_limit = TTL.saturating_add(Duration::from_secs(2));
+    let unavailable = free_again(&shared, &clients[0], free_limit).await;
+    assert!(
+        unavailable.is_some(),
+        "a lock stayed unavailable longer than {free_limit:?} after the run; replay with: {repro}"
+    );
+
     let held = shared
         .held
         .lock()
@@ -708,8 +806,9 @@ async fn no_two_guards_believe_they_hold_a_lock_under_stalls_cancellations_and_f
         "lock torture figures: seed {seed}, {seconds} s: {} acquisitions ({} held intervals \
          checked), {} refused or timed out, {} cancelled, {} redis errors, {} lost while held, \
          {} waits past {CALL_LIMIT:?}; {} runtime stalls; {} faults ({} SIGSTOP, {} CLIENT PAUSE, \
-         {} connection kills, {} proxy holds, {} proxy delays, {} proxy cuts); overlaps and \
-         order violations found: {}",
+         {} connection kills, {} proxy holds, {} proxy delays, {} proxy cuts); {} crashed \
+         holders and {} crashed waiters (SIGKILL); every lock free again {:?} after the run; \
+         overlaps and order violations found: {}",
         load(&figures.acquisitions),
         held.len(),
         load(&figures.refused),
@@ -725,6 +824,9 @@ async fn no_two_guards_believe_they_hold_a_lock_under_stalls_cancellations_and_f
         load(&figures.proxy_holds),
         load(&figures.proxy_delays),
         load(&figures.proxy_cuts),
+        load(&figures.crashed_holders),
+        load(&figures.crashed_waiters),
+        unavailable.unwrap_or_default(),
         found.len(),
     );
     assert!(
