@@ -730,6 +730,39 @@ async fn parked_state_of_instances_that_never_return_is_collected_after_their_re
 }
 
 #[tokio::test]
+async fn an_instance_back_after_its_revival_window_restores_nothing() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let survivor = strict(&redis, &prefix, 60_000).await;
+    let late = strict(&redis, &prefix, 60_000).await;
+    let (k1, k2) = (key("k1"), key("k2"));
+    bounded(late.inc(&k1, 5)).await.unwrap();
+    bounded(late.inc(&k2, -3)).await.unwrap();
+    bounded(survivor.inc(&k1, 1)).await.unwrap();
+    silence(&redis, &prefix, late.instance_id());
+    assert_eq!(bounded(survivor.get(&k1)).await.unwrap(), (1, 1), "reaped");
+    // Its window ends before any call collects its parked slices.
+    let buried = raw_key(&prefix, "buried");
+    assert_eq!(
+        redis.cli(&["ZADD", &buried, "XX", "CH", "0", late.instance_id()]),
+        "1",
+        "the reaped instance was not waiting for its revival"
+    );
+    assert_eq!(
+        bounded(late.get(&k1)).await.unwrap(),
+        (1, 0),
+        "nothing restored"
+    );
+    assert_eq!(bounded(late.get(&k2)).await.unwrap(), (0, 0));
+    assert_eq!(size_of(&redis, &prefix, "parked"), 0);
+    assert_eq!(
+        bounded(late.inc(&k2, 2)).await.unwrap(),
+        (2, 2),
+        "starts afresh"
+    );
+}
+
+#[tokio::test]
 async fn deleting_every_used_key_or_clearing_leaves_nothing_key_specific_in_redis() {
     let redis = TestRedis::start();
     let prefix = fresh_key();

@@ -3,7 +3,8 @@
 -- C (the total of a key) is the sum of the slices of the live instances. Every call, in order:
 --   0. refuses a resent lax flush whose instance's flush record is gone (DISTKIT_FLUSH_EXPIRED);
 --   1. renews the calling instance's lease (alive score = server now + its own threshold) and,
---      if it had been reaped, restores its parked slices;
+--      if it had been reaped, restores its parked slices (drops them if it comes back after
+--      its revival window);
 --   2. moves every instance whose own lease ran out to `reaping`, then reaps (takes out of C
 --      and parks) up to `budget` slices; when the budget runs out with instances left in
 --      `reaping`, it also reaps their slices of the keys this call touches, so the answer is
@@ -162,6 +163,10 @@ end
 
 -- 1. Lease; an instance that joins or comes back restores its parked slices.
 if redis.call('ZADD', alive, now + threshold, me) == 1 then
+  -- Back after its revival window (its state may be partly collected already): nothing of
+  -- it returns, so a late revival never restores only some of its slices.
+  local expires = redis.call('ZSCORE', buried, me)
+  local expired = expires ~= false and tonumber(expires) < now
   redis.call('HSET', windows, me, window)
   redis.call('ZREM', reaping, me)
   redis.call('ZREM', buried, me)
@@ -169,14 +174,15 @@ if redis.call('ZADD', alive, now + threshold, me) == 1 then
   for _, field in ipairs(fields) do
     local _, key = split(field)
     local value = redis.call('HGET', parked, field)
-    local restored = value and distkit_add(total(key), value)
+    local restored = value and not expired and distkit_add(total(key), value)
     if restored then
       redis.call('HSET', totals, key, restored)
       redis.call('HSET', slices, field, value)
       redis.call('ZADD', owned, 0, field)
     else
-      -- C plus this slice is out of the i64 range: the slice cannot count and is dropped.
+      -- Expired, or C plus this slice is out of the i64 range: the slice is dropped.
       redis.call('ZREM', by_key, index_of(me, key))
+      tidy(key)
     end
     redis.call('HDEL', parked, field)
     redis.call('ZREM', parked_owned, field)
