@@ -1,7 +1,8 @@
 -- icounter: instance-aware counter operations, applied in order, all or nothing.
 --
 -- C (the total of a key) is the sum of the slices of the live instances. Every call, in order:
---   0. refuses a resent lax flush whose instance's flush record is gone (DISTKIT_FLUSH_EXPIRED);
+--   0. refuses a possibly-applied lax flush whose instance's flush record is gone
+--      (DISTKIT_FLUSH_EXPIRED);
 --   1. renews the calling instance's lease (alive score = server now + its own threshold) and,
 --      if it had been reaped, restores its parked slices (drops them if it comes back after
 --      its revival window);
@@ -51,7 +52,8 @@
 -- ARGV[4]   how many slices one call may reap or collect at most (the budget)
 -- ARGV[5]   '' or the sequence number of a lax flush: a flush already applied is not
 --           applied again (its operations then only read)
--- ARGV[6]   '1' when that flush was sent before without a confirmation (a resend), else '0'
+-- ARGV[6]   '1' when that flush may have been applied before and its record collected since
+--           (a resend whose first attempt may be older than the revival window), else '0'
 -- ARGV[7]   '1' to record the instance in `flushes` (a lax instance that has not sent any
 --           flush yet), else '0'
 -- ARGV[8..] 5 arguments per operation: kind, key, comparator op, operand, amount
@@ -64,8 +66,9 @@
 -- Returns 4 strings per operation: new C, new I, old C, old I. A failed comparison changes
 -- nothing and returns the old pair twice.
 -- Errors: 'DISTKIT_OVERFLOW <index>' (every write of the operations undone first);
--- 'DISTKIT_FLUSH_EXPIRED' (a resent flush whose instance has no `flushes` entry: it may have
--- been applied before the record was collected, so it is not applied; nothing changed).
+-- 'DISTKIT_FLUSH_EXPIRED' (a flush flagged by ARGV[6] whose instance has no `flushes` entry:
+-- it may have been applied before the record was collected, so it is not applied; nothing
+-- changed).
 local totals, alive, windows, flushes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local slices, owned, parked, parked_owned = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local by_key, reaping, buried = KEYS[9], KEYS[10], KEYS[11]
