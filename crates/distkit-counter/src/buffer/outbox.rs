@@ -11,12 +11,17 @@
 //! increments. So however long Redis fails, the outbox holds at most one batch (and the local
 //! state one entry per key), never one batch per failed flush.
 //!
-//! A resent batch says so: if Redis no longer holds the record of the batches this counter
-//! object applied (it expired, was collected or lost), the sink refuses to apply it and the
-//! batch is dropped with [`CounterError::FlushExpired`]: at most once, never twice.
+//! Each sink says how long Redis keeps its record of applied batches at least
+//! ([`DeltaSink::record_lifetime`]), counted from the last batch it applied. A batch resent
+//! within that time from its first attempt may find its record missing only when Redis lost
+//! data (and then lost the batch's effect with it), so it is applied. A batch resent later is
+//! marked [`stale`](Batch::stale): if its record is gone, it may have been applied before the
+//! record expired, so the sink refuses it and it is dropped with
+//! [`CounterError::FlushExpired`]: at most once, never twice.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
 
@@ -26,14 +31,18 @@ use super::local::{LocalState, Snapshot, Taken};
 const MAX_DELTAS_PER_BATCH: usize = 1_000;
 /// The most read-backs one batch carries.
 const MAX_READS_PER_BATCH: usize = 1_000;
+/// How long the final flush of a dropped counter object keeps trying.
+pub(crate) const FINAL_FLUSH_PATIENCE: Duration = Duration::from_secs(10);
 
 /// One script call's worth of deltas and read-backs.
 #[derive(Debug)]
 pub(crate) struct Batch {
     pub(crate) sequence: u64,
-    /// Whether this batch was written before without a confirmation, so it may already
-    /// have been applied.
-    pub(crate) resend: bool,
+    /// Whether this batch was first written longer ago than the sink's record lifetime, so
+    /// that a missing record no longer proves it was not applied.
+    pub(crate) stale: bool,
+    /// When this batch was first written.
+    pub(crate) first_sent: Option<Instant>,
     pub(crate) deltas: Vec<(DistkitRedisKey, i64)>,
     pub(crate) reads: Vec<DistkitRedisKey>,
 }
@@ -48,6 +57,9 @@ pub(crate) struct Confirmation {
 
 /// Where the batches of one lax counter object go.
 pub(crate) trait DeltaSink: Clone + Send + Sync + 'static {
+    /// How long Redis keeps the record of the last batch this sink applied, at least.
+    fn record_lifetime(&self) -> Duration;
+
     /// Applies `batch` unless its sequence number was applied before (then only reads).
     fn send(
         &self,
@@ -60,8 +72,6 @@ pub(crate) trait DeltaSink: Clone + Send + Sync + 'static {
 pub(crate) struct Outbox {
     next_sequence: u64,
     undelivered: VecDeque<Batch>,
-    /// Whether the front batch was written at least once.
-    front_sent: bool,
 }
 
 impl Outbox {
@@ -78,7 +88,8 @@ impl Outbox {
             self.next_sequence = self.next_sequence.saturating_add(1);
             self.undelivered.push_back(Batch {
                 sequence: self.next_sequence,
-                resend: false,
+                stale: false,
+                first_sent: None,
                 deltas,
                 reads,
             });
@@ -98,18 +109,16 @@ impl Outbox {
         self.undelivered.len()
     }
 
-    /// Marks the front batch as written (and as a resend if it was written before) and
-    /// returns it.
-    fn front_to_send(&mut self) -> Option<&Batch> {
-        let resend = self.front_sent;
+    /// Marks the front batch as written (stale if it was first written longer than
+    /// `lifetime` ago) and returns it.
+    fn front_to_send(&mut self, lifetime: Duration) -> Option<&Batch> {
         let batch = self.undelivered.front_mut()?;
-        batch.resend = resend;
-        self.front_sent = true;
+        let first_sent = *batch.first_sent.get_or_insert_with(Instant::now);
+        batch.stale = first_sent.elapsed() >= lifetime;
         Some(batch)
     }
 
     fn pop_front(&mut self) -> Option<Batch> {
-        self.front_sent = false;
         self.undelivered.pop_front()
     }
 
@@ -128,7 +137,7 @@ impl Outbox {
         sink: &impl DeltaSink,
         local: &LocalState,
     ) -> Result<(), DistkitError> {
-        while let Some(batch) = self.front_to_send() {
+        while let Some(batch) = self.front_to_send(sink.record_lifetime()) {
             match sink.send(batch).await {
                 Ok(confirmation) => {
                     record(batch, &confirmation, local);
@@ -171,18 +180,42 @@ impl Outbox {
     }
 
     /// Sends the waiting batches without a local state to update: the last flush of a
-    /// counter object that is being dropped.
+    /// counter object that is being dropped. A failed batch is sent again with backoff for
+    /// up to [`FINAL_FLUSH_PATIENCE`] (it stays exactly once: resends carry their number).
     pub(crate) async fn deliver_detached(mut self, sink: impl DeltaSink) {
-        while let Some(batch) = self.front_to_send() {
-            if let Err(error) = sink.send(batch).await {
-                tracing::error!(
-                    %error,
-                    lost_deltas = batch.deltas.len(),
-                    "the final flush of a dropped lax counter failed"
-                );
-                return;
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        while let Some(batch) = self.front_to_send(sink.record_lifetime()) {
+            match sink.send(batch).await {
+                Ok(_) => {
+                    self.pop_front();
+                }
+                Err(error) if started.elapsed() >= FINAL_FLUSH_PATIENCE => {
+                    let lost: usize = self
+                        .undelivered
+                        .iter()
+                        .map(|batch| batch.deltas.len())
+                        .sum();
+                    tracing::error!(
+                        %error,
+                        lost_deltas = lost,
+                        "the final flush of a dropped lax counter failed; its deltas are lost"
+                    );
+                    return;
+                }
+                Err(DistkitError::CounterError(CounterError::FlushExpired { deltas })) => {
+                    tracing::error!(
+                        deltas,
+                        "a resent final flush was dropped unconfirmed: Redis no longer knows whether it was applied"
+                    );
+                    self.pop_front();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?pause, "the final flush of a dropped lax counter failed");
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2).min(Duration::from_secs(1));
+                }
             }
-            self.pop_front();
         }
     }
 }
@@ -214,19 +247,27 @@ mod tests {
     use super::*;
     use crate::buffer::LocalChange;
 
+    /// A batch the fake sink applied: its sequence number and deltas.
+    type AppliedBatch = (u64, Vec<(DistkitRedisKey, i64)>);
+
     /// A sink that fails while `failing` is set, else applies each sequence number once.
     #[derive(Clone, Default)]
     struct FakeSink {
         failing: Arc<AtomicBool>,
-        applied: Arc<Mutex<Vec<(u64, Vec<(DistkitRedisKey, i64)>)>>>,
+        applied: Arc<Mutex<Vec<AppliedBatch>>>,
         calls: Arc<AtomicUsize>,
         resends: Arc<Mutex<Vec<bool>>>,
+        lifetime: Duration,
     }
 
     impl DeltaSink for FakeSink {
+        fn record_lifetime(&self) -> Duration {
+            self.lifetime
+        }
+
         async fn send(&self, batch: &Batch) -> Result<Confirmation, DistkitError> {
             self.calls.fetch_add(1, Ordering::Relaxed);
-            self.resends.lock().unwrap().push(batch.resend);
+            self.resends.lock().unwrap().push(batch.stale);
             if self.failing.load(Ordering::Relaxed) {
                 return Err(distkit_core::fred::error::Error::new(
                     distkit_core::fred::error::ErrorKind::IO,
@@ -291,22 +332,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_a_batch_written_before_is_marked_as_a_resend() {
+    async fn a_batch_is_stale_only_when_resent_after_the_record_lifetime() {
         let local = LocalState::new();
-        let sink = FakeSink::default();
+        let sink = FakeSink {
+            lifetime: Duration::from_millis(200),
+            ..FakeSink::default()
+        };
         let mut outbox = Outbox::default();
         let k = key(0);
         local.learn(&k, Snapshot::default(), 0);
-        assert!(matches!(local.add(&k, 5, 0), LocalChange::Applied(_)));
-        outbox.enqueue(local.take());
-        sink.failing.store(true, Ordering::Relaxed);
-        assert!(outbox.deliver(&sink, &local).await.is_err());
-        sink.failing.store(false, Ordering::Relaxed);
-        outbox.deliver(&sink, &local).await.unwrap();
-        assert!(matches!(local.add(&k, 1, 0), LocalChange::Applied(_)));
-        outbox.enqueue(local.take());
-        outbox.deliver(&sink, &local).await.unwrap();
-        assert_eq!(*sink.resends.lock().unwrap(), vec![false, true, false]);
-        assert_eq!(sink.calls.load(Ordering::Relaxed), 3);
+        for delta in [5, 6] {
+            assert!(matches!(local.add(&k, delta, 0), LocalChange::Applied(_)));
+            outbox.enqueue(local.take());
+            sink.failing.store(true, Ordering::Relaxed);
+            assert!(outbox.deliver(&sink, &local).await.is_err());
+            assert!(outbox.deliver(&sink, &local).await.is_err());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert!(outbox.deliver(&sink, &local).await.is_err());
+            sink.failing.store(false, Ordering::Relaxed);
+            outbox.deliver(&sink, &local).await.unwrap();
+        }
+        assert_eq!(
+            *sink.resends.lock().unwrap(),
+            vec![false, false, true, true, false, false, true, true]
+        );
+        assert_eq!(sink.calls.load(Ordering::Relaxed), 8);
     }
 }

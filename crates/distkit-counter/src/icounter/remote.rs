@@ -152,7 +152,7 @@ pub(crate) struct Lease {
 #[derive(Clone, Copy, Debug)]
 struct Flush {
     sequence: u64,
-    resend: bool,
+    stale: bool,
 }
 
 /// The keys of one prefix and the identity of one instance.
@@ -247,7 +247,7 @@ impl RemoteInstanceCounters {
                 .map(|flush| flush.sequence.to_string())
                 .unwrap_or_default(),
         ));
-        args.push(Value::from(if flush.is_some_and(|flush| flush.resend) {
+        args.push(Value::from(if flush.is_some_and(|flush| flush.stale) {
             "1"
         } else {
             "0"
@@ -304,13 +304,20 @@ impl RemoteInstanceCounters {
 }
 
 impl DeltaSink for RemoteInstanceCounters {
+    /// The instance's flush record is collected only after the instance was found dead (one
+    /// threshold after its last call) and then its revival window passed.
+    fn record_lifetime(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+
     /// Sends the batch as `inc` operations followed by `get` read-backs, numbered for
     /// exactly-once. A delta that would overflow is left out (and reported as dropped) and
     /// the rest is sent again under the same number.
     ///
-    /// A resent batch is refused with [`CounterError::FlushExpired`] when Redis no longer
-    /// holds this instance's flush record (collected after its revival window): it may have
-    /// been applied before, so it is not applied again.
+    /// A stale batch (first sent longer than the revival window ago) is refused with
+    /// [`CounterError::FlushExpired`] when Redis no longer holds this instance's flush record
+    /// (collected after its revival window): it may have been applied before, so it is not
+    /// applied again.
     async fn send(&self, batch: &Batch) -> Result<Confirmation, DistkitError> {
         if let Some(flushed) = &self.flushed {
             flushed.store(true, Ordering::Release);
@@ -331,10 +338,10 @@ impl DeltaSink for RemoteInstanceCounters {
                     .map(|key| Op::on(Kind::Get, key, CounterComparator::Nil, 0)),
             );
             // After an overflow the rest is sent again under the same number: that call was
-            // undone, so it is a resend exactly when the batch is.
+            // undone, so it is stale exactly when the batch is.
             let flush = Flush {
                 sequence: batch.sequence,
-                resend: batch.resend,
+                stale: batch.stale,
             };
             match self.call(&ops, Some(flush)).await {
                 Ok(outcomes) => {
@@ -416,10 +423,11 @@ mod tests {
         RemoteInstanceCounters::new(client, prefix, lease, true)
     }
 
-    fn batch(sequence: u64, resend: bool, key: &DistkitRedisKey, delta: i64) -> Batch {
+    fn batch(sequence: u64, stale: bool, key: &DistkitRedisKey, delta: i64) -> Batch {
         Batch {
             sequence,
-            resend,
+            stale,
+            first_sent: None,
             deltas: vec![(key.clone(), delta)],
             reads: Vec::new(),
         }
@@ -454,7 +462,7 @@ mod tests {
                 vec![Some(Snapshot { total: 5, own: 5 })]
             );
         }
-        // The record is collected (as after the revival window): a resend may have been
+        // The record is collected (as after the revival window): a stale resend may have been
         // applied before, so it is refused and changes nothing; a first attempt is applied.
         let flushes = key_schema::instance_counter(&prefix, "flushes");
         assert_eq!(redis.cli(&["HDEL", &flushes, remote.instance_id()]), "1");

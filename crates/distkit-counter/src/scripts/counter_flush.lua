@@ -4,7 +4,9 @@
 -- ARGV[1]  the sequence number of this batch (a batch is resent with the same number until
 --          it is confirmed, so a resent batch that was already applied is not applied again)
 -- ARGV[2]  how long the sequence key lives, in ms
--- ARGV[3]  '1' when this batch was sent before without a confirmation, else '0'
+-- ARGV[3]  '1' when this batch was first sent longer ago than its record surely lives (half
+--          the sequence key's ttl), else '0': a missing record then does not prove that the
+--          batch was not applied
 -- ARGV[4]  n, the number of deltas; then n pairs: field, delta (decimal i64)
 -- ARGV[5 + 2n ...]  fields to read without changing them
 -- Returns { values, failed }: values holds the current value of every field named (deltas
@@ -12,14 +14,15 @@
 -- applied because they would overflow, the stored value is not an integer, or the values
 -- key is not a hash (written by something else: the deltas are dropped, not retried forever,
 -- and `clear` repairs the key).
--- Errors: 'DISTKIT_FLUSH_EXPIRED' when a resent batch finds no sequence record: it may have
--- been applied before the record expired or was lost, so it is not applied again.
+-- Errors: 'DISTKIT_FLUSH_EXPIRED' when a stale batch (ARGV[3]) finds no sequence record: it
+-- may have been applied before the record expired, so it is not applied again. A batch that
+-- is not stale and finds no record was not applied (or its effect was lost with the record).
 local hash = KEYS[1]
 local sequence = tonumber(ARGV[1])
-local resend = ARGV[3] == '1'
+local stale = ARGV[3] == '1'
 local delta_count = tonumber(ARGV[4])
 local last = redis.call('GET', KEYS[2])
-if resend and not last then
+if stale and not last then
   return redis.error_reply('DISTKIT_FLUSH_EXPIRED no record of the applied batches')
 end
 local kind = redis.call('TYPE', hash)['ok']
