@@ -247,3 +247,82 @@ async fn a_lax_counter_recovers_after_its_hash_was_overwritten_with_a_string() {
     bounded(lax.flush()).await.unwrap();
     assert_eq!(redis.cli(&["HGET", &hash, "k"]), "5");
 }
+
+/// Counts panics raised inside the distkit crates (background tasks included, whose panics
+/// a runtime would otherwise swallow).
+fn count_library_panics() -> Arc<std::sync::atomic::AtomicUsize> {
+    let panics = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&panics);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info
+            .location()
+            .is_some_and(|location| location.file().contains("crates/distkit-"))
+        {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        previous(info);
+    }));
+    panics
+}
+
+#[tokio::test]
+async fn extreme_option_values_never_panic_and_keep_every_increment() {
+    let panics = count_library_panics();
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
+    let k = key("k");
+    for lag in [Duration::ZERO, Duration::from_nanos(1), Duration::MAX] {
+        let mut options = CounterOptions::new(prefix.clone(), client(&redis).await);
+        options.allowed_lag = lag;
+        let lax = LaxCounter::new(options);
+        bounded(lax.inc(&k, 1)).await.unwrap();
+        bounded(lax.inc_all(&[(&k, 1), (&k, 1)])).await.unwrap();
+        bounded(lax.flush()).await.unwrap();
+    }
+    assert_eq!(bounded(strict.get(&k)).await.unwrap(), 9);
+
+    let icounter_prefix = fresh_key();
+    let reader = StrictInstanceAwareCounter::new(StrictInstanceAwareCounterOptions::new(
+        icounter_prefix.clone(),
+        client(&redis).await,
+    ));
+    let mut live = Vec::new();
+    for (threshold, window, interval, lag) in [
+        (0, Duration::ZERO, Duration::ZERO, Duration::ZERO),
+        (u64::MAX, Duration::MAX, Duration::MAX, Duration::MAX),
+        (
+            1,
+            Duration::from_nanos(1),
+            Duration::from_nanos(1),
+            Duration::from_nanos(1),
+        ),
+    ] {
+        let mut options =
+            LaxInstanceAwareCounterOptions::new(icounter_prefix.clone(), client(&redis).await);
+        options.dead_instance_threshold_ms = threshold;
+        options.revival_window = window;
+        options.flush_interval = interval;
+        options.allowed_lag = lag;
+        let lax = LaxInstanceAwareCounter::new(options);
+        bounded(lax.inc(&k, 1)).await.unwrap();
+        bounded(lax.flush()).await.unwrap();
+        let mut options =
+            StrictInstanceAwareCounterOptions::new(icounter_prefix.clone(), client(&redis).await);
+        options.dead_instance_threshold_ms = threshold;
+        options.revival_window = window;
+        let strict = StrictInstanceAwareCounter::new(options);
+        bounded(strict.inc(&k, 1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Kept alive until the end: their slices count.
+        live.push((lax, strict));
+    }
+    let (total, _) = bounded(reader.get(&k)).await.unwrap();
+    assert_eq!(total, 6, "{} instances alive", live.len() * 2);
+    assert_eq!(
+        panics.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a distkit crate panicked"
+    );
+}

@@ -152,9 +152,9 @@ impl RemoteCounters {
         Ok(values)
     }
 
-    /// Removes every value of the prefix.
+    /// Removes every value of the prefix (`UNLINK`: a large hash is freed in the background).
     pub(crate) async fn clear(&self) -> Result<(), DistkitError> {
-        let _removed: i64 = self.client.del(&self.values_key).await?;
+        let _removed: i64 = self.client.unlink(&self.values_key).await?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use super::{CounterOptions, CounterTrait};
 /// - `get`/`get_all`: `HGET`/`HMGET` (reads, retried after a reconnect).
 /// - `set`, `del`, conditional operations and batches: the `counter_apply` script, all or
 ///   nothing per call of up to 1 000 operations.
-/// - `clear`: `DEL` of the prefix's hash.
+/// - `clear`: `UNLINK` of the prefix's hash.
 ///
 /// Writes are sent once and never replayed: after a connection failure mid-call the result
 /// is [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown).
