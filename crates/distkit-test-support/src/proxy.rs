@@ -4,6 +4,11 @@
 //!
 //! Plain threads and blocking sockets: it works with any client and any runtime, and a
 //! stalled runtime of the test does not stall the proxy.
+//!
+//! It does not reorder bytes within a connection: that would corrupt the protocol rather than
+//! model a network (TCP delivers in order). Messages are reordered *between* connections —
+//! a client's commands and its subscriber's pub/sub messages, say — by holding or delaying
+//! one direction of one proxy while another flows.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -506,3 +506,36 @@ impl Drop for ReleaseNotifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use distkit_core::fred::prelude::{Builder, Config};
+
+    use super::{ReleaseNotifier, WakeOn};
+
+    #[tokio::test]
+    async fn a_channel_never_subscribed_is_forgotten_when_its_last_waiter_leaves() {
+        // Nothing listens on port 1: the subscriber never connects, so no listener task runs
+        // to sweep idle channels.
+        let config = Config::from_url("redis://127.0.0.1:1").unwrap();
+        let client = Builder::from_config(config).build().unwrap();
+        let notifier = ReleaseNotifier::of(&client);
+        let channel = "distkit-locks:{never}:released";
+        let interest = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            notifier.watch(WakeOn::Release { channel }),
+        )
+        .await
+        .unwrap();
+        let registered = |notifier: &ReleaseNotifier| {
+            notifier
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(channel)
+        };
+        assert!(registered(&notifier));
+        drop(interest);
+        assert!(!registered(&notifier), "the entry outlived its last waiter");
+    }
+}
