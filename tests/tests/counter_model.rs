@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bounded, client, fresh_key};
+use common::{bounded, fresh_key};
 use distkit::counter::{CounterError, CounterOptions, CounterTrait, LaxCounter, StrictCounter};
 use distkit::fred::prelude::*;
 use distkit::icounter::{
@@ -131,6 +131,54 @@ impl Ledger {
 type Effects = (Vec<(usize, i64)>, Result<Vec<i64>, DistkitError>);
 
 /// The failure of one check, with what replays it.
+/// What the runs did, printed at the end of each case (`--nocapture` shows it).
+struct Stats {
+    calls: std::sync::atomic::AtomicUsize,
+    outcome_unknown: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicUsize,
+    faults: std::sync::Mutex<Vec<String>>,
+}
+
+impl Stats {
+    const fn new() -> Self {
+        Self {
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            outcome_unknown: std::sync::atomic::AtomicUsize::new(0),
+            failed: std::sync::atomic::AtomicUsize::new(0),
+            faults: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+static PLAIN_STATS: Stats = Stats::new();
+static INSTANCE_STATS: Stats = Stats::new();
+
+fn count(stats: &Stats, outcome: &Result<Vec<i64>, DistkitError>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    stats.calls.fetch_add(1, Relaxed);
+    match outcome {
+        Ok(_) => {}
+        Err(error) if is_outcome_unknown(error) => {
+            stats.outcome_unknown.fetch_add(1, Relaxed);
+        }
+        Err(_) => {
+            stats.failed.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn report(stats: &Stats, what: &str, seed: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let faults = stats.faults.lock().unwrap();
+    eprintln!(
+        "{what} seed {seed}: {} calls so far ({} outcome unknown, {} failed without effect); faults: {}",
+        stats.calls.load(Relaxed),
+        stats.outcome_unknown.load(Relaxed),
+        stats.failed.load(Relaxed),
+        faults.join(", ")
+    );
+}
+
 /// The calls of the current round of the instance-aware test, printed on failure.
 static TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
@@ -161,8 +209,8 @@ fn is_expected_under_faults(error: &DistkitError) -> bool {
 }
 
 /// A client whose commands time out after 1 s, reconnecting every 20 ms.
-async fn impatient_client(redis: &TestRedis) -> Client {
-    let config = Config::from_url(redis.url()).unwrap();
+async fn impatient_client(redis: &Server) -> Client {
+    let config = Config::from_url(&redis.url).unwrap();
     let client = Builder::from_config(config)
         .with_performance_config(|performance| {
             performance.default_command_timeout = Duration::from_secs(1);
@@ -177,6 +225,50 @@ async fn impatient_client(redis: &TestRedis) -> Client {
     client
 }
 
+/// The Redis of one case: a private server that persists every acknowledged write (so a
+/// restart loses nothing that was acknowledged), behind a lock so a fault thread may restart
+/// it.
+struct Server {
+    redis: std::sync::Mutex<TestRedis>,
+    url: String,
+}
+
+impl Server {
+    fn start() -> Self {
+        let redis = TestRedis::start_persistent();
+        let url = redis.url().to_owned();
+        Self {
+            redis: std::sync::Mutex::new(redis),
+            url,
+        }
+    }
+
+    fn pause(&self) {
+        self.redis.lock().unwrap().pause();
+    }
+
+    fn resume(&self) {
+        self.redis.lock().unwrap().resume();
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        self.redis.lock().unwrap().cli(args)
+    }
+
+    fn kill_clients(&self) -> usize {
+        self.redis.lock().unwrap().kill_clients()
+    }
+
+    fn restart(&self) {
+        self.redis.lock().unwrap().restart();
+    }
+}
+
+/// A client with the default timeouts, for the checks between rounds.
+async fn patient_client(redis: &Server) -> Client {
+    bounded(distkit::connect(&redis.url)).await.unwrap()
+}
+
 /// A fault injected during a round.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -187,12 +279,15 @@ enum Fault {
     PauseWrites(Duration),
     /// Every client connection is killed, this many times during the round.
     KillClients(usize),
+    /// The server is killed (SIGKILL) and restarted from its append-only file.
+    Restart,
 }
 
 impl Fault {
     fn pick(rng: &mut Rng) -> Self {
-        match rng.below(4) {
+        match rng.below(5) {
             0 => Self::None,
+            1 if rng.chance(50) => Self::Restart,
             // Around the command timeout (1 s): some calls time out, others wait it out.
             1 => Self::Stop(Duration::from_millis(300 + 100 * rng.below(10) as u64)),
             2 => Self::PauseWrites(Duration::from_millis(300 + 100 * rng.below(10) as u64)),
@@ -201,9 +296,13 @@ impl Fault {
     }
 
     /// Injects the fault over about `span`, from a thread (the server tools block).
-    fn inject(self, redis: &TestRedis, span: Duration) {
+    fn inject(self, redis: &Server, span: Duration) {
         match self {
             Self::None => {}
+            Self::Restart => {
+                std::thread::sleep(span / 3);
+                redis.restart();
+            }
             Self::Stop(length) => {
                 std::thread::sleep(span / 4);
                 redis.pause();
@@ -293,7 +392,7 @@ impl PlainObject {
     }
 }
 
-async fn plain_object(redis: &TestRedis, prefix: &DistkitRedisKey, flavour: usize) -> PlainObject {
+async fn plain_object(redis: &Server, prefix: &DistkitRedisKey, flavour: usize) -> PlainObject {
     let mut options = CounterOptions::new(prefix.clone(), impatient_client(redis).await);
     match flavour {
         0 => PlainObject::Strict(StrictCounter::new(options)),
@@ -390,6 +489,7 @@ async fn plain_operation(
             PlainObject::Strict(_) => (vec![], bounded(counter.get(k)).await.map(|_| vec![])),
         },
     };
+    count(&PLAIN_STATS, &outcome);
     let mut ledgers = ledgers.lock().unwrap();
     match outcome {
         Ok(effects) => {
@@ -409,18 +509,26 @@ async fn plain_operation(
 
 async fn plain_case(seed: u64) {
     let mut rng = Rng(seed);
-    let redis = TestRedis::start_standalone();
+    let redis = Server::start();
     let prefix = fresh_key();
     let keys = Arc::new(keys());
     let mut objects = Vec::new();
     for flavour in [0, 1, 2, 1] {
         objects.push(plain_object(&redis, &prefix, flavour).await);
     }
-    let reader = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
+    let reader = StrictCounter::new(CounterOptions::new(
+        prefix.clone(),
+        patient_client(&redis).await,
+    ));
     let ledgers = Arc::new(std::sync::Mutex::new(vec![Ledger::default(); KEYS]));
     let mut unknown_calls = 0_usize;
     for round in 0..ROUNDS {
         let fault = Fault::pick(&mut rng);
+        PLAIN_STATS
+            .faults
+            .lock()
+            .unwrap()
+            .push(format!("{fault:?}"));
         let mut tasks = Vec::new();
         for _ in 0..TASKS {
             let mut task_rng = Rng(rng.next());
@@ -490,9 +598,8 @@ async fn plain_case(seed: u64) {
         }
         plain_absolute_round(seed, &mut rng, &objects, &keys, &ledgers).await;
     }
-    eprintln!(
-        "plain case {seed}: {ROUNDS} rounds, {unknown_calls} keys with unknown outcomes resolved"
-    );
+    report(&PLAIN_STATS, "plain counters", seed);
+    eprintln!("  {unknown_calls} key checks resolved unknown outcomes");
 }
 
 /// Absolute and conditional operations while Redis is healthy and nothing runs concurrently:
@@ -596,7 +703,7 @@ impl InstanceObject {
 }
 
 async fn instance_object(
-    redis: &TestRedis,
+    redis: &Server,
     prefix: &DistkitRedisKey,
     flavour: usize,
 ) -> InstanceObject {
@@ -700,6 +807,7 @@ async fn instance_operation(
             InstanceObject::Strict(_) => (vec![], bounded(counter.get(k)).await.map(|_| vec![])),
         },
     };
+    count(&INSTANCE_STATS, &outcome);
     TRACE.lock().unwrap().push(format!(
         "slot {slot} potential {potential:?} -> {:?}",
         outcome.as_ref().map_err(|e| e.to_string())
@@ -723,7 +831,7 @@ async fn instance_operation(
 
 async fn instance_case(seed: u64) {
     let mut rng = Rng(seed);
-    let redis = TestRedis::start_standalone();
+    let redis = Server::start();
     let prefix = fresh_key();
     let keys = Arc::new(keys());
     let mut objects = Vec::new();
@@ -733,6 +841,11 @@ async fn instance_case(seed: u64) {
     let slices: Arc<Slices> = Arc::default();
     for round in 0..ROUNDS {
         let fault = Fault::pick(&mut rng);
+        INSTANCE_STATS
+            .faults
+            .lock()
+            .unwrap()
+            .push(format!("{fault:?}"));
         let mut tasks = Vec::new();
         for _ in 0..TASKS {
             let mut task_rng = Rng(rng.next());
@@ -820,7 +933,7 @@ async fn instance_case(seed: u64) {
         TRACE.lock().unwrap().clear();
         instance_absolute_round(seed, &mut rng, &objects, &keys, &slices).await;
     }
-    eprintln!("instance-aware case {seed}: {ROUNDS} rounds");
+    report(&INSTANCE_STATS, "instance-aware counters", seed);
 }
 
 /// Global and per-instance absolute operations while Redis is healthy: exact results.

@@ -41,6 +41,8 @@ pub struct TestRedis {
     ports: Vec<u16>,
     private: Vec<PrivateServer>,
     cluster: bool,
+    /// The data directory of a persistent standalone server (removed on drop).
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -48,6 +50,9 @@ struct PrivateServer {
     child: Child,
     dir: PathBuf,
     port: u16,
+    /// Whether the server keeps an append-only file (fsync on every write) in `dir`, which a
+    /// restart reads back; the directory then outlives the process.
+    persistent: bool,
 }
 
 impl TestRedis {
@@ -84,6 +89,7 @@ impl TestRedis {
                 ports: vec![port],
                 private: Vec::new(),
                 cluster: false,
+                data_dir: None,
             };
         }
         for _ in 0..PORT_RACE_RETRIES {
@@ -94,6 +100,7 @@ impl TestRedis {
                     ports: vec![port],
                     private: vec![server],
                     cluster: false,
+                    data_dir: None,
                 };
             }
         }
@@ -147,6 +154,7 @@ impl TestRedis {
             ports,
             private: servers,
             cluster: true,
+            data_dir: None,
         };
         let started = Instant::now();
         while !cluster.ports.iter().all(|&port| {
@@ -231,7 +239,39 @@ impl TestRedis {
         self.signal("-CONT");
     }
 
-    /// Kills a standalone server (SIGKILL) and starts a fresh, empty one on the same port.
+    /// A private standalone server that writes every change to an append-only file before
+    /// answering (`appendfsync always`), so that [`restart`](Self::restart) brings back
+    /// everything it acknowledged: for tests of restarts without data loss.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start); also when `REDIS_URL` is set (a restart needs a private
+    /// server).
+    pub fn start_persistent() -> Self {
+        assert!(
+            std::env::var("REDIS_URL").is_err(),
+            "a persistent test server must be private; unset REDIS_URL"
+        );
+        for _ in 0..PORT_RACE_RETRIES {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("distkit-redis-aof-{port}-{}", unique_prefix()));
+            if let Some(server) = PrivateServer::spawn_in(port, false, dir.clone(), true) {
+                return Self {
+                    url: format!("redis://127.0.0.1:{port}"),
+                    ports: vec![port],
+                    private: vec![server],
+                    cluster: false,
+                    data_dir: Some(dir),
+                };
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        panic!("redis-server did not start after {PORT_RACE_RETRIES} attempts on free ports");
+    }
+
+    /// Kills a standalone server (SIGKILL) and starts it again on the same port: empty, or,
+    /// for a [`start_persistent`](Self::start_persistent) server, from its append-only file.
     ///
     /// # Panics
     ///
@@ -249,7 +289,11 @@ impl TestRedis {
         self.private.clear();
         let started = Instant::now();
         while started.elapsed() < READY_TIMEOUT {
-            if let Some(server) = PrivateServer::spawn(port, false) {
+            let restarted = match &self.data_dir {
+                Some(dir) => PrivateServer::spawn_in(port, false, dir.clone(), true),
+                None => PrivateServer::spawn(port, false),
+            };
+            if let Some(server) = restarted {
                 self.private.push(server);
                 return;
             }
@@ -323,6 +367,12 @@ impl PrivateServer {
     /// Starts a server on `port`; `None` when it exited at once (the port was taken).
     fn spawn(port: u16, cluster: bool) -> Option<Self> {
         let dir = std::env::temp_dir().join(format!("distkit-redis-{port}-{}", unique_prefix()));
+        Self::spawn_in(port, cluster, dir, false)
+    }
+
+    /// Starts a server on `port` with its files in `dir`; a persistent one writes (and on a
+    /// restart reads) an append-only file there, synced on every write.
+    fn spawn_in(port: u16, cluster: bool, dir: PathBuf, persistent: bool) -> Option<Self> {
         std::fs::create_dir_all(&dir)
             .expect("cannot create a temporary directory for redis-server");
         let mut command = Command::new("redis-server");
@@ -335,7 +385,9 @@ impl PrivateServer {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if persistent { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
             ])
             .args([
                 "--protected-mode",
@@ -362,7 +414,12 @@ impl PrivateServer {
             Err(error) if error.kind() == ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
             Err(error) => panic!("cannot start redis-server: {error}"),
         };
-        let mut server = Self { child, dir, port };
+        let mut server = Self {
+            child,
+            dir,
+            port,
+            persistent,
+        };
         let started = Instant::now();
         while started.elapsed() < READY_TIMEOUT {
             if let Ok(Some(_status)) = server.child.try_wait() {
@@ -378,12 +435,24 @@ impl PrivateServer {
     }
 }
 
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        // The servers first, then the data directory they wrote to.
+        self.private.clear();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl Drop for PrivateServer {
     fn drop(&mut self) {
         // A paused server ignores SIGTERM but not SIGKILL.
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.persistent {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
