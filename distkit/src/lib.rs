@@ -6,7 +6,10 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey, connect, fred};
+pub use distkit_core::{
+    ConnectOptions, CounterComparator, DistkitError, DistkitRedisKey, ReconnectPolicy, connect,
+    fred,
+};
 
 /// Strict and lax distributed counters.
 #[cfg(feature = "counter")]

@@ -5,8 +5,8 @@
 //! - [`DistkitRedisKey`], the validated key type every API takes;
 //! - [`CounterComparator`], the condition of the conditional counter operations;
 //! - [`DistkitError`] and its feature-gated inner errors;
-//! - [`connect`], which builds a [`fred`] client with the reconnect policy and timeouts the
-//!   primitives rely on;
+//! - [`connect`] and [`ConnectOptions`], which build a Redis client (from the `fred` crate)
+//!   with the reconnect policy and timeouts the primitives rely on;
 //! - [`key_schema`], the one place where Redis key names are built (cluster-safe: all keys of
 //!   one primitive share one hash tag);
 //! - [`script`], the Lua script runner (`EVALSHA`, reload on `NOSCRIPT`, a single attempt for
@@ -25,7 +25,7 @@ pub mod script;
 pub mod task;
 
 pub use comparator::CounterComparator;
-pub use connect::connect;
+pub use connect::{ConnectOptions, ReconnectPolicy, connect};
 #[cfg(feature = "counter")]
 pub use error::CounterError;
 pub use error::DistkitError;

@@ -1,0 +1,272 @@
+//! Connecting to Redis: [`connect`] and [`ConnectOptions`].
+
+mod options;
+
+use fred::clients::Client;
+use fred::error::{Error as FredError, ErrorKind};
+use fred::interfaces::ClientLike;
+use fred::types::Builder;
+use fred::types::config::Config;
+
+pub use options::{ConnectOptions, ReconnectPolicy};
+
+use crate::DistkitError;
+
+/// Schemes of plain TCP connections (fred's, without unix sockets).
+const PLAIN_SCHEMES: [&str; 6] = [
+    "redis",
+    "redis-cluster",
+    "redis-sentinel",
+    "valkey",
+    "valkey-cluster",
+    "valkey-sentinel",
+];
+/// Schemes of TLS connections.
+const TLS_SCHEMES: [&str; 6] = [
+    "rediss",
+    "rediss-cluster",
+    "rediss-sentinel",
+    "valkeys",
+    "valkeys-cluster",
+    "valkeys-sentinel",
+];
+
+/// Builds, configures and connects a Redis client for `url`, with the default
+/// [`ConnectOptions`].
+///
+/// Accepted URLs: `redis://host:port`, `rediss://` (TLS, only with distkit's `tls` feature),
+/// `redis-cluster://` and `redis-sentinel://` (see [`ConnectOptions`] for the details).
+/// The returned client is what every distkit primitive takes; clone it freely.
+///
+/// The client reconnects forever with exponential backoff (100 ms up to 2 s), gives up the
+/// first connection after 5 s, and bounds every command by 10 s. Commands in flight when a
+/// connection drops are retried by the client; distkit's own non-idempotent scripts opt out
+/// of that per command, so they are never applied twice.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+/// let client = distkit::connect(&url).await?;
+/// # let _ = client;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`DistkitError::RedisError`], with a message naming the host (never the credentials),
+/// when the URL is malformed, its scheme is not one of the Redis ones, it names `rediss://`
+/// without TLS compiled in, the host cannot be reached, or no connection was made within 5 s.
+pub async fn connect(url: &str) -> Result<Client, DistkitError> {
+    ConnectOptions::new(url).connect().await
+}
+
+impl ConnectOptions {
+    /// Builds, configures and connects a Redis client with these options.
+    ///
+    /// Returns within the connect timeout (plus scheduling noise) whatever the server does:
+    /// refuses, never answers, or answers slowly.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`], with a message naming the host (never the
+    /// credentials): of kind `Config` or `Url` for the errors [`validate`](Self::validate)
+    /// reports, `Timeout` when no connection was made within the connect timeout, and the
+    /// client's own kind (e.g. `IO`, `Auth`) when the connection failed earlier.
+    pub async fn connect(self) -> Result<Client, DistkitError> {
+        let (config, hosts) = parse(&self)?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_connection_config(|connection| {
+                connection.connection_timeout = self.connect_timeout;
+                connection.internal_command_timeout = self.connect_timeout;
+            })
+            .with_performance_config(|performance| {
+                performance.default_command_timeout = self.command_timeout;
+            });
+        if let Some(policy) = self.reconnect_policy.to_fred() {
+            builder.set_policy(policy);
+        }
+        let client = builder.build().map_err(|error| {
+            with_context(&error, &format!("cannot connect to redis at {hosts}"))
+        })?;
+        match tokio::time::timeout(self.connect_timeout, client.init()).await {
+            Ok(Ok(_connection_task)) => Ok(client),
+            Ok(Err(error)) => Err(with_context(
+                &error,
+                &format!("cannot connect to redis at {hosts}"),
+            )),
+            Err(_elapsed) => {
+                stop_in_background(client);
+                Err(FredError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "cannot connect to redis at {hosts}: no connection within {:?}",
+                        self.connect_timeout
+                    ),
+                )
+                .into())
+            }
+        }
+    }
+}
+
+/// Quits a client whose first connection timed out, without waiting for it: its connection
+/// task ends by itself when the attempt fails, and a connection made just after the deadline
+/// is closed instead of living on unused.
+fn stop_in_background(client: Client) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        drop(runtime.spawn(async move {
+            let _ = client.quit().await;
+        }));
+    }
+}
+
+/// `error` with `context` in front of its details, keeping its kind.
+fn with_context(error: &FredError, context: &str) -> DistkitError {
+    FredError::new(
+        error.kind().clone(),
+        format!("{context}: {}", error.details()),
+    )
+    .into()
+}
+
+/// Checks `options` and builds fred's config; also returns the hosts, for error messages.
+fn parse(options: &ConnectOptions) -> Result<(Config, String), DistkitError> {
+    let config_error =
+        |message: String| -> DistkitError { FredError::new(ErrorKind::Config, message).into() };
+    if options.connect_timeout.is_zero() {
+        return Err(config_error(
+            "the connect timeout must be more than zero".into(),
+        ));
+    }
+    if options.command_timeout.is_zero() {
+        return Err(config_error(
+            "the command timeout must be more than zero".into(),
+        ));
+    }
+    let url = options.url.trim();
+    let Some((scheme, _rest)) = url.split_once("://") else {
+        return Err(FredError::new(
+            ErrorKind::Url,
+            "invalid redis url: expected scheme://host[:port], e.g. redis://127.0.0.1:6379",
+        )
+        .into());
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let tls = TLS_SCHEMES.contains(&scheme.as_str());
+    if !tls && !PLAIN_SCHEMES.contains(&scheme.as_str()) {
+        // Show at most a scheme-sized prefix: whatever precedes `://` is not a secret in a
+        // well-formed URL, but a mangled one could hold anything.
+        let shown: String = scheme.chars().take(24).collect();
+        return Err(config_error(format!(
+            "unsupported url scheme {shown:?}: use redis://, rediss://, redis-cluster:// or \
+             redis-sentinel://"
+        )));
+    }
+    if tls && !cfg!(feature = "tls") {
+        return Err(config_error(format!(
+            "{scheme}:// needs TLS, which this build of distkit does not include (enable the \
+             `tls` feature)"
+        )));
+    }
+    #[allow(unused_mut)]
+    let mut config = Config::from_url(url).map_err(|error| {
+        FredError::new(
+            error.kind().clone(),
+            format!("invalid redis url: {}", error.details()),
+        )
+    })?;
+    #[cfg(feature = "tls")]
+    if let Some(connector) = &options.tls_connector {
+        config.tls = Some(connector.clone().into());
+    }
+    let hosts = config
+        .server
+        .hosts()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((config, hosts))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn message(options: &ConnectOptions) -> String {
+        match parse(options) {
+            Ok(_) => String::from("accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_redis_scheme_is_accepted_without_io() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://user:pass@example.com/3",
+            "REDIS://example.com",
+            "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001",
+            "redis-sentinel://127.0.0.1:26379?sentinelServiceName=mymaster",
+            "valkey://example.com:6379",
+        ] {
+            assert_eq!(message(&ConnectOptions::new(url)), "accepted", "{url}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_refused_with_the_accepted_ones_named() {
+        for url in [
+            "http://127.0.0.1:6379",
+            "tcp://x:1",
+            "redis+unix:///tmp/r.sock",
+        ] {
+            let text = message(&ConnectOptions::new(url));
+            assert!(text.contains("unsupported url scheme"), "{url}: {text}");
+            assert!(text.contains("redis://"), "{url}: {text}");
+        }
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_without_echoing_credentials() {
+        for url in [
+            "",
+            "not a url",
+            "redis://:hunter2@127.0.0.1:notaport",
+            "redis://",
+            "redis://hunter2@/0",
+        ] {
+            let text = message(&ConnectOptions::new(url));
+            assert!(text.contains("invalid redis url"), "{url}: {text}");
+            assert!(!text.contains("hunter2"), "{url}: {text}");
+        }
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let options = ConnectOptions::new("redis://127.0.0.1").connect_timeout(Duration::ZERO);
+        assert!(message(&options).contains("connect timeout"));
+        let options = ConnectOptions::new("redis://127.0.0.1").command_timeout(Duration::ZERO);
+        assert!(message(&options).contains("command timeout"));
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_schemes_are_refused_without_the_tls_feature() {
+        for url in ["rediss://127.0.0.1", "rediss-cluster://127.0.0.1:7000"] {
+            let text = message(&ConnectOptions::new(url));
+            assert!(text.contains("TLS"), "{url}: {text}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_named_without_credentials() {
+        let options = ConnectOptions::new("redis://alice:secret@example.com:6380");
+        let (_, hosts) = parse(&options).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(hosts, "example.com:6380");
+    }
+}

@@ -1,0 +1,189 @@
+//! `connect` and `ConnectOptions` against real sockets: a private Redis, a port that accepts
+//! and never answers, a closed port, and URLs that must be refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a failing test
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{Duration, Instant};
+
+use distkit_core::fred::interfaces::{ClientLike, KeysInterface};
+use distkit_core::{ConnectOptions, DistkitError, ReconnectPolicy, connect};
+use distkit_test_support::TestRedis;
+
+/// Outer bound of every await: a hang fails the test instead of blocking the run.
+const LIMIT: Duration = Duration::from_secs(20);
+/// Allowed lateness of a bounded connect: scheduling noise on a loaded two-core machine.
+const MARGIN: Duration = Duration::from_millis(1_500);
+
+async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("the call did not return within the test's bound")
+}
+
+/// A port that accepts TCP connections and never says a word.
+fn silent_port() -> (TcpListener, std::thread::JoinHandle<()>, u16) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepting = listener.try_clone().unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Keep every accepted socket open until the listener is dropped (accept then fails).
+        while let Ok((stream, _)) = accepting.accept() {
+            held.push(stream);
+            if held.len() > 64 {
+                break;
+            }
+        }
+    });
+    (listener, thread, port)
+}
+
+/// A port nothing listens on: bound, then released.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn options_connect_to_a_running_server_and_the_client_works() {
+    let redis = TestRedis::start_standalone();
+    let client = bounded(
+        ConnectOptions::new(redis.url())
+            .connect_timeout(Duration::from_secs(2))
+            .command_timeout(Duration::from_secs(2))
+            .reconnect_policy(ReconnectPolicy::constant(Duration::from_millis(50)))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let key = format!("{}:connect", distkit_test_support::unique_prefix());
+    let value: i64 = bounded(client.incr(&key)).await.unwrap();
+    assert_eq!(value, 1);
+    let _: i64 = bounded(client.del(&key)).await.unwrap();
+    bounded(client.quit()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_port_fails_within_the_connect_timeout_naming_the_host() {
+    let (_listener, _thread, port) = silent_port();
+    let timeout = Duration::from_millis(400);
+    let started = Instant::now();
+    let result = bounded(
+        ConnectOptions::new(format!("redis://user:hunter2@127.0.0.1:{port}"))
+            .connect_timeout(timeout)
+            .connect(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let error = result.unwrap_err();
+    assert!(elapsed < timeout + MARGIN, "took {elapsed:?}: {error}");
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("400ms"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(matches!(error, DistkitError::RedisError(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_default_connect_gives_up_on_a_silent_port_after_five_seconds_not_fifteen() {
+    let (_listener, _thread, port) = silent_port();
+    let started = Instant::now();
+    let error = bounded(connect(&format!("redis://127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(4_900) && elapsed < Duration::from_secs(5) + MARGIN,
+        "took {elapsed:?}: {error}"
+    );
+    assert!(error.to_string().contains("5s"), "{error}");
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_at_once_naming_the_host() {
+    let port = closed_port();
+    let started = Instant::now();
+    let error = bounded(
+        ConnectOptions::new(format!("redis://127.0.0.1:{port}"))
+            .connect_timeout(Duration::from_secs(3))
+            .connect(),
+    )
+    .await
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("cannot connect to redis at 127.0.0.1:{port}")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_unresolvable_host_fails_within_the_bound_naming_the_host() {
+    let timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let error = bounded(
+        ConnectOptions::new("redis://distkit-no-such-host.invalid:6379")
+            .connect_timeout(timeout)
+            .connect(),
+    )
+    .await
+    .unwrap_err();
+    assert!(started.elapsed() < timeout + MARGIN, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("distkit-no-such-host.invalid:6379"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_http_url_is_refused_even_when_a_redis_server_listens_there() {
+    let redis = TestRedis::start_standalone();
+    let url = format!("http://127.0.0.1:{}", redis.port());
+    let error = bounded(connect(&url)).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("unsupported url scheme \"http\""),
+        "{error}"
+    );
+    let error = ConnectOptions::new(url).validate().unwrap_err();
+    assert!(error.to_string().contains("redis://"), "{error}");
+}
+
+#[tokio::test]
+async fn malformed_urls_are_refused_with_one_clear_error_each() {
+    for url in [
+        "",
+        "127.0.0.1:6379",
+        "redis://127.0.0.1:notaport",
+        "redis://",
+    ] {
+        let error = bounded(connect(url)).await.unwrap_err();
+        assert!(
+            error.to_string().contains("invalid redis url"),
+            "{url}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_command_timeout_bounds_each_command() {
+    let redis = TestRedis::start_standalone();
+    let client = bounded(
+        ConnectOptions::new(redis.url())
+            .command_timeout(Duration::from_millis(300))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    redis.cli(&["CLIENT", "PAUSE", "3000", "ALL"]);
+    let started = Instant::now();
+    let result: Result<Option<String>, _> = bounded(client.get("distkit-connect-test")).await;
+    let elapsed = started.elapsed();
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+    assert!(result.is_err(), "{result:?}");
+    assert!(elapsed < Duration::from_millis(300) + MARGIN, "{elapsed:?}");
+}
