@@ -32,8 +32,33 @@ fn overflow(key: &DistkitRedisKey) -> DistkitError {
 ///   absolute: they run the same scripts as [`StrictCounter`](super::StrictCounter), after
 ///   the pending deltas were delivered, so the conditions see every local increment.
 ///
-/// A flush that fails keeps its deltas and is retried with backoff; a batch is resent under
-/// its own sequence number, so nothing is lost or counted twice when the connection recovers.
+/// # Delivery
+///
+/// Every increment this object acknowledged reaches Redis exactly once while the process
+/// lives:
+///
+/// - A flush that fails keeps its deltas and is retried with backoff. Only the batch that was
+///   sent can have been applied: it is resent under its own sequence number (the script skips
+///   a number it applied before), and everything behind it merges back into the per-key
+///   pending deltas, so memory stays one entry per key however long Redis is unreachable.
+/// - Increments made while a conditional or absolute operation runs (`inc_if`, `set`, …)
+///   stay pending and count after it; the operation itself runs after every increment made
+///   before it was called.
+/// - With a zero `allowed_lag` every call is one write sent once, as with
+///   [`StrictCounter`](super::StrictCounter): an error is either
+///   [`CounterError::OutcomeUnknown`] or means nothing was applied.
+/// - Dropping the last `Arc` sends what is left from a detached task that retries for 10 s.
+///
+/// What is not delivered: increments not flushed when the process dies, and a batch still
+/// unconfirmed 12 h after it was first sent, once Redis no longer holds its sequence record
+/// (it expires a day after the object's last applied batch): that batch is dropped and
+/// [`flush`](Self::flush) reports [`CounterError::FlushExpired`], so it is never counted twice.
+///
+/// A values key overwritten by something else (not a hash) makes flushes drop their deltas
+/// with an error log instead of stalling; `clear` repairs it. Other processes see this
+/// object's increments within about `allowed_lag`; this object sees theirs when a flush
+/// reads back the keys it read since the previous flush.
+///
 /// Keys idle for 10 s with nothing pending are forgotten, so memory follows the working set.
 #[derive(Debug)]
 pub struct LaxCounter {
