@@ -19,6 +19,9 @@ done
 echo "== doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
+echo "== sub-crates alone (scratch projects depending only on distkit-lock, -counter, -ratelimit)"
+bash scripts/check-subcrates.sh
+
 echo "== test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -11,3 +11,9 @@ pub mod counter;
 pub mod icounter;
 mod scripts;
 mod wire;
+
+// Everything a project depending only on this crate needs besides the counters.
+pub use distkit_core::{
+    ConnectOptions, CounterComparator, CounterError, DistkitError, DistkitRedisKey,
+    ReconnectPolicy, connect, fred,
+};

@@ -6,3 +6,8 @@
 
 pub mod lock;
 mod scripts;
+
+// Everything a project depending only on this crate needs besides its own items.
+pub use distkit_core::{
+    ConnectOptions, DistkitError, DistkitRedisKey, LockError, ReconnectPolicy, connect, fred,
+};

@@ -9,9 +9,14 @@
 //! trypema's Redis providers talk to Redis through the `redis` crate's `ConnectionManager`
 //! (not through fred) and need a standalone Redis: they don't support Redis Cluster.
 //! [`TrypemaError`](trypema::TrypemaError) converts into
-//! `DistkitError::TrypemaError` (in [`distkit_core`]), so `?` works in distkit code.
+//! [`DistkitError::TrypemaError`], so `?` works in distkit code.
 
 pub use trypema;
+
+// Everything a project depending only on this crate needs besides its own items.
+pub use distkit_core::{
+    ConnectOptions, DistkitError, DistkitRedisKey, ReconnectPolicy, connect, fred,
+};
 
 /// The exact `redis` crate trypema's Redis providers are built on, to open the
 /// `ConnectionManager` they take: `redis::Client::open(url)?.get_connection_manager().await?`.
