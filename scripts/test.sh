@@ -34,10 +34,16 @@ echo "== test (the counter, instance-aware and lock suites again, on a three-mas
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
   --test counter --test icounter --test lock --test lock_adversity 2>&1 | tee -a "$log"
 
-echo "== examples"
-for example in quickstart tour instance_aware lock ratelimit; do
-  cargo run -q -p distkit --features full --example "$example" >/dev/null
-done
+echo "== examples (against REDIS_URL, else a private redis-server this step starts and stops)"
+(
+  if [ -z "${REDIS_URL:-}" ]; then
+    source scripts/private-redis.sh
+    start_private_redis
+  fi
+  for example in quickstart tour instance_aware lock ratelimit; do
+    cargo run -q -p distkit --features full --example "$example" >/dev/null
+  done
+)
 
 # One closing line for the whole run, summed over every test binary and the doctests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

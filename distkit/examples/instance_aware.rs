@@ -1,5 +1,6 @@
 //! Two instances share a total; one dies, and the total follows.
 //! `cargo run -p distkit --features instance-aware-counter --example instance_aware`.
+//! Connects to the Redis named by `REDIS_URL` (default `redis://127.0.0.1:6379`).
 
 use std::time::{Duration, Instant};
 
@@ -7,11 +8,23 @@ use distkit::DistkitRedisKey;
 use distkit::icounter::{
     InstanceAwareCounterTrait, StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
 };
-use distkit_test_support::{TestRedis, unique_prefix};
+
+/// The Redis to use: `REDIS_URL`, else a server on this machine's default port.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other run uses, so the example never touches anybody's data.
+fn unique_prefix() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    format!("{}-{millis}", std::process::id())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = TestRedis::start();
+    let url = redis_url();
     let prefix = DistkitRedisKey::try_from(format!("instances-{}", unique_prefix()))?;
     let connections = DistkitRedisKey::try_from("open-connections")?;
 
@@ -21,8 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         options.dead_instance_threshold_ms = 1_000;
         StrictInstanceAwareCounter::new(options)
     };
-    let api_one = instance(distkit::connect(redis.url()).await?);
-    let api_two = instance(distkit::connect(redis.url()).await?);
+    let api_one = instance(distkit::connect(&url).await?);
+    let api_two = instance(distkit::connect(&url).await?);
 
     let (total, mine) = api_one.inc(&connections, 12).await?;
     println!("instance {} holds {mine} of {total}", api_one.instance_id());

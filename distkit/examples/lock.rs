@@ -1,24 +1,37 @@
 //! Workers sharing a Mutex, with fencing tokens and guard state.
 //! `cargo run -p distkit --features lock --example lock`.
+//! Connects to the Redis named by `REDIS_URL` (default `redis://127.0.0.1:6379`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use distkit::DistkitRedisKey;
 use distkit::lock::{LockGuardState, LockOptions, Mutex};
-use distkit_test_support::{TestRedis, unique_prefix};
 use tokio::sync::Mutex as LocalMutex;
+
+/// The Redis to use: `REDIS_URL`, else a server on this machine's default port.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other run uses, so the example never touches anybody's data.
+fn unique_prefix() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    format!("{}-{millis}", std::process::id())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let redis = TestRedis::start();
+    let url = redis_url();
     let name = DistkitRedisKey::try_from(format!("report-{}", unique_prefix()))?;
     // Stands in for a resource that refuses writes from holders older than the last one seen.
     let last_token_seen = Arc::new(LocalMutex::new(0_u64));
 
     let mut workers = Vec::new();
     for worker in 0..4 {
-        let client = distkit::connect(redis.url()).await?;
+        let client = distkit::connect(&url).await?;
         let mutex = Mutex::new(
             LockOptions::builder(name.clone(), client)
                 .ttl(Duration::from_secs(5))

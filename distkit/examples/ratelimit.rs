@@ -1,10 +1,10 @@
 //! Rate limiting with trypema: one process (local) and shared through Redis.
 //! `cargo run -p distkit --features trypema --example ratelimit`.
+//! Connects to the Redis named by `REDIS_URL` (default `redis://127.0.0.1:6379`).
 
 use distkit::trypema::local::LocalRateLimiterProvider;
 use distkit::trypema::redis::{RedisKey, RedisRateLimiterProvider};
 use distkit::trypema::{BucketSize, RateLimit, RateLimitDecision, RateLimiterBuilder, WindowSize};
-use distkit_test_support::{TestRedis, unique_prefix};
 
 fn describe(decision: &RateLimitDecision) -> String {
     match decision {
@@ -16,6 +16,19 @@ fn describe(decision: &RateLimitDecision) -> String {
             format!("suppressed (allowed: {is_allowed})")
         }
     }
+}
+
+/// The Redis to use: `REDIS_URL`, else a server on this machine's default port.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other run uses, so the example never touches anybody's data.
+fn unique_prefix() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    format!("{}-{millis}", std::process::id())
 }
 
 #[tokio::main]
@@ -33,12 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let redis = TestRedis::start();
+    let url = redis_url();
     let prefix = RedisKey::try_from(format!("ratelimit-{}", unique_prefix()))?;
     let mut providers = Vec::new();
     for _ in 0..2 {
         // Two providers on two connections: two processes sharing one limit.
-        let connection = distkit::redis::Client::open(redis.url())?
+        let connection = distkit::redis::Client::open(url.as_str())?
             .get_connection_manager()
             .await?;
         providers.push(

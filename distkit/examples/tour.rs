@@ -1,8 +1,8 @@
-//! A tour of every distkit primitive, end to end, against a Redis it starts by itself
-//! (or the one named by `REDIS_URL`).
+//! A tour of every distkit primitive, end to end, against the Redis named by `REDIS_URL`
+//! (default `redis://127.0.0.1:6379`; it only touches keys under a prefix of its own).
 //!
-//! Run it with `bash scripts/tour.sh`, or
-//! `cargo run -p distkit --features full --example tour`.
+//! `REDIS_URL=redis://127.0.0.1:6379 cargo run -p distkit --features full --example tour`;
+//! in the repository, `bash scripts/tour.sh` starts a private Redis for it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,6 @@ use distkit::trypema::local::LocalRateLimiterProvider;
 use distkit::trypema::redis::{RedisKey, RedisRateLimiterProvider};
 use distkit::trypema::{BucketSize, RateLimit, RateLimitDecision, RateLimiterBuilder, WindowSize};
 use distkit::{CounterComparator, DistkitError, DistkitRedisKey};
-use distkit_test_support::{TestRedis, unique_prefix};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -24,11 +23,24 @@ fn key(text: &str) -> std::result::Result<DistkitRedisKey, DistkitError> {
     DistkitRedisKey::try_from(text)
 }
 
+/// The Redis to use: `REDIS_URL`, else a server on this machine's default port.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix no other run uses, so the example never touches anybody's data.
+fn unique_prefix() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    format!("{}-{millis}", std::process::id())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let redis = TestRedis::start();
-    println!("distkit tour against {}\n", redis.url());
-    let client = distkit::connect(redis.url()).await?;
+    let url = redis_url();
+    println!("distkit tour against {url}\n");
+    let client = distkit::connect(&url).await?;
     // A prefix of its own, so the tour never touches anybody's data.
     let prefix = DistkitRedisKey::try_from(format!("tour-{}", unique_prefix()))?;
 
@@ -98,7 +110,7 @@ async fn main() -> Result<()> {
         StrictInstanceAwareCounter::new(options)
     };
     let worker_one = instance(client.clone());
-    let worker_two = instance(distkit::connect(redis.url()).await?);
+    let worker_two = instance(distkit::connect(&url).await?);
     let jobs = key("jobs-in-flight")?;
     let (total, mine) = worker_one.inc(&jobs, 4).await?;
     println!("  worker one inc(4)            -> total {total}, its slice {mine}");
@@ -126,7 +138,7 @@ async fn main() -> Result<()> {
     );
     let contender = Mutex::new(LockOptions::new(
         lock_key.clone(),
-        distkit::connect(redis.url()).await?,
+        distkit::connect(&url).await?,
     ));
     match contender.try_lock().await {
         Err(error) => println!("  contender.try_lock()         -> error: {error}"),
@@ -189,7 +201,7 @@ async fn main() -> Result<()> {
         })
         .collect();
     println!("  local, 3/s, five calls       -> {}", decisions.join(", "));
-    let connection = distkit::redis::Client::open(redis.url())?
+    let connection = distkit::redis::Client::open(url.as_str())?
         .get_connection_manager()
         .await?;
     let shared = RedisRateLimiterProvider::builder(connection)
