@@ -11,29 +11,20 @@ pub use distkit_core::{
     fred,
 };
 
-/// Strict and lax distributed counters.
 #[cfg(feature = "counter")]
 #[cfg_attr(docsrs, doc(cfg(feature = "counter")))]
-pub mod counter {
-    #[doc(inline)]
-    pub use distkit_counter::counter::*;
-}
+#[doc(inline)]
+pub use distkit_counter::counter;
 
-/// Instance-aware counters: each process owns a slice of every total.
 #[cfg(feature = "instance-aware-counter")]
 #[cfg_attr(docsrs, doc(cfg(feature = "instance-aware-counter")))]
-pub mod icounter {
-    #[doc(inline)]
-    pub use distkit_counter::icounter::*;
-}
+#[doc(inline)]
+pub use distkit_counter::icounter;
 
-/// Distributed Mutex and writer-preferring RwLock with leases and fencing tokens.
 #[cfg(feature = "lock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lock")))]
-pub mod lock {
-    #[doc(inline)]
-    pub use distkit_lock::lock::*;
-}
+#[doc(inline)]
+pub use distkit_lock::lock;
 
 /// Rate limiting: the whole [`trypema`](https://docs.rs/trypema) crate (with its
 /// `redis-tokio` feature), so `distkit::trypema::{local, redis, hybrid, …}` are trypema's

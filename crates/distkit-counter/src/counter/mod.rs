@@ -42,11 +42,12 @@
 //! not have been applied — and distkit does not retry it by itself. Reads are retried.
 //!
 //! ```no_run
-//! use distkit_counter::counter::{CounterOptions, CounterTrait, StrictCounter};
-//! use distkit_core::{CounterComparator, DistkitRedisKey};
+//! # use distkit_counter as distkit; // the facade crate, as users name it
+//! use distkit::counter::{CounterOptions, CounterTrait, StrictCounter};
+//! use distkit::{CounterComparator, DistkitRedisKey};
 //!
-//! # async fn example() -> Result<(), distkit_core::DistkitError> {
-//! let client = distkit_core::connect("redis://127.0.0.1:6379").await?;
+//! # async fn example() -> Result<(), distkit::DistkitError> {
+//! let client = distkit::connect("redis://127.0.0.1:6379").await?;
 //! let counter = StrictCounter::new(CounterOptions::new(DistkitRedisKey::try_from("billing")?, client));
 //! let key = DistkitRedisKey::try_from("tenant-42")?;
 //!

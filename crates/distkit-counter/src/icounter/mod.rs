@@ -53,13 +53,14 @@
 //! flushes every `flush_interval`, exactly once, like the lax plain counter.
 //!
 //! ```no_run
-//! use distkit_core::DistkitRedisKey;
-//! use distkit_counter::icounter::{
+//! # use distkit_counter as distkit; // the facade crate, as users name it
+//! use distkit::DistkitRedisKey;
+//! use distkit::icounter::{
 //!     InstanceAwareCounterTrait, StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
 //! };
 //!
-//! # async fn example() -> Result<(), distkit_core::DistkitError> {
-//! let client = distkit_core::connect("redis://127.0.0.1:6379").await?;
+//! # async fn example() -> Result<(), distkit::DistkitError> {
+//! let client = distkit::connect("redis://127.0.0.1:6379").await?;
 //! let prefix = DistkitRedisKey::try_from("connections")?;
 //! let counter = StrictInstanceAwareCounter::new(StrictInstanceAwareCounterOptions::new(prefix, client));
 //! let service = DistkitRedisKey::try_from("api")?;

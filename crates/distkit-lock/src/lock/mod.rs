@@ -48,11 +48,12 @@
 //! with the same id.
 //!
 //! ```no_run
-//! use distkit_core::DistkitRedisKey;
-//! use distkit_lock::lock::{LockGuardState, LockOptions, Mutex};
+//! # use distkit_lock as distkit; // the facade crate, as users name it
+//! use distkit::DistkitRedisKey;
+//! use distkit::lock::{LockGuardState, LockOptions, Mutex};
 //!
-//! # async fn example() -> Result<(), distkit_core::DistkitError> {
-//! let client = distkit_core::connect("redis://127.0.0.1:6379").await?;
+//! # async fn example() -> Result<(), distkit::DistkitError> {
+//! let client = distkit::connect("redis://127.0.0.1:6379").await?;
 //! let mutex = Mutex::new(LockOptions::new(DistkitRedisKey::try_from("nightly-report")?, client));
 //!
 //! let guard = mutex.lock().await?;
