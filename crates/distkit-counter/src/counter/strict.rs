@@ -17,6 +17,24 @@ use super::{CounterOptions, CounterTrait};
 ///
 /// Writes are sent once and never replayed: after a connection failure mid-call the result
 /// is [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown).
+///
+/// ```no_run
+/// # use distkit_counter as distkit; // the facade crate, as users name it
+/// use distkit::counter::{CounterOptions, CounterTrait, StrictCounter};
+/// use distkit::{CounterComparator, DistkitRedisKey};
+///
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let quota = StrictCounter::new(CounterOptions::new(DistkitRedisKey::try_from("quota")?, client));
+/// let tenant = DistkitRedisKey::try_from("tenant-42")?;
+///
+/// let used = quota.inc(&tenant, 1).await?;
+/// // Take 5 more only while under 100; a failed condition writes nothing.
+/// let (new, old) = quota.inc_if(&tenant, CounterComparator::Lt(100), 5).await?;
+/// println!("used {used}, then {old} -> {new}");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct StrictCounter {
     remote: RemoteCounters,

@@ -22,6 +22,28 @@ use crate::buffer::{LaxCore, LaxOwner, Snapshot};
 /// - `set`, `set_on_instance`, `del`, `del_on_instance`, `clear`, `clear_on_instance`, the
 ///   conditional operations and the `set_all*` batches are immediate and absolute: they run
 ///   after the pending deltas were delivered.
+///
+/// ```no_run
+/// # use distkit_counter as distkit; // the facade crate, as users name it
+/// use distkit::icounter::{
+///     InstanceAwareCounterTrait, LaxInstanceAwareCounter, LaxInstanceAwareCounterOptions,
+/// };
+/// use distkit::DistkitRedisKey;
+///
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let prefix = DistkitRedisKey::try_from("in-flight")?;
+/// let requests = LaxInstanceAwareCounter::new(LaxInstanceAwareCounterOptions::new(prefix, client));
+/// let api = DistkitRedisKey::try_from("api")?;
+///
+/// requests.inc(&api, 1).await?; // memory only once the key is warm
+/// // … handle the request …
+/// let (total, mine) = requests.dec(&api, 1).await?;
+/// requests.flush().await?;
+/// println!("{mine} here, {total} in flight everywhere");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct LaxInstanceAwareCounter {
     remote: Arc<RemoteInstanceCounters>,

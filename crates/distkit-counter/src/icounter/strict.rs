@@ -15,6 +15,26 @@ use super::remote::{Kind, Lease, Op, Outcome, RemoteInstanceCounters, start_hear
 /// quarter of the dead-instance threshold while the counter exists, so an idle instance stays
 /// alive. Writes are sent once: a connection failure after sending is
 /// [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown).
+///
+/// ```no_run
+/// # use distkit_counter as distkit; // the facade crate, as users name it
+/// use distkit::icounter::{
+///     InstanceAwareCounterTrait, StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
+/// };
+/// use distkit::DistkitRedisKey;
+///
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let prefix = DistkitRedisKey::try_from("websockets")?;
+/// let open = StrictInstanceAwareCounter::new(StrictInstanceAwareCounterOptions::new(prefix, client));
+/// let room = DistkitRedisKey::try_from("lobby")?;
+///
+/// // This instance now holds 250 connections; the total follows the live instances.
+/// let (total, mine) = open.set_on_instance(&room, 250).await?;
+/// println!("{mine} of {total} lobby connections are on {}", open.instance_id());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct StrictInstanceAwareCounter {
     remote: Arc<RemoteInstanceCounters>,

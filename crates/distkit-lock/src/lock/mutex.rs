@@ -197,6 +197,29 @@ impl Mutex {
 ///
 /// Dropping the guard releases the lock in the background (best effort, never panics, also
 /// outside a runtime); [`release`](Self::release) releases it and reports the outcome.
+///
+/// ```no_run
+/// # use distkit_lock as distkit; // the facade crate, as users name it
+/// use distkit::lock::{LockGuardState, LockOptions, Mutex};
+/// use distkit::DistkitRedisKey;
+///
+/// # async fn do_work(_fencing_token: u64) {}
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let mutex = Mutex::new(LockOptions::new(DistkitRedisKey::try_from("migration")?, client));
+/// let guard = mutex.lock().await?;
+///
+/// tokio::select! {
+///     // The lease could not be confirmed for a whole ttl: stop, someone else may hold it.
+///     () = guard.lost() => println!("lost the lock, state {:?}", guard.get_state().await),
+///     () = do_work(guard.fencing_token()) => {}
+/// }
+/// if guard.release().await? == LockGuardState::Released {
+///     println!("released");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct MutexGuard {
     lease: Lease,

@@ -37,6 +37,29 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 /// write lock may stay held by that id for up to a whole ttl, for the next acquisition with
 /// the id to re-attach to (see [`LockOptions::owner_id`]). Reader entries always get their
 /// own token, so a cancelled read acquisition never leaves one behind.
+///
+/// ```no_run
+/// # use distkit_lock as distkit; // the facade crate, as users name it
+/// use distkit::lock::{LockOptions, RwLock};
+/// use distkit::DistkitRedisKey;
+///
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let config = RwLock::new(LockOptions::new(DistkitRedisKey::try_from("config")?, client));
+///
+/// // Many readers at once…
+/// let reader = config.read().await?;
+/// let other_reader = config.try_read().await?;
+/// reader.release().await?;
+/// other_reader.release().await?;
+///
+/// // …or one writer; a waiting writer blocks new readers.
+/// let writer = config.write().await?;
+/// println!("writing with fencing token {}", writer.fencing_token());
+/// writer.release().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RwLock {
     options: LockOptions,

@@ -60,6 +60,25 @@ fn overflow(key: &DistkitRedisKey) -> DistkitError {
 /// reads back the keys it read since the previous flush.
 ///
 /// Keys idle for 10 s with nothing pending are forgotten, so memory follows the working set.
+///
+/// ```no_run
+/// # use distkit_counter as distkit; // the facade crate, as users name it
+/// use distkit::counter::{CounterOptions, CounterTrait, LaxCounter};
+/// use distkit::DistkitRedisKey;
+///
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let hits = LaxCounter::new(CounterOptions::new(DistkitRedisKey::try_from("hits")?, client));
+/// let page = DistkitRedisKey::try_from("home")?;
+///
+/// for _ in 0..1_000 {
+///     hits.inc(&page, 1).await?; // memory only once the key is warm
+/// }
+/// hits.flush().await?; // or wait ~allowed_lag (20 ms)
+/// println!("home page hits: {}", hits.get(&page).await?);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct LaxCounter {
     remote: RemoteCounters,
