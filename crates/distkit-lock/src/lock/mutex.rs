@@ -55,6 +55,30 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 /// id for up to a whole ttl, for the next acquisition with the id to re-attach to (see
 /// [`LockOptions::owner_id`]); a handover to such a waiter that nobody takes up is not passed
 /// on either, and runs out with its provisional lease.
+///
+/// ```no_run
+/// # use distkit_lock as distkit; // the facade crate, as users name it
+/// use std::time::Duration;
+/// use distkit::lock::{LockError, LockOptions, Mutex};
+/// use distkit::{DistkitError, DistkitRedisKey};
+///
+/// # async fn example() -> Result<(), DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let mutex = Mutex::new(LockOptions::new(DistkitRedisKey::try_from("invoice-run")?, client));
+///
+/// match mutex.try_lock_for(Duration::from_secs(2)).await {
+///     Ok(guard) => {
+///         // Exclusive work here; pass guard.fencing_token() to what it writes to.
+///         guard.release().await?;
+///     }
+///     Err(DistkitError::LockError(LockError::Timeout { waited })) => {
+///         println!("someone else runs it (waited {waited:?})");
+///     }
+///     Err(error) => return Err(error),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Mutex {
     options: LockOptions,
