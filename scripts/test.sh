@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-redis.sh
 
+echo "== msrv (declared rust-version >= every resolved dependency's)"
+bash scripts/check-msrv.sh
+
 echo "== fmt"
 cargo fmt --all -- --check
 

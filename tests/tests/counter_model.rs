@@ -450,13 +450,13 @@ async fn plain_operation(
         ),
         5 => {
             let result = bounded(counter.set_if(k, CounterComparator::Eq(UNREACHABLE), 7)).await;
-            if let Ok((new, old)) = result {
-                if new != old {
-                    fail(
-                        seed,
-                        &format!("set_if against an unreachable value wrote: ({new}, {old})"),
-                    );
-                }
+            if let Ok((new, old)) = result
+                && new != old
+            {
+                fail(
+                    seed,
+                    &format!("set_if against an unreachable value wrote: ({new}, {old})"),
+                );
             }
             (vec![], result.map(|_| vec![]))
         }
@@ -766,27 +766,27 @@ async fn instance_operation(
         4 => {
             let result =
                 bounded(counter.set_on_instance_if(k, CounterComparator::Eq(UNREACHABLE), 3)).await;
-            if let Ok((new, old)) = result {
-                if new != old {
-                    fail(
-                        seed,
-                        &format!(
-                            "set_on_instance_if against an unreachable value wrote: {new:?} {old:?}"
-                        ),
-                    );
-                }
+            if let Ok((new, old)) = result
+                && new != old
+            {
+                fail(
+                    seed,
+                    &format!(
+                        "set_on_instance_if against an unreachable value wrote: {new:?} {old:?}"
+                    ),
+                );
             }
             (vec![], result.map(|_| vec![]))
         }
         5 => {
             let result = bounded(counter.set_if(k, CounterComparator::Eq(UNREACHABLE), 3)).await;
-            if let Ok((new, old)) = result {
-                if new != old {
-                    fail(
-                        seed,
-                        &format!("set_if against an unreachable value wrote: {new:?} {old:?}"),
-                    );
-                }
+            if let Ok((new, old)) = result
+                && new != old
+            {
+                fail(
+                    seed,
+                    &format!("set_if against an unreachable value wrote: {new:?} {old:?}"),
+                );
             }
             (vec![], result.map(|_| vec![]))
         }

@@ -505,7 +505,7 @@ async fn instance_churn_under_load_keeps_the_total_equal_to_the_live_slices() {
             let mut round = 0_usize;
             while !stop.load(Ordering::SeqCst) {
                 let k = &keys[(index + round) % keys.len()];
-                let delta = if round % 3 == 0 { -2 } else { 3 };
+                let delta = if round.is_multiple_of(3) { -2 } else { 3 };
                 match round % 11 {
                     5 => drop(bounded(instance.set_on_instance(k, 4)).await.unwrap()),
                     7 => drop(

@@ -646,12 +646,12 @@ fn violations(held: &[Held]) -> Vec<String> {
         }
         let writers: Vec<&&Held> = intervals.iter().filter(|held| held.write).collect();
         for pair in writers.windows(2) {
-            if let [earlier, later] = pair {
-                if later.token <= earlier.token {
-                    found.push(format!(
-                        "lock {lock}: fencing tokens out of grant order: {earlier:?} then {later:?}"
-                    ));
-                }
+            if let [earlier, later] = pair
+                && later.token <= earlier.token
+            {
+                found.push(format!(
+                    "lock {lock}: fencing tokens out of grant order: {earlier:?} then {later:?}"
+                ));
             }
         }
         for reader in intervals.iter().filter(|held| !held.write) {

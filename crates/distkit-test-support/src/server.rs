@@ -325,10 +325,10 @@ impl TestRedis {
         for &port in &self.ports {
             // `CLUSTER NODES` marks the node answering with `myself`, with its slot ranges.
             let nodes = self.node_cli(port, &["CLUSTER", "NODES"]);
-            if let Some(mine) = nodes.lines().find(|line| line.contains("myself")) {
-                if serves_slot(mine, slot) {
-                    return port;
-                }
+            if let Some(mine) = nodes.lines().find(|line| line.contains("myself"))
+                && serves_slot(mine, slot)
+            {
+                return port;
             }
         }
         panic!("no node serves slot {slot}");

@@ -380,10 +380,10 @@ impl ReleaseNotifier {
                 !idle
             });
         }
-        if !plain.is_empty() {
-            if let Err(error) = self.subscriber.unsubscribe(plain).await {
-                tracing::debug!(%error, "unsubscribing idle lock release channels failed");
-            }
+        if !plain.is_empty()
+            && let Err(error) = self.subscriber.unsubscribe(plain).await
+        {
+            tracing::debug!(%error, "unsubscribing idle lock release channels failed");
         }
         // Sharded channels of different slots cannot share one `SUNSUBSCRIBE`.
         for channel in sharded {
