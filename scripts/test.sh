@@ -25,6 +25,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 echo "== sub-crates alone (scratch projects depending only on distkit-lock, -counter, -ratelimit)"
 bash scripts/check-subcrates.sh
 
+echo "== package (every published crate in dependency order, verified against the packaged dependencies; no upload)"
+cargo package --offline --allow-dirty -p distkit-core -p distkit-counter -p distkit-lock \
+  -p distkit-ratelimit -p distkit
+
 echo "== test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
