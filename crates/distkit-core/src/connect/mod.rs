@@ -44,6 +44,7 @@ const TLS_SCHEMES: [&str; 6] = [
 /// of that per command, so they are never applied twice.
 ///
 /// ```no_run
+/// # use distkit_core as distkit; // the facade crate, as users name it
 /// # async fn example() -> Result<(), distkit::DistkitError> {
 /// let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
 /// let client = distkit::connect(&url).await?;

@@ -14,6 +14,7 @@ pub(super) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// once (or when the connect timeout runs out), so a wrong URL is never hidden behind retries.
 ///
 /// ```
+/// # use distkit_core as distkit; // the facade crate, as users name it
 /// use std::time::Duration;
 /// use distkit::ReconnectPolicy;
 ///
@@ -120,6 +121,7 @@ impl Default for ReconnectPolicy {
 /// The `Debug` output never shows the URL's password.
 ///
 /// ```no_run
+/// # use distkit_core as distkit; // the facade crate, as users name it
 /// use std::time::Duration;
 /// use distkit::{ConnectOptions, ReconnectPolicy};
 ///
