@@ -77,6 +77,7 @@ pub use distkit_lock::lock;
 /// ```
 #[cfg(feature = "trypema")]
 #[cfg_attr(docsrs, doc(cfg(feature = "trypema")))]
+#[doc(inline)]
 pub use distkit_ratelimit::trypema;
 
 /// The exact `redis` crate that trypema's Redis providers are built on, to open the
