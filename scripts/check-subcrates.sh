@@ -2,7 +2,8 @@
 # Builds scratch projects outside the workspace that depend on one distkit sub-crate alone
 # (distkit-lock, distkit-counter, distkit-ratelimit) and name everything a user needs from
 # that crate's root: DistkitRedisKey, DistkitError, connect, ConnectOptions, fred and the
-# crate's own primitives. Offline, with the workspace's Cargo.lock and target directory.
+# crate's own primitives; and one that uses every primitive through the facade. Offline,
+# with the workspace's Cargo.lock and target directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -98,7 +99,42 @@ pub fn run() -> Result<bool, DistkitError> {
     Ok(matches!(provider.absolute().inc("user-1", &rate, 1), RateLimitDecision::Allowed))
 }'
 
-for name in only-lock only-counter only-ratelimit; do
+project facade "distkit = { path = \"$root/distkit\", features = [\"full\"] }" '
+//! Uses every primitive through the facade, with the paths the docs show.
+#![deny(warnings)]
+use std::time::Duration;
+
+use distkit::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
+use distkit::icounter::{LaxInstanceAwareCounter, LaxInstanceAwareCounterOptions};
+use distkit::lock::{LockOptions, Mutex, RwLock};
+use distkit::trypema::local::LocalRateLimiterProvider;
+use distkit::trypema::{BucketSize, RateLimiterBuilder, WindowSize};
+use distkit::{ConnectOptions, CounterComparator, DistkitError, DistkitRedisKey, ReconnectPolicy};
+
+/// Touches each primitive once.
+pub async fn run(url: &str) -> Result<(), DistkitError> {
+    let client = ConnectOptions::new(url)
+        .connect_timeout(Duration::from_secs(2))
+        .reconnect_policy(ReconnectPolicy::exponential(Duration::from_millis(50), Duration::from_secs(1)))
+        .connect()
+        .await?;
+    let prefix = DistkitRedisKey::try_from("scratch")?;
+    let key = DistkitRedisKey::try_from("k")?;
+    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client.clone()));
+    strict.inc_if(&key, CounterComparator::Nil, 1).await?;
+    LaxCounter::new(CounterOptions::new(prefix.clone(), client.clone())).inc(&key, 1).await?;
+    LaxInstanceAwareCounter::new(LaxInstanceAwareCounterOptions::new(prefix, client.clone())).inc(&key, 1).await?;
+    Mutex::new(LockOptions::new(key.clone(), client.clone())).lock().await?.release().await?;
+    RwLock::new(LockOptions::new(key, client)).read().await?.release().await?;
+    let _provider = LocalRateLimiterProvider::builder()
+        .window_size(WindowSize::seconds_or_panic(1))
+        .bucket_size(BucketSize::milliseconds_or_panic(100))
+        .build()?;
+    let _connect = distkit::connect;
+    Ok(())
+}'
+
+for name in only-lock only-counter only-ratelimit facade; do
   echo "-- $name"
   CARGO_TARGET_DIR="$target" cargo check -q --offline --manifest-path "$scratch/$name/Cargo.toml"
 done
