@@ -12,6 +12,10 @@ pub enum DistkitError {
     /// the message names the rule.
     #[error("invalid redis key: {0}")]
     InvalidRedisKey(String),
+    /// An option value is outside its documented range; the message names the option and the
+    /// range. Reported before any I/O.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
     /// A counter or instance-aware counter operation failed.
     #[cfg(feature = "counter")]
     #[cfg_attr(docsrs, doc(cfg(feature = "counter")))]
@@ -69,6 +73,19 @@ pub enum CounterError {
         /// How many keys' deltas the dropped batch carried.
         deltas: usize,
     },
+    /// The write was applied by the primary, but fewer replicas than
+    /// [`ReplicaAcks::replicas`](crate::ReplicaAcks) acknowledged it within the timeout: it
+    /// is not durable, and a failover before the replicas catch up may lose it. Retrying
+    /// would apply it a second time.
+    #[error(
+        "the write was applied but only {acknowledged} of {required} replicas acknowledged it; a failover may lose it"
+    )]
+    NotReplicated {
+        /// How many replicas acknowledged the write in time.
+        acknowledged: usize,
+        /// How many were asked for.
+        required: usize,
+    },
     /// A batch larger than one script call failed part-way: its first `applied` operations
     /// took effect (each chunk is all or nothing), the rest did not.
     #[error("the batch failed after its first {applied} operations were applied")]
@@ -85,6 +102,7 @@ pub enum CounterError {
 #[cfg(feature = "lock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lock")))]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
     /// A one-shot `try_*` call found the lock held.
     #[error("the lock is held by someone else")]
@@ -112,9 +130,25 @@ pub enum LockError {
     /// whole milliseconds (`i64::MAX` when it does not fit).
     #[error("the lock retry interval must be at most 1 hour, got {0} ms")]
     InvalidRetryInterval(i64),
-    /// The explicit owner id is empty.
-    #[error("the lock owner id must not be empty")]
+    /// The explicit owner id is empty or contains whitespace or a control character.
+    #[error("the lock owner id must not be empty nor contain whitespace or control characters")]
     InvalidOwner,
+    /// The replica acknowledgement option is out of range (see
+    /// [`ReplicaAcks::validate`](crate::ReplicaAcks::validate)); the value says why.
+    #[error("invalid lock replica acknowledgement: {0}")]
+    InvalidReplicaAcks(String),
+    /// The lock was granted (or its lease renewed) by the primary, but fewer replicas than
+    /// asked for acknowledged it within the timeout: a failover could lose it. An
+    /// acquisition failing with it has already released what it took.
+    #[error(
+        "the lock grant was acknowledged by only {acknowledged} of {required} replicas; it was not kept"
+    )]
+    NotReplicated {
+        /// How many replicas acknowledged in time.
+        acknowledged: usize,
+        /// How many were asked for.
+        required: usize,
+    },
 }
 
 /// Whether `error` came from the connection rather than from a reply of the server.

@@ -5,6 +5,7 @@
 //! - [`DistkitRedisKey`], the validated key type every API takes;
 //! - [`CounterComparator`], the condition of the conditional counter operations;
 //! - [`DistkitError`] and its feature-gated inner errors;
+//! - [`ReplicaAcks`], the opt-in replica acknowledgement of locks and strict counters;
 //! - [`connect`] and [`ConnectOptions`], which build a Redis client (from the `fred` crate)
 //!   with the reconnect policy and timeouts the primitives rely on;
 //! - [`key_schema`], the one place where Redis key names are built (cluster-safe: all keys of
@@ -21,11 +22,14 @@ mod connect;
 mod error;
 pub mod key_schema;
 mod redis_key;
+mod replica_acks;
 pub mod script;
 pub mod task;
 
 pub use comparator::CounterComparator;
-pub use connect::{ConnectOptions, ReconnectPolicy, connect};
+pub use connect::{
+    ConnectOptions, REQUIRED_EVICTION_POLICY, ReconnectPolicy, connect, eviction_policy,
+};
 #[cfg(feature = "counter")]
 pub use error::CounterError;
 pub use error::DistkitError;
@@ -33,6 +37,7 @@ pub use error::DistkitError;
 pub use error::LockError;
 pub use error::is_transport_failure as error_is_transport_failure;
 pub use redis_key::DistkitRedisKey;
+pub use replica_acks::{MAX_REPLICA_ACK_TIMEOUT, ReplicaAcks};
 
 /// The exact `fred` version distkit is built on.
 pub use fred;

@@ -12,8 +12,16 @@
 //! `EVALSHA` as a custom command through [`WithOptions`](fred::clients::WithOptions), which
 //! honours them, routes it to the slot of the first key and lets it share the connection's
 //! pipeline with other commands.
+//!
+//! In a cluster, a node that answers `MOVED` or `ASK` did not run the call; clients made by
+//! [`connect`](crate::connect) hand such an answer back instead of following it, and the
+//! runner sends the call again ([`retry_redirected`]) until the slot has settled, within the
+//! call's timeout.
+
+mod acknowledgement;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fred::clients::Client;
@@ -21,6 +29,9 @@ use fred::interfaces::ClientLike;
 use fred::types::config::Options;
 use fred::types::{ClusterHash, CustomCommand, Value};
 
+pub use acknowledgement::AcknowledgementGroup;
+
+use crate::ReplicaAcks;
 use crate::key_schema::slot_of;
 
 /// How often fred may write one script call.
@@ -108,14 +119,88 @@ impl LuaScript {
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> Result<Value, fred::error::Error> {
-        let slot = keys.first().map(|key| slot_of(key));
+        self.run_reporting_fallback(client, keys, args, policy)
+            .await
+            .0
+    }
+
+    /// Runs the script like [`run`](Self::run), then waits until `acks.replicas` replicas
+    /// acknowledged every write made so far on the connection (`WAIT`), for at most
+    /// `acks.timeout`; returns the script's reply and how many replicas acknowledged.
+    ///
+    /// `EVALSHA` and `WAIT` are queued together before either reply is read, so fred writes
+    /// them one after the other on the connection to the node of the first key; `WAIT` is
+    /// written at most once, so it is never replayed on a new connection. A `WAIT` on another
+    /// connection than the write's would count replicas that never saw the write, so when
+    /// the client reconnected (to any node) between queueing the write and the `WAIT`'s
+    /// reply, the count is zero: see [`ReconnectWatch`]. When the script had to be sent
+    /// again as `EVAL` (`NOSCRIPT`), a second `WAIT` follows the `EVAL`.
+    ///
+    /// `WAIT` holds the connection it runs on: commands of other tasks that share the client
+    /// wait behind it for up to `acks.timeout` when replicas are slow or missing.
+    ///
+    /// # Errors
+    ///
+    /// The fred error of the script, as [`run`](Self::run). A failed `WAIT` after a
+    /// successful script is not an error: it counts as zero acknowledgements.
+    pub async fn run_acknowledged(
+        &self,
+        client: &Client,
+        keys: &[&str],
+        args: Vec<Value>,
+        policy: CallPolicy,
+        acks: ReplicaAcks,
+    ) -> Result<(Value, usize), fred::error::Error> {
+        let reconnects = ReconnectWatch::start(client);
+        let wait = || wait_for_replicas(client, keys, acks);
+        let ((reply, fell_back), first_wait) = tokio::join!(
+            self.run_reporting_fallback(client, keys, args, policy),
+            wait()
+        );
+        let reply = reply?;
+        let acknowledged = if fell_back { wait().await } else { first_wait };
+        Ok((reply, reconnects.unless_reconnected(acknowledged)))
+    }
+
+    /// Runs the script; also says whether it was sent more than once: as `EVAL` after
+    /// `NOSCRIPT`, or again after a cluster redirection (see [`retry_redirected`]).
+    async fn run_reporting_fallback(
+        &self,
+        client: &Client,
+        keys: &[&str],
+        args: Vec<Value>,
+        policy: CallPolicy,
+    ) -> (Result<Value, fred::error::Error>, bool) {
+        let fell_back = AtomicBool::new(false);
+        // Boxed: callers embed script calls in their own futures (lock acquisitions,
+        // releases), which would otherwise grow by the retry loop's state.
+        let (result, sends) = Box::pin(retry_redirected(client, policy.timeout, || async {
+            let (result, fallback) = self.run_on_one_node(client, keys, &args, policy).await;
+            if fallback {
+                fell_back.store(true, Ordering::Relaxed);
+            }
+            result
+        }))
+        .await;
+        (result, fell_back.into_inner() || sends > 1)
+    }
+
+    /// Sends the script once (and once more as `EVAL` after `NOSCRIPT`); also says whether
+    /// it fell back to `EVAL`.
+    async fn run_on_one_node(
+        &self,
+        client: &Client,
+        keys: &[&str],
+        args: &[Value],
+        policy: CallPolicy,
+    ) -> (Result<Value, fred::error::Error>, bool) {
         let options = Options {
             max_attempts: match policy.attempts {
                 Attempts::Once => Some(1),
                 Attempts::Retry => None,
             },
             timeout: policy.timeout,
-            cluster_hash: Some(slot.map_or(ClusterHash::Random, ClusterHash::Custom)),
+            cluster_hash: Some(route_of(keys)),
             ..Options::default()
         };
         let client = client.with_options(&options);
@@ -124,7 +209,7 @@ impl LuaScript {
         command_args.push(self.sha1().clone());
         command_args.push(Value::from(i64::try_from(keys.len()).unwrap_or(i64::MAX)));
         command_args.extend(keys.iter().map(|key| Value::from(*key)));
-        command_args.extend(args);
+        command_args.extend(args.iter().cloned());
         let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
         match client
             .custom::<Value, Value>(evalsha, command_args.clone())
@@ -139,9 +224,172 @@ impl LuaScript {
                     *first = Value::from(self.source);
                 }
                 let eval = CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false);
-                client.custom::<Value, Value>(eval, command_args).await
+                (
+                    client.custom::<Value, Value>(eval, command_args).await,
+                    true,
+                )
             }
-            other => other,
+            other => (other, false),
+        }
+    }
+}
+
+/// The first pause before a redirected command is sent again.
+const FIRST_REDIRECTION_PAUSE: Duration = Duration::from_millis(2);
+/// The longest pause between two sends of a redirected command.
+const LONGEST_REDIRECTION_PAUSE: Duration = Duration::from_millis(100);
+/// How long a redirected command is sent again when neither the call nor the client bounds
+/// commands.
+const REDIRECTIONS_WITHOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `error` says a cluster node did not run the command because of a slot on the
+/// move: it redirected it (`MOVED` or `ASK`), or the command's keys are split between the
+/// two nodes of an unfinished migration (`TRYAGAIN`).
+///
+/// Clients made by [`connect`](crate::connect) follow no redirection themselves (see its
+/// docs), so fred fails such a command with a `Too many redirections` error after it
+/// refreshed its slot map.
+pub fn error_is_redirection(error: &fred::error::Error) -> bool {
+    (*error.kind() == fred::error::ErrorKind::Routing
+        && error.details().starts_with("Too many redirections"))
+        || error_code(error) == Some("TRYAGAIN")
+}
+
+/// Calls `call` until it returns something other than a cluster redirection
+/// ([`error_is_redirection`]), pausing 2 ms, then twice as long each time up to 100 ms, for
+/// at most `timeout` (else the client's default command timeout, else 10 s); returns the
+/// last result and how many times `call` ran.
+///
+/// A node that answers `MOVED`, `ASK` or `TRYAGAIN` did not run the command, so sending it
+/// again (to the slot's new master, which fred learned on `MOVED`, or once the migration
+/// that caused the `ASK` or `TRYAGAIN` finished) can apply it at most once: even a command
+/// that may be written only once ([`Attempts::Once`]) is sent again here.
+pub async fn retry_redirected<T, F, Fut>(
+    client: &Client,
+    timeout: Option<Duration>,
+    mut call: F,
+) -> (Result<T, fred::error::Error>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, fred::error::Error>>,
+{
+    let mut sends = 0_u32;
+    let mut pause = FIRST_REDIRECTION_PAUSE;
+    let mut deadline = None;
+    loop {
+        let result = call().await;
+        sends = sends.saturating_add(1);
+        match result {
+            Err(error) if error_is_redirection(&error) => {
+                let now = tokio::time::Instant::now();
+                let deadline = *deadline.get_or_insert_with(|| {
+                    let bound = timeout
+                        .or_else(|| {
+                            Some(client.perf_config().default_command_timeout)
+                                .filter(|timeout| !timeout.is_zero())
+                        })
+                        .unwrap_or(REDIRECTIONS_WITHOUT_TIMEOUT);
+                    now.checked_add(bound).unwrap_or(now)
+                });
+                if now
+                    .checked_add(pause)
+                    .is_none_or(|resume| resume >= deadline)
+                {
+                    return (Err(error), sends);
+                }
+                tracing::debug!(%error, ?pause, sends, "cluster redirection: sending the command again");
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2).min(LONGEST_REDIRECTION_PAUSE);
+            }
+            other => return (other, sends),
+        }
+    }
+}
+
+/// The cluster route of a call: the slot of its first key.
+fn route_of(keys: &[&str]) -> ClusterHash {
+    keys.first()
+        .map_or(ClusterHash::Random, |key| ClusterHash::Custom(slot_of(key)))
+}
+
+/// Notices whether a client reconnected (to any node) since it was started.
+///
+/// `WAIT` counts the replicas that acknowledged the writes of *its own* connection. fred
+/// sends a command queued while a connection is replaced on the new connection, where a
+/// `WAIT` returns at once with every replica (the new connection wrote nothing). fred
+/// announces each new connection before it writes anything on it, so a watch started before
+/// a write and checked after its `WAIT`'s reply has seen every connection that `WAIT` may
+/// have run on: when it saw one, the count proves nothing.
+#[derive(Debug)]
+pub struct ReconnectWatch {
+    receiver: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+}
+
+impl ReconnectWatch {
+    /// Starts watching `client`'s reconnections.
+    pub fn start(client: &Client) -> Self {
+        Self {
+            receiver: fred::interfaces::EventInterface::reconnect_rx(client),
+        }
+    }
+
+    /// Whether the client reconnected since [`start`](Self::start).
+    pub fn reconnected(&mut self) -> bool {
+        use tokio::sync::broadcast::error::TryRecvError;
+        match self.receiver.try_recv() {
+            Err(TryRecvError::Empty) => false,
+            Ok(_) | Err(TryRecvError::Lagged(_) | TryRecvError::Closed) => true,
+        }
+    }
+
+    /// `acknowledged`, or zero when the client reconnected since [`start`](Self::start).
+    pub fn unless_reconnected(mut self, acknowledged: usize) -> usize {
+        if self.reconnected() {
+            tracing::debug!(
+                acknowledged,
+                "the client reconnected between a write and its WAIT: counting no acknowledgement"
+            );
+            0
+        } else {
+            acknowledged
+        }
+    }
+}
+
+/// How much longer than its own timeout a `WAIT` may take before the client gives up on it.
+const WAIT_REPLY_MARGIN: Duration = Duration::from_secs(1);
+
+/// `WAIT acks.replicas acks.timeout` on the connection to the node of `keys`' slot, written
+/// once; the number of replicas that acknowledged, 0 when the command failed.
+///
+/// It covers every write sent before it on that connection: queue it together with the write
+/// it confirms (e.g. with `tokio::join!`, the write first), as
+/// [`LuaScript::run_acknowledged`] does.
+pub async fn wait_for_replicas(client: &Client, keys: &[&str], acks: ReplicaAcks) -> usize {
+    let options = Options {
+        max_attempts: Some(1),
+        timeout: Some(acks.timeout.saturating_add(WAIT_REPLY_MARGIN)),
+        cluster_hash: Some(route_of(keys)),
+        ..Options::default()
+    };
+    // Not marked blocking: fred then keeps pipelining other commands behind it (Redis itself
+    // answers them after the WAIT) instead of holding them back in the client.
+    let wait = CustomCommand::new_static("WAIT", ClusterHash::FirstKey, false);
+    let reply = client
+        .with_options(&options)
+        .custom::<i64, Value>(
+            wait,
+            vec![
+                Value::from(acks.replicas_i64()),
+                Value::from(acks.timeout_ms()),
+            ],
+        )
+        .await;
+    match reply {
+        Ok(count) => usize::try_from(count).unwrap_or(0),
+        Err(error) => {
+            tracing::debug!(%error, "WAIT for replica acknowledgements failed");
+            0
         }
     }
 }
@@ -166,5 +414,64 @@ pub fn error_message(error: &fred::error::Error) -> &str {
     match error_code(error) {
         Some(code) => details.get(code.len()..).unwrap_or("").trim_start(),
         None => details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::error::{Error as FredError, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn only_an_unfollowed_redirection_counts_as_a_redirection() {
+        assert!(error_is_redirection(&FredError::new(
+            ErrorKind::Routing,
+            "Too many redirections."
+        )));
+        // Failures to route before anything was written, and replies, are not.
+        assert!(!error_is_redirection(&FredError::new(
+            ErrorKind::Routing,
+            "Failed to route command."
+        )));
+        assert!(!error_is_redirection(&FredError::new(
+            ErrorKind::Unknown,
+            "Too many redirections."
+        )));
+        // A multi-key call whose keys an unfinished migration split was not run either.
+        assert!(error_is_redirection(&FredError::new(
+            ErrorKind::Unknown,
+            "TRYAGAIN Multiple keys request during rehashing of slot"
+        )));
+        assert!(!error_is_redirection(&FredError::new(
+            ErrorKind::Unknown,
+            "ERR Error running script"
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_is_not_redirected_runs_once() {
+        let client = Client::default();
+        let (result, sends) = retry_redirected(&client, None, || async {
+            Err::<(), _>(FredError::new(ErrorKind::IO, "connection reset"))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(sends, 1);
+    }
+
+    #[tokio::test]
+    async fn a_redirected_call_is_sent_again_until_its_timeout() {
+        let client = Client::default();
+        let started = tokio::time::Instant::now();
+        let (result, sends) =
+            retry_redirected(&client, Some(Duration::from_millis(300)), || async {
+                Err::<(), _>(FredError::new(ErrorKind::Routing, "Too many redirections."))
+            })
+            .await;
+        assert!(result.is_err_and(|error| error_is_redirection(&error)));
+        // Pauses of 2, 4, …, 64 ms, then 100 ms, stopping before the 300 ms bound.
+        assert!(sends > 5, "sent {sends} times");
+        assert!(started.elapsed() <= Duration::from_millis(300));
     }
 }

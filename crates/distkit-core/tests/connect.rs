@@ -187,3 +187,21 @@ async fn the_command_timeout_bounds_each_command() {
     assert!(result.is_err(), "{result:?}");
     assert!(elapsed < Duration::from_millis(300) + MARGIN, "{elapsed:?}");
 }
+
+#[tokio::test]
+async fn the_eviction_policy_is_read_so_that_anything_but_noeviction_can_be_warned_about() {
+    let redis = TestRedis::start_standalone();
+    let client = bounded(connect(redis.url())).await.unwrap();
+    let policy = bounded(distkit_core::eviction_policy(&client))
+        .await
+        .unwrap();
+    assert_eq!(policy, distkit_core::REQUIRED_EVICTION_POLICY);
+    if redis.pid().is_some() {
+        // Only on a private server: never reconfigure somebody's Redis.
+        redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        let policy = bounded(distkit_core::eviction_policy(&client))
+            .await
+            .unwrap();
+        assert_eq!(policy, "allkeys-lru");
+    }
+}

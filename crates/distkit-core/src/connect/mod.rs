@@ -43,6 +43,14 @@ const TLS_SCHEMES: [&str; 6] = [
 /// connection drops are retried by the client; distkit's own non-idempotent scripts opt out
 /// of that per command, so they are never applied twice.
 ///
+/// In a cluster the client follows no `MOVED`/`ASK` redirection itself: fred 10.1 mishandles
+/// `ASK` (a slot being migrated) so badly that the client stops working for good. A
+/// redirected command fails instead, and distkit sends its own calls again until the slot
+/// has moved (see [`retry_redirected`](crate::script::retry_redirected)); commands you send
+/// yourself through the client get the redirection error (`Too many redirections`). If you
+/// build a cluster client yourself for distkit, set
+/// `ConnectionConfig::max_redirections` to 0 for the same reason.
+///
 /// ```no_run
 /// # use distkit_core as distkit; // the facade crate, as users name it
 /// # async fn example() -> Result<(), distkit::DistkitError> {
@@ -76,11 +84,16 @@ impl ConnectOptions {
     /// client's own kind (e.g. `IO`, `Auth`) when the connection failed earlier.
     pub async fn connect(self) -> Result<Client, DistkitError> {
         let (config, hosts) = parse(&self)?;
+        let clustered = config.server.is_clustered();
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|connection| {
                 connection.connection_timeout = self.connect_timeout;
                 connection.internal_command_timeout = self.connect_timeout;
+                if clustered {
+                    // See `CLUSTER_REDIRECTIONS`.
+                    connection.max_redirections = CLUSTER_REDIRECTIONS;
+                }
             })
             .with_performance_config(|performance| {
                 performance.default_command_timeout = self.command_timeout;
@@ -92,7 +105,10 @@ impl ConnectOptions {
             with_context(&error, &format!("cannot connect to redis at {hosts}"))
         })?;
         match tokio::time::timeout(self.connect_timeout, client.init()).await {
-            Ok(Ok(_connection_task)) => Ok(client),
+            Ok(Ok(_connection_task)) => {
+                warn_about_eviction_in_background(&client);
+                Ok(client)
+            }
             Ok(Err(error)) => Err(with_context(
                 &error,
                 &format!("cannot connect to redis at {hosts}"),
@@ -110,6 +126,65 @@ impl ConnectOptions {
             }
         }
     }
+}
+
+/// How many `MOVED`/`ASK` redirections the client follows per command in a cluster: none.
+///
+/// fred 10.1 answers an `ASK` redirection (a slot being migrated between masters) by sending
+/// `ASKING` to the new master and the command again to the *old* one, which redirects it
+/// again; when the command's attempts run out the client's routing task ends for good, and
+/// every later command of the client times out. With no redirection allowed fred fails the
+/// command instead (after refreshing its slot map on `MOVED`), and distkit sends it again
+/// itself: a redirected command was not run by the node that redirected it, so sending it
+/// again applies it at most once (see [`crate::script::retry_redirected`]).
+const CLUSTER_REDIRECTIONS: u32 = 0;
+
+/// The eviction policy distkit needs: with any other, Redis under `maxmemory` may evict a
+/// counter's values, a lax counter's delivery record or a lock's lease.
+pub const REQUIRED_EVICTION_POLICY: &str = "noeviction";
+
+/// The server's `maxmemory-policy` (`CONFIG GET`; in a cluster, of the node the client picks).
+///
+/// distkit needs [`REQUIRED_EVICTION_POLICY`]: [`ConnectOptions::connect`] checks it in the
+/// background after connecting and logs a `WARN` (target `distkit::connect`) otherwise.
+///
+/// # Errors
+///
+/// [`DistkitError::RedisError`] when the command fails, e.g. on a managed Redis that does
+/// not allow `CONFIG`.
+pub async fn eviction_policy(client: &Client) -> Result<String, DistkitError> {
+    use fred::types::{ClusterHash, CustomCommand};
+    let config = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
+    let reply: Vec<String> = client
+        .custom(config, vec!["GET", "maxmemory-policy"])
+        .await?;
+    Ok(reply.into_iter().nth(1).unwrap_or_default())
+}
+
+/// Checks the eviction policy without delaying the caller; a server that refuses `CONFIG`
+/// is not warned about.
+fn warn_about_eviction_in_background(client: &Client) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let client = client.clone();
+    drop(runtime.spawn(async move {
+        match eviction_policy(&client).await {
+            Ok(policy) if !policy.is_empty() && policy != REQUIRED_EVICTION_POLICY => {
+                tracing::warn!(
+                    target: "distkit::connect",
+                    %policy,
+                    "maxmemory-policy is not noeviction: under memory pressure Redis may evict \
+                     counter values, lax delivery records or lock leases; set \
+                     maxmemory-policy noeviction"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(%error, "cannot read maxmemory-policy");
+            }
+        }
+    }));
 }
 
 /// Quits a client whose first connection timed out, without waiting for it: its connection

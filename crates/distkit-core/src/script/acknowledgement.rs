@@ -1,0 +1,183 @@
+//! Replica acknowledgement shared by concurrent writes: one `WAIT` for many.
+//!
+//! `WAIT` blocks the connection it runs on until the replicas answer, so one `WAIT` per
+//! write serialises every acknowledged write of a client behind a replica round trip. But a
+//! `WAIT` covers every write sent before it on its connection, so writes that complete while
+//! another `WAIT` is in flight can share the next one: [`AcknowledgementGroup`] does that.
+//!
+//! - When no `WAIT` of the group is in flight, a write is sent together with its own `WAIT`
+//!   (one round trip, as [`LuaScript::run_acknowledged`]).
+//! - Otherwise the write is sent alone; once its reply is in, it joins the group's next batch.
+//!   A background task sends one `WAIT` per batch, after the replies of all its members, so
+//!   the `WAIT` follows every one of their writes on the connection; each member gets the
+//!   count of that `WAIT`.
+//!
+//! A member whose client reconnected between its write and the batch's reply counts no
+//! acknowledgement ([`ReconnectWatch`]): the batch `WAIT` may then have run on a connection
+//! that never carried its write.
+//!
+//! The batch task is spawned (never run inside a caller's future), so a caller that gives up
+//! waiting never strands the others.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use fred::clients::Client;
+use fred::types::Value;
+use tokio::sync::watch;
+
+use super::{CallPolicy, LuaScript, ReconnectWatch, wait_for_replicas};
+use crate::ReplicaAcks;
+
+/// Coalesces the `WAIT`s of the writes of one primitive (one slot, one replica setting).
+///
+/// Share one group among the writes whose keys live in the same slot.
+#[derive(Debug, Default)]
+pub struct AcknowledgementGroup {
+    state: Mutex<GroupState>,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    /// `WAIT`s sent together with their write, not yet answered.
+    paired_in_flight: usize,
+    /// Whether the batch task is running.
+    batch_task_running: bool,
+    /// The members of the next batch `WAIT`: each holds a receiver of this sender.
+    next_batch: Option<watch::Sender<Option<usize>>>,
+}
+
+impl AcknowledgementGroup {
+    /// An empty group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        // The state is a few counters, consistent after every statement: a panic elsewhere
+        // cannot leave it half-updated.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Decrements the paired count when the paired call ends, even if it is cancelled.
+struct PairedCall<'a>(&'a AcknowledgementGroup);
+
+impl Drop for PairedCall<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.paired_in_flight = state.paired_in_flight.saturating_sub(1);
+    }
+}
+
+impl LuaScript {
+    /// [`run_acknowledged`](Self::run_acknowledged), sharing `WAIT`s with the other writes
+    /// of `group` that are in flight at the same time (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// As [`run_acknowledged`](Self::run_acknowledged).
+    pub async fn run_acknowledged_in(
+        &self,
+        group: &Arc<AcknowledgementGroup>,
+        client: &Client,
+        keys: &[&str],
+        args: Vec<Value>,
+        policy: CallPolicy,
+        acks: ReplicaAcks,
+    ) -> Result<(Value, usize), fred::error::Error> {
+        let pair = {
+            let mut state = group.state();
+            let idle = state.paired_in_flight == 0 && !state.batch_task_running;
+            if idle {
+                state.paired_in_flight = state.paired_in_flight.saturating_add(1);
+            }
+            idle
+        };
+        if pair {
+            let _paired = PairedCall(group);
+            return self
+                .run_acknowledged(client, keys, args, policy, acks)
+                .await;
+        }
+        let reconnects = ReconnectWatch::start(client);
+        let reply = self.run(client, keys, args, policy).await?;
+        let route = keys.first().map(|key| (*key).to_owned());
+        let acknowledged = join_next_batch(group, client, route, acks).await;
+        Ok((reply, reconnects.unless_reconnected(acknowledged)))
+    }
+}
+
+/// Joins the next batch (starting the batch task if it is not running) and waits for its
+/// count; 0 when the batch task ended without one.
+async fn join_next_batch(
+    group: &Arc<AcknowledgementGroup>,
+    client: &Client,
+    route: Option<String>,
+    acks: ReplicaAcks,
+) -> usize {
+    let joined = {
+        let mut state = group.state();
+        let receiver = state
+            .next_batch
+            .get_or_insert_with(|| watch::channel(None).0)
+            .subscribe();
+        let running = state.batch_task_running
+            || crate::task::spawn_if_in_runtime(run_batches(
+                Arc::clone(group),
+                client.clone(),
+                route.clone(),
+                acks,
+            ))
+            .is_some();
+        state.batch_task_running = running;
+        running.then_some(receiver)
+    };
+    let Some(mut receiver) = joined else {
+        // Outside a runtime (never for a fred call): wait alone.
+        let keys: Vec<&str> = route.as_deref().into_iter().collect();
+        return wait_for_replicas(client, &keys, acks).await;
+    };
+    match receiver.wait_for(Option::is_some).await {
+        Ok(count) => count.unwrap_or(0),
+        Err(_closed) => 0,
+    }
+}
+
+/// The batch task: one `WAIT` per batch until no write is waiting.
+async fn run_batches(
+    group: Arc<AcknowledgementGroup>,
+    client: Client,
+    route: Option<String>,
+    acks: ReplicaAcks,
+) {
+    let keys: Vec<&str> = route.as_deref().into_iter().collect();
+    loop {
+        let Some(batch) = ({
+            let mut state = group.state();
+            let batch = state.next_batch.take();
+            if batch.is_none() {
+                state.batch_task_running = false;
+            }
+            batch
+        }) else {
+            return;
+        };
+        // Sent after every member's reply arrived (they joined before the batch was taken).
+        let count = wait_for_replicas(&client, &keys, acks).await;
+        batch.send_replace(Some(count));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_group_has_nothing_in_flight() {
+        let group = AcknowledgementGroup::new();
+        let state = group.state();
+        assert_eq!(state.paired_in_flight, 0);
+        assert!(!state.batch_task_running);
+        assert!(state.next_batch.is_none());
+    }
+}
