@@ -804,3 +804,34 @@ async fn lax_deltas_pending_across_a_redis_restart_are_delivered_once() {
     // The strict counter works again after the restart as well.
     assert_eq!(bounded(strict.inc(&k, 1)).await.unwrap(), 16);
 }
+
+#[tokio::test]
+async fn whether_a_condition_held_is_told_by_matching_the_old_value_not_by_new_against_old() {
+    let redis = TestRedis::start();
+    for (name, counter) in both_counters(&redis).await {
+        let k = key("k");
+        bounded(counter.set(&k, 5)).await.unwrap();
+        // Held, but the value does not change: new == old all the same.
+        let comparator = CounterComparator::Eq(5);
+        let (new, old) = bounded(counter.inc_if(&k, comparator, 0)).await.unwrap();
+        assert_eq!((new, old), (5, 5), "{name}");
+        assert!(comparator.matches(old), "{name}: held");
+        let (new, old) = bounded(counter.set_if(&k, comparator, 5)).await.unwrap();
+        assert_eq!((new, old), (5, 5), "{name}");
+        assert!(comparator.matches(old), "{name}: held");
+        // Failed: nothing written, and the comparator says so.
+        for comparator in [
+            CounterComparator::Lt(5),
+            CounterComparator::Gt(5),
+            CounterComparator::Ne(5),
+            CounterComparator::Eq(4),
+        ] {
+            let (new, old) = bounded(counter.inc_if(&k, comparator, 1)).await.unwrap();
+            assert_eq!((new, old), (5, 5), "{name} {comparator:?}");
+            assert!(!comparator.matches(old), "{name} {comparator:?}: failed");
+            let (_, old) = bounded(counter.set_if(&k, comparator, 9)).await.unwrap();
+            assert!(!comparator.matches(old), "{name} {comparator:?}: failed");
+        }
+        assert_eq!(bounded(counter.get(&k)).await.unwrap(), 5, "{name}");
+    }
+}

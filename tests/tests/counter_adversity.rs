@@ -273,7 +273,13 @@ async fn extreme_option_values_never_panic_and_keep_every_increment() {
     let prefix = fresh_key();
     let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
     let k = key("k");
-    for lag in [Duration::ZERO, Duration::from_nanos(1), Duration::MAX] {
+    // The ends of each documented range; values beyond them are refused before any I/O
+    // (tests/tests/options.rs).
+    for lag in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        CounterOptions::MAX_ALLOWED_LAG,
+    ] {
         let mut options = CounterOptions::new(prefix.clone(), client(&redis).await);
         options.allowed_lag = lag;
         let lax = LaxCounter::new(options);
@@ -289,19 +295,26 @@ async fn extreme_option_values_never_panic_and_keep_every_increment() {
         client(&redis).await,
     ));
     let mut live = Vec::new();
+    // The threshold and the revival window are clamped, never refused: any value works.
+    let shortest = LaxInstanceAwareCounterOptions::MIN_FLUSH_INTERVAL;
     for (threshold, window, interval, lag) in [
-        (0, Duration::ZERO, Duration::ZERO, Duration::ZERO),
-        (u64::MAX, Duration::MAX, Duration::MAX, Duration::MAX),
+        (Duration::ZERO, Duration::ZERO, shortest, Duration::ZERO),
         (
-            1,
+            Duration::MAX,
+            Duration::MAX,
+            LaxInstanceAwareCounterOptions::MAX_FLUSH_INTERVAL,
+            LaxInstanceAwareCounterOptions::MAX_ALLOWED_LAG,
+        ),
+        (
             Duration::from_nanos(1),
             Duration::from_nanos(1),
+            shortest,
             Duration::from_nanos(1),
         ),
     ] {
         let mut options =
             LaxInstanceAwareCounterOptions::new(icounter_prefix.clone(), client(&redis).await);
-        options.dead_instance_threshold_ms = threshold;
+        options.dead_instance_threshold = threshold;
         options.revival_window = window;
         options.flush_interval = interval;
         options.allowed_lag = lag;
@@ -310,7 +323,7 @@ async fn extreme_option_values_never_panic_and_keep_every_increment() {
         bounded(lax.flush()).await.unwrap();
         let mut options =
             StrictInstanceAwareCounterOptions::new(icounter_prefix.clone(), client(&redis).await);
-        options.dead_instance_threshold_ms = threshold;
+        options.dead_instance_threshold = threshold;
         options.revival_window = window;
         let strict = StrictInstanceAwareCounter::new(options);
         bounded(strict.inc(&k, 1)).await.unwrap();

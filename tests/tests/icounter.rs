@@ -21,7 +21,7 @@ async fn strict(
     threshold_ms: u64,
 ) -> Arc<StrictInstanceAwareCounter> {
     let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
-    options.dead_instance_threshold_ms = threshold_ms;
+    options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     StrictInstanceAwareCounter::new(options)
 }
 
@@ -31,7 +31,7 @@ async fn lax(
     threshold_ms: u64,
 ) -> Arc<LaxInstanceAwareCounter> {
     let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
-    options.dead_instance_threshold_ms = threshold_ms;
+    options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     LaxInstanceAwareCounter::new(options)
 }
 
@@ -570,7 +570,7 @@ async fn strict_with_window(
     revival_window: Duration,
 ) -> Arc<StrictInstanceAwareCounter> {
     let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
-    options.dead_instance_threshold_ms = threshold_ms;
+    options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     options.revival_window = revival_window;
     StrictInstanceAwareCounter::new(options)
 }
@@ -687,7 +687,7 @@ async fn parked_state_of_instances_that_never_return_is_collected_after_their_re
     // Five lax instances (each with a flush record) with the shortest window: the threshold.
     for _ in 0..5 {
         let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
-        options.dead_instance_threshold_ms = 1_000;
+        options.dead_instance_threshold = Duration::from_secs(1);
         options.revival_window = Duration::from_millis(1);
         let doomed = LaxInstanceAwareCounter::new(options);
         for k in &keys {
@@ -1155,5 +1155,35 @@ async fn randomized_schedules_with_deaths_and_revivals_match_the_sequential_mode
     };
     for seed in seeds {
         run_model_case(&redis, seed, 150).await;
+    }
+}
+
+#[tokio::test]
+async fn whether_a_condition_held_is_told_by_matching_the_old_total_or_slice() {
+    let redis = TestRedis::start();
+    for lax_flavour in [false, true] {
+        let (a, b) = pair_of(&redis, lax_flavour).await;
+        let k = key("k");
+        bounded(a.set_on_instance(&k, 2)).await.unwrap();
+        bounded(b.set_on_instance(&k, 3)).await.unwrap();
+        // C = 5, I of b = 3. Held without a change: new == old all the same.
+        let held = CounterComparator::Eq(5);
+        let (new, old) = bounded(b.inc_if(&k, held, 0)).await.unwrap();
+        assert_eq!((new, old), ((5, 3), (5, 3)), "lax: {lax_flavour}");
+        assert!(held.matches(old.0));
+        let on_instance = CounterComparator::Eq(3);
+        let (new, old) = bounded(b.set_on_instance_if(&k, on_instance, 3))
+            .await
+            .unwrap();
+        assert_eq!((new, old), ((5, 3), (5, 3)), "lax: {lax_flavour}");
+        assert!(on_instance.matches(old.1));
+        // Failed: nothing written, and the comparator says so.
+        let failed = CounterComparator::Lt(5);
+        let (new, old) = bounded(b.set_if(&k, failed, 1)).await.unwrap();
+        assert_eq!((new, old), ((5, 3), (5, 3)), "lax: {lax_flavour}");
+        assert!(!failed.matches(old.0));
+        let (_, old) = bounded(b.set_on_instance_if(&k, failed, 1)).await.unwrap();
+        assert!(failed.matches(old.1), "I = 3 < 5: this one held");
+        assert_eq!(bounded(a.get(&k)).await.unwrap().0, 3, "lax: {lax_flavour}");
     }
 }

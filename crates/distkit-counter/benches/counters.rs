@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{ClientLike, LuaInterface};
 use distkit_core::fred::types::Value;
-use distkit_core::{DistkitRedisKey, connect};
+use distkit_core::{DistkitRedisKey, ReplicaAcks, connect};
 use distkit_counter::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
 use distkit_test_support::bench::{calls_per_second, raw_evalsha};
-use distkit_test_support::{TestRedis, unique_prefix};
+use distkit_test_support::{ReplicatedRedis, TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -188,6 +188,46 @@ async fn lax_memory_per_key(client: &Client) -> BenchResult<()> {
     Ok(())
 }
 
+/// The cost of replica acknowledgement, against the same strict counter without it, in the
+/// same run: `inc` on a primary with one replica, from 1 and 64 tasks.
+async fn replica_acks_cost() -> BenchResult<()> {
+    let topology = ReplicatedRedis::start(1);
+    let client = connect(&topology.primary_url()).await?;
+    let plain = StrictCounter::new(CounterOptions::new(key(&unique_prefix()), client.clone()));
+    let mut options = CounterOptions::new(key(&unique_prefix()), client.clone());
+    options.replica_acks = Some(ReplicaAcks::new(1, Duration::from_secs(1)));
+    let acked = StrictCounter::new(options);
+    let counted = key("k");
+    println!(
+        "StrictCounter::inc with replica_acks(1 replica) vs without, on a primary with one \
+         replica (calls/s, best of {ROUNDS} interleaved rounds of {ROUND:?})"
+    );
+    for tasks in [1, 64] {
+        let (mut base, mut with_acks) = (0.0_f64, 0.0_f64);
+        for _ in 0..ROUNDS {
+            for (counter, best) in [(&plain, &mut base), (&acked, &mut with_acks)] {
+                let (counter, k) = (Arc::clone(counter), counted.clone());
+                *best = best.max(
+                    calls_per_second(tasks, ROUND, move |_| {
+                        let (counter, k) = (Arc::clone(&counter), k.clone());
+                        async move {
+                            counter.inc(&k, 1).await?;
+                            Ok(())
+                        }
+                    })
+                    .await?,
+                );
+            }
+        }
+        println!(
+            "  {tasks:>2} task(s): plain {base:>9.0}/s | replica_acks {with_acks:>9.0}/s -> ratio {:.2}",
+            with_acks / base
+        );
+    }
+    client.quit().await?;
+    Ok(())
+}
+
 fn main() -> BenchResult<()> {
     let redis = TestRedis::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,5 +239,6 @@ fn main() -> BenchResult<()> {
     lax_warm_increments(&runtime, &client)?;
     runtime.block_on(lax_memory_per_key(&client))?;
     runtime.block_on(client.quit())?;
+    runtime.block_on(replica_acks_cost())?;
     Ok(())
 }

@@ -5,15 +5,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod buffer;
+mod checked;
 pub mod counter;
 #[cfg(feature = "instance-aware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "instance-aware")))]
 pub mod icounter;
+mod observe;
 mod scripts;
 mod wire;
 
 // Everything a project depending only on this crate needs besides the counters.
 pub use distkit_core::{
     ConnectOptions, CounterComparator, CounterError, DistkitError, DistkitRedisKey,
-    ReconnectPolicy, connect, fred,
+    ReconnectPolicy, ReplicaAcks, connect, fred,
 };

@@ -6,13 +6,15 @@
 use std::future::Future;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use distkit_core::task::{Backoff, spawn_if_in_runtime};
 use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+use tracing::Instrument;
 
 use super::{BatchChange, DeltaSink, LocalChange, LocalState, Outbox, Snapshot};
+use crate::observe::{self, FlushLabels};
 
 /// How long a key with nothing pending stays in memory after its last use.
 const IDLE_KEY_LIFETIME: Duration = Duration::from_secs(10);
@@ -41,11 +43,22 @@ pub(crate) struct LaxCore<S: DeltaSink> {
     allowed_lag: Duration,
     cadence: Duration,
     task_started: AtomicBool,
+    /// The prefix and kind of counter, for spans and metrics.
+    labels: FlushLabels,
+    /// When the oldest delta not yet taken for a flush was added, in nanoseconds since
+    /// `epoch` plus one (0: none), for the flush lag. Set by the first delta after a take.
+    pending_since: AtomicU64,
+    epoch: Instant,
 }
 
 impl<S: DeltaSink> LaxCore<S> {
     /// An engine flushing to `sink` every `cadence`; a zero `allowed_lag` flushes on every call.
-    pub(crate) fn new(sink: S, allowed_lag: Duration, cadence: Duration) -> Self {
+    pub(crate) fn new(
+        sink: S,
+        labels: FlushLabels,
+        allowed_lag: Duration,
+        cadence: Duration,
+    ) -> Self {
         let cadence = if allowed_lag.is_zero() || cadence.is_zero() {
             IDLE_CADENCE
         } else {
@@ -59,6 +72,52 @@ impl<S: DeltaSink> LaxCore<S> {
             allowed_lag,
             cadence,
             task_started: AtomicBool::new(false),
+            labels,
+            pending_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The prefix and kind of counter.
+    pub(crate) fn labels(&self) -> &FlushLabels {
+        &self.labels
+    }
+
+    /// The configured lag (zero: every call goes to Redis).
+    pub(crate) fn allowed_lag(&self) -> Duration {
+        self.allowed_lag
+    }
+
+    /// About how many keys have deltas not yet confirmed by Redis: those waiting in memory
+    /// plus those in undelivered batches (a key in both counts twice). Does not wait for a
+    /// running flush (its batches are then not counted).
+    pub(crate) fn pending_keys(&self) -> usize {
+        let queued = self
+            .outbox
+            .try_lock()
+            .map_or(0, |outbox| outbox.pending_deltas());
+        self.local.pending_keys().saturating_add(queued)
+    }
+
+    /// Notes that a delta was added locally: the first since the last take starts the lag.
+    fn note_pending(&self) {
+        if self.pending_since.load(Ordering::Relaxed) == 0 {
+            let since = u64::try_from(self.epoch.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            let _ =
+                self.pending_since
+                    .compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// When the oldest delta not yet taken was added (if any); forgets it.
+    fn take_pending_since(&self) -> Option<Instant> {
+        match self.pending_since.swap(0, Ordering::Relaxed) {
+            0 => None,
+            since => self
+                .epoch
+                .checked_add(Duration::from_nanos(since.saturating_sub(1))),
         }
     }
 
@@ -95,10 +154,31 @@ impl<S: DeltaSink> LaxCore<S> {
 
     /// Sends every pending delta and keeps the outbox locked, so that an absolute operation
     /// runs after every earlier local change and before any later flush.
+    ///
+    /// A flush with deltas to deliver runs in a `distkit.counter.flush` span and records the
+    /// flush metrics (see [`observe::flush_ended`]).
     pub(crate) async fn flushed(&self) -> Result<AsyncMutexGuard<'_, Outbox>, DistkitError> {
         let mut outbox = self.outbox.lock().await;
-        outbox.enqueue(self.local.take());
-        outbox.deliver(&self.sink, &self.local).await?;
+        let since = self.take_pending_since();
+        outbox.enqueue(self.local.take(), since);
+        if outbox.is_empty() {
+            return Ok(outbox);
+        }
+        let span = observe::flush_span(&self.labels, outbox.pending_deltas());
+        // Boxed: the delivery future is large, and it would otherwise grow every operation
+        // that flushes first.
+        let delivered = Box::pin(
+            outbox
+                .deliver(&self.sink, &self.local)
+                .instrument(span.clone()),
+        )
+        .await;
+        let pending = self
+            .local
+            .pending_keys()
+            .saturating_add(outbox.pending_deltas());
+        observe::flush_ended(&span, &self.labels, delivered.as_ref().copied(), pending);
+        delivered?;
         Ok(outbox)
     }
 
@@ -129,7 +209,10 @@ impl<S: DeltaSink> LaxCore<S> {
             change = self.local.add(key, delta, self.now());
         }
         match change {
-            LocalChange::Applied(values) => Ok(values),
+            LocalChange::Applied(values) => {
+                self.note_pending();
+                Ok(values)
+            }
             LocalChange::Overflow | LocalChange::Cold => self.direct(key, direct).await,
         }
     }
@@ -255,6 +338,7 @@ impl<S: DeltaSink> LaxCore<S> {
             for _ in 0..3 {
                 match self.local.add_all(updates, self.now()) {
                     BatchChange::Applied(values) => {
+                        self.note_pending();
                         return Ok(updates.iter().map(|&(key, _)| key).zip(values).collect());
                     }
                     BatchChange::Overflow(position) => {
@@ -280,7 +364,7 @@ impl<S: DeltaSink> Drop for LaxCore<S> {
     /// The final, detached flush of a dropped counter object (best effort, never panics).
     fn drop(&mut self) {
         let mut outbox = std::mem::take(self.outbox.get_mut());
-        outbox.enqueue(self.local.take());
+        outbox.enqueue(self.local.take(), None);
         if outbox.is_empty() {
             return;
         }

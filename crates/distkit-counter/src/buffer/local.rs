@@ -407,6 +407,13 @@ impl LocalState {
         }
     }
 
+    /// How many keys have deltas not yet taken for a flush.
+    pub(crate) fn pending_keys(&self) -> usize {
+        self.all_shards()
+            .map(|shard| shard.dirty.len())
+            .fold(0, usize::saturating_add)
+    }
+
     /// How many keys are tracked.
     pub(crate) fn tracked_keys(&self) -> usize {
         self.all_shards().map(|shard| shard.entries.len()).sum()

@@ -72,16 +72,25 @@ pub(crate) trait DeltaSink: Clone + Send + Sync + 'static {
 pub(crate) struct Outbox {
     next_sequence: u64,
     undelivered: VecDeque<Batch>,
+    /// When the oldest delta not yet delivered was added locally, when known: the flush lag
+    /// of the delivery that empties the outbox.
+    oldest: Option<Instant>,
 }
 
 impl Outbox {
     /// Cuts what was taken from local memory into numbered batches, queued after the
-    /// undelivered ones.
-    pub(crate) fn enqueue(&mut self, taken: Taken) {
+    /// undelivered ones. `since` is when the oldest of its deltas was added, when known.
+    pub(crate) fn enqueue(&mut self, taken: Taken, since: Option<Instant>) {
         let Taken {
             mut deltas,
             mut reads,
         } = taken;
+        if !deltas.is_empty() || !self.undelivered.is_empty() {
+            self.oldest = match (self.oldest, since) {
+                (Some(oldest), Some(since)) => Some(oldest.min(since)),
+                (oldest, since) => oldest.or(since),
+            };
+        }
         while !deltas.is_empty() || !reads.is_empty() {
             let rest_deltas = deltas.split_off(deltas.len().min(MAX_DELTAS_PER_BATCH));
             let rest_reads = reads.split_off(reads.len().min(MAX_READS_PER_BATCH));
@@ -101,6 +110,14 @@ impl Outbox {
     /// Whether batches are waiting.
     pub(crate) fn is_empty(&self) -> bool {
         self.undelivered.is_empty()
+    }
+
+    /// How many deltas (one per key and batch) are waiting.
+    pub(crate) fn pending_deltas(&self) -> usize {
+        self.undelivered
+            .iter()
+            .map(|batch| batch.deltas.len())
+            .fold(0, usize::saturating_add)
     }
 
     /// How many batches are waiting (sent or not).
@@ -126,7 +143,9 @@ impl Outbox {
     /// the first failure, keeping that batch and giving the deltas of the ones after it back
     /// to `local`.
     ///
-    /// Cancel safe: a batch stays queued until its confirmation is recorded.
+    /// Cancel safe: a batch stays queued until its confirmation is recorded. Returns, once
+    /// every batch is delivered, how long ago the oldest delivered delta was added locally
+    /// (when known): the flush lag.
     ///
     /// # Errors
     ///
@@ -136,7 +155,7 @@ impl Outbox {
         &mut self,
         sink: &impl DeltaSink,
         local: &LocalState,
-    ) -> Result<(), DistkitError> {
+    ) -> Result<Option<Duration>, DistkitError> {
         while let Some(batch) = self.front_to_send(sink.record_lifetime()) {
             match sink.send(batch).await {
                 Ok(confirmation) => {
@@ -163,7 +182,7 @@ impl Outbox {
                 }
             }
         }
-        Ok(())
+        Ok(self.oldest.take().map(|oldest| oldest.elapsed()))
     }
 
     /// Gives the deltas of every batch behind the front one back to `local`; their reads
@@ -311,13 +330,13 @@ mod tests {
             for key in &keys {
                 assert!(matches!(local.add(key, 1, 0), LocalChange::Applied(_)));
             }
-            outbox.enqueue(local.take());
+            outbox.enqueue(local.take(), None);
             assert!(outbox.deliver(&sink, &local).await.is_err());
             assert!(outbox.len() <= 1, "{} batches held", outbox.len());
         }
         assert_eq!(local.tracked_keys(), keys.len());
         sink.failing.store(false, Ordering::Relaxed);
-        outbox.enqueue(local.take());
+        outbox.enqueue(local.take(), None);
         outbox.deliver(&sink, &local).await.unwrap();
         assert_eq!(outbox.len(), 0);
         let mut totals = std::collections::HashMap::new();
@@ -343,7 +362,7 @@ mod tests {
         local.learn(&k, Snapshot::default(), 0);
         for delta in [5, 6] {
             assert!(matches!(local.add(&k, delta, 0), LocalChange::Applied(_)));
-            outbox.enqueue(local.take());
+            outbox.enqueue(local.take(), None);
             sink.failing.store(true, Ordering::Relaxed);
             assert!(outbox.deliver(&sink, &local).await.is_err());
             assert!(outbox.deliver(&sink, &local).await.is_err());

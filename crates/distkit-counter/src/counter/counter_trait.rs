@@ -37,6 +37,11 @@ pub trait CounterTrait {
 
     /// Adds `count` when the current value satisfies `comparator`; returns `(new, old)`, or
     /// `(old, old)` when it does not.
+    ///
+    /// The condition held (and the write happened) exactly when `comparator.matches(old)`:
+    /// `old` is the value it was checked against, in the same atomic step. `new == old` does
+    /// not tell, since a write can leave the value unchanged (an increment of 0, a set to the
+    /// current value).
     async fn inc_if(
         &self,
         key: &DistkitRedisKey,
@@ -46,6 +51,11 @@ pub trait CounterTrait {
 
     /// Stores `count` when the current value satisfies `comparator`; returns `(new, old)`, or
     /// `(old, old)` when it does not.
+    ///
+    /// The condition held (and the write happened) exactly when `comparator.matches(old)`:
+    /// `old` is the value it was checked against, in the same atomic step. `new == old` does
+    /// not tell, since a write can leave the value unchanged (an increment of 0, a set to the
+    /// current value).
     async fn set_if(
         &self,
         key: &DistkitRedisKey,

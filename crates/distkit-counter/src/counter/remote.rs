@@ -2,12 +2,20 @@
 //! [`LaxCounter`](super::LaxCounter): every stored value of a prefix is one field of the hash
 //! `distkit:{<prefix>}:counter`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{HashesInterface, KeysInterface};
 use distkit_core::fred::types::Value;
-use distkit_core::script::{Attempts, CallPolicy};
-use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
+use distkit_core::script::{
+    AcknowledgementGroup, Attempts, CallPolicy, LuaScript, retry_redirected, wait_for_replicas,
+};
+use distkit_core::{
+    CounterComparator, CounterError, DistkitError, DistkitRedisKey, ReplicaAcks, key_schema,
+};
 
+use crate::checked::OptionsCheck;
 use crate::scripts::{COUNTER_APPLY, COUNTER_INC};
 use crate::wire::{decode_array, decode_i64, script_error};
 
@@ -87,25 +95,87 @@ impl<'k> Operation<'k> {
 pub(crate) struct RemoteCounters {
     client: Client,
     values_key: String,
+    /// When set, every write waits for this many replica acknowledgements.
+    replica_acks: Option<ReplicaAcks>,
+    /// Lets concurrent acknowledged writes share one `WAIT`.
+    acknowledgements: Arc<AcknowledgementGroup>,
+    /// Whether the options were valid: every call checks it before any I/O.
+    check: OptionsCheck,
 }
 
 impl RemoteCounters {
     pub(crate) fn new(client: Client, prefix: &DistkitRedisKey) -> Self {
         let values_key = key_schema::counter_values(prefix);
-        Self { client, values_key }
+        Self {
+            client,
+            values_key,
+            replica_acks: None,
+            acknowledgements: Arc::new(AcknowledgementGroup::new()),
+            check: OptionsCheck::default(),
+        }
+    }
+
+    /// The same counters, refusing every call before any I/O when `check` says the options
+    /// were invalid.
+    pub(crate) fn with_check(mut self, check: OptionsCheck) -> Self {
+        self.check = check;
+        self
+    }
+
+    /// `Ok` when the options were valid, else their [`DistkitError::InvalidOption`].
+    pub(crate) fn check(&self) -> Result<(), DistkitError> {
+        self.check.ok()
+    }
+
+    /// The same counters, with every write waiting for `replica_acks`.
+    pub(crate) fn with_replica_acks(mut self, replica_acks: Option<ReplicaAcks>) -> Self {
+        self.replica_acks = replica_acks;
+        self
+    }
+
+    /// Runs a writing script once; with replica acknowledgement on, also waits for the
+    /// replicas and reports a write they did not acknowledge as
+    /// [`CounterError::NotReplicated`].
+    async fn write(
+        &self,
+        script: &LuaScript,
+        args: Vec<Value>,
+        key_at: impl Fn(usize) -> String,
+    ) -> Result<Value, DistkitError> {
+        self.check()?;
+        let keys = [self.values_key.as_str()];
+        let to_error = |error| script_error(error, Attempts::Once, &key_at);
+        let Some(acks) = self.replica_acks else {
+            return script
+                .run(&self.client, &keys, args, CallPolicy::ONCE)
+                .await
+                .map_err(to_error);
+        };
+        // Boxed: the acknowledged call holds two commands' futures, and every caller's
+        // future would otherwise carry its size even with acknowledgement off.
+        let (reply, acknowledged) = Box::pin(script.run_acknowledged_in(
+            &self.acknowledgements,
+            &self.client,
+            &keys,
+            args,
+            CallPolicy::ONCE,
+            acks,
+        ))
+        .await
+        .map_err(to_error)?;
+        require_acks(acknowledged, acks)?;
+        Ok(reply)
     }
 
     /// Adds `delta` to `key` with the `counter_inc` script; returns the new value.
     pub(crate) async fn inc(&self, key: &DistkitRedisKey, delta: i64) -> Result<i64, DistkitError> {
-        let reply = COUNTER_INC
-            .run(
-                &self.client,
-                &[&self.values_key],
+        let reply = self
+            .write(
+                &COUNTER_INC,
                 vec![Value::from(key.as_str()), Value::from(delta)],
-                CallPolicy::ONCE,
+                |_| key.to_string(),
             )
-            .await
-            .map_err(|error| script_error(error, Attempts::Once, |_| key.to_string()))?;
+            .await?;
         decode_i64(&reply, key)
     }
 
@@ -127,7 +197,13 @@ impl RemoteCounters {
 
     /// Reads one value (0 when absent).
     pub(crate) async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
-        let value: Value = self.client.hget(&self.values_key, key.as_str()).await?;
+        self.check()?;
+        let (value, _sends) = retry_redirected(&self.client, None, || {
+            self.client
+                .hget::<Value, _, _>(&self.values_key, key.as_str())
+        })
+        .await;
+        let value = value?;
         decode_i64(&value, key)
     }
 
@@ -136,14 +212,20 @@ impl RemoteCounters {
         &self,
         keys: &[&DistkitRedisKey],
     ) -> Result<Vec<i64>, DistkitError> {
+        self.check()?;
         let mut values = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_READS_PER_CALL) {
             let fields: Vec<&str> = chunk.iter().map(|key| key.as_str()).collect();
-            let reply: Value = if let [field] = fields.as_slice() {
-                Value::Array(vec![self.client.hget(&self.values_key, *field).await?])
-            } else {
-                self.client.hmget(&self.values_key, fields).await?
-            };
+            let (reply, _sends) = retry_redirected(&self.client, None, || async {
+                if let [field] = fields.as_slice() {
+                    let value: Value = self.client.hget(&self.values_key, *field).await?;
+                    Ok(Value::Array(vec![value]))
+                } else {
+                    self.client.hmget(&self.values_key, fields.clone()).await
+                }
+            })
+            .await;
+            let reply = reply?;
             let items = decode_array(reply)?;
             for (key, item) in chunk.iter().zip(items.iter()) {
                 values.push(decode_i64(item, key)?);
@@ -154,27 +236,63 @@ impl RemoteCounters {
 
     /// Removes every value of the prefix (`UNLINK`: a large hash is freed in the background).
     pub(crate) async fn clear(&self) -> Result<(), DistkitError> {
-        let _removed: i64 = self.client.unlink(&self.values_key).await?;
-        Ok(())
+        self.check()?;
+        let Some(acks) = self.replica_acks else {
+            let (removed, _sends) = retry_redirected(&self.client, None, || {
+                self.client.unlink::<i64, _>(&self.values_key)
+            })
+            .await;
+            let _removed = removed?;
+            return Ok(());
+        };
+        // Queued together, so the WAIT follows the UNLINK on the same connection.
+        let keys = [self.values_key.as_str()];
+        // A redirected UNLINK is sent again with a new WAIT: the first one ran on the
+        // node that redirected it.
+        let acknowledged = AtomicUsize::new(0);
+        let (removed, _sends) = retry_redirected(&self.client, None, || async {
+            let (removed, count) = tokio::join!(
+                self.client.unlink::<i64, _>(&self.values_key),
+                wait_for_replicas(&self.client, &keys, acks)
+            );
+            acknowledged.store(count, Ordering::Relaxed);
+            removed
+        })
+        .await;
+        let _removed = removed?;
+        let acknowledged = acknowledged.into_inner();
+        require_acks(acknowledged, acks)
     }
 
     /// Applies `operations` in order with the `counter_apply` script; returns `(new, old)` per
     /// operation.
     ///
     /// Each chunk of `MAX_OPERATIONS_PER_CALL` is all or nothing; when a later chunk fails, the
-    /// error says how many operations the earlier chunks applied.
+    /// error says how many operations were applied (the earlier chunks, and the failing one
+    /// too when only its replica acknowledgement failed).
     pub(crate) async fn apply(
         &self,
         operations: &[Operation<'_>],
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
+        self.check()?;
         let mut results = Vec::with_capacity(operations.len());
         for chunk in operations.chunks(MAX_OPERATIONS_PER_CALL) {
             match self.apply_chunk(chunk).await {
                 Ok(chunk_results) => results.extend(chunk_results),
                 Err(error) if results.is_empty() => return Err(error),
                 Err(error) => {
+                    // A chunk the replicas did not acknowledge was applied all the same.
+                    let failed_chunk_applied = matches!(
+                        error,
+                        DistkitError::CounterError(CounterError::NotReplicated { .. })
+                    );
+                    let applied = if failed_chunk_applied {
+                        results.len().saturating_add(chunk.len())
+                    } else {
+                        results.len()
+                    };
                     return Err(CounterError::BatchPartiallyApplied {
-                        applied: results.len(),
+                        applied,
                         source: Box::new(error),
                     }
                     .into());
@@ -200,10 +318,7 @@ impl RemoteCounters {
                 .map(|operation| operation.key.to_string())
                 .unwrap_or_default()
         };
-        let reply = COUNTER_APPLY
-            .run(&self.client, &[&self.values_key], args, CallPolicy::ONCE)
-            .await
-            .map_err(|error| script_error(error, Attempts::Once, key_at))?;
+        let reply = self.write(&COUNTER_APPLY, args, key_at).await?;
         let items = decode_array(reply)?;
         let mut results = Vec::with_capacity(chunk.len());
         for (operation, pair) in chunk.iter().zip(items.chunks_exact(2)) {
@@ -222,5 +337,18 @@ impl RemoteCounters {
             .into());
         }
         Ok(results)
+    }
+}
+
+/// `Ok` when at least `acks.replicas` replicas acknowledged.
+fn require_acks(acknowledged: usize, acks: ReplicaAcks) -> Result<(), DistkitError> {
+    if acknowledged >= acks.replicas {
+        Ok(())
+    } else {
+        Err(CounterError::NotReplicated {
+            acknowledged,
+            required: acks.replicas,
+        }
+        .into())
     }
 }

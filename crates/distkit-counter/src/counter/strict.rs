@@ -5,6 +5,7 @@ use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey};
 use super::absolute::counter_impl;
 use super::remote::{Operation, OperationKind, RemoteCounters};
 use super::{CounterOptions, CounterTrait};
+use crate::checked::OptionsCheck;
 
 /// A counter whose every call is one atomic Lua script on Redis: immediately consistent
 /// across processes.
@@ -35,9 +36,18 @@ use super::{CounterOptions, CounterTrait};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct StrictCounter {
     remote: RemoteCounters,
+    prefix: DistkitRedisKey,
+}
+
+/// Compact: the prefix (not the client).
+impl std::fmt::Debug for StrictCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrictCounter")
+            .field("prefix", &self.prefix.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StrictCounter {
@@ -49,9 +59,17 @@ impl StrictCounter {
     }
 
     /// A strict counter over the values of `options.prefix`. Starts no background work.
+    ///
+    /// The options are checked here, without any I/O, but this cannot fail: when
+    /// [`CounterOptions::validate`] refuses them, every operation returns its
+    /// [`DistkitError::InvalidOption`] before any I/O.
     pub fn new(options: CounterOptions) -> Arc<Self> {
+        let check = OptionsCheck::of(options.validate());
         Arc::new(Self {
-            remote: RemoteCounters::new(options.client, &options.prefix),
+            remote: RemoteCounters::new(options.client, &options.prefix)
+                .with_replica_acks(options.replica_acks)
+                .with_check(check),
+            prefix: options.prefix,
         })
     }
 }

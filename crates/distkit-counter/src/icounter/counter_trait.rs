@@ -56,6 +56,10 @@ pub trait InstanceAwareCounterTrait {
 
     /// [`inc`](Self::inc) when `C` satisfies `comparator`; returns `(new, old)` pairs, or the
     /// current pair twice when it does not.
+    ///
+    /// The condition held (and the write happened) exactly when `comparator.matches(old.0)`:
+    /// `old.0` is the `C` it was checked against, in the same atomic step (`new == old` does
+    /// not tell: a write can leave the pair unchanged).
     async fn inc_if(
         &self,
         key: &DistkitRedisKey,
@@ -63,7 +67,12 @@ pub trait InstanceAwareCounterTrait {
         count: i64,
     ) -> Result<(Pair, Pair), DistkitError>;
 
-    /// [`set`](Self::set) when `C` satisfies `comparator`; returns `(new, old)` pairs.
+    /// [`set`](Self::set) when `C` satisfies `comparator`; returns `(new, old)` pairs, or the
+    /// current pair twice when it does not.
+    ///
+    /// The condition held (and the write happened) exactly when `comparator.matches(old.0)`:
+    /// `old.0` is the `C` it was checked against, in the same atomic step (`new == old` does
+    /// not tell: a write can leave the pair unchanged).
     async fn set_if(
         &self,
         key: &DistkitRedisKey,
@@ -72,7 +81,10 @@ pub trait InstanceAwareCounterTrait {
     ) -> Result<(Pair, Pair), DistkitError>;
 
     /// [`set_on_instance`](Self::set_on_instance) when `I` satisfies `comparator`; returns
-    /// `(new, old)` pairs.
+    /// `(new, old)` pairs, or the current pair twice when it does not.
+    ///
+    /// The condition held (and the write happened) exactly when `comparator.matches(old.1)`:
+    /// `old.1` is the `I` it was checked against, in the same atomic step.
     async fn set_on_instance_if(
         &self,
         key: &DistkitRedisKey,

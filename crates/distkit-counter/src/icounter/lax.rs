@@ -8,6 +8,8 @@ use super::absolute::{instance_counter_impl, only, with_both, with_new};
 use super::counter_trait::{InstanceAwareCounterTrait, Pair};
 use super::remote::{Kind, Lease, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
 use crate::buffer::{LaxCore, LaxOwner, Snapshot};
+use crate::checked::OptionsCheck;
+use crate::observe::FlushLabels;
 
 /// An instance-aware counter that buffers this instance's increments in memory and flushes
 /// them every `flush_interval`, like [`LaxCounter`](crate::counter::LaxCounter).
@@ -44,12 +46,25 @@ use crate::buffer::{LaxCore, LaxOwner, Snapshot};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct LaxInstanceAwareCounter {
     remote: Arc<RemoteInstanceCounters>,
     core: LaxCore<RemoteInstanceCounters>,
     heartbeat_started: AtomicBool,
     this: Weak<LaxInstanceAwareCounter>,
+}
+
+/// Compact: the prefix, the instance, the lease and lag settings and how many keys have
+/// deltas not yet confirmed.
+impl std::fmt::Debug for LaxInstanceAwareCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaxInstanceAwareCounter")
+            .field("prefix", &self.remote.prefix())
+            .field("instance_id", &self.remote.instance_id())
+            .field("dead_instance_threshold", &self.remote.threshold())
+            .field("allowed_lag", &self.core.allowed_lag())
+            .field("pending_keys", &self.core.pending_keys())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LaxOwner for LaxInstanceAwareCounter {
@@ -84,9 +99,14 @@ impl LaxInstanceAwareCounter {
     ///
     /// The flush and heartbeat tasks start on the current Tokio runtime; outside a runtime
     /// they start with the first operation (this never panics).
+    ///
+    /// The options are checked here, without any I/O, but this cannot fail: when
+    /// [`LaxInstanceAwareCounterOptions::validate`] refuses them, no task starts and every
+    /// operation returns its [`DistkitError::InvalidOption`] before any I/O.
     pub fn new(options: LaxInstanceAwareCounterOptions) -> Arc<Self> {
+        let check = OptionsCheck::of(options.validate());
         let lease = Lease {
-            threshold_ms: options.dead_instance_threshold_ms,
+            threshold: options.dead_instance_threshold,
             revival_window: options.revival_window,
         };
         let remote = Arc::new(RemoteInstanceCounters::new(
@@ -94,9 +114,14 @@ impl LaxInstanceAwareCounter {
             &options.prefix,
             lease,
             true,
+            check,
         ));
         let core = LaxCore::new(
             RemoteInstanceCounters::clone(&remote),
+            FlushLabels {
+                prefix: options.prefix.to_string(),
+                counter: "lax_instance_aware",
+            },
             options.allowed_lag,
             options.flush_interval,
         );
@@ -106,7 +131,9 @@ impl LaxInstanceAwareCounter {
             heartbeat_started: AtomicBool::new(false),
             this: this.clone(),
         });
-        counter.start_tasks();
+        if counter.remote.check().is_ok() {
+            counter.start_tasks_once();
+        }
         counter
     }
 
@@ -117,7 +144,7 @@ impl LaxInstanceAwareCounter {
     /// [`DistkitError::RedisError`] when Redis could not be reached; the deltas stay pending
     /// and are delivered, exactly once, by a later flush.
     pub async fn flush(&self) -> Result<(), DistkitError> {
-        self.start_tasks();
+        self.start_tasks()?;
         self.core.flush().await
     }
 
@@ -128,7 +155,7 @@ impl LaxInstanceAwareCounter {
     ///
     /// As [`InstanceAwareCounterTrait::inc`].
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
-        self.start_tasks();
+        self.start_tasks()?;
         let values = self
             .core
             .add(
@@ -171,7 +198,7 @@ impl LaxInstanceAwareCounter {
     ///
     /// As [`InstanceAwareCounterTrait::get`].
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError> {
-        self.start_tasks();
+        self.start_tasks()?;
         Ok(pair(
             self.core
                 .read_one(key, || self.fetch(key), overflow)
@@ -179,7 +206,20 @@ impl LaxInstanceAwareCounter {
         ))
     }
 
-    fn start_tasks(&self) {
+    /// Checks the options (before any I/O) and starts the flush and heartbeat tasks if they
+    /// are not running.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::InvalidOption`] when the options were invalid.
+    fn start_tasks(&self) -> Result<(), DistkitError> {
+        self.remote.check()?;
+        self.start_tasks_once();
+        Ok(())
+    }
+
+    /// Starts the flush and heartbeat tasks if they are not running.
+    fn start_tasks_once(&self) {
         self.core.start(&self.this);
         if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote) {
             self.heartbeat_started.store(true, Ordering::Release);
@@ -201,7 +241,7 @@ impl LaxInstanceAwareCounter {
     /// Runs operations in Redis once every pending delta was delivered, and records the
     /// values they leave.
     async fn apply_ops(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
-        self.start_tasks();
+        self.start_tasks()?;
         let outbox = self.core.flushed().await?;
         let outcomes = self.remote.run(ops).await?;
         // Recorded before any later flush can run; increments made meanwhile stay pending.
@@ -244,7 +284,7 @@ instance_counter_impl!(LaxInstanceAwareCounter {
         &self,
         keys: &[&'k DistkitRedisKey],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64, i64)>, DistkitError> {
-        self.start_tasks();
+        self.start_tasks()?;
         let fetch = |cold: Vec<&'k DistkitRedisKey>| async move {
             let outcomes = self.remote.run(&Op::reads(&cold)).await?;
             Ok(outcomes.into_iter().map(|outcome| snapshot(outcome.new)).collect())

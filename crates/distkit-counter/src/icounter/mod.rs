@@ -15,7 +15,7 @@
 //! # Liveness and cleanup
 //!
 //! Every call carries the instance's heartbeat, and a background task sends one every quarter
-//! of `dead_instance_threshold_ms` (30 s by default; values below 1 s are raised to 1 s), so
+//! of `dead_instance_threshold` (30 s by default; values below 1 s are raised to 1 s), so
 //! an idle instance stays alive. Each heartbeat renews the instance's lease by **its own**
 //! threshold: an instance whose lease ran out — judged by the Redis server's clock — is dead,
 //! whatever the thresholds of the others. The next call of any instance under the prefix
@@ -81,5 +81,8 @@ mod strict;
 pub use counter_trait::{InstanceAwareCounterTrait, Pair};
 pub use distkit_core::{CounterComparator, CounterError};
 pub use lax::LaxInstanceAwareCounter;
-pub use options::{LaxInstanceAwareCounterOptions, StrictInstanceAwareCounterOptions};
+pub use options::{
+    LaxInstanceAwareCounterOptions, LaxInstanceAwareCounterOptionsBuilder,
+    StrictInstanceAwareCounterOptions, StrictInstanceAwareCounterOptionsBuilder,
+};
 pub use strict::StrictInstanceAwareCounter;

@@ -10,9 +10,12 @@ use distkit_core::fred::types::Value;
 use distkit_core::script::{Attempts, CallPolicy};
 use distkit_core::task::spawn_if_in_runtime;
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
+use tracing::Instrument;
 
 use super::options::{MAX_DURATION_MS, MIN_DEAD_INSTANCE_THRESHOLD_MS};
 use crate::buffer::{Batch, Confirmation, DeltaSink, Snapshot};
+use crate::checked::OptionsCheck;
+use crate::observe;
 use crate::scripts::INSTANCE_COUNTER;
 use crate::wire::{decode_array, decode_i64, script_error};
 
@@ -143,7 +146,7 @@ pub(crate) struct Outcome {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Lease {
     /// The dead-instance threshold, as configured (clamped by [`RemoteInstanceCounters::new`]).
-    pub(crate) threshold_ms: u64,
+    pub(crate) threshold: Duration,
     /// The revival window, as configured (clamped by [`RemoteInstanceCounters::new`]).
     pub(crate) revival_window: Duration,
 }
@@ -159,6 +162,7 @@ struct Flush {
 #[derive(Clone, Debug)]
 pub(crate) struct RemoteInstanceCounters {
     client: Client,
+    prefix: String,
     keys: Vec<String>,
     instance_id: String,
     threshold_ms: u64,
@@ -167,35 +171,60 @@ pub(crate) struct RemoteInstanceCounters {
     /// instance in the `flushes` hash, so that a first flush resent after a lost reply is
     /// not mistaken for one whose record was collected. `None` for a strict instance.
     flushed: Option<Arc<AtomicBool>>,
+    /// Whether the options were valid: every call checks it before any I/O.
+    check: OptionsCheck,
 }
 
 impl RemoteInstanceCounters {
     /// The counters of `prefix` for a fresh instance. The threshold is clamped to
     /// 1 s ..= [`MAX_DURATION_MS`], the revival window to threshold ..= [`MAX_DURATION_MS`].
-    /// `lax` says whether the instance sends numbered flushes.
-    pub(crate) fn new(client: Client, prefix: &DistkitRedisKey, lease: Lease, lax: bool) -> Self {
+    /// `lax` says whether the instance sends numbered flushes; every call is refused before
+    /// any I/O when `check` says the options were invalid.
+    pub(crate) fn new(
+        client: Client,
+        prefix: &DistkitRedisKey,
+        lease: Lease,
+        lax: bool,
+        check: OptionsCheck,
+    ) -> Self {
         let keys = KEY_KINDS
             .iter()
             .map(|kind| key_schema::instance_counter(prefix, kind))
             .collect();
-        let threshold_ms = lease
-            .threshold_ms
+        let threshold_ms = u64::try_from(lease.threshold.as_millis())
+            .unwrap_or(u64::MAX)
             .clamp(MIN_DEAD_INSTANCE_THRESHOLD_MS, MAX_DURATION_MS);
         let window_ms = u64::try_from(lease.revival_window.as_millis())
             .unwrap_or(u64::MAX)
             .clamp(threshold_ms, MAX_DURATION_MS);
         Self {
             client,
+            prefix: prefix.to_string(),
             keys,
             instance_id: ulid::Ulid::new().to_string(),
             threshold_ms,
             window_ms,
             flushed: lax.then(|| Arc::new(AtomicBool::new(false))),
+            check,
         }
+    }
+
+    /// `Ok` when the options were valid, else their [`DistkitError::InvalidOption`].
+    pub(crate) fn check(&self) -> Result<(), DistkitError> {
+        self.check.ok()
     }
 
     pub(crate) fn instance_id(&self) -> &str {
         &self.instance_id
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The dead-instance threshold in use (after clamping).
+    pub(crate) fn threshold(&self) -> Duration {
+        Duration::from_millis(self.threshold_ms)
     }
 
     /// How often an idle instance sends a heartbeat: a quarter of the threshold.
@@ -233,6 +262,7 @@ impl RemoteInstanceCounters {
         ops: &[Op<'_>],
         flush: Option<Flush>,
     ) -> Result<Vec<Outcome>, DistkitError> {
+        self.check()?;
         let register = self
             .flushed
             .as_ref()
@@ -284,6 +314,15 @@ impl RemoteInstanceCounters {
             .await
             .map_err(|error| script_error(error, attempts, key_at))?;
         let items = decode_array(reply)?;
+        // After the four values per operation, the number of instances this call found dead.
+        let reaped = items
+            .len()
+            .checked_rem(4)
+            .filter(|&extra| extra == 1)
+            .and_then(|_| items.last())
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        observe::instances_reaped(&self.prefix, &self.instance_id, reaped);
         let mut outcomes = Vec::with_capacity(ops.len());
         for (op, quad) in ops.iter().zip(items.chunks_exact(4)) {
             let key = op.key.map_or("", |key| key.as_str());
@@ -297,9 +336,18 @@ impl RemoteInstanceCounters {
         Ok(outcomes)
     }
 
-    /// Sends a heartbeat (and reaps dead instances' slices) without changing any value.
+    /// Sends a heartbeat (and reaps dead instances' slices) without changing any value, in a
+    /// `distkit.icounter.heartbeat` span.
     pub(crate) async fn beat(&self) -> Result<(), DistkitError> {
-        self.run(&[Op::global(Kind::Beat)]).await.map(drop)
+        let span = tracing::debug_span!(
+            "distkit.icounter.heartbeat",
+            prefix = self.prefix.as_str(),
+            instance = self.instance_id.as_str(),
+        );
+        self.run(&[Op::global(Kind::Beat)])
+            .instrument(span)
+            .await
+            .map(drop)
     }
 }
 
@@ -387,6 +435,10 @@ impl DeltaSink for RemoteInstanceCounters {
 
 /// Keeps `remote`'s instance alive while it exists: a heartbeat every quarter threshold.
 pub(crate) fn start_heartbeat(remote: &Arc<RemoteInstanceCounters>) -> bool {
+    if remote.check().is_err() {
+        // Invalid options: every operation reports them, and nothing runs in the background.
+        return false;
+    }
     let interval = remote.heartbeat_interval();
     let weak: Weak<RemoteInstanceCounters> = Arc::downgrade(remote);
     spawn_if_in_runtime(async move {
@@ -394,7 +446,12 @@ pub(crate) fn start_heartbeat(remote: &Arc<RemoteInstanceCounters>) -> bool {
             tokio::time::sleep(interval).await;
             let Some(remote) = weak.upgrade() else { return };
             if let Err(error) = remote.beat().await {
-                tracing::warn!(%error, "instance-aware counter heartbeat failed");
+                tracing::warn!(
+                    %error,
+                    prefix = remote.prefix(),
+                    instance = remote.instance_id(),
+                    "instance-aware counter heartbeat failed"
+                );
             }
         }
     })
@@ -417,10 +474,10 @@ mod tests {
             .unwrap()
             .unwrap();
         let lease = Lease {
-            threshold_ms: 30_000,
+            threshold: Duration::from_secs(30),
             revival_window: Duration::from_secs(3_600),
         };
-        RemoteInstanceCounters::new(client, prefix, lease, true)
+        RemoteInstanceCounters::new(client, prefix, lease, true, OptionsCheck::default())
     }
 
     fn batch(sequence: u64, stale: bool, key: &DistkitRedisKey, delta: i64) -> Batch {
@@ -496,16 +553,23 @@ mod tests {
         let client = Client::default();
         let prefix = DistkitRedisKey::new("p".to_owned()).unwrap();
         let short = Lease {
-            threshold_ms: 5_000,
+            threshold: Duration::from_secs(5),
             revival_window: Duration::from_millis(1),
         };
-        let remote = RemoteInstanceCounters::new(client.clone(), &prefix, short, false);
+        let remote = RemoteInstanceCounters::new(
+            client.clone(),
+            &prefix,
+            short,
+            false,
+            OptionsCheck::default(),
+        );
         assert_eq!((remote.threshold_ms, remote.window_ms), (5_000, 5_000));
         let huge = Lease {
-            threshold_ms: u64::MAX,
+            threshold: Duration::MAX,
             revival_window: Duration::MAX,
         };
-        let remote = RemoteInstanceCounters::new(client, &prefix, huge, false);
+        let remote =
+            RemoteInstanceCounters::new(client, &prefix, huge, false, OptionsCheck::default());
         assert_eq!(
             (remote.threshold_ms, remote.window_ms),
             (MAX_DURATION_MS, MAX_DURATION_MS)

@@ -7,6 +7,7 @@ use super::StrictInstanceAwareCounterOptions;
 use super::absolute::{instance_counter_impl, only, with_both, with_new};
 use super::counter_trait::{InstanceAwareCounterTrait, Pair};
 use super::remote::{Kind, Lease, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
+use crate::checked::OptionsCheck;
 
 /// An instance-aware counter whose every call is one atomic Lua script (`icounter`).
 ///
@@ -35,10 +36,20 @@ use super::remote::{Kind, Lease, Op, Outcome, RemoteInstanceCounters, start_hear
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct StrictInstanceAwareCounter {
     remote: Arc<RemoteInstanceCounters>,
     heartbeat_started: AtomicBool,
+}
+
+/// Compact: the prefix, the instance and its dead-instance threshold.
+impl std::fmt::Debug for StrictInstanceAwareCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrictInstanceAwareCounter")
+            .field("prefix", &self.remote.prefix())
+            .field("instance_id", &self.remote.instance_id())
+            .field("dead_instance_threshold", &self.remote.threshold())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StrictInstanceAwareCounter {
@@ -46,9 +57,14 @@ impl StrictInstanceAwareCounter {
     ///
     /// The heartbeat task starts on the current Tokio runtime; outside a runtime it starts
     /// with the first operation (this never panics).
+    ///
+    /// The options are checked here, without any I/O, but this cannot fail: when
+    /// [`StrictInstanceAwareCounterOptions::validate`] refuses them, no heartbeat starts and
+    /// every operation returns its [`DistkitError::InvalidOption`] before any I/O.
     pub fn new(options: StrictInstanceAwareCounterOptions) -> Arc<Self> {
+        let check = OptionsCheck::of(options.validate());
         let lease = Lease {
-            threshold_ms: options.dead_instance_threshold_ms,
+            threshold: options.dead_instance_threshold,
             revival_window: options.revival_window,
         };
         let remote = Arc::new(RemoteInstanceCounters::new(
@@ -56,6 +72,7 @@ impl StrictInstanceAwareCounter {
             &options.prefix,
             lease,
             false,
+            check,
         ));
         let counter = Arc::new(Self {
             remote,

@@ -63,8 +63,9 @@
 --           instance's slice), 'clear' (everything), 'cleari' (all of this instance's slices),
 --           'beat' (nothing: a heartbeat). 'clear' and 'cleari' are sent alone, never in a
 --           batch: they are not part of the undo log.
--- Returns 4 strings per operation: new C, new I, old C, old I. A failed comparison changes
--- nothing and returns the old pair twice.
+-- Returns 4 strings per operation: new C, new I, old C, old I (a failed comparison changes
+-- nothing and returns the old pair twice), then the number of instances this call found dead
+-- (step 2), for observability.
 -- Errors: 'DISTKIT_OVERFLOW <index>' (every write of the operations undone first);
 -- 'DISTKIT_FLUSH_EXPIRED' (a flush flagged by ARGV[6] whose instance has no `flushes` entry:
 -- it may have been applied before the record was collected, so it is not applied; nothing
@@ -215,9 +216,11 @@ local function reap(field)
   redis.call('ZREM', owned, field)
 end
 
+local found_dead = 0
 for _, instance in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. now)) do
   redis.call('ZREM', alive, instance)
   redis.call('ZADD', reaping, now, instance)
+  found_dead = found_dead + 1
 end
 while budget > 0 do
   local head = redis.call('ZRANGE', reaping, 0, 0, 'WITHSCORES')
@@ -431,4 +434,5 @@ end
 if flush ~= '' and not replay then
   redis.call('HSET', flushes, me, flush)
 end
+results[#results + 1] = found_dead
 return results

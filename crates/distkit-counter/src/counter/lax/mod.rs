@@ -10,6 +10,8 @@ use super::remote::{Operation, OperationKind, RemoteCounters};
 use super::strict::{single, with_new, with_new_and_old};
 use super::{CounterOptions, CounterTrait};
 use crate::buffer::{LaxCore, LaxOwner, Snapshot};
+use crate::checked::OptionsCheck;
+use crate::observe::FlushLabels;
 
 /// The error of a local sum that left the `i64` range.
 fn overflow(key: &DistkitRedisKey) -> DistkitError {
@@ -79,11 +81,21 @@ fn overflow(key: &DistkitRedisKey) -> DistkitError {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct LaxCounter {
     remote: RemoteCounters,
     core: LaxCore<FlushTarget>,
     this: Weak<LaxCounter>,
+}
+
+/// Compact: the prefix, the allowed lag and how many keys have deltas not yet confirmed.
+impl std::fmt::Debug for LaxCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaxCounter")
+            .field("prefix", &self.core.labels().prefix)
+            .field("allowed_lag", &self.core.allowed_lag())
+            .field("pending_keys", &self.core.pending_keys())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LaxOwner for LaxCounter {
@@ -99,11 +111,18 @@ impl LaxCounter {
     ///
     /// The flush task starts on the current Tokio runtime; called outside a runtime, it
     /// starts with the first operation instead (this never panics).
+    ///
+    /// The options are checked here, without any I/O, but this cannot fail: when
+    /// [`CounterOptions::validate`] refuses them, no flush task starts and every operation
+    /// returns its [`DistkitError::InvalidOption`] before any I/O.
     pub fn new(options: CounterOptions) -> Arc<Self> {
+        let check = OptionsCheck::of(options.validate());
         let CounterOptions {
             prefix,
             client,
             allowed_lag,
+            // A lax counter's writes are flushes; replica acknowledgement is a strict option.
+            replica_acks: _,
         } = options;
         let counter_id = ulid::Ulid::new().to_string();
         let target = FlushTarget {
@@ -112,12 +131,33 @@ impl LaxCounter {
             sequence_key: key_schema::counter_flush_sequence(&prefix, &counter_id),
         };
         let counter = Arc::new_cyclic(|this| Self {
-            remote: RemoteCounters::new(client, &prefix),
-            core: LaxCore::new(target, allowed_lag, allowed_lag),
+            remote: RemoteCounters::new(client, &prefix).with_check(check),
+            core: LaxCore::new(
+                target,
+                FlushLabels {
+                    prefix: prefix.to_string(),
+                    counter: "lax",
+                },
+                allowed_lag,
+                allowed_lag,
+            ),
             this: this.clone(),
         });
-        counter.core.start(&counter.this);
+        if counter.remote.check().is_ok() {
+            counter.core.start(&counter.this);
+        }
         counter
+    }
+
+    /// Checks the options (before any I/O) and starts the flush task if it is not running.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::InvalidOption`] when the options were invalid.
+    fn ready(&self) -> Result<(), DistkitError> {
+        self.remote.check()?;
+        self.core.start(&self.this);
+        Ok(())
     }
 
     /// Sends every pending delta to Redis now and waits for the confirmation.
@@ -130,7 +170,7 @@ impl LaxCounter {
     /// [`DistkitError::RedisError`] when Redis could not be reached; the deltas stay pending
     /// and are delivered by a later flush.
     pub async fn flush(&self) -> Result<(), DistkitError> {
-        self.core.start(&self.this);
+        self.ready()?;
         self.core.flush().await
     }
 
@@ -141,7 +181,7 @@ impl LaxCounter {
     ///
     /// As [`CounterTrait::inc`]; a local overflow falls back to the strict script.
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
-        self.core.start(&self.this);
+        self.ready()?;
         let values = self
             .core
             .add(
@@ -164,6 +204,7 @@ impl LaxCounter {
             Some(delta) => self.inc(key, delta).await,
             None => {
                 // -i64::MIN does not fit in a local delta: apply it directly.
+                self.ready()?;
                 let outbox = self.core.flushed().await?;
                 let value = self.remote.dec(key, count).await?;
                 self.core
@@ -183,7 +224,7 @@ impl LaxCounter {
     ///
     /// As [`CounterTrait::get`].
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
-        self.core.start(&self.this);
+        self.ready()?;
         let fetch = || async { Ok(Snapshot::single(self.remote.get(key).await?)) };
         Ok(self.core.read_one(key, fetch, overflow).await?.total)
     }
@@ -199,7 +240,7 @@ impl LaxCounter {
         &self,
         operations: &[Operation<'_>],
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
-        self.core.start(&self.this);
+        self.ready()?;
         let outbox = self.core.flushed().await?;
         let results = self.remote.apply(operations).await?;
         // Recorded before any later flush can run; increments made meanwhile stay pending.
@@ -228,7 +269,7 @@ counter_impl!(LaxCounter {
     }
 
     async fn clear(&self) -> Result<(), DistkitError> {
-        self.core.start(&self.this);
+        self.ready()?;
         let outbox = self.core.flushed().await?;
         self.remote.clear().await?;
         self.core.local().forget_all(|_| Snapshot::default());
@@ -240,7 +281,7 @@ counter_impl!(LaxCounter {
         &self,
         keys: &[&'k DistkitRedisKey],
     ) -> Result<Vec<(&'k DistkitRedisKey, i64)>, DistkitError> {
-        self.core.start(&self.this);
+        self.ready()?;
         let fetch = |cold: Vec<&'k DistkitRedisKey>| async move {
             Ok(self
                 .remote
