@@ -65,10 +65,20 @@ async fn invalid_options_fail_every_acquire_before_any_io() {
     let empty_owner = LockOptions::builder(name.clone(), client.clone())
         .owner_id("")
         .build();
+    // An id with a space would read as a prefix of another in the scripts ("job" of
+    // "job 1"); control characters likewise.
+    let spaced_owner = LockOptions::builder(name.clone(), client.clone())
+        .owner_id("job 1")
+        .build();
+    let control_owner = LockOptions::builder(name.clone(), client.clone())
+        .owner_id("job\n1")
+        .build();
     for (options, expected) in [
         (zero_ttl, LockError::InvalidTtl(0)),
         (tiny_ttl, LockError::InvalidTtl(0)),
         (empty_owner, LockError::InvalidOwner),
+        (spaced_owner, LockError::InvalidOwner),
+        (control_owner, LockError::InvalidOwner),
     ] {
         let mutex = Mutex::new(options.clone());
         assert_eq!(

@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use common::{bounded, client, fresh_key};
@@ -692,13 +693,16 @@ async fn a_release_cancelled_part_way_still_releases_the_lock() {
     for _ in 0..3 {
         let guard = bounded(mutex.lock()).await.unwrap();
         // The release script is gone: the release needs `EVALSHA`, `NOSCRIPT`, then `EVAL`,
-        // and is cancelled after its first step.
+        // and is cancelled after its first step: polled once (which queues the `EVALSHA`; on
+        // this current-thread runtime no reply can arrive during that poll), then dropped.
+        // (A zero timeout would not do: its timer may fire only after a later poll, by which
+        // time the release may have finished.)
         assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
-        assert!(
-            tokio::time::timeout(Duration::ZERO, guard.release())
-                .await
-                .is_err()
-        );
+        let mut release = Box::pin(guard.release());
+        let first_poll =
+            std::future::poll_fn(|context| Poll::Ready(release.as_mut().poll(context))).await;
+        assert!(first_poll.is_pending(), "the release finished in one poll");
+        drop(release);
         // Not after the 30 s lease: at once, in the background.
         common::eventually("the cancelled release to take effect", || async {
             other.try_lock().await.map(drop).is_ok()

@@ -14,10 +14,10 @@ use distkit_core::fred::clients::{Client, SubscriberClient};
 use distkit_core::fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
 use distkit_core::fred::types::{ClusterHash, CustomCommand, Value};
 use distkit_core::key_schema::slot_of;
-use distkit_core::{DistkitRedisKey, connect};
+use distkit_core::{DistkitRedisKey, ReplicaAcks, connect};
 use distkit_lock::lock::{LockOptions, Mutex, RwLock};
 use distkit_test_support::bench::{BenchError, calls_per_second, raw_evalsha};
-use distkit_test_support::{TestRedis, unique_prefix};
+use distkit_test_support::{ReplicatedRedis, TestRedis, unique_prefix};
 
 type BenchResult<T> = Result<T, BenchError>;
 
@@ -67,6 +67,8 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
     let release_sha: String = client.script_load_cluster(RAW_RELEASE).await?;
     let own_acquire: String = client
         .script_load_cluster(concat!(
+            include_str!("../src/scripts/fence.lua"),
+            include_str!("../src/scripts/loss_guard.lua"),
             include_str!("../src/scripts/mutex_acquire.lua"),
             include_str!("../src/scripts/mutex_common.lua"),
             include_str!("../src/scripts/mutex_acquire_queue.lua")
@@ -74,6 +76,8 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
         .await?;
     let own_release: String = client
         .script_load_cluster(concat!(
+            include_str!("../src/scripts/fence.lua"),
+            include_str!("../src/scripts/loss_guard.lua"),
             include_str!("../src/scripts/mutex_release.lua"),
             include_str!("../src/scripts/mutex_common.lua"),
             include_str!("../src/scripts/mutex_release_handover.lua")
@@ -342,6 +346,59 @@ async fn readers(client: &Client) -> BenchResult<()> {
     Ok(())
 }
 
+/// The cost of the data-loss options, against the same mutex without them, in the same run:
+/// uncontended `try_lock()` + `release()` on a primary with one replica (in sync), with
+/// `replica_acks(1 replica)` and with `loss_quarantine`.
+async fn data_loss_options() -> BenchResult<()> {
+    let topology = ReplicatedRedis::start(1);
+    let client = connect(&topology.primary_url()).await?;
+    let build = |acks: bool, quarantine: bool| {
+        let mut options = LockOptions::builder(key(&unique_prefix()), client.clone())
+            .ttl(Duration::from_secs(1))
+            .loss_quarantine(quarantine)
+            .build();
+        if acks {
+            options.replica_acks = Some(ReplicaAcks::new(1, Duration::from_secs(1)));
+        }
+        Mutex::new(options)
+    };
+    let (plain, acked, guarded) = (build(false, false), build(true, false), build(false, true));
+    let (mut base, mut with_acks, mut with_guard) = (0.0_f64, 0.0_f64, 0.0_f64);
+    let run = |mutex: Arc<Mutex>| {
+        calls_per_second(1, ROUND, move |_| {
+            let m = Arc::clone(&mutex);
+            async move {
+                m.try_lock().await?.release().await?;
+                Ok(())
+            }
+        })
+    };
+    let guard_ready = Instant::now();
+    for round in 0..ROUNDS {
+        base = base.max(run(Arc::clone(&plain)).await?);
+        with_acks = with_acks.max(run(Arc::clone(&acked)).await?);
+        if round == 0 {
+            // A fresh server: the guarded lock waits until the server is up for ttl + 1 s.
+            while guarded.try_lock().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            println!(
+                "  (loss_quarantine on a fresh server: first grant after {:?})",
+                guard_ready.elapsed()
+            );
+        }
+        with_guard = with_guard.max(run(Arc::clone(&guarded)).await?);
+    }
+    println!("Mutex uncontended try_lock()+release() on a primary with one replica");
+    println!(
+        "  plain {base:>8.0}/s | replica_acks(1) {with_acks:>8.0}/s -> ratio {:.2} \
+         | loss_quarantine {with_guard:>8.0}/s -> ratio {:.2}",
+        with_acks / base,
+        with_guard / base
+    );
+    Ok(())
+}
+
 fn main() -> BenchResult<()> {
     let redis = TestRedis::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -353,6 +410,9 @@ fn main() -> BenchResult<()> {
         uncontended(&client).await?;
         handoffs(&redis, &client).await?;
         readers(&client).await?;
+        if std::env::var("REDIS_URL").is_err() {
+            data_loss_options().await?;
+        }
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     })?;
     Ok(())

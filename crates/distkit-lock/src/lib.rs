@@ -9,5 +9,6 @@ mod scripts;
 
 // Everything a project depending only on this crate needs besides its own items.
 pub use distkit_core::{
-    ConnectOptions, DistkitError, DistkitRedisKey, LockError, ReconnectPolicy, connect, fred,
+    ConnectOptions, DistkitError, DistkitRedisKey, LockError, ReconnectPolicy, ReplicaAcks,
+    connect, fred,
 };

@@ -6,6 +6,8 @@ use distkit_core::script::LuaScript;
 pub(crate) static MUTEX_ACQUIRE: LuaScript = LuaScript::new(
     "mutex_acquire",
     concat!(
+        include_str!("scripts/fence.lua"),
+        include_str!("scripts/loss_guard.lua"),
         include_str!("scripts/mutex_acquire.lua"),
         include_str!("scripts/mutex_common.lua"),
         include_str!("scripts/mutex_acquire_queue.lua")
@@ -15,6 +17,8 @@ pub(crate) static MUTEX_ACQUIRE: LuaScript = LuaScript::new(
 pub(crate) static MUTEX_RELEASE: LuaScript = LuaScript::new(
     "mutex_release",
     concat!(
+        include_str!("scripts/fence.lua"),
+        include_str!("scripts/loss_guard.lua"),
         include_str!("scripts/mutex_release.lua"),
         include_str!("scripts/mutex_common.lua"),
         include_str!("scripts/mutex_release_handover.lua")
@@ -24,6 +28,8 @@ pub(crate) static MUTEX_RELEASE: LuaScript = LuaScript::new(
 pub(crate) static MUTEX_LEAVE_QUEUE: LuaScript = LuaScript::new(
     "mutex_leave_queue",
     concat!(
+        include_str!("scripts/fence.lua"),
+        include_str!("scripts/loss_guard.lua"),
         include_str!("scripts/mutex_common.lua"),
         include_str!("scripts/mutex_leave_queue.lua")
     ),
@@ -43,6 +49,7 @@ pub(crate) static OWNER_EXTEND: LuaScript =
 pub(crate) static RW_ACQUIRE_READ: LuaScript = LuaScript::new(
     "rw_acquire_read",
     concat!(
+        include_str!("scripts/loss_guard.lua"),
         include_str!("scripts/rw_common.lua"),
         include_str!("scripts/rw_acquire_read.lua")
     ),
@@ -51,6 +58,8 @@ pub(crate) static RW_ACQUIRE_READ: LuaScript = LuaScript::new(
 pub(crate) static RW_ACQUIRE_WRITE: LuaScript = LuaScript::new(
     "rw_acquire_write",
     concat!(
+        include_str!("scripts/fence.lua"),
+        include_str!("scripts/loss_guard.lua"),
         include_str!("scripts/rw_common.lua"),
         include_str!("scripts/rw_acquire_write.lua")
     ),

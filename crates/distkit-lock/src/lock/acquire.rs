@@ -48,6 +48,9 @@ pub(crate) struct Waiting<'a> {
     pub(crate) retry_interval: Duration,
     /// The provisional lease a handover grants, for locks that hand over.
     pub(crate) handover_lease: Option<Duration>,
+    /// Whether a handover message may count as the grant (see [`acquire`]); off with replica
+    /// acknowledgement, whose grants must be confirmed by an attempt that waits for replicas.
+    pub(crate) trust_handovers: bool,
 }
 
 /// What one acquisition attempt found.
@@ -111,11 +114,13 @@ const FIRST_ATTEMPT_GRACE: Duration = Duration::from_millis(100);
 /// A `granted` message only says that a release handed the lock to this waiter at some
 /// point; the waiter may have stalled since (a blocked runtime, a GC-like pause) and the
 /// provisional lease may have run out and the lock gone to someone else. The message counts
-/// as the grant only with proof that it is the latest state: its fencing token must be the
-/// one right after the fencing counter a refused attempt of this waiter saw (no acquisition
-/// came between that refusal and the handover, so the handover came after the refusal and
-/// its lease runs at least from when that attempt was sent), and at least half of that lease
-/// must be left. Otherwise the message only wakes the waiter, and its next attempt asks
+/// as the grant only with proof that it is the latest state: the lock's fencing token before
+/// the handover (the message carries it) must be the one a refused attempt of this waiter
+/// saw (no acquisition came between that refusal and the handover, so the handover came
+/// after the refusal and its lease runs at least from when that attempt was sent), and at
+/// least half of that lease must be left. With replica acknowledgement on, messages never
+/// count as the grant (`trust_handovers` is off): the waiter's next attempt confirms the
+/// handover and waits for the replicas. Otherwise the message only wakes the waiter, and its next attempt asks
 /// Redis, which confirms a handover that still stands (and renews it to a full ttl).
 ///
 /// # Errors
@@ -167,13 +172,18 @@ where
     let mut last_refused: Option<(Instant, u64)> = None;
     let mut index = 0_usize;
     loop {
-        if let (Some(fencing_token), Some((since, refused_fence))) = (
-            interest.as_ref().and_then(Interest::take_grant),
+        if let (Some(grant), Some((since, refused_fence))) = (
+            interest
+                .as_ref()
+                .and_then(Interest::take_grant)
+                .filter(|_| waiting.trust_handovers),
             last_refused,
         ) {
-            // Proof that the message is the latest state (see the function docs): the next
-            // fencing token after the refusal, and at least half of the lease left.
-            let next = refused_fence.checked_add(1) == Some(fencing_token);
+            // Proof that the message is the latest state (see the function docs): the
+            // fencing token right after the one the refusal saw, and at least half of the
+            // lease left.
+            let fencing_token = grant.fence;
+            let next = grant.previous == refused_fence && fencing_token > refused_fence;
             let fresh = waiting
                 .handover_lease
                 .is_none_or(|lease| since.elapsed() < lease.checked_div(2).unwrap_or_default());

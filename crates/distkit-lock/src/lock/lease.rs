@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::types::Value;
 use distkit_core::script::{CallPolicy, LuaScript};
-use distkit_core::{DistkitError, LockError};
+use distkit_core::{DistkitError, LockError, ReplicaAcks};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::acquire::Attempt;
+use super::observe::{self, LockKind};
 use super::renewal::{QueueSlot, RenewalScheduler};
 use super::{LockGuardState, Reply, decode_grant};
 use crate::scripts::{
@@ -42,9 +44,56 @@ pub(crate) struct LeaseTarget {
     pub(crate) channel: String,
     pub(crate) token: String,
     pub(crate) ttl: Duration,
+    /// The loss-guard argument of the release script (`'1'` with
+    /// [`LockOptions::loss_quarantine`](super::LockOptions::loss_quarantine)).
+    pub(crate) loss_guard: &'static str,
+    /// [`LockOptions::replica_acks`](super::LockOptions::replica_acks).
+    pub(crate) replica_acks: Option<ReplicaAcks>,
+}
+
+/// Runs `script`, then, with `acks`, waits for the replicas (`LuaScript::run_acknowledged`);
+/// returns the reply and, when fewer replicas acknowledged than asked for, the
+/// [`LockError::NotReplicated`] to report if the reply granted something.
+async fn run_script(
+    client: &Client,
+    acks: Option<ReplicaAcks>,
+    script: &LuaScript,
+    keys: &[&str],
+    args: Vec<Value>,
+    policy: CallPolicy,
+) -> Result<(Value, Option<LockError>), DistkitError> {
+    let Some(acks) = acks else {
+        return Ok((script.run(client, keys, args, policy).await?, None));
+    };
+    // Boxed: the paired EVALSHA + WAIT future is large, and every lease operation's future
+    // would otherwise carry it inline.
+    let (reply, acknowledged) =
+        Box::pin(script.run_acknowledged(client, keys, args, policy, acks)).await?;
+    let shortfall = (acknowledged < acks.replicas).then_some(LockError::NotReplicated {
+        acknowledged,
+        required: acks.replicas,
+    });
+    Ok((reply, shortfall))
+}
+
+impl LeaseKind {
+    /// The lock kind this lease is for, for spans and metrics.
+    fn lock_kind(self) -> LockKind {
+        match self {
+            Self::Owner => LockKind::Write,
+            Self::Mutex => LockKind::Mutex,
+            Self::Reader => LockKind::Read,
+        }
+    }
 }
 
 impl LeaseTarget {
+    /// The Redis key that names the lease's lock (the owner key; for a reader, the writer
+    /// key of its rwlock).
+    fn lock_key(&self) -> &str {
+        self.keys.first().map_or("", String::as_str)
+    }
+
     fn ttl_ms(&self) -> i64 {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
@@ -59,21 +108,29 @@ impl LeaseTarget {
 
     /// Renews the lease to a full ttl if it still holds the token (`owner_extend` or
     /// `rw_extend_read`, atomic). Idempotent, so it may be replayed after a reconnect.
+    ///
+    /// With replica acknowledgement, a renewal that too few replicas acknowledged is an
+    /// error ([`LockError::NotReplicated`]): it confirms nothing.
     pub(crate) async fn extend_once(&self, timeout: Duration) -> Result<bool, DistkitError> {
         let (script, keys): (&LuaScript, _) = match self.kind {
             LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_key()),
             LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys()),
         };
         let args = vec![Value::from(self.token.as_str()), Value::from(self.ttl_ms())];
-        let reply = script
-            .run(
-                &self.client,
-                &keys,
-                args,
-                CallPolicy::RETRY.with_timeout(timeout),
-            )
-            .await?;
-        Ok(reply.as_i64() == Some(1))
+        let (reply, shortfall) = run_script(
+            &self.client,
+            self.replica_acks,
+            script,
+            &keys,
+            args,
+            CallPolicy::RETRY.with_timeout(timeout),
+        )
+        .await?;
+        let renewed = reply.as_i64() == Some(1);
+        match shortfall {
+            Some(error) if renewed => Err(error.into()),
+            _ => Ok(renewed),
+        }
     }
 
     /// Deletes the lease if it still holds the token and announces the release
@@ -84,10 +141,14 @@ impl LeaseTarget {
             LeaseKind::Mutex => (&MUTEX_RELEASE, self.all_keys()),
             LeaseKind::Reader => (&RW_RELEASE_READ, self.all_keys()),
         };
-        let args = vec![
+        let mut args = vec![
             Value::from(self.token.as_str()),
             Value::from(self.channel.as_str()),
         ];
+        if self.kind == LeaseKind::Mutex {
+            // The loss guard of the handover to the next waiter.
+            args.extend([Value::from(self.loss_guard), Value::from(self.ttl_ms())]);
+        }
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
@@ -303,6 +364,21 @@ impl Lease {
         self.attempt
     }
 
+    /// The compact `Debug` output of a guard named `name` on the lock `lock`.
+    pub(crate) fn debug_guard(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        name: &str,
+        lock: &str,
+    ) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("lock", &lock)
+            .field("state", &self.state())
+            .field("fencing_token", &self.fencing_token)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+
     pub(crate) async fn extend(&self) -> Result<(), DistkitError> {
         let sent_at = Instant::now();
         let renewed = self
@@ -311,7 +387,10 @@ impl Lease {
             .extend_once(self.shared.target.ttl)
             .await?;
         if self.shared.record_renewal(sent_at, renewed) {
+            observe::lease_lost(self.shared.target.kind.lock_kind(), "refused");
             tracing::warn!(
+                lock = self.shared.target.lock_key(),
+                kind = self.shared.target.kind.lock_kind().as_str(),
                 token = self.shared.target.token.as_str(),
                 "lock lease extension refused: the lease is lost"
             );
@@ -378,23 +457,42 @@ pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalS
     }
     let period = renewal_period(shared.target.ttl);
     let sent_at = Instant::now();
+    let kind = shared.target.kind.lock_kind();
+    let span = tracing::debug_span!(
+        "distkit.lock.renew",
+        lock = shared.target.lock_key(),
+        kind = kind.as_str(),
+    );
     // One WARN per loss (refused, or lapsed while renewals fail), not one per renewal: a
     // guard kept after its loss would otherwise log every ttl/3 for as long as it lives.
-    match shared.target.extend_once(period).await {
+    match shared
+        .target
+        .extend_once(period)
+        .instrument(span.clone())
+        .await
+    {
         Ok(renewed) => {
             if shared.record_renewal(sent_at, renewed) {
+                observe::lease_lost(kind, "refused");
                 tracing::warn!(
+                    parent: &span,
                     token = shared.target.token.as_str(),
                     "lock lease renewal refused: the lease is lost"
                 );
             }
         }
-        Err(error) if shared.first_lapse() => tracing::warn!(
-            %error,
-            token = shared.target.token.as_str(),
-            "lock lease renewals failed for a whole ttl: the lease is presumed lost; retrying"
-        ),
-        Err(error) => tracing::debug!(%error, "lock lease renewal failed; retrying"),
+        Err(error) if shared.first_lapse() => {
+            observe::lease_lost(kind, "lapsed");
+            tracing::warn!(
+                parent: &span,
+                %error,
+                token = shared.target.token.as_str(),
+                "lock lease renewals failed for a whole ttl: the lease is presumed lost; retrying"
+            );
+        }
+        Err(error) => {
+            tracing::debug!(parent: &span, %error, "lock lease renewal failed; retrying");
+        }
     }
     let next = sent_at
         .checked_add(period)
@@ -460,20 +558,30 @@ impl AttemptGuard {
         keys: &[&str],
         args: Vec<Value>,
     ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
-        let client = match &self.target {
-            Some(target) => target.client.clone(),
+        let (client, acks) = match &self.target {
+            Some(target) => (target.client.clone(), target.replica_acks),
             None => return Ok(Attempt::Refused { fence: 0 }),
         };
         let sent_at = Instant::now();
-        let reply = script.run(&client, keys, args, CallPolicy::ONCE).await;
-        let reply = decode_grant(reply?)?;
+        let (reply, shortfall) =
+            run_script(&client, acks, script, keys, args, CallPolicy::ONCE).await?;
+        let reply = decode_grant(reply)?;
         let target = self.disarm();
-        Ok(match (reply, target) {
-            (Reply::Granted(fencing_token), Some(target)) => {
+        Ok(match (reply, target, shortfall) {
+            (Reply::Granted(_), Some(target), Some(shortfall)) => {
+                // Not acknowledged by enough replicas: give back what was taken (its own
+                // token only), in a task of its own so that a cancelled caller still does.
+                let released = tokio::spawn(async move { target.release_once().await }).await;
+                if let Ok(Err(error)) = released {
+                    tracing::warn!(%error, "releasing a lock grant the replicas did not acknowledge failed; its lease expires after its ttl");
+                }
+                return Err(shortfall.into());
+            }
+            (Reply::Granted(fencing_token), Some(target), None) => {
                 Attempt::Won((target, sent_at, fencing_token))
             }
-            (Reply::Refused(fence), _) => Attempt::Refused { fence },
-            (Reply::Granted(_), None) => Attempt::Refused { fence: 0 },
+            (Reply::Refused(fence), _, _) => Attempt::Refused { fence },
+            (Reply::Granted(_), None, _) => Attempt::Refused { fence: 0 },
         })
     }
 }

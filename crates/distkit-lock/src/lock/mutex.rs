@@ -3,21 +3,25 @@ use std::time::{Duration, Instant};
 
 use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
+use tracing::Instrument;
 
 use super::acquire::{
     Acquired, Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods,
 };
 use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
+use super::observe::{self, LockKind};
 use super::{LockGuardState, LockOptions, LockServices};
 use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 
 /// A distributed mutual-exclusion lock, shaped like `tokio::sync::Mutex`.
 ///
 /// The lock is the key `<namespace>:{<key>}` holding the holder's token with a `PX` lease;
-/// beside it, under the same hash tag: `…:fence` (the fencing counter), `…:waitlist` and
-/// `…:waiters` (waiters in arrival order; their heartbeats, leases and inboxes) and
-/// `…:handover` (the last handover).
+/// beside it, under the same hash tag: `…:fence` (the last fencing token), `…:waitlist` and
+/// `…:waiters` (waiters in arrival order; their heartbeats, leases and inboxes),
+/// `…:handover` (the last handover) and, with
+/// [`loss_quarantine`](LockOptions::loss_quarantine), `…:epoch` and `…:quarantine` (see
+/// *After data loss* in the [module docs](super)).
 ///
 /// - Acquisition runs the `mutex_acquire` script (atomic: take the lock if it is free and no
 ///   earlier waiter is in line, bump the fencing token; otherwise join the line).
@@ -79,13 +83,27 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct Mutex {
     options: LockOptions,
     services: LockServices,
-    /// owner, fence, waitlist, waiters, handover (see `mutex_common.lua`).
+    /// owner, fence, waitlist, waiters, handover, epoch, quarantine (see `mutex_common.lua`).
     keys: Vec<String>,
     channel: String,
+    /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
+    name: Arc<str>,
+}
+
+/// Compact: the lock's name and the options that shape its behaviour (not the client).
+impl std::fmt::Debug for Mutex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mutex")
+            .field("namespace", &self.options.namespace.as_str())
+            .field("key", &self.options.key.as_str())
+            .field("ttl", &self.options.ttl)
+            .field("owner_id", &self.options.owner_id)
+            .field("max_wait", &self.options.max_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Mutex {
@@ -94,16 +112,25 @@ impl Mutex {
     pub fn new(options: LockOptions) -> Arc<Self> {
         let mut keys = vec![key_schema::lock_owner(&options.namespace, &options.key)];
         keys.extend(
-            ["fence", "waitlist", "waiters", "handover"]
-                .into_iter()
-                .map(|part| key_schema::lock_part(&options.namespace, &options.key, part)),
+            [
+                "fence",
+                "waitlist",
+                "waiters",
+                "handover",
+                "epoch",
+                "quarantine",
+            ]
+            .into_iter()
+            .map(|part| key_schema::lock_part(&options.namespace, &options.key, part)),
         );
         let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
+        let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
             keys,
             channel,
+            name,
         })
     }
 
@@ -117,7 +144,29 @@ impl Mutex {
         try_lock_with_retries
     );
 
+    /// [`Self::acquire_untraced`] in its `distkit.lock.acquire` span, with its metrics.
     async fn acquire(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
+        let span =
+            observe::acquire_span(&self.options.namespace, &self.options.key, LockKind::Mutex);
+        let started = Instant::now();
+        let acquired = self
+            .acquire_untraced(patience)
+            .instrument(span.clone())
+            .await;
+        if let Ok(guard) = &acquired {
+            observe::granted(&span, guard.get_on_attempt(), guard.fencing_token());
+        }
+        observe::acquisition_ended(
+            &span,
+            LockKind::Mutex,
+            &self.options.namespace,
+            started.elapsed(),
+            acquired.as_ref().map(drop),
+        );
+        acquired
+    }
+
+    async fn acquire_untraced(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
         self.options.validate()?;
         let explicit_owner = self.options.owner_id.is_some();
         let token = self
@@ -133,6 +182,7 @@ impl Mutex {
             },
             retry_interval: self.options.retry_interval,
             handover_lease: Some(self.options.handover_lease()),
+            trust_handovers: self.options.replica_acks.is_none(),
         };
         let queued = patience.waits();
         // A queued acquisition leaves the queue (passing on a handover not yet confirmed)
@@ -145,13 +195,15 @@ impl Mutex {
                 Value::from(token.as_str()),
                 Value::from(self.channel.as_str()),
                 Value::from(if explicit_owner { "1" } else { "0" }),
+                Value::from(self.options.loss_guard_argument()),
+                Value::from(self.options.ttl_ms()),
             ],
             armed: true,
         });
-        let (acquired, attempt) = acquire(waiting, patience, |_| {
+        let (acquired, attempt) = Box::pin(acquire(waiting, patience, |_| {
             let token = token.clone();
             async move { self.attempt(token, queued, explicit_owner).await }
-        })
+        }))
         .await?;
         if let Some(place) = place {
             place.disarm();
@@ -165,13 +217,17 @@ impl Mutex {
                 fencing_token,
                 since,
             } => (
-                self.target(token),
+                {
+                    observe::handed_over(&self.options.namespace);
+                    self.target(token)
+                },
                 since,
                 Granted::Provisional(self.options.handover_lease()),
                 fencing_token,
             ),
         };
         Ok(MutexGuard {
+            lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
                 lease_target,
@@ -191,6 +247,8 @@ impl Mutex {
             channel: self.channel.clone(),
             token,
             ttl: self.options.ttl,
+            loss_guard: self.options.loss_guard_argument(),
+            replica_acks: self.options.replica_acks,
         }
     }
 
@@ -209,6 +267,7 @@ impl Mutex {
             Value::from(if explicit_owner { "1" } else { "0" }),
             Value::from(self.services.notifier.inbox_argument(&self.channel)),
             Value::from(self.channel.as_str()),
+            Value::from(self.options.loss_guard_argument()),
         ];
         let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         AttemptGuard::new(target, !explicit_owner)
@@ -244,9 +303,17 @@ impl Mutex {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct MutexGuard {
+    /// `<namespace>:{<key>}`.
+    lock: Arc<str>,
     lease: Lease,
+}
+
+/// Compact: the lock, the state, the fencing token and the winning attempt.
+impl std::fmt::Debug for MutexGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.lease.debug_guard(f, "MutexGuard", &self.lock)
+    }
 }
 
 impl MutexGuard {

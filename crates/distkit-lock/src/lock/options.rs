@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use distkit_core::fred::clients::Client;
-use distkit_core::{DistkitError, DistkitRedisKey, LockError};
+use distkit_core::{DistkitError, DistkitRedisKey, LockError, ReplicaAcks};
 
 /// The default lock namespace.
 const DEFAULT_NAMESPACE: &str = "distkit-locks";
@@ -13,7 +13,12 @@ const MIN_QUEUE_WINDOW: Duration = Duration::from_millis(250);
 const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How to build a [`Mutex`](super::Mutex) or an [`RwLock`](super::RwLock).
+///
+/// Build it with [`new`](Self::new) and set fields, or with [`builder`](Self::builder). The
+/// values are checked by [`validate`](Self::validate), which every acquisition runs before
+/// any I/O.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct LockOptions {
     /// The name of the lock. Locks with the same namespace and key exclude each other across
     /// processes.
@@ -40,6 +45,10 @@ pub struct LockOptions {
     /// alike. Guards sharing an id share the hold: releasing (or dropping) one releases it
     /// for all of them, and each renews it with its own object's `ttl` (give lock objects
     /// that share an id the same options).
+    ///
+    /// An id is non-empty and has no whitespace or control characters: the scripts store
+    /// it next to numbers separated by spaces, and an id with a space could be read as a
+    /// prefix of another (`"job"` of `"job 1"`).
     pub owner_id: Option<String>,
     /// The bound of `lock()`, `read()` and `write()`; `None` waits forever. Default `None`.
     pub max_wait: Option<Duration>,
@@ -47,6 +56,37 @@ pub struct LockOptions {
     /// wake a waiter sooner. Zero spins with a yield between attempts. At most
     /// [`MAX_RETRY_INTERVAL`](Self::MAX_RETRY_INTERVAL) (1 hour). Default 50 ms.
     pub retry_interval: Duration,
+    /// Refuse grants after Redis may have lost the lock's state, until every earlier
+    /// holder's lease has surely run out. Default `false`.
+    ///
+    /// On: the grant scripts keep two more keys under the lock's hash tag, `…:epoch` (no
+    /// TTL: the run id of the Redis process that last checked the lock) and
+    /// `…:quarantine`, and call `INFO server` (a few µs). Nothing is granted (attempts are
+    /// refused as if the lock were held, and a release deletes the lock instead of handing
+    /// it over) for one `ttl` after a grant finds the lock's state written by another Redis
+    /// process (a restart that kept its data, a failover), and until the server has been up
+    /// for `ttl` + 1 s when the lock has no state at all and the server started less than
+    /// that ago (a restart without persistence — or a fresh server: Redis cannot tell them
+    /// apart, so the first use of a lock on a server younger than a ttl waits too). Give
+    /// every lock object of one key the same `ttl`. See the module docs, *After data loss*,
+    /// for what it cannot catch.
+    pub loss_quarantine: bool,
+    /// Count a grant or a renewal only once this many replicas acknowledged it (`WAIT`,
+    /// sent right after the script on the same connection). `None` (the default): no
+    /// waiting.
+    ///
+    /// - An acquisition whose grant is not acknowledged in time releases what it took (its
+    ///   own token only) and fails with [`LockError::NotReplicated`]; it never returns a
+    ///   guard. A mutex waiter does not take a handover from its announcement: its next
+    ///   attempt confirms the handover and waits for the replicas.
+    /// - A renewal that is not acknowledged in time does not confirm the lease (as if the
+    ///   renewal had failed): the guard stays `Acquired` while an earlier confirmation still
+    ///   covers it and turns `Lost` once none did for a ttl; [`extend`](super::MutexGuard::extend)
+    ///   reports [`LockError::NotReplicated`].
+    /// - Releases are not acknowledged.
+    ///
+    /// Checked by [`validate`](Self::validate) ([`ReplicaAcks::validate`]).
+    pub replica_acks: Option<ReplicaAcks>,
 }
 
 impl LockOptions {
@@ -58,7 +98,7 @@ impl LockOptions {
     pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
     /// Options with the defaults: namespace `distkit-locks`, ttl 30 s, no owner id, no
-    /// `max_wait`, retry interval 50 ms.
+    /// `max_wait`, retry interval 50 ms, no loss quarantine, no replica acknowledgement.
     pub fn new(key: DistkitRedisKey, client: Client) -> Self {
         Self {
             key,
@@ -68,6 +108,8 @@ impl LockOptions {
             owner_id: None,
             max_wait: None,
             retry_interval: DEFAULT_RETRY_INTERVAL,
+            loss_quarantine: false,
+            replica_acks: None,
         }
     }
 
@@ -87,7 +129,10 @@ impl LockOptions {
     /// [`LockError::InvalidTtl`] when `ttl` is outside [`MIN_TTL`](Self::MIN_TTL) to
     /// [`MAX_TTL`](Self::MAX_TTL); [`LockError::InvalidRetryInterval`] when `retry_interval`
     /// is longer than [`MAX_RETRY_INTERVAL`](Self::MAX_RETRY_INTERVAL);
-    /// [`LockError::InvalidOwner`] when `owner_id` is `Some("")`.
+    /// [`LockError::InvalidOwner`] when `owner_id` is empty or contains whitespace or a
+    /// control character;
+    /// [`LockError::InvalidReplicaAcks`] when `replica_acks` is out of range (see
+    /// [`ReplicaAcks::validate`]).
     pub fn validate(&self) -> Result<(), DistkitError> {
         if self.ttl < Self::MIN_TTL || self.ttl > Self::MAX_TTL {
             return Err(LockError::InvalidTtl(millis(self.ttl)).into());
@@ -95,8 +140,15 @@ impl LockOptions {
         if self.retry_interval > Self::MAX_RETRY_INTERVAL {
             return Err(LockError::InvalidRetryInterval(millis(self.retry_interval)).into());
         }
-        if self.owner_id.as_deref() == Some("") {
+        if self.owner_id.as_deref().is_some_and(|id| {
+            id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control())
+        }) {
             return Err(LockError::InvalidOwner.into());
+        }
+        if let Some(acks) = &self.replica_acks
+            && let Err(error) = acks.validate()
+        {
+            return Err(LockError::InvalidReplicaAcks(error.to_string()).into());
         }
         Ok(())
     }
@@ -114,6 +166,11 @@ impl LockOptions {
     pub(crate) fn handover_lease(&self) -> Duration {
         let lease_ms = self.queue_window_ms().min(self.ttl_ms());
         Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0))
+    }
+
+    /// `'1'` when grants refuse after a data loss (the scripts' loss-guard argument).
+    pub(crate) fn loss_guard_argument(&self) -> &'static str {
+        if self.loss_quarantine { "1" } else { "0" }
     }
 
     /// The lease in whole milliseconds.
@@ -161,6 +218,18 @@ impl LockOptionsBuilder {
     /// Sets [`LockOptions::retry_interval`].
     pub fn retry_interval(mut self, retry_interval: Duration) -> Self {
         self.options.retry_interval = retry_interval;
+        self
+    }
+
+    /// Sets [`LockOptions::loss_quarantine`].
+    pub fn loss_quarantine(mut self, loss_quarantine: bool) -> Self {
+        self.options.loss_quarantine = loss_quarantine;
+        self
+    }
+
+    /// Sets [`LockOptions::replica_acks`].
+    pub fn replica_acks(mut self, replica_acks: ReplicaAcks) -> Self {
+        self.options.replica_acks = Some(replica_acks);
         self
     }
 

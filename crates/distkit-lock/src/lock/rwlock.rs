@@ -1,12 +1,15 @@
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
+use tracing::Instrument;
 
 use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
 use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
 use super::notify::WakeOn;
+use super::observe::{self, LockKind};
 use super::{LockGuardState, LockOptions, LockServices};
 use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 
@@ -16,7 +19,9 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 /// Keys, all under the lock's hash tag: `<namespace>:{<key>}:rw:writer` (the writer's token
 /// with a `PX` lease), `…:rw:readers` (a sorted set: one entry per read guard, scored by
 /// its lease expiry on the server clock), `…:rw:queue` and `…:rw:alive` (waiting writers in
-/// arrival order, and their heartbeats), `…:rw:tickets` and `…:rw:fence`.
+/// arrival order, and their heartbeats), `…:rw:tickets`, `…:rw:fence` (the last fencing
+/// token) and, with [`loss_quarantine`](LockOptions::loss_quarantine), `…:rw:epoch` and
+/// `…:rw:quarantine` (see *After data loss* in the [module docs](super)).
 ///
 /// - A waiting writer holds a place in the queue; while anyone is queued no new reader gets
 ///   in, and queued writers are served in arrival order.
@@ -60,12 +65,26 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct RwLock {
     options: LockOptions,
     services: LockServices,
     keys: Vec<String>,
     channel: String,
+    /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
+    name: Arc<str>,
+}
+
+/// Compact: the lock's name and the options that shape its behaviour (not the client).
+impl std::fmt::Debug for RwLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RwLock")
+            .field("namespace", &self.options.namespace.as_str())
+            .field("key", &self.options.key.as_str())
+            .field("ttl", &self.options.ttl)
+            .field("owner_id", &self.options.owner_id)
+            .field("max_wait", &self.options.max_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RwLock {
@@ -79,16 +98,20 @@ impl RwLock {
             "rw:alive",
             "rw:tickets",
             "rw:fence",
+            "rw:epoch",
+            "rw:quarantine",
         ]
         .into_iter()
         .map(part)
         .collect();
         let channel = part("rw:released");
+        let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
             keys,
             channel,
+            name,
         })
     }
 
@@ -123,6 +146,7 @@ impl RwLock {
             },
             retry_interval: self.options.retry_interval,
             handover_lease: None,
+            trust_handovers: true,
         }
     }
 
@@ -134,10 +158,54 @@ impl RwLock {
             channel: self.services.notifier.announce_target(&self.channel),
             token,
             ttl: self.options.ttl,
+            loss_guard: self.options.loss_guard_argument(),
+            replica_acks: self.options.replica_acks,
         }
     }
 
+    /// Runs `acquisition` in its `distkit.lock.acquire` span, with its metrics.
+    async fn traced<G: Guard>(
+        &self,
+        kind: LockKind,
+        acquisition: impl Future<Output = Result<G, DistkitError>>,
+    ) -> Result<G, DistkitError> {
+        let span = observe::acquire_span(&self.options.namespace, &self.options.key, kind);
+        let started = Instant::now();
+        let acquired = acquisition.instrument(span.clone()).await;
+        if let Ok(guard) = &acquired {
+            let lease = guard.lease();
+            observe::granted(&span, lease.attempt(), lease.fencing_token());
+        }
+        observe::acquisition_ended(
+            &span,
+            kind,
+            &self.options.namespace,
+            started.elapsed(),
+            acquired.as_ref().map(drop),
+        );
+        acquired
+    }
+
     async fn acquire_read(&self, patience: Patience) -> Result<RwLockReadGuard, DistkitError> {
+        self.traced(
+            LockKind::Read,
+            Box::pin(self.acquire_read_untraced(patience)),
+        )
+        .await
+    }
+
+    async fn acquire_write(&self, patience: Patience) -> Result<RwLockWriteGuard, DistkitError> {
+        self.traced(
+            LockKind::Write,
+            Box::pin(self.acquire_write_untraced(patience)),
+        )
+        .await
+    }
+
+    async fn acquire_read_untraced(
+        &self,
+        patience: Patience,
+    ) -> Result<RwLockReadGuard, DistkitError> {
         self.options.validate()?;
         let (acquired, attempt) = acquire(self.waiting(), patience, |_| {
             // Each read guard is its own reader entry.
@@ -151,6 +219,7 @@ impl RwLock {
         .await?;
         let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockReadGuard {
+            lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
                 target,
@@ -169,13 +238,17 @@ impl RwLock {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
+            Value::from(self.options.loss_guard_argument()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
             .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
             .await
     }
 
-    async fn acquire_write(&self, patience: Patience) -> Result<RwLockWriteGuard, DistkitError> {
+    async fn acquire_write_untraced(
+        &self,
+        patience: Patience,
+    ) -> Result<RwLockWriteGuard, DistkitError> {
         self.options.validate()?;
         let explicit_owner = self.options.owner_id.is_some();
         let token = self
@@ -196,15 +269,16 @@ impl RwLock {
             ],
             armed: true,
         });
-        let (acquired, attempt) = acquire(self.waiting(), patience, |_| {
+        let (acquired, attempt) = Box::pin(acquire(self.waiting(), patience, |_| {
             self.attempt_write(token.clone(), queued, explicit_owner)
-        })
+        }))
         .await?;
         if let Some(place) = place {
             place.disarm();
         }
         let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockWriteGuard {
+            lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
                 target,
@@ -228,6 +302,7 @@ impl RwLock {
             Value::from(self.options.queue_window_ms()),
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
+            Value::from(self.options.loss_guard_argument()),
         ];
         let mut target = self.target(LeaseKind::Owner, token);
         // The writer key comes first: an owner lease renews and releases keys[0].
@@ -285,10 +360,29 @@ macro_rules! guard_methods {
     };
 }
 
+/// A guard's lease, for [`RwLock::traced`].
+trait Guard {
+    fn lease(&self) -> &Lease;
+}
+
 /// A read lease on an [`RwLock`]; released on drop.
-#[derive(Debug)]
 pub struct RwLockReadGuard {
+    /// `<namespace>:{<key>}`.
+    lock: Arc<str>,
     lease: Lease,
+}
+
+impl Guard for RwLockReadGuard {
+    fn lease(&self) -> &Lease {
+        &self.lease
+    }
+}
+
+/// Compact: the lock, the state, the fencing token and the winning attempt.
+impl std::fmt::Debug for RwLockReadGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.lease.debug_guard(f, "RwLockReadGuard", &self.lock)
+    }
 }
 
 impl RwLockReadGuard {
@@ -304,9 +398,23 @@ impl RwLockReadGuard {
 }
 
 /// The write lease on an [`RwLock`]; released on drop.
-#[derive(Debug)]
 pub struct RwLockWriteGuard {
+    /// `<namespace>:{<key>}`.
+    lock: Arc<str>,
     lease: Lease,
+}
+
+impl Guard for RwLockWriteGuard {
+    fn lease(&self) -> &Lease {
+        &self.lease
+    }
+}
+
+/// Compact: the lock, the state, the fencing token and the winning attempt.
+impl std::fmt::Debug for RwLockWriteGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.lease.debug_guard(f, "RwLockWriteGuard", &self.lock)
+    }
 }
 
 impl RwLockWriteGuard {

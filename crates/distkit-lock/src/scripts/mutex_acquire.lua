@@ -10,14 +10,20 @@
 -- ARGV[6]  where to announce a handover to this waiter: 'P<channel>' (PUBLISH), 'S<channel>'
 --          (SPUBLISH, a sharded channel in the lock's slot), or '' (nowhere: it polls)
 -- ARGV[7]  the release channel of the lock (names the lock in handover announcements)
+-- ARGV[8]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
 -- Returns { 1, fencing token } when acquired, { 0, the fencing counter } when not (a waiter
--- checks a handover announced to it against this: see acquire.rs).
+-- checks a handover announced to it against this: see acquire.rs); tokens and counters are
+-- decimal strings (see fence.lua).
 local token = ARGV[1]
 local ttl = ARGV[2]
 
+if loss_guard_refuses(KEYS[6], KEYS[7], ttl, ARGV[8]) then
+  return { 0, redis.call('GET', KEYS[2]) or '0' }
+end
+
 -- The fast path: nobody waits and the lock is free.
 if redis.call('LLEN', KEYS[3]) == 0 and redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl) then
-  return { 1, redis.call('INCR', KEYS[2]) }
+  return { 1, fence_next(KEYS[2]) }
 end
 -- (The helpers of mutex_common.lua and the line handling of mutex_acquire_queue.lua follow:
 -- the fast path above returns before they are set up.)

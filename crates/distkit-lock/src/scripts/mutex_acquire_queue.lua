@@ -11,7 +11,7 @@ if owner == token then
     if handed then
       return { 1, handed }
     end
-    return { 1, redis.call('INCR', KEYS[2]) }
+    return { 1, fence_next(KEYS[2]) }
   end
 end
 
@@ -29,9 +29,10 @@ if owner == false then
       redis.call('LPOP', KEYS[3])
       redis.call('HDEL', KEYS[4], token)
     end
-    return { 1, redis.call('INCR', KEYS[2]) }
+    return { 1, fence_next(KEYS[2]) }
   end
-  mutex_hand_over(ARGV[7])
+  -- (The loss guard passed at the top of this call.)
+  mutex_hand_over(ARGV[7], ttl, '0')
 end
 
 if ARGV[4] == '1' then
@@ -46,4 +47,4 @@ if ARGV[4] == '1' then
     redis.call('PEXPIRE', KEYS[4], window)
   end
 end
-return { 0, tonumber(redis.call('GET', KEYS[2]) or '0') }
+return { 0, redis.call('GET', KEYS[2]) or '0' }

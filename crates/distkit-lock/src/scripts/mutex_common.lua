@@ -10,17 +10,19 @@
 --                    pending (PX: its provisional lease); deleted when the waiter confirms
 --                    it or its holder releases, and ignored once a later acquisition
 --                    raised the fencing counter
+--   KEYS[6] epoch    the loss guard's epoch (see loss_guard.lua)
+--   KEYS[7] quarantine the loss guard's quarantine (see loss_guard.lua)
 -- A token is in the waitlist exactly when it is in the waiters hash: both are changed
 -- together, and a waiter whose heartbeat stopped is dropped when it reaches the head.
 
--- The fencing token of the pending handover if it went to `token` and no acquisition came
--- after it (its fencing token is still the latest), else nil.
+-- The fencing token of the pending handover (a decimal string) if it went to `token` and no
+-- acquisition came after it (its fencing token is still the latest), else nil.
 local function mutex_handover_fence(token)
   local handover = redis.call('GET', KEYS[5])
   if handover and string.sub(handover, 1, #token + 1) == token .. ' ' then
     local fence = string.sub(handover, #token + 2)
     if fence == (redis.call('GET', KEYS[2]) or '') then
-      return tonumber(fence)
+      return fence
     end
   end
   return nil
@@ -59,28 +61,32 @@ local function mutex_live_head(now)
 end
 
 -- After the holder's token was checked: hands the lock to the first live waiter and
--- announces 'granted <fencing token> <length of lock> <lock><token>' in the waiter's inbox
+-- announces 'granted <fencing token> <previous fencing token> <length of lock> <lock><token>'
+-- in the waiter's inbox
 -- (the waiter holds the lock from then on, as if its own attempt had taken it; `lock` names
 -- the lock to the waiter's client). The lease is provisional, the waiter's heartbeat window
 -- at most (its guard renews it to a full one): a waiter that died just before its turn
 -- blocks the lock no longer than that. A waiter without an inbox finds the handover on its
 -- next attempt. Without live waiters, the lock is deleted; so it is when more than 100 dead
 -- waiters stand first in line (live waiters behind them then take the lock on their next
--- attempt, which drops the next hundred, rather than by a handover).
-local function mutex_hand_over(lock)
+-- attempt, which drops the next hundred, rather than by a handover). `ttl` and `guard` are
+-- the loss guard's arguments (see loss_guard.lua): while it refuses grants, the lock is
+-- deleted rather than handed over, and waiters are refused until the quarantine ends.
+local function mutex_hand_over(lock, ttl, guard)
   local head, lease, inbox = mutex_live_head(mutex_now_ms())
-  if not head then
+  if not head or loss_guard_refuses(KEYS[6], KEYS[7], ttl, guard) then
     redis.call('DEL', KEYS[1])
     return
   end
   redis.call('SET', KEYS[1], head, 'PX', lease)
-  local fence = redis.call('INCR', KEYS[2])
+  local previous = redis.call('GET', KEYS[2]) or '0'
+  local fence = fence_next(KEYS[2])
   redis.call('SET', KEYS[5], head .. ' ' .. fence, 'PX', lease)
   redis.call('LPOP', KEYS[3])
   redis.call('HDEL', KEYS[4], head)
   if inbox ~= '' then
     local publish = string.sub(inbox, 1, 1) == 'S' and 'SPUBLISH' or 'PUBLISH'
-    local message = 'granted ' .. fence .. ' ' .. #lock .. ' ' .. lock .. head
+    local message = 'granted ' .. fence .. ' ' .. previous .. ' ' .. #lock .. ' ' .. lock .. head
     redis.call(publish, string.sub(inbox, 2), message)
   end
 end

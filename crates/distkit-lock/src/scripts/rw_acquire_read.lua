@@ -2,7 +2,11 @@
 -- KEYS     the six rwlock keys (see rw_common)
 -- ARGV[1]  the reader's token (unique per read guard)
 -- ARGV[2]  the lease, in ms
+-- ARGV[3]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
 -- Returns { 1, current fencing token } when acquired, { 0, 0 } when not.
+if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[3]) then
+  return { 0, 0 }
+end
 local now = rw_now_ms()
 -- The common case in one call: no writer holds the lock and none waits.
 if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then

@@ -7,7 +7,12 @@
 --          when it does not try again within this window)
 -- ARGV[4]  '1' to join (or stay in) the queue when the lock is not free, '0' for a one-shot
 -- ARGV[5]  '1' when the token is an explicit owner id that may re-attach, else '0'
--- Returns { 1, fencing token } when acquired, { 0, position in the queue or -1 } when not.
+-- ARGV[6]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
+-- Returns { 1, fencing token (a decimal string, see fence.lua) } when acquired,
+-- { 0, position in the queue or -1 } when not.
+if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[6]) then
+  return { 0, -1 }
+end
 local now = rw_now_ms()
 rw_purge(now)
 local token = ARGV[1]
@@ -19,7 +24,7 @@ local function acquire()
   redis.call('SET', KEYS[1], token, 'PX', ttl)
   redis.call('ZREM', KEYS[3], token)
   redis.call('ZREM', KEYS[4], token)
-  return { 1, redis.call('INCR', KEYS[6]) }
+  return { 1, fence_next(KEYS[6]) }
 end
 
 if writer ~= false and ARGV[5] == '1' and writer == token then

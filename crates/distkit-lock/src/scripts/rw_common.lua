@@ -6,6 +6,8 @@
 --   KEYS[4] alive    sorted set: waiting writer token -> heartbeat expiry (server ms)
 --   KEYS[5] tickets  integer: the last arrival ticket handed out
 --   KEYS[6] fence    integer: the last fencing token handed out (never expires)
+--   KEYS[7] epoch    the loss guard's epoch (see loss_guard.lua)
+--   KEYS[8] quarantine the loss guard's quarantine (see loss_guard.lua)
 
 local function rw_now_ms()
   local time = redis.call('TIME')
@@ -29,8 +31,9 @@ local function rw_keep_for(key, ms)
   end
 end
 
+-- The last fencing token, as a decimal string (see fence.lua).
 local function rw_current_fence()
-  return tonumber(redis.call('GET', KEYS[6]) or '0')
+  return redis.call('GET', KEYS[6]) or '0'
 end
 
 -- Announces `message` on the lock's release channel. `target` is 'S<channel>' (a sharded

@@ -6,13 +6,14 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::ReleaseNotifier;
+use super::handover::HandoverGrant;
 
 /// Where a waiter is woken, and where a handover to it is left.
 #[derive(Debug, Default)]
 pub(super) struct WaiterSlot {
     pub(super) notify: Notify,
-    /// The fencing token of a handover announced for this waiter's token.
-    pub(super) grant: StdMutex<Option<u64>>,
+    /// A handover announced for this waiter's token.
+    pub(super) grant: StdMutex<Option<HandoverGrant>>,
 }
 
 /// Where an [`Interest`] is registered.
@@ -44,8 +45,8 @@ impl Interest {
         self.slot.notify.notified().await;
     }
 
-    /// The fencing token of a handover announced for this waiter, if one arrived.
-    pub(crate) fn take_grant(&self) -> Option<u64> {
+    /// A handover announced for this waiter, if one arrived.
+    pub(crate) fn take_grant(&self) -> Option<HandoverGrant> {
         self.slot
             .grant
             .lock()

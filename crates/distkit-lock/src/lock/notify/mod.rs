@@ -5,7 +5,7 @@
 //!
 //! - **Handovers** (mutex waiters). A mutex waiter leaves an *inbox* of its client in the
 //!   lock's line with each attempt, and a release that hands the lock to it publishes
-//!   `granted <fence> <lock> <token>` there, so exactly one process and one waiter wake,
+//!   `granted <fence> <previous fence> <lock> <token>` there, so exactly one process and one waiter wake,
 //!   however many wait. On a standalone server the inbox is one channel per client
 //!   (`distkit-locks:inbox:<ulid>`); in a Redis Cluster it is one channel per lock and client
 //!   (`<lock channel>:inbox:<ulid>`, in the lock's slot).
@@ -44,7 +44,7 @@ use super::per_client::PerClient;
 mod handover;
 mod interest;
 
-use handover::parse_handover;
+use handover::{HandoverGrant, parse_handover};
 pub(crate) use interest::Interest;
 use interest::{Registration, WaiterSlot};
 
@@ -418,8 +418,8 @@ impl ReleaseNotifier {
     /// Hands a message to the waiters it is for: a handover to its waiter, anything else to
     /// the waiters of its release channel.
     fn deliver(&self, channel: &str, payload: Option<&str>) {
-        if let Some((lock, token, fence)) = payload.and_then(parse_handover) {
-            self.hand_over(lock, token, fence);
+        if let Some((lock, token, grant)) = payload.and_then(parse_handover) {
+            self.hand_over(lock, token, grant);
             return;
         }
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
@@ -431,14 +431,14 @@ impl ReleaseNotifier {
         }
     }
 
-    fn hand_over(&self, lock: &str, token: &str, fence: u64) {
+    fn hand_over(&self, lock: &str, token: &str, grant: HandoverGrant) {
         let waiters = self
             .handover_waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let key = (lock.to_owned(), token.to_owned());
         for slot in waiters.get(&key).into_iter().flat_map(HashMap::values) {
-            *slot.grant.lock().unwrap_or_else(PoisonError::into_inner) = Some(fence);
+            *slot.grant.lock().unwrap_or_else(PoisonError::into_inner) = Some(grant);
             slot.notify.notify_one();
         }
     }

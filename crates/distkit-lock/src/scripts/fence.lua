@@ -1,0 +1,35 @@
+-- Fencing tokens: helpers prepended to every script that grants a lock (no KEYS or ARGV of
+-- their own: the caller names the fence key).
+-- A fencing token is max(the lock's last token + 1, the server clock in microseconds). While
+-- the fence key is kept, tokens strictly increase (the counter part), whatever the clock
+-- does; when the key was lost (a restart without persistence, a failover to a replica that
+-- missed it) the clock part still puts the next token above every earlier one, as long as
+-- the clock of the server issuing it is not behind the clock that issued the earlier ones
+-- by more than the time between them. Tokens are handled as decimal strings, never as Lua
+-- numbers (doubles), so every int64 stays exact.
+
+-- Whether the decimal integer string `a` is less than `b` (no leading zeros; a negative `a`,
+-- which distkit never writes, is less than anything).
+local function fence_less(a, b)
+  if string.sub(a, 1, 1) == '-' then
+    return true
+  end
+  if #a ~= #b then
+    return #a < #b
+  end
+  return a < b
+end
+
+-- The next fencing token of the lock whose fence counter is `key` (a string key without
+-- TTL), stored back in `key` and returned as a decimal string.
+local function fence_next(key)
+  local time = redis.call('TIME')
+  local now = time[1] .. string.format('%06d', tonumber(time[2]))
+  redis.call('INCR', key)
+  local fence = redis.call('GET', key)
+  if fence_less(fence, now) then
+    redis.call('SET', key, now)
+    return now
+  end
+  return fence
+end
