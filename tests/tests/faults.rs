@@ -494,7 +494,7 @@ async fn instance_churn_under_load_keeps_the_total_equal_to_the_live_slices() {
     for _ in 0..4 {
         let mut options =
             StrictInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
-        options.dead_instance_threshold_ms = 60_000;
+        options.dead_instance_threshold = Duration::from_secs(60);
         instances.push(StrictInstanceAwareCounter::new(options));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -522,7 +522,7 @@ async fn instance_churn_under_load_keeps_the_total_equal_to_the_live_slices() {
     // The churn: instances are judged dead (by a watcher with a 1 s threshold) and revive.
     let mut watcher_options =
         StrictInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
-    watcher_options.dead_instance_threshold_ms = 1_000;
+    watcher_options.dead_instance_threshold = Duration::from_secs(1);
     let watcher = StrictInstanceAwareCounter::new(watcher_options);
     let alive = format!("distkit:{{{prefix}}}:ic:alive");
     for round in 0..20 {

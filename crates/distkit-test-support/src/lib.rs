@@ -6,7 +6,9 @@
 //! parallel and never touch anybody's data. The fault tools — [`TestRedis::pause`],
 //! [`TestRedis::resume`], [`TestRedis::restart`], [`TestRedis::kill_clients`] — need
 //! private servers. A [`Proxy`] between a client and the server delays, holds or cuts the
-//! traffic of one client.
+//! traffic of one client. [`ReplicatedRedis`] is a primary with replicas, optionally watched by
+//! Sentinels, for failover tests; [`TestRedis::start_cluster_with_replicas`] a cluster whose
+//! masters each have a replica.
 //!
 //! This crate depends on no distkit crate: it talks to Redis with `redis-cli` and plain TCP.
 #![expect(
@@ -17,7 +19,9 @@
 
 pub mod bench;
 mod proxy;
+mod replication;
 mod server;
 
 pub use proxy::{Direction, Proxy};
+pub use replication::ReplicatedRedis;
 pub use server::{DEPLOYMENT_VARIABLE, TestRedis, unique_prefix};

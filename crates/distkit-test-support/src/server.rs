@@ -7,13 +7,17 @@ use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a new server may take to answer PING, and a new cluster to report `ok`.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a manual cluster failover may take before it is asked for again.
+const MANUAL_FAILOVER_PATIENCE: Duration = Duration::from_secs(8);
+/// How long a cluster failover may take in all.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a start is retried when another process took the chosen port first.
 const PORT_RACE_RETRIES: usize = 5;
 /// The environment variable that switches [`TestRedis::start`] to a three-master cluster.
 pub const DEPLOYMENT_VARIABLE: &str = "DISTKIT_TEST_DEPLOYMENT";
 
-const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it \
+pub(crate) const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it \
     (Debian/Ubuntu: `apt-get update && apt-get install -y redis-server`; \
     macOS: `brew install redis`) or set REDIS_URL to a Redis you may write to.";
 
@@ -46,10 +50,10 @@ pub struct TestRedis {
 }
 
 #[derive(Debug)]
-struct PrivateServer {
+pub(crate) struct PrivateServer {
     child: Child,
     dir: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
     /// Whether the server keeps an append-only file (fsync on every write) in `dir`, which a
     /// restart reads back; the directory then outlives the process.
     persistent: bool,
@@ -115,8 +119,24 @@ impl TestRedis {
     ///
     /// As [`start`](Self::start).
     pub fn start_cluster() -> Self {
+        Self::start_cluster_of(0)
+    }
+
+    /// A private Redis Cluster of three masters with one replica each, for failover tests
+    /// ([`cluster_failover`](Self::cluster_failover)); [`ports`](Self::ports) lists masters
+    /// and replicas.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_cluster_with_replicas() -> Self {
+        Self::start_cluster_of(1)
+    }
+
+    fn start_cluster_of(replicas_per_master: usize) -> Self {
         let mut servers = Vec::new();
-        while servers.len() < 3 {
+        let node_count = replicas_per_master.saturating_add(1).saturating_mul(3);
+        while servers.len() < node_count {
             // The cluster bus listens on port + 10000: both must be free.
             let port = free_port_with_bus();
             if let Some(server) = PrivateServer::spawn(port, true) {
@@ -131,7 +151,11 @@ impl TestRedis {
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args([
+                "--cluster-replicas",
+                &replicas_per_master.to_string(),
+                "--cluster-yes",
+            ])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|error| panic!("cannot run redis-cli ({error}); {INSTALL_HINT}"));
@@ -156,11 +180,24 @@ impl TestRedis {
             cluster: true,
             data_dir: None,
         };
+        cluster.wait_until_cluster_ok(node_count);
+        cluster
+    }
+
+    /// Waits until every node says `cluster_state:ok` and knows all `node_count` nodes with
+    /// every replica attached.
+    fn wait_until_cluster_ok(&self, node_count: usize) {
         let started = Instant::now();
-        while !cluster.ports.iter().all(|&port| {
-            cluster
-                .node_cli(port, &["CLUSTER", "INFO"])
-                .contains("cluster_state:ok")
+        while !self.ports.iter().all(|&port| {
+            let info = self.node_cli(port, &["CLUSTER", "INFO"]);
+            let nodes = self.node_cli(port, &["CLUSTER", "NODES"]);
+            info.contains("cluster_state:ok")
+                && nodes
+                    .lines()
+                    .filter(|line| line.contains("connected"))
+                    .count()
+                    == node_count
+                && !nodes.contains("fail")
         }) {
             assert!(
                 started.elapsed() < READY_TIMEOUT,
@@ -168,7 +205,162 @@ impl TestRedis {
             );
             sleep(Duration::from_millis(50));
         }
-        cluster
+    }
+
+    /// Promotes the replica of the master that serves `key` with `CLUSTER FAILOVER` (a
+    /// manual failover: the master pauses its clients until the replica has its whole
+    /// stream, so nothing acknowledged is lost) and waits until the cluster is `ok` again;
+    /// returns the new master's port.
+    ///
+    /// # Panics
+    ///
+    /// When the cluster has no replica for that master or the failover does not finish
+    /// within 60 s.
+    pub fn cluster_failover(&self, key: &str) -> u16 {
+        self.cluster_failover_with(key, false)
+    }
+
+    /// As [`cluster_failover`](Self::cluster_failover), with `CLUSTER FAILOVER FORCE` when
+    /// `force`: the replica takes over without waiting for the master's last writes, so
+    /// writes the master acknowledged but had not yet sent are lost (what an unplanned
+    /// failover does).
+    ///
+    /// # Panics
+    ///
+    /// As [`cluster_failover`](Self::cluster_failover).
+    pub fn cluster_failover_with(&self, key: &str, force: bool) -> u16 {
+        let master = self.node_of(key);
+        let master_id = self.node_cli(master, &["CLUSTER", "MYID"]);
+        // After an earlier failover the demoted master takes a moment to call itself a
+        // replica of the new one: ask again until a replica answers.
+        let looking = Instant::now();
+        let replica = loop {
+            let found = self.ports.iter().copied().find(|&port| {
+                let nodes = self.node_cli(port, &["CLUSTER", "NODES"]);
+                nodes.lines().any(|line| {
+                    line.contains("myself") && line.contains("slave") && line.contains(&master_id)
+                })
+            });
+            if let Some(replica) = found {
+                break replica;
+            }
+            assert!(
+                looking.elapsed() < FAILOVER_TIMEOUT,
+                "the master on port {master} has no replica"
+            );
+            sleep(Duration::from_millis(20));
+        };
+        // A manual failover gives up after a few seconds when the master does not hand over
+        // its stream in time (a loaded machine): ask again until it takes.
+        let started = Instant::now();
+        'attempts: loop {
+            let reply = if force {
+                self.node_cli(replica, &["CLUSTER", "FAILOVER", "FORCE"])
+            } else {
+                self.node_cli(replica, &["CLUSTER", "FAILOVER"])
+            };
+            assert_eq!(reply, "OK", "CLUSTER FAILOVER on port {replica}");
+            let asked = Instant::now();
+            while asked.elapsed() < MANUAL_FAILOVER_PATIENCE {
+                if self.try_node_of(key) == Some(replica) {
+                    break 'attempts;
+                }
+                sleep(Duration::from_millis(20));
+            }
+            assert!(
+                started.elapsed() < FAILOVER_TIMEOUT,
+                "the replica on port {replica} never took over from {master}"
+            );
+        }
+        self.wait_until_cluster_ok(self.ports.len());
+        replica
+    }
+
+    /// Moves the cluster slot of `key` to another master the way `redis-cli --cluster
+    /// reshard` does, one key at a time with `pause` between keys (so that clients meet the
+    /// slot half moved: `ASK` redirections, and `TRYAGAIN` for calls whose keys are split),
+    /// then assigns the slot to the new master on every node and waits until the cluster is
+    /// `ok`; returns the new master's port.
+    ///
+    /// # Panics
+    ///
+    /// When the cluster has no other master, a command fails, or the move does not finish
+    /// within 60 s.
+    pub fn migrate_slot(&self, key: &str, pause: Duration) -> u16 {
+        let source = self.node_of(key);
+        let slot = self.cli(&["CLUSTER", "KEYSLOT", key]);
+        let masters: Vec<u16> = self
+            .ports
+            .iter()
+            .copied()
+            .filter(|&port| {
+                let nodes = self.node_cli(port, &["CLUSTER", "NODES"]);
+                nodes
+                    .lines()
+                    .any(|line| line.contains("myself") && line.contains("master"))
+            })
+            .collect();
+        let position = masters.iter().position(|&port| port == source).unwrap_or(0);
+        let target = masters
+            .iter()
+            .copied()
+            .cycle()
+            .skip(position.saturating_add(1))
+            .find(|&port| port != source)
+            .unwrap_or_else(|| panic!("no master besides {source} to move slot {slot} to"));
+        let source_id = self.node_cli(source, &["CLUSTER", "MYID"]);
+        let target_id = self.node_cli(target, &["CLUSTER", "MYID"]);
+        let expect_ok = |port: u16, args: &[&str]| {
+            let reply = self.node_cli(port, args);
+            assert_eq!(reply, "OK", "{args:?} on port {port}");
+        };
+        expect_ok(
+            target,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
+        );
+        expect_ok(
+            source,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
+        );
+        let started = Instant::now();
+        let target_port = target.to_string();
+        loop {
+            let keys = self.node_cli(source, &["CLUSTER", "GETKEYSINSLOT", &slot, "1"]);
+            let Some(next) = keys.lines().next().filter(|line| !line.is_empty()) else {
+                break;
+            };
+            let reply = self.node_cli(
+                source,
+                &[
+                    "MIGRATE",
+                    "127.0.0.1",
+                    &target_port,
+                    "",
+                    "0",
+                    "5000",
+                    "KEYS",
+                    next,
+                ],
+            );
+            assert!(
+                reply == "OK" || reply == "NOKEY",
+                "MIGRATE of {next} from {source} to {target}: {reply}"
+            );
+            assert!(
+                started.elapsed() < FAILOVER_TIMEOUT,
+                "slot {slot} never emptied on {source}"
+            );
+            sleep(pause);
+        }
+        expect_ok(target, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+        expect_ok(source, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+        for &port in &masters {
+            if port != source && port != target {
+                expect_ok(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+            }
+        }
+        self.wait_until_cluster_ok(self.ports.len());
+        target
     }
 
     /// The URL of the deployment: `redis://127.0.0.1:<port>`, or
@@ -317,21 +509,41 @@ impl TestRedis {
 
     /// The port of the master that serves the cluster slot of `key` (the server's port for a
     /// standalone deployment).
+    ///
+    /// During a failover no node may claim the slot for a moment: this asks again for up to
+    /// 60 s.
+    ///
+    /// # Panics
+    ///
+    /// When no node claims the slot for 60 s.
     pub fn node_of(&self, key: &str) -> u16 {
-        if !self.cluster {
-            return self.port();
-        }
-        let slot: u16 = self.cli(&["CLUSTER", "KEYSLOT", key]).parse().unwrap_or(0);
-        for &port in &self.ports {
-            // `CLUSTER NODES` marks the node answering with `myself`, with its slot ranges.
-            let nodes = self.node_cli(port, &["CLUSTER", "NODES"]);
-            if let Some(mine) = nodes.lines().find(|line| line.contains("myself"))
-                && serves_slot(mine, slot)
-            {
+        let started = Instant::now();
+        loop {
+            if let Some(port) = self.try_node_of(key) {
                 return port;
             }
+            assert!(
+                started.elapsed() < FAILOVER_TIMEOUT,
+                "no node serves the slot of {key}"
+            );
+            sleep(Duration::from_millis(20));
         }
-        panic!("no node serves slot {slot}");
+    }
+
+    /// The port of the master that serves the cluster slot of `key` now, if a node claims it.
+    fn try_node_of(&self, key: &str) -> Option<u16> {
+        if !self.cluster {
+            return Some(self.port());
+        }
+        let slot: u16 = self.cli(&["CLUSTER", "KEYSLOT", key]).parse().unwrap_or(0);
+        self.ports.iter().copied().find(|&port| {
+            // `CLUSTER NODES` marks the node answering with `myself`, with its slot ranges.
+            let nodes = self.node_cli(port, &["CLUSTER", "NODES"]);
+            nodes
+                .lines()
+                .find(|line| line.contains("myself"))
+                .is_some_and(|mine| serves_slot(mine, slot))
+        })
     }
 
     fn signal(&self, signal: &str) {
@@ -365,7 +577,7 @@ fn serves_slot(line: &str, slot: u16) -> bool {
 
 impl PrivateServer {
     /// Starts a server on `port`; `None` when it exited at once (the port was taken).
-    fn spawn(port: u16, cluster: bool) -> Option<Self> {
+    pub(crate) fn spawn(port: u16, cluster: bool) -> Option<Self> {
         let dir = std::env::temp_dir().join(format!("distkit-redis-{port}-{}", unique_prefix()));
         Self::spawn_in(port, cluster, dir, false)
     }
@@ -373,6 +585,22 @@ impl PrivateServer {
     /// Starts a server on `port` with its files in `dir`; a persistent one writes (and on a
     /// restart reads) an append-only file there, synced on every write.
     fn spawn_in(port: u16, cluster: bool, dir: PathBuf, persistent: bool) -> Option<Self> {
+        let cluster_args: &[&str] = if cluster {
+            &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
+        } else {
+            &[]
+        };
+        Self::spawn_with(port, dir, persistent, cluster_args)
+    }
+
+    /// Starts a server on `port` with its files in `dir` and `extra` arguments (a cluster
+    /// node's, a replica's); `None` when it exited at once.
+    pub(crate) fn spawn_with(
+        port: u16,
+        dir: PathBuf,
+        persistent: bool,
+        extra: &[&str],
+    ) -> Option<Self> {
         std::fs::create_dir_all(&dir)
             .expect("cannot create a temporary directory for redis-server");
         let mut command = Command::new("redis-server");
@@ -401,9 +629,7 @@ impl PrivateServer {
             .arg(&dir)
             .arg("--logfile")
             .arg(dir.join("redis.log"));
-        if cluster {
-            command.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]);
-        }
+        command.args(extra);
         let spawned = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -414,12 +640,65 @@ impl PrivateServer {
             Err(error) if error.kind() == ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
             Err(error) => panic!("cannot start redis-server: {error}"),
         };
-        let mut server = Self {
+        Self::await_ready(Self {
             child,
             dir,
             port,
             persistent,
+        })
+    }
+
+    /// A Sentinel on `port` with its configuration file (which it rewrites) in `dir`, watching
+    /// the primary on `primary_port` as `master_name` with the given quorum.
+    pub(crate) fn spawn_sentinel(
+        port: u16,
+        dir: PathBuf,
+        master_name: &str,
+        primary_port: u16,
+        quorum: usize,
+    ) -> Option<Self> {
+        std::fs::create_dir_all(&dir)
+            .expect("cannot create a temporary directory for redis-sentinel");
+        let config = dir.join("sentinel.conf");
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nloglevel notice\n\
+             dir {dir}\nlogfile {log}\n\
+             sentinel monitor {master_name} 127.0.0.1 {primary_port} {quorum}\n\
+             sentinel down-after-milliseconds {master_name} 1000\n\
+             sentinel failover-timeout {master_name} 4000\n\
+             sentinel parallel-syncs {master_name} 2\n",
+            dir = dir.display(),
+            log = dir.join("sentinel.log").display(),
+        );
+        std::fs::write(&config, text).expect("cannot write a sentinel configuration");
+        let spawned = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) if error.kind() == ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+            Err(error) => panic!("cannot start redis-server --sentinel: {error}"),
         };
+        Self::await_ready(Self {
+            child,
+            dir,
+            port,
+            persistent: false,
+        })
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the new process answers PING; `None` when it exited first.
+    fn await_ready(mut server: Self) -> Option<Self> {
+        let port = server.port;
         let started = Instant::now();
         while started.elapsed() < READY_TIMEOUT {
             if let Ok(Some(_status)) = server.child.try_wait() {
@@ -456,7 +735,7 @@ impl Drop for PrivateServer {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind a loopback port");
     listener
@@ -466,7 +745,7 @@ fn free_port() -> u16 {
 }
 
 /// A free port below 55536 whose cluster bus port (+10000) is free as well.
-fn free_port_with_bus() -> u16 {
+pub(crate) fn free_port_with_bus() -> u16 {
     loop {
         let port = free_port();
         let Some(bus) = port.checked_add(10_000) else {
