@@ -1,0 +1,332 @@
+//! GCRA: a smooth rate with a burst, one atomic script per call.
+
+use std::time::Duration;
+
+use distkit_core::script::{CallPolicy, LuaScript, retry_redirected};
+use distkit_core::{DistkitError, DistkitRedisKey};
+use fred::clients::Client;
+use fred::types::Value;
+
+use super::{Decision, four_integers, invalid, non_negative, redis_key};
+
+/// The GCRA decision script.
+static GCRA: LuaScript = LuaScript::new(
+    "gcra",
+    concat!(
+        include_str!("scripts/gcra_common.lua"),
+        include_str!("scripts/gcra.lua")
+    ),
+);
+
+/// The largest `limit` of a [`GcraRate`] (2^48): the script counts in 1/limit of a microsecond.
+pub const MAX_GCRA_LIMIT: u64 = 1 << 48;
+
+/// The longest time a [`GcraRate`]'s burst may take to drain, `burst × period / limit`
+/// (2^48 µs, about 8.9 years).
+pub const MAX_GCRA_BURST_SPAN: Duration = Duration::from_micros(1 << 48);
+
+/// A GCRA rate: on average `limit` units per `period`, and up to `burst` units at once.
+///
+/// A key that has been idle long enough admits `burst` units immediately; after that it
+/// admits one unit every `period / limit` (the emission interval). The arithmetic is exact:
+/// the emission interval is kept as whole microseconds plus a rest in `1/limit` µs, so 3 per
+/// second admits exactly 3 calls per second, not 3 per 999 999 µs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GcraRate {
+    pub(super) limit: u64,
+    pub(super) period_us: u128,
+    pub(super) burst: u64,
+    /// `burst × period` in units of `1/limit` µs.
+    pub(super) burst_scaled: u128,
+}
+
+impl GcraRate {
+    /// `limit` units per `period` on average, up to `burst` at once.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::InvalidOption`] when `limit` is 0 or above [`MAX_GCRA_LIMIT`], `period`
+    /// is shorter than 1 µs, `burst` is 0, or the burst takes longer than
+    /// [`MAX_GCRA_BURST_SPAN`] to drain.
+    pub fn new(limit: u64, period: Duration, burst: u64) -> Result<Self, DistkitError> {
+        if limit == 0 || limit > MAX_GCRA_LIMIT {
+            return Err(invalid(format!(
+                "the gcra limit must be 1 to 2^48 units per period, got {limit}"
+            )));
+        }
+        let period_us = period.as_micros();
+        if period_us == 0 {
+            return Err(invalid(format!(
+                "the gcra period must be at least 1 µs, got {period:?}"
+            )));
+        }
+        if burst == 0 {
+            return Err(invalid("the gcra burst must be at least 1 unit".to_owned()));
+        }
+        let span_limit = u128::from(MAX_GCRA_LIMIT).saturating_mul(u128::from(limit));
+        let burst_scaled = u128::from(burst)
+            .checked_mul(period_us)
+            .filter(|scaled| *scaled <= span_limit)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "a gcra burst of {burst} at {limit} per {period:?} takes longer than \
+                     {MAX_GCRA_BURST_SPAN:?} to drain"
+                ))
+            })?;
+        Ok(Self {
+            limit,
+            period_us,
+            burst,
+            burst_scaled,
+        })
+    }
+
+    /// `limit` units per second on average, up to `burst` at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn per_second(limit: u64, burst: u64) -> Result<Self, DistkitError> {
+        Self::new(limit, Duration::from_secs(1), burst)
+    }
+
+    /// The units per period.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The period, to the microsecond.
+    pub fn period(&self) -> Duration {
+        Duration::from_micros(u64::try_from(self.period_us).unwrap_or(u64::MAX))
+    }
+
+    /// The most units admitted at once.
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// `units × period / limit` as whole microseconds and a rest in `1/limit` µs.
+    pub(super) fn span_of(&self, units: u64) -> (u128, u128) {
+        let scaled = u128::from(units).saturating_mul(self.period_us);
+        let limit = u128::from(self.limit);
+        (
+            scaled.checked_div(limit).unwrap_or(0),
+            scaled.checked_rem(limit).unwrap_or(0),
+        )
+    }
+
+    /// The units still admissible when the TAT lies `ahead_scaled` (in `1/limit` µs) ahead.
+    pub(super) fn remaining_at(&self, ahead_scaled: u128) -> u64 {
+        let room = self.burst_scaled.saturating_sub(ahead_scaled);
+        let units = room.checked_div(self.period_us).unwrap_or(0);
+        u64::try_from(units).unwrap_or(u64::MAX).min(self.burst)
+    }
+}
+
+/// The options of a [`GcraLimiter`].
+///
+/// Build them with [`new`](Self::new), or with [`builder`](Self::builder) like every other
+/// option struct (there is no optional field yet). The rate is given per call
+/// ([`GcraRate`], checked by [`GcraRate::new`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct GcraOptions {
+    /// The namespace of the limiter's keys: two limiters with the same prefix share state.
+    pub prefix: DistkitRedisKey,
+    /// The Redis client.
+    pub client: Client,
+}
+
+impl GcraOptions {
+    /// Options for a limiter of `prefix` on `client`.
+    pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
+        Self { prefix, client }
+    }
+
+    /// A builder starting from [`new`](Self::new).
+    pub fn builder(prefix: DistkitRedisKey, client: Client) -> GcraOptionsBuilder {
+        GcraOptionsBuilder {
+            options: Self::new(prefix, client),
+        }
+    }
+
+    /// Checks the options without any I/O, like the `validate` of every other option struct.
+    ///
+    /// # Errors
+    ///
+    /// None today (no field can be out of range); [`DistkitError::InvalidOption`] for any
+    /// option added later that is out of its documented range.
+    pub fn validate(&self) -> Result<(), DistkitError> {
+        Ok(())
+    }
+}
+
+/// Builds [`GcraOptions`]; see the field docs there.
+#[derive(Clone, Debug)]
+pub struct GcraOptionsBuilder {
+    options: GcraOptions,
+}
+
+impl GcraOptionsBuilder {
+    /// The options.
+    pub fn build(self) -> GcraOptions {
+        self.options
+    }
+}
+
+/// A strict GCRA limiter: every [`check`](Self::check) is one atomic script on Redis, on the
+/// server clock, so all processes sharing the Redis (or Redis Cluster) share each key's rate.
+///
+/// A key's state is one string, `distkit:rl:<prefix>:{<key>}:gcra`, that expires as soon as
+/// the key is back to its full burst. Cheap to clone; starts no background work.
+///
+/// ```no_run
+/// # use distkit_ratelimit as distkit; // the facade crate, as users name it
+/// use std::time::Duration;
+/// use distkit::ratelimit::{GcraLimiter, GcraOptions, GcraRate};
+/// use distkit::DistkitRedisKey;
+///
+/// # async fn example() -> Result<(), distkit::DistkitError> {
+/// let client = distkit::connect("redis://127.0.0.1:6379").await?;
+/// let limiter = GcraLimiter::new(GcraOptions::new(DistkitRedisKey::try_from("uploads")?, client));
+/// // 1 GB per minute, 100 MB at once, charged in MB.
+/// let rate = GcraRate::new(1_000, Duration::from_secs(60), 100)?;
+/// let decision = limiter.check(&DistkitRedisKey::try_from("user-7")?, &rate, 25).await?;
+/// if !decision.is_allowed() {
+///     // refuse the upload
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct GcraLimiter {
+    prefix: DistkitRedisKey,
+    client: Client,
+}
+
+impl GcraLimiter {
+    /// A limiter over the keys of `options.prefix`.
+    pub fn new(options: GcraOptions) -> Self {
+        Self {
+            prefix: options.prefix,
+            client: options.client,
+        }
+    }
+
+    /// Charges `cost` units to `key` at `rate` if they conform, atomically.
+    ///
+    /// Runs the `gcra` script (one `EVALSHA`, atomic, on the server clock), sent once: after
+    /// a connection failure the client does not replay it.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::InvalidOption`] when `cost` is 0 or above `rate.burst()` (such a call
+    ///   could never be admitted), before any I/O.
+    /// - [`DistkitError::RedisError`] for a transport failure (when the connection failed
+    ///   after the call was written, the cost may or may not have been charged), a server
+    ///   error, or a key holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    pub async fn check(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+        cost: u64,
+    ) -> Result<Decision, DistkitError> {
+        Ok(self.decide(key, rate, cost, None).await?.0)
+    }
+
+    /// Forgets the state of `key`: it is back to its full burst. One `DEL`.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] for a transport or server failure.
+    pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
+        use fred::interfaces::KeysInterface;
+        let state = redis_key(&self.prefix, key, "gcra");
+        let (deleted, _sends) = retry_redirected(&self.client, None, || {
+            self.client.del::<i64, _>(state.clone())
+        })
+        .await;
+        let _deleted = deleted?;
+        Ok(())
+    }
+
+    /// [`check`](Self::check) at the server's time, or at `now_us` (tests only).
+    #[cfg(test)]
+    pub(crate) async fn check_at(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> Result<Decision, DistkitError> {
+        Ok(self.decide(key, rate, cost, now_us).await?.0)
+    }
+
+    /// [`check`](Self::check) at the server's time, or at `now_us` (tests only), also
+    /// returning the time of the decision (µs) and how far the TAT lies ahead of it after
+    /// the decision (in `1/limit` µs).
+    pub(super) async fn decide(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> Result<(Decision, u64, u128), DistkitError> {
+        check_cost(rate, cost)?;
+        let (cost_us, cost_frac) = rate.span_of(cost);
+        let (burst_us, burst_frac) = rate.span_of(rate.burst);
+        let state = redis_key(&self.prefix, key, "gcra");
+        let args = vec![
+            Value::from(rate.limit.to_string()),
+            Value::from(cost_us.to_string()),
+            Value::from(cost_frac.to_string()),
+            Value::from(burst_us.to_string()),
+            Value::from(burst_frac.to_string()),
+            Value::from(now_us.map(|now| now.to_string()).unwrap_or_default()),
+        ];
+        let reply = GCRA
+            .run(&self.client, &[state.as_str()], args, CallPolicy::ONCE)
+            .await?;
+        let [allowed, ahead_us, ahead_frac, now] = four_integers("gcra", reply)?;
+        let ahead_scaled = u128::from(non_negative("gcra", ahead_us)?)
+            .saturating_mul(u128::from(rate.limit))
+            .saturating_add(u128::from(non_negative("gcra", ahead_frac)?));
+        let now = non_negative("gcra", now)?;
+        Ok((
+            rate.decision(allowed == 1, ahead_scaled, cost),
+            now,
+            ahead_scaled,
+        ))
+    }
+}
+
+impl GcraRate {
+    /// The decision of a call of `cost` that was `allowed` (or not), the TAT lying
+    /// `ahead_scaled` (in `1/limit` µs) ahead of the time of the decision after it.
+    pub(super) fn decision(&self, allowed: bool, ahead_scaled: u128, cost: u64) -> Decision {
+        let remaining = self.remaining_at(ahead_scaled);
+        if allowed {
+            return Decision::Allowed { remaining };
+        }
+        // Admitted once the TAT plus this cost is within the burst: ceil(excess / limit) µs.
+        let excess = ahead_scaled
+            .saturating_add(u128::from(cost).saturating_mul(self.period_us))
+            .saturating_sub(self.burst_scaled);
+        let retry_us = excess.div_ceil(u128::from(self.limit));
+        Decision::Rejected {
+            retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(u64::MAX)),
+            remaining,
+        }
+    }
+}
+
+/// Checks the cost of a GCRA call, before any I/O.
+pub(super) fn check_cost(rate: &GcraRate, cost: u64) -> Result<(), DistkitError> {
+    if cost == 0 || cost > rate.burst {
+        return Err(invalid(format!(
+            "a gcra cost must be 1 to the burst ({}), got {cost}",
+            rate.burst
+        )));
+    }
+    Ok(())
+}

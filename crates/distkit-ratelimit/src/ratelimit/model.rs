@@ -1,0 +1,105 @@
+//! Reference models of the limiters, driven with explicit times (tests only).
+
+use std::collections::VecDeque;
+
+/// What a model decided: admitted or not, the quota left, and retry_after (µs for GCRA, ms
+/// for the sliding window; 0 when admitted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) allowed: bool,
+    pub(crate) remaining: u64,
+    pub(crate) retry_after: u64,
+}
+
+/// GCRA as a leaky bucket ("continuous-state" form), in exact integers: time is counted in
+/// ticks of `1/limit` µs, so one unit fills the bucket by `period_us` ticks and the bucket
+/// drains one tick per tick. Independent of the TAT form the script uses.
+#[derive(Debug, Default)]
+pub(crate) struct LeakyBucket {
+    level: u128,
+    last: u128,
+}
+
+impl LeakyBucket {
+    pub(crate) fn check(
+        &mut self,
+        now_us: u64,
+        limit: u64,
+        period_us: u64,
+        burst: u64,
+        cost: u64,
+    ) -> Outcome {
+        let now = u128::from(now_us) * u128::from(limit);
+        let drained = self.level.saturating_sub(now.saturating_sub(self.last));
+        let capacity = u128::from(burst) * u128::from(period_us);
+        let charged = drained + u128::from(cost) * u128::from(period_us);
+        if charged <= capacity {
+            self.level = charged;
+            self.last = now;
+            return Outcome {
+                allowed: true,
+                remaining: u64::try_from((capacity - charged) / u128::from(period_us)).unwrap(),
+                retry_after: 0,
+            };
+        }
+        // Not charged: the state is left as it was (draining continues from `last`).
+        let excess = charged - capacity;
+        Outcome {
+            allowed: false,
+            remaining: u64::try_from((capacity - drained) / u128::from(period_us)).unwrap(),
+            retry_after: u64::try_from(excess.div_ceil(u128::from(limit))).unwrap(),
+        }
+    }
+}
+
+/// The sliding window as trypema's absolute limiter keeps it: buckets `(start_ms, count)`
+/// oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Window {
+    buckets: VecDeque<(u64, u64)>,
+}
+
+impl Window {
+    pub(crate) fn check(
+        &mut self,
+        now_ms: u64,
+        limit: u64,
+        window_ms: u64,
+        bucket_ms: u64,
+        cost: u64,
+    ) -> Outcome {
+        while let Some(&(start, _)) = self.buckets.front() {
+            if now_ms - start > window_ms {
+                self.buckets.pop_front();
+            } else {
+                break;
+            }
+        }
+        let total: u64 = self.buckets.iter().map(|(_, count)| count).sum();
+        if total + cost > limit {
+            let mut freed = 0;
+            let mut retry_after = 0;
+            for &(start, count) in &self.buckets {
+                freed += count;
+                retry_after = start + window_ms + 1 - now_ms;
+                if total - freed + cost <= limit {
+                    break;
+                }
+            }
+            return Outcome {
+                allowed: false,
+                remaining: limit.saturating_sub(total),
+                retry_after,
+            };
+        }
+        match self.buckets.back_mut() {
+            Some((start, count)) if now_ms - *start <= bucket_ms => *count += cost,
+            _ => self.buckets.push_back((now_ms, cost)),
+        }
+        Outcome {
+            allowed: true,
+            remaining: limit - total - cost,
+            retry_after: 0,
+        }
+    }
+}

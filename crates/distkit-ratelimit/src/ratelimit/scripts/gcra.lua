@@ -1,0 +1,60 @@
+-- gcra: one GCRA (generic cell rate algorithm) decision for one limiter key, atomic.
+-- KEYS[1]  the state of the key: the string '<tat_us> <frac> <limit>', absent when idle.
+--          The theoretical arrival time (TAT) is tat_us + frac / limit microseconds on the
+--          server clock; it expires (PX) once it lies in the past.
+-- ARGV[1]  limit: L, the units per period (decimal integer, 1 .. 2^48)
+-- ARGV[2]  cost * T in whole microseconds, T = period / L being the emission interval
+-- ARGV[3]  the rest of cost * T, in units of 1/L microsecond (0 .. L-1)
+-- ARGV[4]  burst * T (how far the TAT may run ahead of now) in whole microseconds
+-- ARGV[5]  the rest of burst * T, in units of 1/L microsecond (0 .. L-1)
+-- ARGV[6]  '' to read the server clock (redis.call('TIME')); tests give a time in
+--          microseconds instead, and the state is then written without an expiry
+-- Returns { allowed, d_us, d_frac, now }: allowed is 1 or 0; d = d_us + d_frac / L is how far
+-- the TAT lies ahead of now after the decision (0 when idle); now is the time of the decision
+-- in microseconds (the server clock, or ARGV[6]). The caller computes the remaining quota and
+-- retry_after from d with exact integers; a lax limiter warming a key also keeps now.
+-- Errors: 'DISTKIT_BAD_STATE' when KEYS[1] holds a string this script did not write.
+-- Every number stays an integer below 2^53, so the double arithmetic of Lua is exact; there
+-- is no division.
+-- gcra_common.lua is prepended to this script (it defines gcra_ahead).
+local limit = tonumber(ARGV[1])
+local cost_us = tonumber(ARGV[2])
+local cost_frac = tonumber(ARGV[3])
+local burst_us = tonumber(ARGV[4])
+local burst_frac = tonumber(ARGV[5])
+local explicit_time = ARGV[6] ~= ''
+
+local now
+if explicit_time then
+  now = tonumber(ARGV[6])
+else
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+
+-- d = max(tat - now, 0), as whole microseconds and a rest over `limit`.
+local d_us, d_frac = gcra_ahead(KEYS[1], limit, now)
+if not d_us then
+  return d_frac
+end
+
+-- The TAT if this call is admitted: max(tat, now) + cost * T.
+local new_us = d_us + cost_us
+local new_frac = d_frac + cost_frac
+if new_frac >= limit then
+  new_frac = new_frac - limit
+  new_us = new_us + 1
+end
+
+if new_us < burst_us or (new_us == burst_us and new_frac <= burst_frac) then
+  local state = string.format('%.0f %.0f %.0f', now + new_us, new_frac, limit)
+  if explicit_time then
+    redis.call('SET', KEYS[1], state)
+  else
+    -- Alive until the TAT has passed: whole ms rounded down, plus one.
+    local ttl_ms = math.floor(new_us / 1000) + 1
+    redis.call('SET', KEYS[1], state, 'PX', ttl_ms)
+  end
+  return { 1, new_us, new_frac, now }
+end
+return { 0, d_us, d_frac, now }
