@@ -26,6 +26,16 @@ echo "== sub-crates alone (scratch projects depending only on distkit-lock, -cou
 bash scripts/check-subcrates.sh
 
 echo "== package (every published crate in dependency order, verified against the packaged dependencies; no upload)"
+# Packages of an earlier run have the same version: cargo would verify against their stale
+# builds, and against their sources unpacked into cargo's registry cache (the temporary
+# registry that holds the packaged dependencies unpacks them there, under the same path on
+# every run). Only our own crates' directories are removed.
+rm -rf target/package
+for unpacked in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/distkit-*; do
+  case "$(basename "$unpacked")" in
+    distkit-core-* | distkit-counter-* | distkit-lock-* | distkit-ratelimit-*) rm -rf "$unpacked" ;;
+  esac
+done
 cargo package --offline --allow-dirty -p distkit-core -p distkit-counter -p distkit-lock \
   -p distkit-ratelimit -p distkit
 
@@ -37,9 +47,9 @@ cargo test --workspace --all-features 2>&1 | tee "$log"
 echo "== test (core without optional features: rediss:// without TLS is refused)"
 cargo test -p distkit-core --test script_runner 2>&1 | tee -a "$log"
 
-echo "== test (the counter, instance-aware and lock suites again, on a three-master Redis Cluster)"
+echo "== test (the counter, instance-aware, lock and native rate limit suites again, on a three-master Redis Cluster)"
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
-  --test counter --test icounter --test lock --test lock_adversity 2>&1 | tee -a "$log"
+  --test counter --test icounter --test lock --test lock_adversity --test ratelimit_native 2>&1 | tee -a "$log"
 
 echo "== examples (against REDIS_URL, else a private redis-server this step starts and stops)"
 (

@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let instance = |client| {
         let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client);
         // Declared dead after one second without a heartbeat.
-        options.dead_instance_threshold_ms = 1_000;
+        options.dead_instance_threshold = Duration::from_secs(1);
         StrictInstanceAwareCounter::new(options)
     };
     let api_one = instance(distkit::connect(&url).await?);

@@ -106,7 +106,7 @@ async fn main() -> Result<()> {
     println!("\n== Instance-aware counters: each process owns a slice of the total");
     let instance = |client| {
         let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client);
-        options.dead_instance_threshold_ms = 1_000;
+        options.dead_instance_threshold = Duration::from_secs(1);
         StrictInstanceAwareCounter::new(options)
     };
     let worker_one = instance(client.clone());

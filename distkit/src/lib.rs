@@ -7,8 +7,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use distkit_core::{
-    ConnectOptions, CounterComparator, DistkitError, DistkitRedisKey, ReconnectPolicy, connect,
-    fred,
+    ConnectOptions, CounterComparator, DistkitError, DistkitRedisKey, MAX_REPLICA_ACK_TIMEOUT,
+    REQUIRED_EVICTION_POLICY, ReconnectPolicy, ReplicaAcks, connect, eviction_policy, fred,
 };
 
 #[cfg(feature = "counter")]
@@ -25,6 +25,11 @@ pub use distkit_counter::icounter;
 #[cfg_attr(docsrs, doc(cfg(feature = "lock")))]
 #[doc(inline)]
 pub use distkit_lock::lock;
+
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+#[doc(inline)]
+pub use distkit_ratelimit::ratelimit;
 
 /// Rate limiting: the whole [`trypema`](https://docs.rs/trypema) crate (with its
 /// `redis-tokio` feature), so `distkit::trypema::{local, redis, hybrid, …}` are trypema's
