@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-redis.sh
 
+echo "== fetch (every locked dependency, once: the later steps run offline)"
+cargo fetch --locked
+
 echo "== msrv (declared rust-version >= every resolved dependency's)"
 bash scripts/check-msrv.sh
 
