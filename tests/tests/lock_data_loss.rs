@@ -358,7 +358,7 @@ async fn with_replica_acks_a_grant_the_replicas_do_not_acknowledge_is_released_a
         LockOptions::builder(name.clone(), client)
             .ttl(Duration::from_secs(2))
             .retry_interval(Duration::from_millis(20))
-            .replica_acks(ReplicaAcks::new(1, Duration::from_millis(300)))
+            .replica_acks(ReplicaAcks::new(1, Duration::from_secs(1)))
             .build()
     };
     let mutex = Mutex::new(acked(client_of(&url).await));

@@ -149,8 +149,9 @@ impl ReplicatedRedis {
     }
 
     /// Waits until every running replica follows the primary with its link up and no
-    /// synchronisation in progress (under write load replicas trail by the writes in flight,
-    /// so offsets are not compared).
+    /// synchronisation in progress, and the primary lists it as `online` (before that, `WAIT`
+    /// does not count it). Under write load replicas trail by the writes in flight, so offsets
+    /// are not compared.
     ///
     /// # Panics
     ///
@@ -160,12 +161,18 @@ impl ReplicatedRedis {
         loop {
             let primary = self.primary_port();
             let replicas = self.replica_ports();
+            let primary_info = cli(primary, &["INFO", "replication"]);
             let in_sync = replicas.iter().all(|&port| {
                 let info = cli(port, &["INFO", "replication"]);
                 let field = |name: &str| field_of(&info, name);
+                let online_at_primary = primary_info.lines().any(|line| {
+                    line.starts_with("slave")
+                        && line.contains(&format!(",port={port},state=online,"))
+                });
                 field("master_link_status").as_deref() == Some("up")
                     && field("master_port") == Some(primary.to_string())
                     && field("master_sync_in_progress").as_deref() == Some("0")
+                    && online_at_primary
             });
             if in_sync {
                 return;
