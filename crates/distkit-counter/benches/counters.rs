@@ -1,6 +1,7 @@
 //! Counter benchmarks, printed as ratios against baselines measured in the same run.
 //!
-//! `cargo bench -p distkit-counter` (starts a private redis-server, or uses `REDIS_URL`).
+//! `cargo bench -p distkit-counter` (starts a private redis-server, or uses `REDIS_URL`);
+//! `DISTKIT_BENCH=lax,memory` runs only those sections (see `runs`).
 //! Each figure is the best of three rounds; the machine is shared and noisy, so read the
 //! ratios, not the absolute numbers.
 
@@ -160,29 +161,35 @@ fn lax_warm_increments(runtime: &tokio::runtime::Runtime, client: &Client) -> Be
     Ok(())
 }
 
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+/// Counts the bytes the program asks of the allocator (all threads), for the memory figure:
+/// unlike the resident set, it does not depend on what the allocator keeps or returns.
+#[global_allocator]
+static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Bytes allocated and not freed since `region` began.
+fn live_bytes(region: &stats_alloc::Region<'_, std::alloc::System>) -> i64 {
+    let change = region.change();
+    i64::try_from(change.bytes_allocated).unwrap_or(i64::MAX)
+        - i64::try_from(change.bytes_deallocated).unwrap_or(i64::MAX)
 }
 
 async fn lax_memory_per_key(client: &Client) -> BenchResult<()> {
     const KEYS: usize = 200_000;
     let lax = LaxCounter::new(CounterOptions::new(key(&unique_prefix()), client.clone()));
     let keys: Vec<DistkitRedisKey> = (0..KEYS).map(|i| key(&format!("tenant-{i:08}"))).collect();
-    let before = resident_bytes();
+    let region = stats_alloc::Region::new(ALLOCATOR);
     for chunk in keys.chunks(5_000) {
         let updates: Vec<(&DistkitRedisKey, i64)> = chunk.iter().map(|k| (k, 1)).collect();
         lax.inc_all(&updates).await?;
     }
     // Steady state: once flushed, only the map entries remain (no dirty or read lists).
     lax.flush().await?;
-    let after = resident_bytes();
+    let live = live_bytes(&region);
     println!(
-        "LaxCounter memory: {} keys tracked, {:.0} resident bytes per key (keys are 15 bytes long)",
+        "LaxCounter memory: {} keys tracked, {:.0} bytes per key live on the heap \
+         (counting allocator, bytes requested; keys are 15 bytes long)",
         lax.tracked_keys(),
-        after.saturating_sub(before) as f64 / KEYS as f64
+        live as f64 / KEYS as f64
     );
     lax.clear().await?;
     Ok(())
@@ -228,6 +235,14 @@ async fn replica_acks_cost() -> BenchResult<()> {
     Ok(())
 }
 
+/// Whether the section `name` runs: `DISTKIT_BENCH` (comma-separated section names:
+/// `strict`, `lax`, `memory`, `replica_acks`) picks sections; unset runs them all.
+fn runs(name: &str) -> bool {
+    std::env::var("DISTKIT_BENCH").map_or(true, |sections| {
+        sections.split(',').any(|section| section.trim() == name)
+    })
+}
+
 fn main() -> BenchResult<()> {
     let redis = TestRedis::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -235,10 +250,18 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()?;
     let client = runtime.block_on(connect(redis.url()))?;
-    runtime.block_on(strict_versus_raw(&client))?;
-    lax_warm_increments(&runtime, &client)?;
-    runtime.block_on(lax_memory_per_key(&client))?;
+    if runs("strict") {
+        runtime.block_on(strict_versus_raw(&client))?;
+    }
+    if runs("lax") {
+        lax_warm_increments(&runtime, &client)?;
+    }
+    if runs("memory") {
+        runtime.block_on(lax_memory_per_key(&client))?;
+    }
     runtime.block_on(client.quit())?;
-    runtime.block_on(replica_acks_cost())?;
+    if runs("replica_acks") {
+        runtime.block_on(replica_acks_cost())?;
+    }
     Ok(())
 }

@@ -182,6 +182,23 @@ impl<S: DeltaSink> LaxCore<S> {
         Ok(outbox)
     }
 
+    /// Adds `delta` to a warm key in memory, without I/O: `Some` with the new values, or
+    /// `None` when the key is cold, the change would overflow locally or the counter is
+    /// synchronous — then nothing was changed, and [`add`](Self::add) does the rest. Callers
+    /// try this first and box the slow path, so the future of a warm call stays small.
+    pub(crate) fn add_warm(&self, key: &DistkitRedisKey, delta: i64) -> Option<Snapshot> {
+        if self.is_synchronous() {
+            return None;
+        }
+        match self.local.add(key, delta, self.now()) {
+            LocalChange::Applied(values) => {
+                self.note_pending();
+                Some(values)
+            }
+            LocalChange::Cold | LocalChange::Overflow => None,
+        }
+    }
+
     /// Adds `delta` to `key` locally, reading its values with `fetch` first when it is cold;
     /// when the local sums cannot hold it, flushes and applies it with `direct` instead.
     pub(crate) async fn add<Fetch, FetchFuture, Direct, DirectFuture>(
@@ -407,7 +424,7 @@ async fn run_flush_task<T: LaxOwner>(owner: Weak<T>, cadence: Duration) {
             }
         };
         if tick.checked_rem(idle_ticks) == Some(0) {
-            core.local.forget_idle(tick.saturating_sub(idle_ticks));
+            core.local.forget_idle(tick, idle_ticks);
         }
     }
 }

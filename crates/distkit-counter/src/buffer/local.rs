@@ -5,7 +5,10 @@
 //! rarely wait for each other; no lock is ever held across an `.await`.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use hashbrown::hash_map::RawEntryMut;
 
 use distkit_core::DistkitRedisKey;
 
@@ -51,8 +54,9 @@ struct Entry {
     dirty: bool,
     /// Listed in its shard's `watched` list (read since the last flush).
     watched: bool,
-    /// The flush tick of the last use, for forgetting idle keys.
-    last_used: u64,
+    /// The flush tick of the last use, for forgetting idle keys: its low 32 bits (see
+    /// [`stamp`]), which keeps the entry at 40 bytes.
+    last_used: u32,
 }
 
 impl Entry {
@@ -61,11 +65,18 @@ impl Entry {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shard {
-    entries: HashMap<DistkitRedisKey, Entry, ahash::RandomState>,
+    /// Hashed with the state's one hasher, so the hash that picks the shard also finds the
+    /// entry (the warm path hashes a key once).
+    entries: hashbrown::HashMap<DistkitRedisKey, Entry, ahash::RandomState>,
     dirty: Vec<DistkitRedisKey>,
     watched: Vec<DistkitRedisKey>,
+}
+
+/// The low 32 bits of a flush tick, as entries keep it.
+fn stamp(tick: u64) -> u32 {
+    u32::try_from(tick & u64::from(u32::MAX)).unwrap_or(u32::MAX)
 }
 
 /// The outcome of a local change.
@@ -104,23 +115,47 @@ pub(crate) struct Taken {
 #[derive(Debug)]
 pub(crate) struct LocalState {
     shards: [Mutex<Shard>; SHARDS],
-    /// Picks the shard of a key (aHash: fast and seeded per process, so keys chosen by an
-    /// adversary cannot pile up in one shard or one bucket).
-    shard_hasher: ahash::RandomState,
+    /// Hashes keys, for picking the shard and inside every shard's map (aHash: fast and
+    /// seeded per process, so keys chosen by an adversary cannot pile up in one shard or one
+    /// bucket).
+    hasher: ahash::RandomState,
 }
+
+/// The hash bits that pick a shard: above those a shard's map uses for its buckets (the low
+/// bits, one per doubling of the table) and below its tag bits (the top seven), so the keys of
+/// one shard still spread over their map.
+const SHARD_SHIFT: u32 = 40;
 
 impl LocalState {
     pub(crate) fn new() -> Self {
+        let hasher = ahash::RandomState::new();
         Self {
-            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
-            shard_hasher: ahash::RandomState::new(),
+            shards: std::array::from_fn(|_| {
+                Mutex::new(Shard {
+                    entries: hashbrown::HashMap::with_hasher(hasher.clone()),
+                    dirty: Vec::new(),
+                    watched: Vec::new(),
+                })
+            }),
+            hasher,
         }
+    }
+
+    /// The hash of `key`, as every shard's map computes it (the trait method, which is what
+    /// the map calls; aHash's inherent `hash_one` may differ from it).
+    fn hash(&self, key: &DistkitRedisKey) -> u64 {
+        BuildHasher::hash_one(&self.hasher, key)
+    }
+
+    /// The index of the shard that holds the key of `hash`.
+    fn shard_of(hash: u64) -> usize {
+        let bits = hash.checked_shr(SHARD_SHIFT).unwrap_or(0);
+        usize::try_from(bits.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0)
     }
 
     /// The index of the shard that holds `key`.
     fn shard_index(&self, key: &DistkitRedisKey) -> usize {
-        let hash = self.shard_hasher.hash_one(key.as_str());
-        usize::try_from(hash.checked_rem(SHARDS as u64).unwrap_or(0)).unwrap_or(0) % SHARDS
+        Self::shard_of(self.hash(key))
     }
 
     #[expect(
@@ -147,11 +182,17 @@ impl LocalState {
 
     /// Adds `delta` to the pending deltas of a known key.
     pub(crate) fn add(&self, key: &DistkitRedisKey, delta: i64, tick: u64) -> LocalChange {
-        let mut guard = self.shard(key);
+        let hash = self.hash(key);
+        let mut guard = self.lock_shard(Self::shard_of(hash));
         let shard = &mut *guard;
-        let Some(entry) = shard.entries.get_mut(key) else {
+        let RawEntryMut::Occupied(occupied) = shard
+            .entries
+            .raw_entry_mut()
+            .from_key_hashed_nocheck(hash, key)
+        else {
             return LocalChange::Cold;
         };
+        let entry = occupied.into_mut();
         let (Some(pending), Some(value)) = (
             entry.pending.checked_add(delta),
             entry.value().and_then(|value| value.plus(delta)),
@@ -159,7 +200,7 @@ impl LocalState {
             return LocalChange::Overflow;
         };
         entry.pending = pending;
-        entry.last_used = tick;
+        entry.last_used = stamp(tick);
         if !entry.dirty {
             entry.dirty = true;
             shard.dirty.push(key.clone());
@@ -173,7 +214,7 @@ impl LocalState {
         let mut guard = self.shard(key);
         let shard = &mut *guard;
         let entry = shard.entries.get_mut(key)?;
-        entry.last_used = tick;
+        entry.last_used = stamp(tick);
         if !entry.watched {
             entry.watched = true;
             shard.watched.push(key.clone());
@@ -187,7 +228,7 @@ impl LocalState {
         let mut shard = self.shard(key);
         shard.entries.entry(key.clone()).or_insert(Entry {
             remote,
-            last_used: tick,
+            last_used: stamp(tick),
             ..Entry::default()
         });
     }
@@ -200,7 +241,7 @@ impl LocalState {
         let mut shard = self.shard(key);
         let entry = shard.entries.entry(key.clone()).or_default();
         entry.remote = remote;
-        entry.last_used = tick;
+        entry.last_used = stamp(tick);
     }
 
     /// After a `clear` (or an instance's clear) that ran once every earlier delta was
@@ -280,7 +321,7 @@ impl LocalState {
             let shard = &mut **shard;
             if let Some(entry) = shard.entries.get_mut(key) {
                 entry.pending = pending;
-                entry.last_used = tick;
+                entry.last_used = stamp(tick);
                 if !entry.dirty {
                     entry.dirty = true;
                     shard.dirty.push(key.clone());
@@ -394,15 +435,18 @@ impl LocalState {
         }
     }
 
-    /// Forgets keys unused since `tick` that have nothing pending or in flight.
-    pub(crate) fn forget_idle(&self, before_tick: u64) {
+    /// Forgets keys unused for more than `idle_ticks` before `now` that have nothing pending
+    /// or in flight. Stamps wrap after 2^32 ticks; as this runs every `idle_ticks`, an idle
+    /// entry is forgotten long before its stamp could look recent again.
+    pub(crate) fn forget_idle(&self, now: u64, idle_ticks: u64) {
+        let now = stamp(now);
         for mut shard in self.all_shards() {
             shard.entries.retain(|_, entry| {
                 entry.dirty
                     || entry.watched
                     || entry.in_flight != 0
                     || entry.pending != 0
-                    || entry.last_used >= before_tick
+                    || u64::from(now.wrapping_sub(entry.last_used)) <= idle_ticks
             });
         }
     }
@@ -417,5 +461,64 @@ impl LocalState {
     /// How many keys are tracked.
     pub(crate) fn tracked_keys(&self) -> usize {
         self.all_shards().map(|shard| shard.entries.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(text: &str) -> DistkitRedisKey {
+        DistkitRedisKey::new_or_panic(text.to_owned())
+    }
+
+    #[test]
+    fn every_learned_key_is_warm_for_the_fast_path_and_its_deltas_are_taken_once() {
+        let state = LocalState::new();
+        let keys: Vec<DistkitRedisKey> = (0..5_000).map(|i| key(&format!("k{i}"))).collect();
+        for (value, k) in (0_i64..).zip(&keys) {
+            assert_eq!(state.add(k, 1, 0), LocalChange::Cold);
+            state.learn(k, Snapshot::single(value), 0);
+        }
+        for (value, k) in (0_i64..).zip(&keys) {
+            assert_eq!(
+                state.add(k, 2, 0),
+                LocalChange::Applied(Snapshot::single(value + 2)),
+                "{k}"
+            );
+        }
+        assert_eq!(state.add(&key("never-learned"), 1, 0), LocalChange::Cold);
+        let taken = state.take();
+        assert_eq!(taken.deltas.len(), keys.len());
+        assert!(taken.deltas.iter().all(|&(_, delta)| delta == 2));
+    }
+
+    #[test]
+    fn idle_keys_are_forgotten_across_the_wrap_of_their_stamps_and_busy_ones_are_kept() {
+        let state = LocalState::new();
+        let before_wrap = u64::from(u32::MAX) - 4;
+        let (idle, busy) = (key("idle"), key("busy"));
+        state.learn(&idle, Snapshot::single(1), before_wrap);
+        state.learn(&busy, Snapshot::single(1), before_wrap);
+        assert_eq!(
+            state.add(&busy, 1, before_wrap),
+            LocalChange::Applied(Snapshot::single(2))
+        );
+        // Eight ticks later the stamps have wrapped: both were used within the idle time.
+        state.forget_idle(before_wrap + 8, 10);
+        assert_eq!(state.tracked_keys(), 2);
+        // Twenty ticks later the idle key goes; the one with a pending delta stays.
+        state.forget_idle(before_wrap + 20, 10);
+        assert_eq!(state.tracked_keys(), 1);
+        assert_eq!(state.add(&idle, 1, before_wrap + 20), LocalChange::Cold);
+        assert_eq!(
+            state.add(&busy, 1, before_wrap + 20),
+            LocalChange::Applied(Snapshot::single(3))
+        );
+    }
+
+    #[test]
+    fn an_entry_takes_forty_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
     }
 }

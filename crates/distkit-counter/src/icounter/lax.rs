@@ -156,6 +156,17 @@ impl LaxInstanceAwareCounter {
     /// As [`InstanceAwareCounterTrait::inc`].
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
         self.start_tasks()?;
+        if let Some(values) = self.core.add_warm(key, count) {
+            return Ok(pair(values));
+        }
+        // Boxed: the cold path's futures would otherwise make every warm call build a future
+        // of their size.
+        Box::pin(self.inc_cold(key, count)).await
+    }
+
+    /// [`inc`](Self::inc) for a key that is cold, would overflow locally, or on a
+    /// synchronous counter.
+    async fn inc_cold(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
         let values = self
             .core
             .add(

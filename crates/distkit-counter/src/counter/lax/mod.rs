@@ -182,6 +182,17 @@ impl LaxCounter {
     /// As [`CounterTrait::inc`]; a local overflow falls back to the strict script.
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         self.ready()?;
+        if let Some(values) = self.core.add_warm(key, count) {
+            return Ok(values.total);
+        }
+        // Boxed: the cold path's futures (a read, a script call) would otherwise make every
+        // warm call build a future of their size.
+        Box::pin(self.inc_cold(key, count)).await
+    }
+
+    /// [`inc`](Self::inc) for a key that is cold, would overflow locally, or on a
+    /// synchronous counter.
+    async fn inc_cold(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         let values = self
             .core
             .add(
