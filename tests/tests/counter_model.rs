@@ -182,10 +182,33 @@ fn report(stats: &Stats, what: &str, seed: u64) {
 /// The calls of the current round of the instance-aware test, printed on failure.
 static TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
+/// The trace, usable even after a panic elsewhere poisoned its lock.
+fn trace() -> std::sync::MutexGuard<'static, Vec<String>> {
+    TRACE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The calls and events of the plain test's current case, printed on failure.
+static PLAIN_TRACE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The plain test's trace, usable even after a panic poisoned its lock.
+fn plain_trace() -> std::sync::MutexGuard<'static, Vec<String>> {
+    PLAIN_TRACE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn fail(seed: u64, message: &str) -> ! {
-    let trace = TRACE.lock().unwrap();
-    for line in trace.iter().skip(trace.len().saturating_sub(200)) {
-        eprintln!("{line}");
+    // Copied out and released before panicking: a poisoned trace would fail the other test.
+    for (what, trace) in [
+        ("the plain test's current case", plain_trace().clone()),
+        ("the instance-aware test's current round", trace().clone()),
+    ] {
+        eprintln!("last calls of {what}:");
+        for line in trace.iter().skip(trace.len().saturating_sub(300)) {
+            eprintln!("{line}");
+        }
     }
     panic!(
         "{message}\nreplay: DISTKIT_MODEL_SEED={seed} DISTKIT_MODEL_CASES=1 cargo test -p distkit-tests --all-features --test counter_model"
@@ -408,6 +431,7 @@ async fn plain_object(redis: &Server, prefix: &DistkitRedisKey, flavour: usize) 
 async fn plain_operation(
     seed: u64,
     rng: &mut Rng,
+    slot: usize,
     object: &PlainObject,
     keys: &[DistkitRedisKey],
     ledgers: &std::sync::Mutex<Vec<Ledger>>,
@@ -490,6 +514,10 @@ async fn plain_operation(
         },
     };
     count(&PLAIN_STATS, &outcome);
+    plain_trace().push(format!(
+        "object {slot} potential {potential:?} -> {:?}",
+        outcome.as_ref().map_err(|e| e.to_string())
+    ));
     let mut ledgers = ledgers.lock().unwrap();
     match outcome {
         Ok(effects) => {
@@ -522,8 +550,10 @@ async fn plain_case(seed: u64) {
     ));
     let ledgers = Arc::new(std::sync::Mutex::new(vec![Ledger::default(); KEYS]));
     let mut unknown_calls = 0_usize;
+    plain_trace().clear();
     for round in 0..ROUNDS {
         let fault = Fault::pick(&mut rng);
+        plain_trace().push(format!("round {round}: {fault:?}"));
         PLAIN_STATS
             .faults
             .lock()
@@ -538,8 +568,9 @@ async fn plain_case(seed: u64) {
             tasks.push(tokio::spawn(async move {
                 let end = Instant::now() + ROUND_SPAN;
                 while Instant::now() < end {
-                    let object = &objects[task_rng.below(objects.len())];
-                    plain_operation(seed, &mut task_rng, object, &keys, &ledgers).await;
+                    let slot = task_rng.below(objects.len());
+                    let object = &objects[slot];
+                    plain_operation(seed, &mut task_rng, slot, object, &keys, &ledgers).await;
                     if task_rng.chance(30) {
                         tokio::time::sleep(Duration::from_millis(task_rng.below(6) as u64)).await;
                     }
@@ -564,6 +595,9 @@ async fn plain_case(seed: u64) {
         let replaced = rng.below(objects.len());
         if matches!(objects[replaced], PlainObject::Lax(_)) {
             let flavour = if rng.chance(50) { 1 } else { 2 };
+            plain_trace().push(format!(
+                "object {replaced} dropped, replaced (flavour {flavour})"
+            ));
             objects[replaced] = plain_object(&redis, &prefix, flavour).await;
         }
         for object in &objects {
@@ -581,6 +615,10 @@ async fn plain_case(seed: u64) {
                     if ledger.unknown_low != 0 || ledger.unknown_high != 0 {
                         unknown_calls += 1;
                     }
+                    plain_trace().push(format!(
+                        "check {k}: {stored} (model {} + [{}, {}])",
+                        ledger.acked, ledger.unknown_low, ledger.unknown_high
+                    ));
                     ledgers.lock().unwrap()[index] = Ledger::exactly(stored);
                     break;
                 }
@@ -612,11 +650,15 @@ async fn plain_absolute_round(
     ledgers: &std::sync::Mutex<Vec<Ledger>>,
 ) {
     for _ in 0..4 {
-        let counter = objects[rng.below(objects.len())].counter();
+        let slot = rng.below(objects.len());
+        let counter = objects[slot].counter();
         let index = rng.below(keys.len());
         let k = &keys[index];
         let model = i64::try_from(ledgers.lock().unwrap()[index].acked).unwrap();
         let value = rng.delta() * 100;
+        plain_trace().push(format!(
+            "absolute round: object {slot}, {k}, model {model}, value {value}"
+        ));
         // A call that fails here (a command timeout on a loaded machine) leaves the key
         // unknown to the model until the next round's check reads it.
         let lost_track = |seed: u64, error: DistkitError| {
@@ -808,7 +850,7 @@ async fn instance_operation(
         },
     };
     count(&INSTANCE_STATS, &outcome);
-    TRACE.lock().unwrap().push(format!(
+    trace().push(format!(
         "slot {slot} potential {potential:?} -> {:?}",
         outcome.as_ref().map_err(|e| e.to_string())
     ));
@@ -930,7 +972,7 @@ async fn instance_case(seed: u64) {
                 );
             }
         }
-        TRACE.lock().unwrap().clear();
+        trace().clear();
         instance_absolute_round(seed, &mut rng, &objects, &keys, &slices).await;
     }
     report(&INSTANCE_STATS, "instance-aware counters", seed);
