@@ -190,13 +190,20 @@ impl<S: DeltaSink> LaxCore<S> {
         if self.is_synchronous() {
             return None;
         }
-        match self.local.add(key, delta, self.now()) {
-            LocalChange::Applied(values) => {
-                self.note_pending();
-                Some(values)
-            }
+        match self.add_in_memory(key, delta) {
+            LocalChange::Applied(values) => Some(values),
             LocalChange::Cold | LocalChange::Overflow => None,
         }
+    }
+
+    /// Adds `delta` to the pending deltas of `key` and, when it was applied, notes that a
+    /// delta is waiting (for the flush lag).
+    fn add_in_memory(&self, key: &DistkitRedisKey, delta: i64) -> LocalChange {
+        let change = self.local.add(key, delta, self.now());
+        if let LocalChange::Applied(_) = change {
+            self.note_pending();
+        }
+        change
     }
 
     /// Adds `delta` to `key` locally, reading its values with `fetch` first when it is cold;
@@ -219,17 +226,14 @@ impl<S: DeltaSink> LaxCore<S> {
             // `OutcomeUnknown` or changed nothing, and nothing is left to be applied later.
             return self.direct(key, direct).await;
         }
-        let mut change = self.local.add(key, delta, self.now());
+        let mut change = self.add_in_memory(key, delta);
         if change == LocalChange::Cold {
             let remote = fetch().await?;
             self.local.learn(key, remote, self.now());
-            change = self.local.add(key, delta, self.now());
+            change = self.add_in_memory(key, delta);
         }
         match change {
-            LocalChange::Applied(values) => {
-                self.note_pending();
-                Ok(values)
-            }
+            LocalChange::Applied(values) => Ok(values),
             LocalChange::Overflow | LocalChange::Cold => self.direct(key, direct).await,
         }
     }
