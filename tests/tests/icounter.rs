@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{bounded, client, eventually, fresh_key, key};
 use distkit::icounter::{
@@ -70,6 +70,9 @@ fn silence(redis: &TestRedis, prefix: &DistkitRedisKey, instance: &str) {
         "1",
         "the instance was not alive"
     );
+    // As the script's header asks of whoever edits `alive` by hand: the next call scans.
+    let due = format!("distkit:{{{prefix}}}:ic:due");
+    redis.cli(&["DEL", &due]);
 }
 
 #[tokio::test]
@@ -615,6 +618,47 @@ async fn each_instance_is_judged_dead_by_its_own_threshold_not_by_its_peers() {
     assert_eq!(bounded(hasty.get(&k)).await.unwrap(), (1, 1));
 }
 
+/// The script skips its scan for dead instances until the earliest lease deadline it knows
+/// of: a short-lived instance that joins after long-lived ones lowers that bound, so its
+/// slice still leaves C at the first call after its own lease ends, never later.
+#[tokio::test]
+async fn a_short_lease_joining_long_ones_leaves_c_at_the_first_call_after_it_ends() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let k = key("k");
+    // The patient instance's call stores a bound 30 s away.
+    let patient = strict(&redis, &prefix, 30_000).await;
+    bounded(patient.inc(&k, 5)).await.unwrap();
+    for round in 0..3 {
+        let hasty = strict(&redis, &prefix, 1_000).await;
+        bounded(hasty.inc(&k, 7)).await.unwrap();
+        let last_call = Instant::now();
+        // Dropped: no call and no heartbeat renews its 1 s lease any more.
+        drop(hasty);
+        loop {
+            let asked_after = last_call.elapsed();
+            let (total, own) = bounded(patient.get(&k)).await.unwrap();
+            assert_eq!(own, 5);
+            let silent_for = last_call.elapsed();
+            if total == 5 {
+                assert!(
+                    silent_for >= Duration::from_millis(900),
+                    "round {round}: the slice left C after {silent_for:?}, before its lease ended"
+                );
+                break;
+            }
+            assert_eq!(total, 12, "round {round}");
+            // Its lease ended at most 1 s after its last call returned (plus the server
+            // clock's millisecond rounding): a call sent later finds it dead.
+            assert!(
+                asked_after < Duration::from_millis(1_005),
+                "round {round}: a call sent {asked_after:?} after its last call still counts it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once() {
     let redis = TestRedis::start();
@@ -760,6 +804,156 @@ async fn an_instance_back_after_its_revival_window_restores_nothing() {
         (2, 2),
         "starts afresh"
     );
+}
+
+/// A lone `inc` is two HINCRBYs (slice, then C); when C's overflows, the slice's is undone:
+/// a slice that did not exist is gone again, one of 0 stays, indexes and all.
+#[tokio::test]
+async fn a_lone_increment_whose_total_overflows_leaves_every_record_as_it_was() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let full = strict(&redis, &prefix, 30_000).await;
+    let other = strict(&redis, &prefix, 30_000).await;
+    let (fresh, zero) = (key("fresh"), key("zero"));
+    for k in [&fresh, &zero] {
+        bounded(full.set_on_instance(k, i64::MAX)).await.unwrap();
+    }
+    bounded(other.set_on_instance(&zero, 0)).await.unwrap();
+    // Every field and value (or member) of the records a lone inc writes, sorted.
+    let records = || {
+        [
+            ("slices", "HGETALL"),
+            ("owned", "ZRANGE"),
+            ("by_key", "ZRANGE"),
+            ("totals", "HGETALL"),
+        ]
+        .map(|(kind, read)| {
+            let name = raw_key(&prefix, kind);
+            let output = if read == "ZRANGE" {
+                redis.cli(&[read, &name, "0", "-1"])
+            } else {
+                redis.cli(&[read, &name])
+            };
+            let mut lines: Vec<&str> = output.lines().collect();
+            lines.sort_unstable();
+            format!("{kind}: {}", lines.join(" "))
+        })
+    };
+    let state = records();
+    for (k, amount) in [
+        (&fresh, 1),
+        (&zero, 1),
+        (&fresh, i64::MAX),
+        (&zero, i64::MAX),
+    ] {
+        let failed = bounded(other.inc(k, amount)).await;
+        assert!(
+            matches!(
+                failed,
+                Err(DistkitError::CounterError(CounterError::Overflow { .. }))
+            ),
+            "inc({k}, {amount}): {failed:?}"
+        );
+        assert_eq!(records(), state, "inc({k}, {amount}) left a trace");
+    }
+    assert_eq!(bounded(other.get(&fresh)).await.unwrap(), (i64::MAX, 0));
+    assert_eq!(
+        bounded(other.inc(&zero, -1)).await.unwrap(),
+        (i64::MAX - 1, -1)
+    );
+}
+
+/// A lone `inc` takes a fast path whose Lua arithmetic is exact only below 10^15: values
+/// around that bound, around 2^53 and at the ends of i64 must come out exact (the fast path
+/// hands them to the full script, undoing what it wrote), and overflow must change nothing.
+#[tokio::test]
+#[expect(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    reason = "a test: the model sums in i128, indexes come from its own ranges"
+)]
+async fn lone_increments_around_the_fast_paths_limits_are_exact() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let instances = [
+        strict(&redis, &prefix, 30_000).await,
+        strict(&redis, &prefix, 30_000).await,
+    ];
+    let keys = [key("a"), key("b")];
+    const E15: i64 = 1_000_000_000_000_000;
+    const E53: i64 = 1 << 53;
+    let amounts = [
+        1,
+        -1,
+        2,
+        -2,
+        7,
+        E15 - 1,
+        -(E15 - 1),
+        E15,
+        -E15,
+        E15 + 1,
+        E53 - 1,
+        E53,
+        E53 + 1,
+        -E53,
+        i64::MAX,
+        i64::MIN,
+        i64::MAX - 1,
+        i64::MIN + 1,
+    ];
+    let seed = std::env::var("DISTKIT_ICOUNTER_MODEL_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(7_u64);
+    let mut rng = Rng::new(seed);
+    // slices[instance][key], in i128 so the model itself never overflows.
+    let mut slices = [[0_i128; 2]; 2];
+    for step in 0..600 {
+        let (i, k) = (rng.below(2), rng.below(2));
+        let amount = if rng.below(3) == 0 {
+            amounts[rng.below(amounts.len())]
+        } else {
+            // Small steps walk a value across a bound that large ones brought it near.
+            i64::try_from(rng.below(5)).unwrap() - 2
+        };
+        let total: i128 = slices.iter().map(|own| own[k]).sum();
+        let (new_slice, new_total) = (
+            slices[i][k] + i128::from(amount),
+            total + i128::from(amount),
+        );
+        let fits = |value: i128| i64::try_from(value).is_ok();
+        let got = bounded(instances[i].inc(&keys[k], amount)).await;
+        let context = format!(
+            "seed {seed}, step {step}: instance {i} inc({}, {amount})",
+            keys[k]
+        );
+        if fits(new_slice) && fits(new_total) {
+            let expected = (
+                i64::try_from(new_total).unwrap(),
+                i64::try_from(new_slice).unwrap(),
+            );
+            assert_eq!(got.unwrap(), expected, "{context}");
+            slices[i][k] = new_slice;
+        } else {
+            assert!(
+                matches!(
+                    got,
+                    Err(DistkitError::CounterError(CounterError::Overflow { .. }))
+                ),
+                "{context}: {got:?}"
+            );
+            let unchanged = (
+                i64::try_from(total).unwrap(),
+                i64::try_from(slices[i][k]).unwrap(),
+            );
+            assert_eq!(
+                bounded(instances[i].get(&keys[k])).await.unwrap(),
+                unchanged,
+                "{context}: a failed inc changed something"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -970,6 +1164,7 @@ async fn run_model_case(redis: &TestRedis, seed: u64, steps: usize) {
     }
     let keys: Vec<DistkitRedisKey> = (0..KEYS).map(|index| key(&format!("m{index}"))).collect();
     let alive = raw_key(&prefix, "alive");
+    let due = raw_key(&prefix, "due");
     let mut model = Model((0..INSTANCES).map(|_| ModelInstance::default()).collect());
     let mut trace = Vec::new();
     for step in 0..steps {
@@ -989,6 +1184,8 @@ async fn run_model_case(redis: &TestRedis, seed: u64, steps: usize) {
             // Another instance (or this one) goes silent; a dead one stays dead.
             let victim = rng.below(INSTANCES);
             redis.cli(&["ZADD", &alive, "XX", "0", counters[victim].instance_id()]);
+            // The script's header asks whoever edits `alive` by hand to delete `due`.
+            redis.cli(&["DEL", &due]);
             if !model.0[victim].dead {
                 model.0[victim].silenced = true;
             }

@@ -24,6 +24,12 @@ pub(crate) static COUNTER_FLUSH: LuaScript = LuaScript::new(
     ),
 );
 
+/// The hot path of the instance-aware counters: one unconditional `inc` of a live instance
+/// while no reaping or collection is due (else it writes nothing and `INSTANCE_COUNTER` runs).
+#[cfg(feature = "instance-aware")]
+pub(crate) static INSTANCE_COUNTER_INC: LuaScript =
+    LuaScript::new("icounter_inc", include_str!("scripts/icounter_inc.lua"));
+
 /// Instance-aware counter operations (heartbeat, reaping, revival, then the operations).
 #[cfg(feature = "instance-aware")]
 pub(crate) static INSTANCE_COUNTER: LuaScript = LuaScript::new(

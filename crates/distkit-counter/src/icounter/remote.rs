@@ -1,4 +1,4 @@
-//! The Redis side of the instance-aware counters: the `icounter` script over the eleven keys
+//! The Redis side of the instance-aware counters: the `icounter` script over the twelve keys
 //! of a prefix, and the heartbeat that keeps an idle instance alive.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +16,11 @@ use super::options::{MAX_DURATION_MS, MIN_DEAD_INSTANCE_THRESHOLD_MS};
 use crate::buffer::{Batch, Confirmation, DeltaSink, Snapshot};
 use crate::checked::OptionsCheck;
 use crate::observe;
-use crate::scripts::INSTANCE_COUNTER;
+use crate::scripts::{INSTANCE_COUNTER, INSTANCE_COUNTER_INC};
 use crate::wire::{decode_array, decode_i64, script_error};
 
 /// The roles of the keys of one prefix, in the script's `KEYS` order.
-const KEY_KINDS: [&str; 11] = [
+const KEY_KINDS: [&str; 12] = [
     "totals",
     "alive",
     "windows",
@@ -32,7 +32,11 @@ const KEY_KINDS: [&str; 11] = [
     "by_key",
     "reaping",
     "buried",
+    "due",
 ];
+/// The keys of the `icounter_inc` fast path, as indexes into [`KEY_KINDS`]: totals, alive,
+/// slices, owned, by_key, due.
+const FAST_PATH_KEYS: [usize; 6] = [0, 1, 4, 5, 8, 11];
 /// The most operations one script call carries.
 const MAX_OPERATIONS_PER_CALL: usize = 1_000;
 /// The most slices of dead instances one call reaps or collects (beyond that, a call reaps
@@ -164,6 +168,8 @@ pub(crate) struct RemoteInstanceCounters {
     client: Client,
     prefix: String,
     keys: Vec<String>,
+    /// The keys of the `icounter_inc` fast path (see [`FAST_PATH_KEYS`]).
+    fast_path_keys: Vec<String>,
     instance_id: String,
     threshold_ms: u64,
     window_ms: u64,
@@ -187,9 +193,13 @@ impl RemoteInstanceCounters {
         lax: bool,
         check: OptionsCheck,
     ) -> Self {
-        let keys = KEY_KINDS
+        let keys: Vec<String> = KEY_KINDS
             .iter()
             .map(|kind| key_schema::instance_counter(prefix, kind))
+            .collect();
+        let fast_path_keys = FAST_PATH_KEYS
+            .iter()
+            .filter_map(|&index| keys.get(index).cloned())
             .collect();
         let threshold_ms = u64::try_from(lease.threshold.as_millis())
             .unwrap_or(u64::MAX)
@@ -201,6 +211,7 @@ impl RemoteInstanceCounters {
             client,
             prefix: prefix.to_string(),
             keys,
+            fast_path_keys,
             instance_id: ulid::Ulid::new().to_string(),
             threshold_ms,
             window_ms,
@@ -267,6 +278,14 @@ impl RemoteInstanceCounters {
             .flushed
             .as_ref()
             .is_some_and(|flushed| !flushed.load(Ordering::Acquire));
+        if let ([op], None, false) = (ops, flush, register)
+            && op.kind == Kind::Inc
+            && op.condition == CounterComparator::Nil
+            && let Some(key) = op.key
+            && let Some(outcome) = self.increment_on_fast_path(key, op.amount).await?
+        {
+            return Ok(vec![outcome]);
+        }
         let mut args = Vec::with_capacity(ops.len().saturating_mul(5).saturating_add(7));
         args.push(Value::from(self.instance_id.as_str()));
         args.push(Value::from(self.threshold_ms.to_string()));
@@ -334,6 +353,41 @@ impl RemoteInstanceCounters {
             }
         }
         Ok(outcomes)
+    }
+
+    /// One unconditional `inc` through the `icounter_inc` script: `None` when that script
+    /// declined (it changed nothing but the lease, which the full script renews as well) and
+    /// the operation must go through `icounter`.
+    ///
+    /// # Errors
+    ///
+    /// [`CounterError::OutcomeUnknown`] when the connection failed after the call was sent
+    /// (it is sent once), or [`DistkitError::RedisError`].
+    async fn increment_on_fast_path(
+        &self,
+        key: &DistkitRedisKey,
+        amount: i64,
+    ) -> Result<Option<Outcome>, DistkitError> {
+        let args = vec![
+            Value::from(self.instance_id.as_str()),
+            Value::from(self.threshold_ms.to_string()),
+            Value::from(key.as_str()),
+            Value::from(amount.to_string()),
+        ];
+        let keys: Vec<&str> = self.fast_path_keys.iter().map(String::as_str).collect();
+        let reply = INSTANCE_COUNTER_INC
+            .run(&self.client, &keys, args, CallPolicy::ONCE)
+            .await
+            .map_err(|error| script_error(error, Attempts::Once, |_| key.to_string()))?;
+        let items = decode_array(reply)?;
+        let [total, own, old_total, old_own, _found_dead] = items.as_slice() else {
+            return Ok(None);
+        };
+        let key = key.as_str();
+        Ok(Some(Outcome {
+            new: (decode_i64(total, key)?, decode_i64(own, key)?),
+            old: (decode_i64(old_total, key)?, decode_i64(old_own, key)?),
+        }))
     }
 
     /// Sends a heartbeat (and reaps dead instances' slices) without changing any value, in a

@@ -6,14 +6,25 @@
 --   1. renews the calling instance's lease (alive score = server now + its own threshold) and,
 --      if it had been reaped, restores its parked slices (drops them if it comes back after
 --      its revival window);
---   2. moves every instance whose own lease ran out to `reaping`, then reaps (takes out of C
+--   2. only when something may be due (the server clock is past `due`, see below): moves
+--      every instance whose own lease ran out to `reaping`, then reaps (takes out of C
 --      and parks) up to `budget` slices; when the budget runs out with instances left in
 --      `reaping`, it also reaps their slices of the keys this call touches, so the answer is
 --      right: a dead instance's slices leave C at the latest on the next operation;
---   3. collects, with what is left of the budget, the parked state of instances dead for
---      longer than their own revival window: parked slices, then the instance's `flushes` and
---      `windows` entries;
+--   3. (with step 2) collects, with what is left of the budget, the parked state of instances
+--      dead for longer than their own revival window: parked slices, then the instance's
+--      `flushes` and `windows` entries; then stores the new `due`;
 --   4. applies its operations.
+--
+-- `due` is a lower bound of every time at which steps 2 and 3 could find work: at most the
+-- earliest lease deadline in `alive` and the earliest expiry in `buried`, and 0 while
+-- `reaping` holds an instance. Only this script writes those three sets, and every write
+-- that could lower their minimum lowers `due` with it (a lease renewal to a deadline below
+-- `due`, as after the server clock stepped back; steps 2 and 3 recompute it), so skipping
+-- steps 2 and 3 while the clock is not past `due` finds every dead instance as early as a
+-- scan on every call would. A missing `due` reads as 0: the next call scans and stores it.
+-- (Whoever edits `alive`, `reaping` or `buried` by hand must delete `due`.) A warm call thus
+-- runs TIME, ZADD, GET and, for an unconditional single `inc`, two HINCRBYs.
 --
 -- Stale slices do not exist: a global set/del of a key removes every instance's slice of the
 -- key (counted or parked) through the `by_key` index, and clear removes them all, so nothing
@@ -46,6 +57,8 @@
 -- KEYS[10]  reaping       sorted set: dead instance -> when it was found dead (server ms)
 -- KEYS[11]  buried        sorted set: reaped instance -> when its parked state expires
 --                         (found dead + its revival window, server ms)
+-- KEYS[12]  due           string: server ms before which steps 2 and 3 find nothing to do
+--                         (a lower bound, see above)
 -- ARGV[1]   the calling instance id (a ULID: no ':')
 -- ARGV[2]   the calling instance's dead-instance threshold, in ms
 -- ARGV[3]   the calling instance's revival window, in ms (>= the threshold)
@@ -72,7 +85,7 @@
 -- changed).
 local totals, alive, windows, flushes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local slices, owned, parked, parked_owned = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local by_key, reaping, buried = KEYS[9], KEYS[10], KEYS[11]
+local by_key, reaping, buried, due = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local me = ARGV[1]
 local threshold = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -166,7 +179,15 @@ local function window_of(instance)
 end
 
 -- 1. Lease; an instance that joins or comes back restores its parked slices.
-if redis.call('ZADD', alive, now + threshold, me) == 1 then
+local deadline = now + threshold
+local next_due = tonumber(redis.call('GET', due)) or 0
+if deadline < next_due then
+  -- This lease is now the earliest deadline (a new instance with a short threshold, or the
+  -- server clock stepped back): due follows it down.
+  next_due = deadline
+  redis.call('SET', due, string.format('%.0f', deadline))
+end
+if redis.call('ZADD', alive, deadline, me) == 1 then
   -- Back after its revival window (its state may be partly collected already): nothing of
   -- it returns, so a late revival never restores only some of its slices.
   local expires = redis.call('ZSCORE', buried, me)
@@ -217,77 +238,92 @@ local function reap(field)
 end
 
 local found_dead = 0
-for _, instance in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. now)) do
-  redis.call('ZREM', alive, instance)
-  redis.call('ZADD', reaping, now, instance)
-  found_dead = found_dead + 1
-end
-while budget > 0 do
-  local head = redis.call('ZRANGE', reaping, 0, 0, 'WITHSCORES')
-  local instance = head[1]
-  if not instance then break end
-  local fields = redis.call('ZRANGEBYLEX', owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
-  if #fields == 0 then
-    -- Reaped: its parked state is kept for its revival window from when it was found dead.
-    redis.call('ZREM', reaping, instance)
-    redis.call('ZADD', buried, tonumber(head[2]) + window_of(instance), instance)
-    budget = budget - 1
+if now > next_due then
+  for _, instance in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', '(' .. now)) do
+    redis.call('ZREM', alive, instance)
+    redis.call('ZADD', reaping, now, instance)
+    found_dead = found_dead + 1
   end
-  for _, field in ipairs(fields) do
-    reap(field)
-    budget = budget - 1
+  while budget > 0 do
+    local head = redis.call('ZRANGE', reaping, 0, 0, 'WITHSCORES')
+    local instance = head[1]
+    if not instance then break end
+    local fields = redis.call('ZRANGEBYLEX', owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
+    if #fields == 0 then
+      -- Reaped: its parked state is kept for its revival window from when it was found dead.
+      redis.call('ZREM', reaping, instance)
+      redis.call('ZADD', buried, tonumber(head[2]) + window_of(instance), instance)
+      budget = budget - 1
+    end
+    for _, field in ipairs(fields) do
+      reap(field)
+      budget = budget - 1
+    end
   end
-end
-if budget <= 0 then
-  local pending = redis.call('ZRANGE', reaping, 0, -1)
-  if #pending > 0 then
-    local seen = {}
-    for base = HEADER, #ARGV - 1, 5 do
-      local key = ARGV[base + 2]
-      if key ~= '' and not seen[key] then
-        seen[key] = true
-        -- Whichever is shorter: the instances being reaped, or those holding a slice of key.
-        local low, high = '[' .. key .. ':', '[' .. key .. ';'
-        if redis.call('ZLEXCOUNT', by_key, low, high) < #pending then
-          for _, member in ipairs(redis.call('ZRANGEBYLEX', by_key, low, high)) do
-            local instance = string.sub(member, #key + 2)
-            local field = instance .. ':' .. key
-            if redis.call('ZSCORE', reaping, instance) and redis.call('ZSCORE', owned, field) then
-              reap(field)
+  if budget <= 0 then
+    local pending = redis.call('ZRANGE', reaping, 0, -1)
+    if #pending > 0 then
+      local seen = {}
+      for base = HEADER, #ARGV - 1, 5 do
+        local key = ARGV[base + 2]
+        if key ~= '' and not seen[key] then
+          seen[key] = true
+          -- Whichever is shorter: the instances being reaped, or those holding a slice of key.
+          local low, high = '[' .. key .. ':', '[' .. key .. ';'
+          if redis.call('ZLEXCOUNT', by_key, low, high) < #pending then
+            for _, member in ipairs(redis.call('ZRANGEBYLEX', by_key, low, high)) do
+              local instance = string.sub(member, #key + 2)
+              local field = instance .. ':' .. key
+              if redis.call('ZSCORE', reaping, instance) and redis.call('ZSCORE', owned, field) then
+                reap(field)
+              end
             end
-          end
-        else
-          for _, instance in ipairs(pending) do
-            local field = instance .. ':' .. key
-            if redis.call('ZSCORE', owned, field) then
-              reap(field)
+          else
+            for _, instance in ipairs(pending) do
+              local field = instance .. ':' .. key
+              if redis.call('ZSCORE', owned, field) then
+                reap(field)
+              end
             end
           end
         end
       end
     end
   end
-end
 
--- 3. Collect the parked state of instances whose revival window is over.
-while budget > 0 do
-  local instance = redis.call('ZRANGEBYSCORE', buried, '-inf', '(' .. now, 'LIMIT', 0, 1)[1]
-  if not instance then break end
-  local fields = redis.call('ZRANGEBYLEX', parked_owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
-  if #fields == 0 then
-    redis.call('HDEL', flushes, instance)
-    redis.call('HDEL', windows, instance)
-    redis.call('ZREM', buried, instance)
-    budget = budget - 1
+  -- 3. Collect the parked state of instances whose revival window is over.
+  while budget > 0 do
+    local instance = redis.call('ZRANGEBYSCORE', buried, '-inf', '(' .. now, 'LIMIT', 0, 1)[1]
+    if not instance then break end
+    local fields = redis.call('ZRANGEBYLEX', parked_owned, '[' .. instance .. ':', '[' .. instance .. ';', 'LIMIT', 0, budget)
+    if #fields == 0 then
+      redis.call('HDEL', flushes, instance)
+      redis.call('HDEL', windows, instance)
+      redis.call('ZREM', buried, instance)
+      budget = budget - 1
+    end
+    for _, field in ipairs(fields) do
+      local _, key = split(field)
+      redis.call('HDEL', parked, field)
+      redis.call('ZREM', parked_owned, field)
+      redis.call('ZREM', by_key, index_of(instance, key))
+      tidy(key)
+      budget = budget - 1
+    end
   end
-  for _, field in ipairs(fields) do
-    local _, key = split(field)
-    redis.call('HDEL', parked, field)
-    redis.call('ZREM', parked_owned, field)
-    redis.call('ZREM', by_key, index_of(instance, key))
-    tidy(key)
-    budget = budget - 1
+
+  -- The next time steps 2 and 3 may find work: now, while instances wait in `reaping`;
+  -- else the earliest lease deadline (this instance's at the latest) or expiry.
+  if redis.call('EXISTS', reaping) == 1 then
+    next_due = 0
+  else
+    next_due = deadline
+    local earliest = redis.call('ZRANGE', alive, 0, 0, 'WITHSCORES')[2]
+    if earliest and tonumber(earliest) < next_due then next_due = tonumber(earliest) end
+    earliest = redis.call('ZRANGE', buried, 0, 0, 'WITHSCORES')[2]
+    if earliest and tonumber(earliest) < next_due then next_due = tonumber(earliest) end
   end
+  redis.call('SET', due, string.format('%.0f', next_due))
 end
 
 -- 4. The operations.
@@ -343,6 +379,68 @@ local function remove_slices(key)
     end
     zput(by_key, member, false)
   end
+end
+
+-- a - b of canonical decimals whose difference is in range: as Lua numbers when both are
+-- below 10^15 (exact in a double), else digit by digit.
+local function minus(a, b)
+  if #a < 16 and #b < 16 then
+    return string.format('%d', tonumber(a) - tonumber(b))
+  end
+  return distkit_sub(a, b)
+end
+
+-- HINCRBY of a field, as a canonical decimal string; a failed HINCRBY's error table as it is.
+local function increment(hash, field, amount)
+  local reply = redis.pcall('HINCRBY', hash, field, amount)
+  if type(reply) == 'table' then return reply end
+  if reply > -9007199254740992 and reply < 9007199254740992 then
+    return string.format('%d', reply)
+  end
+  -- Beyond 2^53 the reply (a Lua double) may be inexact: read the stored decimal.
+  return redis.call('HGET', hash, field)
+end
+
+-- The script's error for a failed HINCRBY of operation `index`.
+local function increment_error(reply, index)
+  local code = distkit_incr_error_code(reply)
+  if code == 'DISTKIT_REDIS' then return reply end
+  return redis.error_reply(code .. ' ' .. index)
+end
+
+-- A lone unconditional `inc` (the hot path): HINCRBY of the slice, then of C; Redis's own
+-- i64 arithmetic refuses an overflow, and when C's increment fails the slice's is undone, so
+-- a failed call changes nothing. Returns the four result strings, or an error reply.
+local function increment_alone(key, amount)
+  local field = me .. ':' .. key
+  local new_slice = increment(slices, field, amount)
+  if type(new_slice) == 'table' then return nil, increment_error(new_slice, 0) end
+  local old_slice = minus(new_slice, amount)
+  local new_total = increment(totals, key, amount)
+  if type(new_total) == 'table' then
+    if old_slice == '0' and not redis.call('ZSCORE', owned, field) then
+      redis.call('HDEL', slices, field)
+    else
+      redis.call('HSET', slices, field, old_slice)
+    end
+    return nil, increment_error(new_total, 0)
+  end
+  if old_slice == '0' then
+    -- The slice may be new (a slice of 0 may also exist already: adding it again is a no-op).
+    redis.call('ZADD', owned, 0, field)
+    redis.call('ZADD', by_key, 0, index_of(me, key))
+  end
+  return { new_total, new_slice, minus(new_total, amount), old_slice }
+end
+
+if count == 1 and ARGV[HEADER + 1] == 'inc' and ARGV[HEADER + 3] == 'nil' and not replay then
+  local results, failure = increment_alone(ARGV[HEADER + 2], ARGV[HEADER + 5])
+  if failure then return failure end
+  if flush ~= '' then
+    redis.call('HSET', flushes, me, flush)
+  end
+  results[5] = found_dead
+  return results
 end
 
 local results = {}
