@@ -40,6 +40,12 @@
 //! clearing, leaves nothing key-specific in Redis. What remains per prefix is one record per
 //! live instance (and per dead one for its revival window).
 //!
+//! A warm unconditional `inc` of a live instance, while no dead instance waits and no revival
+//! window ends, runs a small script of five commands (server time, the bound below, the lease
+//! renewal and two `HINCRBY`s). Every other call runs the full script, which looks for dead
+//! instances only once the server clock passes a stored lower bound of the earliest lease
+//! deadline and revival-window end, so finding the dead costs nothing while nobody dies.
+//!
 //! The work of one call is bounded as follows: reaping and collection take at most 500
 //! slices; when more slices are due, a call also reaps the dead slices of the keys it
 //! touches (keys × dead instances still being reaped); a revival restores all of the
