@@ -238,6 +238,41 @@ async fn fencing_tokens_strictly_increase_across_lock_objects() {
     }
 }
 
+/// A token is max(last + 1, server clock in µs): with the stored token ahead of the clock (as
+/// after a failover to a server whose clock is behind), each grant, by attempt or by
+/// handover, counts up from it by one.
+#[tokio::test]
+async fn fencing_tokens_count_up_from_a_stored_token_ahead_of_the_clock() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let ahead: u64 = 9_000_000_000_000_000_000;
+    let mutex_fence = format!("distkit-locks:{{{name}}}:fence");
+    let rw_fence = format!("distkit-locks:{{{name}}}:rw:fence");
+    for fence in [&mutex_fence, &rw_fence] {
+        assert_eq!(redis.cli(&["SET", fence, &ahead.to_string()]), "OK");
+    }
+    let mutex = Mutex::new(options(&name, client(&redis).await));
+    let rwlock = RwLock::new(options(&name, client(&redis).await));
+    let first = bounded(mutex.lock()).await.unwrap();
+    assert_eq!(first.fencing_token(), ahead + 1);
+    // The next token comes by handover to a waiter.
+    let waiter = Mutex::new(options(&name, client(&redis).await));
+    let waiting = tokio::spawn(async move { bounded(waiter.lock()).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bounded(first.release()).await.unwrap();
+    let handed = bounded(waiting).await.unwrap();
+    assert_eq!(handed.fencing_token(), ahead + 2);
+    bounded(handed.release()).await.unwrap();
+    let writer = bounded(rwlock.write()).await.unwrap();
+    assert_eq!(
+        writer.fencing_token(),
+        ahead + 1,
+        "the rwlock has a fence of its own"
+    );
+    bounded(writer.release()).await.unwrap();
+    assert_eq!(redis.cli(&["GET", &mutex_fence]), (ahead + 2).to_string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_holds_across_eight_lock_objects_on_separate_clients() {
     let redis = TestRedis::start();

@@ -1,6 +1,7 @@
 //! Lock benchmarks, printed as ratios against baselines measured in the same run.
 //!
-//! `cargo bench -p distkit-lock` (starts a private redis-server, or uses `REDIS_URL`).
+//! `cargo bench -p distkit-lock` (starts a private redis-server, or uses `REDIS_URL`);
+//! `DISTKIT_BENCH=uncontended,handoff` runs only those sections (see `runs`).
 #![expect(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
@@ -85,7 +86,7 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
         .await?;
     let mutex = Mutex::new(LockOptions::new(key(&unique_prefix()), client.clone()));
     let raw_key = format!("bench:{{{}}}", unique_prefix());
-    let (mut raw, mut same, mut ours) = (0.0_f64, 0.0_f64, 0.0_f64);
+    let (mut raw, mut same, mut ours, mut waiting) = (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
     for _ in 0..ROUNDS {
         let (c, a, r, k) = (
             client.clone(),
@@ -128,14 +129,27 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
             })
             .await?,
         );
+        let m = Arc::clone(&mutex);
+        waiting = waiting.max(
+            calls_per_second(1, ROUND, move |_| {
+                let m = Arc::clone(&m);
+                async move {
+                    m.lock().await?.release().await?;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
     }
     println!(
-        "Mutex uncontended lock()+release() vs two raw EVALSHA round trips (SET NX PX; compare-and-delete)"
+        "Mutex uncontended try_lock()+release() and lock()+release() vs two raw EVALSHA round trips \
+         (SET NX PX; compare-and-delete)"
     );
     println!(
-        "  mutex {ours:>8.0}/s | raw {raw:>8.0}/s -> ratio {:.2} \
+        "  try_lock {ours:>8.0}/s | lock {waiting:>8.0}/s | raw {raw:>8.0}/s -> ratios {:.2} and {:.2} \
          | raw EVALSHA of distkit's own two scripts {same:>8.0}/s -> ratio {:.2}",
         ours / raw,
+        waiting / raw,
         ours / same
     );
     Ok(())
@@ -399,6 +413,14 @@ async fn data_loss_options() -> BenchResult<()> {
     Ok(())
 }
 
+/// Whether the section `name` runs: all do, unless `DISTKIT_BENCH` lists some
+/// (`uncontended`, `handoff`, `readers`, `data_loss`, comma-separated).
+fn runs(name: &str) -> bool {
+    std::env::var("DISTKIT_BENCH").map_or(true, |sections| {
+        sections.split(',').any(|section| section.trim() == name)
+    })
+}
+
 fn main() -> BenchResult<()> {
     let redis = TestRedis::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -407,10 +429,16 @@ fn main() -> BenchResult<()> {
         .build()?;
     runtime.block_on(async {
         let client = connect(redis.url()).await?;
-        uncontended(&client).await?;
-        handoffs(&redis, &client).await?;
-        readers(&client).await?;
-        if std::env::var("REDIS_URL").is_err() {
+        if runs("uncontended") {
+            uncontended(&client).await?;
+        }
+        if runs("handoff") {
+            handoffs(&redis, &client).await?;
+        }
+        if runs("readers") {
+            readers(&client).await?;
+        }
+        if runs("data_loss") && std::env::var("REDIS_URL").is_err() {
             data_loss_options().await?;
         }
         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())

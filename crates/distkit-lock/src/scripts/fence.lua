@@ -22,14 +22,16 @@ end
 
 -- The next fencing token of the lock whose fence counter is `key` (a string key without
 -- TTL), stored back in `key` and returned as a decimal string.
+-- max(last + 1, now) is now whenever last < now (the usual case: one write); otherwise the
+-- counter goes up by one (only while the clock is behind the last token).
 local function fence_next(key)
   local time = redis.call('TIME')
   local now = time[1] .. string.format('%06d', tonumber(time[2]))
-  redis.call('INCR', key)
-  local fence = redis.call('GET', key)
-  if fence_less(fence, now) then
+  local last = redis.call('GET', key)
+  if not last or fence_less(last, now) then
     redis.call('SET', key, now)
     return now
   end
-  return fence
+  redis.call('INCR', key)
+  return redis.call('GET', key)
 end

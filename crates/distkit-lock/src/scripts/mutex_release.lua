@@ -9,11 +9,12 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
--- A handover still pending to this holder is over.
-redis.call('DEL', KEYS[5])
+-- A handover still pending to this holder is over (its record goes with the lock, or
+-- before the lock is handed on).
 if redis.call('LLEN', KEYS[3]) == 0 then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[5])
   return 1
 end
+redis.call('DEL', KEYS[5])
 -- (The helpers of mutex_common.lua and the handover of mutex_release_handover.lua follow:
 -- without waiters the call returns before they are set up.)
