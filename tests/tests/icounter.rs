@@ -867,11 +867,6 @@ async fn a_lone_increment_whose_total_overflows_leaves_every_record_as_it_was() 
 /// around that bound, around 2^53 and at the ends of i64 must come out exact (the fast path
 /// hands them to the full script, undoing what it wrote), and overflow must change nothing.
 #[tokio::test]
-#[expect(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    reason = "a test: the model sums in i128, indexes come from its own ranges"
-)]
 async fn lone_increments_around_the_fast_paths_limits_are_exact() {
     let redis = TestRedis::start();
     let prefix = fresh_key();

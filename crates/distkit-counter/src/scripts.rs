@@ -6,6 +6,13 @@ use distkit_core::script::LuaScript;
 pub(crate) static COUNTER_INC: LuaScript =
     LuaScript::new("counter_inc", include_str!("scripts/counter_inc.lua"));
 
+/// Applies the increments of several concurrent `StrictCounter::inc` calls, each on its own
+/// (a group commit).
+pub(crate) static COUNTER_INC_GROUP: LuaScript = LuaScript::new(
+    "counter_inc_group",
+    include_str!("scripts/counter_inc_group.lua"),
+);
+
 /// Applies a sequence of inc/set/del operations, conditional or not, all or nothing.
 pub(crate) static COUNTER_APPLY: LuaScript = LuaScript::new(
     "counter_apply",

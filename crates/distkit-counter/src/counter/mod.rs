@@ -79,6 +79,7 @@
 
 mod absolute;
 mod counter_trait;
+mod group_commit;
 mod lax;
 mod options;
 pub(crate) mod remote;

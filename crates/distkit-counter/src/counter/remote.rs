@@ -15,6 +15,7 @@ use distkit_core::{
     CounterComparator, CounterError, DistkitError, DistkitRedisKey, ReplicaAcks, key_schema,
 };
 
+use super::group_commit::{self, Entry, GroupCommit};
 use crate::checked::OptionsCheck;
 use crate::scripts::{COUNTER_APPLY, COUNTER_INC};
 use crate::wire::{decode_array, decode_i64, script_error};
@@ -99,6 +100,8 @@ pub(crate) struct RemoteCounters {
     replica_acks: Option<ReplicaAcks>,
     /// Lets concurrent acknowledged writes share one `WAIT`.
     acknowledgements: Arc<AcknowledgementGroup>,
+    /// Coalesces concurrent increments into group commits (without replica acknowledgement).
+    group_commit: Arc<GroupCommit>,
     /// Whether the options were valid: every call checks it before any I/O.
     check: OptionsCheck,
 }
@@ -111,6 +114,7 @@ impl RemoteCounters {
             values_key,
             replica_acks: None,
             acknowledgements: Arc::new(AcknowledgementGroup::new()),
+            group_commit: group_commit::shared(),
             check: OptionsCheck::default(),
         }
     }
@@ -167,8 +171,44 @@ impl RemoteCounters {
         Ok(reply)
     }
 
-    /// Adds `delta` to `key` with the `counter_inc` script; returns the new value.
+    /// The group commit of this counter object.
+    pub(crate) fn group_commit(&self) -> &GroupCommit {
+        &self.group_commit
+    }
+
+    /// Runs a script on the values hash, as it is: no option check, no replica
+    /// acknowledgement, fred's error as it came.
+    pub(crate) async fn run_script(
+        &self,
+        script: &LuaScript,
+        args: Vec<Value>,
+        policy: CallPolicy,
+    ) -> Result<Value, distkit_core::fred::error::Error> {
+        script
+            .run(&self.client, &[self.values_key.as_str()], args, policy)
+            .await
+    }
+
+    /// Adds `delta` to `key`; returns the new value. Without replica acknowledgement,
+    /// concurrent increments of this object are coalesced (see [`group_commit`]): alone, or
+    /// with a slot free, it runs `counter_inc` at once; else it joins the next group.
     pub(crate) async fn inc(&self, key: &DistkitRedisKey, delta: i64) -> Result<i64, DistkitError> {
+        if self.replica_acks.is_some() {
+            return self.inc_alone(key, delta).await;
+        }
+        self.check()?;
+        match self.group_commit.enter(self, key, delta) {
+            Entry::Alone(slot) => {
+                let result = self.inc_alone(key, delta).await;
+                drop(slot);
+                result
+            }
+            Entry::Queued(answer) => group_commit::queued_answer(answer).await,
+        }
+    }
+
+    /// Adds `delta` to `key` with the `counter_inc` script; returns the new value.
+    async fn inc_alone(&self, key: &DistkitRedisKey, delta: i64) -> Result<i64, DistkitError> {
         let reply = self
             .write(
                 &COUNTER_INC,

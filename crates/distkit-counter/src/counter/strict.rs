@@ -10,14 +10,23 @@ use crate::checked::OptionsCheck;
 /// A counter whose every call is one atomic Lua script on Redis: immediately consistent
 /// across processes.
 ///
-/// - `inc`/`dec`: the `counter_inc` script (`HINCRBY`, then the exact stored value).
+/// - `inc`/`dec`: the `counter_inc` script (`HINCRBY`, then the exact stored value). Under
+///   load, concurrent `inc`/`dec` calls of one counter object are **group-committed**: while
+///   two calls of the object are in flight, further ones queue, and each time a call ends
+///   everything queued (up to 1 000 increments) goes out as one `counter_inc_group` script,
+///   which applies each increment on its own, in order. Every caller still gets its own new
+///   value or its own error (one overflowing increment fails alone), and each increment is
+///   atomic and applied at most once, as before; a lone caller is sent at once. Without
+///   replica acknowledgement only (with [`CounterOptions::replica_acks`] every call is sent
+///   alone).
 /// - `get`/`get_all`: `HGET`/`HMGET` (reads, retried after a reconnect).
 /// - `set`, `del`, conditional operations and batches: the `counter_apply` script, all or
 ///   nothing per call of up to 1 000 operations.
 /// - `clear`: `UNLINK` of the prefix's hash.
 ///
 /// Writes are sent once and never replayed: after a connection failure mid-call the result
-/// is [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown).
+/// is [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown) (for
+/// every caller of a group in flight). A caller cancelled while queued is not sent.
 ///
 /// ```no_run
 /// # use distkit_counter as distkit; // the facade crate, as users name it

@@ -1,0 +1,242 @@
+//! Group commit of a strict counter's concurrent increments.
+//!
+//! Up to [`MAX_IN_FLIGHT`] script calls of one counter object are on the wire at a time. A
+//! call that finds a free slot is sent at once, alone, with `counter_inc` (a lone caller
+//! waits for nothing). A call that finds every slot taken joins a queue; whenever a call in
+//! flight ends, its slot takes everything queued (up to [`MAX_GROUP`] increments) and sends
+//! it as one `counter_inc_group` script call from a task of its own. That script applies each
+//! increment on its own, in order, so every caller gets its own new value or its own error,
+//! exactly as if its increment had run alone; a group is sent once (never replayed), so a
+//! connection lost with the group in flight reports `OutcomeUnknown` to each of its callers.
+//!
+//! Under load this turns many small script calls into few larger ones: Redis runs one script
+//! per group instead of one per increment, and the client encodes and decodes one command.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use distkit_core::fred::error::{Error as FredError, ErrorKind};
+use distkit_core::fred::types::Value;
+use distkit_core::script::{Attempts, CallPolicy};
+use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
+use tokio::sync::oneshot;
+
+use super::remote::RemoteCounters;
+use crate::scripts::COUNTER_INC_GROUP;
+use crate::wire::{decode_array, decode_i64, script_error};
+
+/// How many script calls of one counter object may be in flight at a time.
+pub(crate) const MAX_IN_FLIGHT: usize = 2;
+/// The most increments one group carries.
+pub(crate) const MAX_GROUP: usize = 1_000;
+
+/// The answer a queued caller waits for.
+type Reply = Result<i64, DistkitError>;
+
+/// An increment waiting for a slot.
+#[derive(Debug)]
+struct Queued {
+    key: DistkitRedisKey,
+    delta: i64,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    in_flight: usize,
+    queue: Vec<Queued>,
+}
+
+/// The slots and the queue of one counter object (shared by its clones).
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+}
+
+/// How a caller takes part: alone in a slot of its own, or queued for the next group.
+pub(crate) enum Entry<'a> {
+    /// Send the increment now; the slot is handed on when the [`Slot`] drops.
+    Alone(Slot<'a>),
+    /// Wait for the group's answer.
+    Queued(oneshot::Receiver<Reply>),
+}
+
+impl GroupCommit {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent across a panic elsewhere: every update is one step.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a free slot for `remote`'s increment, or queues it.
+    pub(crate) fn enter<'a>(
+        &self,
+        remote: &'a RemoteCounters,
+        key: &DistkitRedisKey,
+        delta: i64,
+    ) -> Entry<'a> {
+        let mut state = self.state();
+        if state.in_flight < MAX_IN_FLIGHT && state.queue.is_empty() {
+            state.in_flight = state.in_flight.saturating_add(1);
+            return Entry::Alone(Slot { remote });
+        }
+        let (reply, answer) = oneshot::channel();
+        state.queue.push(Queued {
+            key: key.clone(),
+            delta,
+            reply,
+        });
+        Entry::Queued(answer)
+    }
+
+    /// Called when a call in flight ended: the next group to send in its slot, if anything
+    /// is queued, else the slot is freed.
+    fn next_group(&self) -> Option<Vec<Queued>> {
+        let mut state = self.state();
+        // Callers that gave up before their group left are not sent.
+        state.queue.retain(|queued| !queued.reply.is_closed());
+        if state.queue.is_empty() {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            return None;
+        }
+        let size = state.queue.len().min(MAX_GROUP);
+        let rest = state.queue.split_off(size);
+        Some(std::mem::replace(&mut state.queue, rest))
+    }
+}
+
+/// A slot in flight: when it drops (its call ended, or was cancelled), it sends whatever is
+/// queued as the next group from a task of its own, or frees itself.
+pub(crate) struct Slot<'a> {
+    remote: &'a RemoteCounters,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        hand_on(self.remote);
+    }
+}
+
+/// Sends the next group in the slot of a call that just ended, if anything is queued.
+fn hand_on(remote: &RemoteCounters) {
+    let Some(group) = remote.group_commit().next_group() else {
+        return;
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to send from (it is shutting down): the queued callers' senders drop
+        // with the group, and they report an unknown outcome; nothing was sent.
+        drop(group);
+        free_slot(remote);
+        return;
+    };
+    let remote = remote.clone();
+    runtime.spawn(async move {
+        let slot = Slot { remote: &remote };
+        send_group(&remote, group).await;
+        drop(slot);
+    });
+}
+
+/// Frees a slot and fails everything queued behind it (when no task can send it).
+fn free_slot(remote: &RemoteCounters) {
+    let mut state = remote.group_commit().state();
+    state.in_flight = state.in_flight.saturating_sub(1);
+    if state.in_flight == 0 {
+        state.queue.clear();
+    }
+}
+
+/// Sends one group and answers each of its callers.
+async fn send_group(remote: &RemoteCounters, group: Vec<Queued>) {
+    let mut args = Vec::with_capacity(group.len().saturating_mul(2));
+    for queued in &group {
+        args.push(Value::from(queued.key.as_str()));
+        args.push(Value::from(queued.delta));
+    }
+    let reply = remote
+        .run_script(&COUNTER_INC_GROUP, args, CallPolicy::ONCE)
+        .await
+        .map_err(|error| (error, Attempts::Once))
+        .and_then(|reply| decode_array(reply).map_err(|error| (error_of(&error), Attempts::Once)));
+    match reply {
+        Ok(items) if items.len() == group.len() => {
+            for (queued, item) in group.into_iter().zip(items) {
+                let answer = answer_of(&item, &queued.key);
+                // A caller that gave up meanwhile does not read its answer.
+                let _ = queued.reply.send(answer);
+            }
+        }
+        Ok(items) => {
+            let error = FredError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "counter_inc_group answered {} items for {} increments",
+                    items.len(),
+                    group.len()
+                ),
+            );
+            for queued in group {
+                let _ = queued.reply.send(Err(error.clone().into()));
+            }
+        }
+        Err((error, attempts)) => {
+            for queued in group {
+                let key = queued.key.to_string();
+                let _ = queued
+                    .reply
+                    .send(Err(script_error(error.clone(), attempts, |_| key.clone())));
+            }
+        }
+    }
+}
+
+/// A decoding failure as a fred error (every caller of the group gets a copy).
+fn error_of(error: &DistkitError) -> FredError {
+    FredError::new(ErrorKind::Protocol, error.to_string())
+}
+
+/// One element of the group's reply as the answer of its increment.
+fn answer_of(item: &Value, key: &DistkitRedisKey) -> Reply {
+    let text = match item {
+        Value::String(_) | Value::Bytes(_) => item.as_str(),
+        _ => None,
+    };
+    match text.as_deref() {
+        Some("DISTKIT_OVERFLOW") => Err(CounterError::Overflow {
+            key: key.to_string(),
+        }
+        .into()),
+        Some("DISTKIT_NOT_INTEGER") => Err(CounterError::NotAnInteger {
+            key: key.to_string(),
+        }
+        .into()),
+        Some(text) if text.starts_with("DISTKIT_REDIS ") => {
+            let message = text.trim_start_matches("DISTKIT_REDIS ");
+            let kind = if message.starts_with("WRONGTYPE") {
+                ErrorKind::InvalidArgument
+            } else {
+                ErrorKind::Unknown
+            };
+            Err(FredError::new(kind, message.to_owned()).into())
+        }
+        _ => decode_i64(item, key),
+    }
+}
+
+/// The increment of a queued caller, as its answer arrives.
+pub(crate) async fn queued_answer(answer: oneshot::Receiver<Reply>) -> Reply {
+    answer.await.unwrap_or_else(|_| {
+        // The group's task ended without answering (its runtime shut down): the group may
+        // have been sent.
+        Err(CounterError::OutcomeUnknown {
+            source: FredError::new(
+                ErrorKind::Canceled,
+                "the group commit task ended before the reply",
+            ),
+        }
+        .into())
+    })
+}
+
+/// Shares one [`GroupCommit`] between clones of a counter's remote side.
+pub(crate) fn shared() -> Arc<GroupCommit> {
+    Arc::new(GroupCommit::default())
+}
