@@ -39,7 +39,8 @@ fn header(out: &mut String, report: &Report) {
     let _ = writeln!(
         out,
         "Regenerate this file and its charts with one command (it starts a private \
-         `redis-server`; a full two-run report takes about 8–10 minutes on a 2-core machine):\n"
+         `redis-server`; with the default rounds a full two-run report takes about 7 minutes \
+         on a 2-core machine):\n"
     );
     let _ = writeln!(out, "```sh\n{COMMAND}\n```\n");
     let _ = writeln!(out, "## How to read it\n");
