@@ -76,7 +76,7 @@ fn header(out: &mut String, report: &Report) {
     );
     let _ = writeln!(
         out,
-        "| `DISTKIT_REPORT_ONLY` | all | comma-separated workloads (`{}`) or row ids (`strict.64`) to run |",
+        "| `DISTKIT_REPORT_ONLY` | all | comma-separated workloads (`{}`) or row ids (`strict.64`: the workload of that row) to run |",
         crate::report::WORKLOADS.join("`, `")
     );
     let _ = writeln!(
@@ -348,8 +348,8 @@ fn details(out: &mut String, report: &Report) {
          - `strict`: `StrictCounter::inc` from 1, 4, 16, 64 tasks over 16 keys; baseline \
          `EVALSHA` of `return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])`.\n\
          - `lax`: warm `LaxCounter::inc` (the key is already tracked) from 1, 2, 4, 16, 64 \
-         tasks, each on a key of its own; baseline an uncontended-per-call `std::sync::Mutex<HashMap>` \
-         increment shared by all tasks.\n\
+         tasks, each on a key of its own; baseline a `std::sync::Mutex<HashMap>` \
+         increment (one map shared by all tasks).\n\
          - `mutex`, `rwlock`: acquire + release on a fresh lock; baseline `SET key token NX PX \
          30000` then a compare-and-delete script (two round trips); 8 readers use a key each \
          in the baseline.\n\
