@@ -1,5 +1,7 @@
 //! StrictInstanceAwareCounter warm `inc` from one task against raw serial EVALSHA of a
-//! one-line HINCRBY script and distkit 0.7.1's strict instance-aware counter.
+//! one-line HINCRBY script and distkit 0.7.1's strict instance-aware counter; then against
+//! raw EVALSHA of the least Redis work the instance-aware model needs per increment (the
+//! server clock, the lease renewal and the two increments of slice and total).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,15 @@ use super::{RunResults, medians};
 use crate::BenchResult;
 use crate::measure::{Targets, evalsha, interleave, script_load};
 
-/// Fills row `icounter.inc`.
+/// The least Redis work of one instance-aware increment, as one script: the server clock,
+/// the lease renewal, the slice and the total.
+/// KEYS: the lease sorted set, the slices hash, the totals hash; ARGV: instance, key, delta.
+const SAME_WORK_SCRIPT: &str = "local t = redis.call('TIME') \
+     redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + 30000, ARGV[1]) \
+     local slice = redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':' .. ARGV[2], ARGV[3]) \
+     return { redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[3]), slice }";
+
+/// Fills rows `icounter.inc` and `icounter.same_work`.
 ///
 /// # Errors
 ///
@@ -77,5 +87,56 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
     )
     .await?;
     results.rows.insert("icounter.inc", medians(&samples));
+
+    let same_sha = Arc::new(script_load(&mut raw_connection, SAME_WORK_SCRIPT).await?);
+    let tag = unique_prefix();
+    let same_keys =
+        Arc::new(["alive", "slices", "totals"].map(|part| format!("bench:{{{tag}}}:{part}")));
+    let samples = interleave(
+        round,
+        || {
+            let (counter, key) = (Arc::clone(&ours), Arc::clone(&our_key));
+            calls_per_second(1, round, move |_| {
+                let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
+                async move {
+                    counter.inc(&key, 1).await?;
+                    Ok(())
+                }
+            })
+        },
+        || {
+            let (connection, sha, keys) = (
+                raw_connection.clone(),
+                Arc::clone(&same_sha),
+                Arc::clone(&same_keys),
+            );
+            calls_per_second(1, round, move |_| {
+                let (mut connection, sha, keys) =
+                    (connection.clone(), Arc::clone(&sha), Arc::clone(&keys));
+                async move {
+                    let _: redis::Value = redis::cmd("EVALSHA")
+                        .arg(sha.as_str())
+                        .arg(keys.len())
+                        .arg(keys.as_slice())
+                        .arg(&["01BENCHINSTANCE", "k", "1"])
+                        .query_async(&mut connection)
+                        .await?;
+                    Ok(())
+                }
+            })
+        },
+        || {
+            let (counter, key) = (Arc::clone(&theirs), Arc::clone(&their_key));
+            calls_per_second(1, round, move |_| {
+                let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
+                async move {
+                    counter.inc(&key, 1).await?;
+                    Ok(())
+                }
+            })
+        },
+    )
+    .await?;
+    results.rows.insert("icounter.same_work", medians(&samples));
     Ok(())
 }
