@@ -52,16 +52,7 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
     theirs.inc(&their_key, 1).await?;
     let samples = interleave(
         round,
-        || {
-            let (counter, key) = (Arc::clone(&ours), Arc::clone(&our_key));
-            calls_per_second(1, round, move |_| {
-                let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
-                async move {
-                    counter.inc(&key, 1).await?;
-                    Ok(())
-                }
-            })
-        },
+        || our_rate(&ours, &our_key, round),
         || {
             let (connection, sha, hash) =
                 (raw_connection.clone(), Arc::clone(&sha), Arc::clone(&hash));
@@ -74,16 +65,7 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
                 }
             })
         },
-        || {
-            let (counter, key) = (Arc::clone(&theirs), Arc::clone(&their_key));
-            calls_per_second(1, round, move |_| {
-                let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
-                async move {
-                    counter.inc(&key, 1).await?;
-                    Ok(())
-                }
-            })
-        },
+        || anchor_rate(&theirs, &their_key, round),
     )
     .await?;
     results.rows.insert("icounter.inc", medians(&samples));
@@ -94,16 +76,7 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
         Arc::new(["alive", "slices", "totals"].map(|part| format!("bench:{{{tag}}}:{part}")));
     let samples = interleave(
         round,
-        || {
-            let (counter, key) = (Arc::clone(&ours), Arc::clone(&our_key));
-            calls_per_second(1, round, move |_| {
-                let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
-                async move {
-                    counter.inc(&key, 1).await?;
-                    Ok(())
-                }
-            })
-        },
+        || our_rate(&ours, &our_key, round),
         || {
             let (connection, sha, keys) = (
                 raw_connection.clone(),
@@ -125,18 +98,43 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
                 }
             })
         },
-        || {
-            let (counter, key) = (Arc::clone(&theirs), Arc::clone(&their_key));
-            calls_per_second(1, round, move |_| {
-                let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
-                async move {
-                    counter.inc(&key, 1).await?;
-                    Ok(())
-                }
-            })
-        },
+        || anchor_rate(&theirs, &their_key, round),
     )
     .await?;
     results.rows.insert("icounter.same_work", medians(&samples));
     Ok(())
+}
+
+/// One task's calls per second of distkit's warm `inc` of `key`.
+async fn our_rate(
+    counter: &Arc<StrictInstanceAwareCounter>,
+    key: &Arc<DistkitRedisKey>,
+    round: Duration,
+) -> BenchResult<f64> {
+    let (counter, key) = (Arc::clone(counter), Arc::clone(key));
+    calls_per_second(1, round, move |_| {
+        let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
+        async move {
+            counter.inc(&key, 1).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// One task's calls per second of distkit 0.7.1's warm `inc` of `key`.
+async fn anchor_rate(
+    counter: &Arc<distkit_07::icounter::StrictInstanceAwareCounter>,
+    key: &Arc<distkit_07::DistkitRedisKey>,
+    round: Duration,
+) -> BenchResult<f64> {
+    let (counter, key) = (Arc::clone(counter), Arc::clone(key));
+    calls_per_second(1, round, move |_| {
+        let (counter, key) = (Arc::clone(&counter), Arc::clone(&key));
+        async move {
+            counter.inc(&key, 1).await?;
+            Ok(())
+        }
+    })
+    .await
 }
