@@ -25,7 +25,7 @@ use crate::scripts::COUNTER_INC_GROUP;
 use crate::wire::{decode_array, decode_i64, script_error};
 
 /// How many script calls of one counter object may be in flight at a time.
-pub(crate) const MAX_IN_FLIGHT: usize = 2;
+pub(crate) const MAX_IN_FLIGHT: usize = 4;
 /// The most increments one group carries.
 pub(crate) const MAX_GROUP: usize = 1_000;
 
