@@ -18,13 +18,15 @@
 --
 -- `due` is a lower bound of every time at which steps 2 and 3 could find work: at most the
 -- earliest lease deadline in `alive` and the earliest expiry in `buried`, and 0 while
--- `reaping` holds an instance. Only this script writes those three sets, and every write
--- that could lower their minimum lowers `due` with it (a lease renewal to a deadline below
--- `due`, as after the server clock stepped back; steps 2 and 3 recompute it), so skipping
+-- `reaping` holds an instance. Only this script and `icounter_inc` (lease renewals of live
+-- instances) write those three sets, and every write that could lower their minimum lowers
+-- `due` with it (a lease renewal to a deadline below `due`, as after the server clock
+-- stepped back; steps 2 and 3 recompute it), so skipping
 -- steps 2 and 3 while the clock is not past `due` finds every dead instance as early as a
 -- scan on every call would. A missing `due` reads as 0: the next call scans and stores it.
--- (Whoever edits `alive`, `reaping` or `buried` by hand must delete `due`.) A warm call thus
--- runs TIME, ZADD, GET and, for an unconditional single `inc`, two HINCRBYs.
+-- (Whoever edits `alive`, `reaping` or `buried` by hand must delete `due`.) A warm call of
+-- this script thus runs TIME, GET and ZADD before its operations; the warm unconditional
+-- `inc` has a script of its own, `icounter_inc`, which hands anything else to this one.
 --
 -- Stale slices do not exist: a global set/del of a key removes every instance's slice of the
 -- key (counted or parked) through the `by_key` index, and clear removes them all, so nothing
@@ -379,68 +381,6 @@ local function remove_slices(key)
     end
     zput(by_key, member, false)
   end
-end
-
--- a - b of canonical decimals whose difference is in range: as Lua numbers when both are
--- below 10^15 (exact in a double), else digit by digit.
-local function minus(a, b)
-  if #a < 16 and #b < 16 then
-    return string.format('%d', tonumber(a) - tonumber(b))
-  end
-  return distkit_sub(a, b)
-end
-
--- HINCRBY of a field, as a canonical decimal string; a failed HINCRBY's error table as it is.
-local function increment(hash, field, amount)
-  local reply = redis.pcall('HINCRBY', hash, field, amount)
-  if type(reply) == 'table' then return reply end
-  if reply > -9007199254740992 and reply < 9007199254740992 then
-    return string.format('%d', reply)
-  end
-  -- Beyond 2^53 the reply (a Lua double) may be inexact: read the stored decimal.
-  return redis.call('HGET', hash, field)
-end
-
--- The script's error for a failed HINCRBY of operation `index`.
-local function increment_error(reply, index)
-  local code = distkit_incr_error_code(reply)
-  if code == 'DISTKIT_REDIS' then return reply end
-  return redis.error_reply(code .. ' ' .. index)
-end
-
--- A lone unconditional `inc` (the hot path): HINCRBY of the slice, then of C; Redis's own
--- i64 arithmetic refuses an overflow, and when C's increment fails the slice's is undone, so
--- a failed call changes nothing. Returns the four result strings, or an error reply.
-local function increment_alone(key, amount)
-  local field = me .. ':' .. key
-  local new_slice = increment(slices, field, amount)
-  if type(new_slice) == 'table' then return nil, increment_error(new_slice, 0) end
-  local old_slice = minus(new_slice, amount)
-  local new_total = increment(totals, key, amount)
-  if type(new_total) == 'table' then
-    if old_slice == '0' and not redis.call('ZSCORE', owned, field) then
-      redis.call('HDEL', slices, field)
-    else
-      redis.call('HSET', slices, field, old_slice)
-    end
-    return nil, increment_error(new_total, 0)
-  end
-  if old_slice == '0' then
-    -- The slice may be new (a slice of 0 may also exist already: adding it again is a no-op).
-    redis.call('ZADD', owned, 0, field)
-    redis.call('ZADD', by_key, 0, index_of(me, key))
-  end
-  return { new_total, new_slice, minus(new_total, amount), old_slice }
-end
-
-if count == 1 and ARGV[HEADER + 1] == 'inc' and ARGV[HEADER + 3] == 'nil' and not replay then
-  local results, failure = increment_alone(ARGV[HEADER + 2], ARGV[HEADER + 5])
-  if failure then return failure end
-  if flush ~= '' then
-    redis.call('HSET', flushes, me, flush)
-  end
-  results[5] = found_dead
-  return results
 end
 
 local results = {}
