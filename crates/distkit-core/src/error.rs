@@ -16,6 +16,10 @@ pub enum DistkitError {
     /// range. Reported before any I/O.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// The object was closed with its `close()` method: nothing was applied. A closed object
+    /// stays closed; build a new one to go on.
+    #[error("the object was closed; nothing was applied")]
+    Closed,
     /// A counter or instance-aware counter operation failed.
     #[cfg(feature = "counter")]
     #[cfg_attr(docsrs, doc(cfg(feature = "counter")))]

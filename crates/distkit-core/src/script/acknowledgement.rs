@@ -16,8 +16,11 @@
 //! acknowledgement ([`ReconnectWatch`]): the batch `WAIT` may then have run on a connection
 //! that never carried its write.
 //!
-//! The batch task is spawned (never run inside a caller's future), so a caller that gives up
-//! waiting never strands the others.
+//! The batch task is spawned on the library's background runtime (never run inside a
+//! caller's future, never on a caller's runtime), so a caller that gives up waiting, or whose
+//! runtime ends, never strands the others. Should the task end anyway (its future dropped),
+//! a drop guard marks it stopped and wakes every member of its batch, which then counts no
+//! acknowledgement: no later write waits for a task that is gone.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -122,7 +125,7 @@ async fn join_next_batch(
             .get_or_insert_with(|| watch::channel(None).0)
             .subscribe();
         let running = state.batch_task_running
-            || crate::task::spawn_if_in_runtime(run_batches(
+            || crate::task::spawn_background(run_batches(
                 Arc::clone(group),
                 client.clone(),
                 route.clone(),
@@ -143,6 +146,28 @@ async fn join_next_batch(
     }
 }
 
+/// Marks the batch task stopped if it ends without doing so itself (its future dropped
+/// mid-`WAIT`): the next write starts a new task, and the members of the next batch wake
+/// (their sender drops) and count no acknowledgement.
+struct BatchTaskGuard {
+    group: Arc<AcknowledgementGroup>,
+    armed: bool,
+}
+
+impl Drop for BatchTaskGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let abandoned = {
+            let mut state = self.group.state();
+            state.batch_task_running = false;
+            state.next_batch.take()
+        };
+        drop(abandoned);
+    }
+}
+
 /// The batch task: one `WAIT` per batch until no write is waiting.
 async fn run_batches(
     group: Arc<AcknowledgementGroup>,
@@ -150,6 +175,10 @@ async fn run_batches(
     route: Option<String>,
     acks: ReplicaAcks,
 ) {
+    let mut guard = BatchTaskGuard {
+        group: Arc::clone(&group),
+        armed: true,
+    };
     let keys: Vec<&str> = route.as_deref().into_iter().collect();
     loop {
         let Some(batch) = ({
@@ -157,6 +186,8 @@ async fn run_batches(
             let batch = state.next_batch.take();
             if batch.is_none() {
                 state.batch_task_running = false;
+                // Stopped under the lock: a write that comes next starts a new task.
+                guard.armed = false;
             }
             batch
         }) else {
@@ -171,6 +202,33 @@ async fn run_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_batch_task_that_is_dropped_mid_wait_frees_the_group_and_wakes_its_members() {
+        let group = Arc::new(AcknowledgementGroup::new());
+        let mut member = {
+            let mut state = group.state();
+            state.batch_task_running = true;
+            let sender = watch::channel(None).0;
+            let member = sender.subscribe();
+            state.next_batch = Some(sender);
+            member
+        };
+        let guard = BatchTaskGuard {
+            group: Arc::clone(&group),
+            armed: true,
+        };
+        // What a runtime shutting down does to a task: drops it where it stands.
+        drop(guard);
+        assert!(!group.state().batch_task_running, "the next write would wait forever");
+        let woken = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            member.wait_for(Option::is_some),
+        )
+        .await
+        .unwrap();
+        assert!(woken.is_err(), "the member must wake with no count");
+    }
 
     #[test]
     fn a_new_group_has_nothing_in_flight() {

@@ -1,14 +1,24 @@
-//! The engine of the lax counters: local deltas, the flush task, `flush()`, warm-path
-//! changes and the final flush on drop. [`LaxCounter`](crate::counter::LaxCounter) and the
-//! lax instance-aware counter differ only in their [`DeltaSink`] and their absolute
+//! The engine of the lax counters: local deltas, the flush task, `flush()`, `close()`,
+//! warm-path changes and the final flush on drop. [`LaxCounter`](crate::counter::LaxCounter)
+//! and the lax instance-aware counter differ only in their [`DeltaSink`] and their absolute
 //! operations.
+//!
+//! # Lifecycle
+//!
+//! The owner (the public counter object) holds the core in an `Arc`; the flush task, on the
+//! library's background runtime ([`distkit_core::task`]), holds a `Weak` one. The last handle
+//! of the owner going away runs the owner's drop, which delivers what is pending through
+//! [`LaxCore::finish_on_drop`] (waiting for it where the thread may block), so a counter
+//! dropped as `main` returns has delivered before the runtime ends. The flush task upgrading
+//! its `Weak` for a cycle can at most make the *core* outlive the owner a moment; the final
+//! delivery never depends on who drops last.
 
 use std::future::Future;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use distkit_core::task::{Backoff, spawn_if_in_runtime};
+use distkit_core::task::Backoff;
 use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
 use tracing::Instrument;
@@ -24,15 +34,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// forgets idle keys.
 const IDLE_CADENCE: Duration = Duration::from_millis(20);
 
-/// A lax counter object that owns a [`LaxCore`].
-pub(crate) trait LaxOwner: Send + Sync + 'static {
-    /// Where its deltas go.
-    type Sink: DeltaSink;
-
-    /// Its engine.
-    fn core(&self) -> &LaxCore<Self::Sink>;
-}
-
 /// Local state, outbox and flush task of one lax counter object.
 #[derive(Debug)]
 pub(crate) struct LaxCore<S: DeltaSink> {
@@ -43,6 +44,8 @@ pub(crate) struct LaxCore<S: DeltaSink> {
     allowed_lag: Duration,
     cadence: Duration,
     task_started: AtomicBool,
+    /// Set by `close()` or the owner's drop: no operation is accepted any more.
+    closed: AtomicBool,
     /// The prefix and kind of counter, for spans and metrics.
     labels: FlushLabels,
     /// When the oldest delta not yet taken for a flush was added, in nanoseconds since
@@ -72,6 +75,7 @@ impl<S: DeltaSink> LaxCore<S> {
             allowed_lag,
             cadence,
             task_started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             labels,
             pending_since: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -136,13 +140,74 @@ impl<S: DeltaSink> LaxCore<S> {
         self.tick.load(Ordering::Relaxed)
     }
 
-    /// Starts the flush task of `owner` on the current runtime, once.
-    pub(crate) fn start<T: LaxOwner<Sink = S>>(&self, owner: &Weak<T>) {
-        if self.task_started.load(Ordering::Acquire) {
+    /// Starts the flush task on the library's background runtime, once.
+    pub(crate) fn start(self: &Arc<Self>) {
+        if self.task_started.load(Ordering::Acquire)
+            || self
+                .task_started
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
             return;
         }
-        if spawn_if_in_runtime(run_flush_task(owner.clone(), self.cadence)).is_some() {
-            self.task_started.store(true, Ordering::Release);
+        let task = run_flush_task(Arc::downgrade(self), self.cadence);
+        if distkit_core::task::spawn_background(task).is_none() {
+            // No runtime at all: the next operation tries again.
+            self.task_started.store(false, Ordering::Release);
+        }
+    }
+
+    /// `Err(Closed)` once the object was closed (checked by every operation first).
+    pub(crate) fn ensure_open(&self) -> Result<(), DistkitError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(DistkitError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether `close()` ran (or the owner was dropped). Checked again after a change was
+    /// accepted in memory: when `close()` ran meanwhile, it may have taken the pending deltas
+    /// just before this change joined them, so the caller delivers it before confirming it.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting operations, delivers everything accepted so far, and stops the flush
+    /// task (it ends at its next turn). A second call delivers whatever is still pending.
+    pub(crate) async fn close(&self) -> Result<(), DistkitError> {
+        self.closed.store(true, Ordering::Release);
+        self.flush().await
+    }
+
+    /// The owner's drop: stops accepting operations and delivers what is pending before
+    /// returning where the thread may block (bounded by `bound`), else in the background.
+    /// What this delivery cannot send is left to the core's own drop (a detached delivery
+    /// that retries).
+    pub(crate) fn finish_on_drop(self: &Arc<Self>, bound: Duration) {
+        self.closed.store(true, Ordering::Release);
+        if self.local.pending_keys() == 0
+            && self
+                .outbox
+                .try_lock()
+                .is_ok_and(|outbox| outbox.is_empty())
+        {
+            return;
+        }
+        let core = Arc::clone(self);
+        let outcome = distkit_core::task::finish_before_returning(
+            async move {
+                if let Err(error) = core.flush().await {
+                    tracing::warn!(%error, "the final flush of a dropped lax counter failed; it is retried in the background");
+                }
+            },
+            bound,
+        );
+        if outcome == distkit_core::task::DropWork::TimedOut {
+            tracing::warn!(
+                ?bound,
+                "the final flush of a dropped lax counter did not finish in time; it goes on in the background"
+            );
         }
     }
 
@@ -233,7 +298,12 @@ impl<S: DeltaSink> LaxCore<S> {
             change = self.add_in_memory(key, delta);
         }
         match change {
-            LocalChange::Applied(values) => Ok(values),
+            LocalChange::Applied(values) => {
+                if self.is_closed() {
+                    self.flush().await?;
+                }
+                Ok(values)
+            }
             LocalChange::Overflow | LocalChange::Cold => self.direct(key, direct).await,
         }
     }
@@ -360,6 +430,9 @@ impl<S: DeltaSink> LaxCore<S> {
                 match self.local.add_all(updates, self.now()) {
                     BatchChange::Applied(values) => {
                         self.note_pending();
+                        if self.is_closed() {
+                            self.flush().await?;
+                        }
                         return Ok(updates.iter().map(|&(key, _)| key).zip(values).collect());
                     }
                     BatchChange::Overflow(position) => {
@@ -389,15 +462,17 @@ impl<S: DeltaSink> Drop for LaxCore<S> {
         if outbox.is_empty() {
             return;
         }
-        if spawn_if_in_runtime(outbox.deliver_detached(self.sink.clone())).is_none() {
+        if distkit_core::task::spawn_background(outbox.deliver_detached(self.sink.clone()))
+            .is_none()
+        {
             tracing::error!(
-                "a lax counter with pending deltas was dropped outside a Tokio runtime; they are lost"
+                "a lax counter with pending deltas was dropped with no runtime to deliver them; they are lost"
             );
         }
     }
 }
 
-async fn run_flush_task<T: LaxOwner>(owner: Weak<T>, cadence: Duration) {
+async fn run_flush_task<S: DeltaSink>(core: Weak<LaxCore<S>>, cadence: Duration) {
     let mut backoff = Backoff::new(cadence, MAX_BACKOFF.max(cadence));
     let idle_ticks = IDLE_KEY_LIFETIME
         .as_micros()
@@ -408,8 +483,10 @@ async fn run_flush_task<T: LaxOwner>(owner: Weak<T>, cadence: Duration) {
     let mut delay = cadence;
     loop {
         tokio::time::sleep(delay).await;
-        let Some(owner) = owner.upgrade() else { return };
-        let core = owner.core();
+        let Some(core) = core.upgrade() else { return };
+        if core.closed.load(Ordering::Acquire) {
+            return;
+        }
         let tick = core.tick.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let flushed = if core.allowed_lag.is_zero() {
             Ok(())

@@ -4,6 +4,6 @@ mod lax_core;
 mod local;
 mod outbox;
 
-pub(crate) use lax_core::{LaxCore, LaxOwner};
+pub(crate) use lax_core::LaxCore;
 pub(crate) use local::{BatchChange, LocalChange, LocalState, Snapshot};
 pub(crate) use outbox::{Batch, Confirmation, DeltaSink, Outbox};

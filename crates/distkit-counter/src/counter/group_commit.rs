@@ -116,31 +116,38 @@ impl Drop for Slot<'_> {
 }
 
 /// Sends the next group in the slot of a call that just ended, if anything is queued.
+///
+/// The group leaves from a task on the library's background runtime, never from the runtime
+/// of the caller that just finished: that runtime may be a current-thread runtime that goes
+/// idle when its `block_on` returns, or one being dropped, while callers of other runtimes
+/// wait for the group. The slot travels with the task as an owned guard, so however the
+/// task ends (its future finished, or dropped unpolled) the slot is handed on or freed.
 fn hand_on(remote: &RemoteCounters) {
     let Some(group) = remote.group_commit().next_group() else {
         return;
     };
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        // No runtime to send from (it is shutting down): the queued callers' senders drop
-        // with the group, and they report an unknown outcome; nothing was sent.
-        drop(group);
-        free_slot(remote);
-        return;
+    let slot = OwnedSlot {
+        remote: remote.clone(),
     };
-    let remote = remote.clone();
-    runtime.spawn(async move {
-        let slot = Slot { remote: &remote };
-        send_group(&remote, group).await;
+    let sent = distkit_core::task::spawn_background(async move {
+        send_group(&slot.remote, group).await;
         drop(slot);
     });
+    if sent.is_none() {
+        // No runtime at all to send from: the future (the group and the slot) was dropped
+        // unsent; its callers report an unknown outcome and the slot was handed on.
+        tracing::error!("a strict counter's queued increments could not be sent: no runtime");
+    }
 }
 
-/// Frees a slot and fails everything queued behind it (when no task can send it).
-fn free_slot(remote: &RemoteCounters) {
-    let mut state = remote.group_commit().state();
-    state.in_flight = state.in_flight.saturating_sub(1);
-    if state.in_flight == 0 {
-        state.queue.clear();
+/// The slot of a group in flight, owned by the task that sends it.
+struct OwnedSlot {
+    remote: RemoteCounters,
+}
+
+impl Drop for OwnedSlot {
+    fn drop(&mut self) {
+        hand_on(&self.remote);
     }
 }
 

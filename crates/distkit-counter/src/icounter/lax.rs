@@ -1,5 +1,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
 
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey};
 
@@ -7,7 +8,7 @@ use super::LaxInstanceAwareCounterOptions;
 use super::absolute::{instance_counter_impl, only, with_both, with_new};
 use super::counter_trait::{InstanceAwareCounterTrait, Pair};
 use super::remote::{Kind, Lease, Op, Outcome, RemoteInstanceCounters, start_heartbeat};
-use crate::buffer::{LaxCore, LaxOwner, Snapshot};
+use crate::buffer::{LaxCore, Snapshot};
 use crate::checked::OptionsCheck;
 use crate::observe::FlushLabels;
 
@@ -48,9 +49,10 @@ use crate::observe::FlushLabels;
 /// ```
 pub struct LaxInstanceAwareCounter {
     remote: Arc<RemoteInstanceCounters>,
-    core: LaxCore<RemoteInstanceCounters>,
+    core: Arc<LaxCore<RemoteInstanceCounters>>,
     heartbeat_started: AtomicBool,
-    this: Weak<LaxInstanceAwareCounter>,
+    /// How long the drop waits for the final delivery.
+    drop_bound: Duration,
 }
 
 /// Compact: the prefix, the instance, the lease and lag settings and how many keys have
@@ -67,11 +69,12 @@ impl std::fmt::Debug for LaxInstanceAwareCounter {
     }
 }
 
-impl LaxOwner for LaxInstanceAwareCounter {
-    type Sink = RemoteInstanceCounters;
-
-    fn core(&self) -> &LaxCore<RemoteInstanceCounters> {
-        &self.core
+impl Drop for LaxInstanceAwareCounter {
+    /// Delivers what is pending before returning where the thread may block (a multi-thread
+    /// runtime, or none), as [`LaxCounter`](crate::counter::LaxCounter)'s drop does; on a
+    /// current-thread runtime, [`close`](Self::close) is the way to be sure.
+    fn drop(&mut self) {
+        self.core.finish_on_drop(self.drop_bound);
     }
 }
 
@@ -97,8 +100,8 @@ fn pair(values: Snapshot) -> Pair {
 impl LaxInstanceAwareCounter {
     /// A lax counter over the keys of `options.prefix`, with a fresh instance id.
     ///
-    /// The flush and heartbeat tasks start on the current Tokio runtime; outside a runtime
-    /// they start with the first operation (this never panics).
+    /// The flush and heartbeat tasks run on distkit's background runtime (see
+    /// [`distkit_core::task`]), whichever runtime built this object; this never panics.
     ///
     /// The options are checked here, without any I/O, but this cannot fail: when
     /// [`LaxInstanceAwareCounterOptions::validate`] refuses them, no task starts and every
@@ -109,6 +112,7 @@ impl LaxInstanceAwareCounter {
             threshold: options.dead_instance_threshold,
             revival_window: options.revival_window,
         };
+        let drop_bound = distkit_core::task::drop_bound(&options.client);
         let remote = Arc::new(RemoteInstanceCounters::new(
             options.client,
             &options.prefix,
@@ -116,7 +120,7 @@ impl LaxInstanceAwareCounter {
             true,
             check,
         ));
-        let core = LaxCore::new(
+        let core = Arc::new(LaxCore::new(
             RemoteInstanceCounters::clone(&remote),
             FlushLabels {
                 prefix: options.prefix.to_string(),
@@ -124,12 +128,12 @@ impl LaxInstanceAwareCounter {
             },
             options.allowed_lag,
             options.flush_interval,
-        );
-        let counter = Arc::new_cyclic(|this| Self {
+        ));
+        let counter = Arc::new(Self {
             remote,
             core,
             heartbeat_started: AtomicBool::new(false),
-            this: this.clone(),
+            drop_bound,
         });
         if counter.remote.check().is_ok() {
             counter.start_tasks_once();
@@ -148,6 +152,28 @@ impl LaxInstanceAwareCounter {
         self.core.flush().await
     }
 
+    /// Delivers every increment accepted so far, stops the flush and heartbeat tasks and
+    /// closes the object: every later call returns [`DistkitError::Closed`] and applies
+    /// nothing. With the heartbeat stopped, this instance's slices leave the totals once
+    /// `dead_instance_threshold` has passed, as when a process ends.
+    ///
+    /// Runs the flush script once per batch (each atomic, applied exactly once). Await it
+    /// before the runtime that connected the client ends to be sure nothing accepted is lost,
+    /// whatever kind of runtime this is. Calling it again retries what is left.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] when Redis could not be reached: the deltas stay pending
+    /// (a later `close()` or the drop tries again); the object is closed all the same.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling it leaves the object closed and the deltas not yet confirmed pending: the
+    /// drop delivers them.
+    pub async fn close(&self) -> Result<(), DistkitError> {
+        self.core.close().await
+    }
+
     /// [`InstanceAwareCounterTrait::inc`] without the boxed future of the trait method: a
     /// warm key costs a shard lock and no allocation or I/O.
     ///
@@ -157,6 +183,10 @@ impl LaxInstanceAwareCounter {
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<Pair, DistkitError> {
         self.start_tasks()?;
         if let Some(values) = self.core.add_warm(key, count) {
+            if self.core.is_closed() {
+                // `close()` ran meanwhile: this increment is delivered before it is confirmed.
+                Box::pin(self.core.flush()).await?;
+            }
             return Ok(pair(values));
         }
         // Boxed: the cold path's futures would otherwise make every warm call build a future
@@ -222,8 +252,10 @@ impl LaxInstanceAwareCounter {
     ///
     /// # Errors
     ///
+    /// [`DistkitError::Closed`] after [`close`](Self::close);
     /// [`DistkitError::InvalidOption`] when the options were invalid.
     fn start_tasks(&self) -> Result<(), DistkitError> {
+        self.core.ensure_open()?;
         self.remote.check()?;
         self.start_tasks_once();
         Ok(())
@@ -231,8 +263,11 @@ impl LaxInstanceAwareCounter {
 
     /// Starts the flush and heartbeat tasks if they are not running.
     fn start_tasks_once(&self) {
-        self.core.start(&self.this);
-        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote) {
+        self.core.start();
+        let core = Arc::downgrade(&self.core);
+        let open = move || core.upgrade().is_some_and(|core| !core.is_closed());
+        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote, open)
+        {
             self.heartbeat_started.store(true, Ordering::Release);
         }
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::types::Value;
 use distkit_core::script::{Attempts, CallPolicy};
-use distkit_core::task::spawn_if_in_runtime;
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
 use tracing::Instrument;
 
@@ -487,18 +486,24 @@ impl DeltaSink for RemoteInstanceCounters {
     }
 }
 
-/// Keeps `remote`'s instance alive while it exists: a heartbeat every quarter threshold.
-pub(crate) fn start_heartbeat(remote: &Arc<RemoteInstanceCounters>) -> bool {
+/// Keeps `remote`'s instance alive while it exists and `open()` holds: a heartbeat every
+/// quarter threshold, from the library's background runtime.
+pub(crate) fn start_heartbeat(
+    remote: &Arc<RemoteInstanceCounters>,
+    open: impl Fn() -> bool + Send + 'static,
+) -> bool {
     if remote.check().is_err() {
         // Invalid options: every operation reports them, and nothing runs in the background.
         return false;
     }
     let interval = remote.heartbeat_interval();
     let weak: Weak<RemoteInstanceCounters> = Arc::downgrade(remote);
-    spawn_if_in_runtime(async move {
+    distkit_core::task::spawn_background(async move {
         loop {
             tokio::time::sleep(interval).await;
-            let Some(remote) = weak.upgrade() else { return };
+            let Some(remote) = weak.upgrade().filter(|_| open()) else {
+                return;
+            };
             if let Err(error) = remote.beat().await {
                 tracing::warn!(
                     %error,

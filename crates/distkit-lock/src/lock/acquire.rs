@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::types::Value;
 use distkit_core::script::{CallPolicy, LuaScript};
-use distkit_core::task::{jittered, spawn_if_in_runtime};
+use distkit_core::task::{jittered, spawn_background};
 use distkit_core::{DistkitError, LockError};
 
 use super::notify::{Interest, ReleaseNotifier, WakeOn};
@@ -274,7 +274,7 @@ impl Drop for QueuePlace {
             self.script,
         );
         let args = std::mem::take(&mut self.args);
-        let _leave = spawn_if_in_runtime(async move {
+        let _leave = spawn_background(async move {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             if let Err(error) = script.run(&client, &keys, args, CallPolicy::RETRY).await {
                 tracing::warn!(%error, "leaving a lock's queue failed; the place expires with its heartbeat");

@@ -8,7 +8,6 @@ use distkit_core::fred::clients::Client;
 use distkit_core::fred::types::Value;
 use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_core::{DistkitError, LockError, ReplicaAcks};
-use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -239,7 +238,6 @@ impl LeaseShared {
 pub(crate) struct Lease {
     shared: Arc<LeaseShared>,
     scheduler: Arc<RenewalScheduler>,
-    runtime: Handle,
     fencing_token: u64,
     attempt: usize,
     finished: bool,
@@ -299,7 +297,6 @@ impl Lease {
         Self {
             shared,
             scheduler,
-            runtime: Handle::current(),
             fencing_token,
             attempt,
             finished: false,
@@ -435,13 +432,23 @@ impl Drop for Lease {
             return;
         }
         let shared = Arc::clone(&self.shared);
-        // Handle::spawn works from any thread, in a runtime or not; on a runtime that is
-        // shutting down the task is dropped and the lease expires after its ttl.
-        drop(self.runtime.spawn(async move {
-            if let Err(error) = shared.target.release_once().await {
-                tracing::warn!(%error, "releasing a dropped lock guard failed; the lease expires after its ttl");
-            }
-        }));
+        // Released from the library's background runtime, never from the caller's (which may
+        // be ending); waited for where the thread may block (a multi-thread runtime, or
+        // none), so the lock is free when the drop returns. See `distkit_core::task`.
+        let bound = distkit_core::task::drop_bound(&self.shared.target.client);
+        let outcome = distkit_core::task::finish_before_returning(
+            async move {
+                if let Err(error) = shared.target.release_once().await {
+                    tracing::warn!(%error, "releasing a dropped lock guard failed; the lease expires after its ttl");
+                }
+            },
+            bound,
+        );
+        if outcome == distkit_core::task::DropWork::NotStarted {
+            tracing::warn!(
+                "a dropped lock guard could not be released (no runtime); the lease expires after its ttl"
+            );
+        }
     }
 }
 
@@ -571,7 +578,13 @@ impl AttemptGuard {
             (Reply::Granted(_), Some(target), Some(shortfall)) => {
                 // Not acknowledged by enough replicas: give back what was taken (its own
                 // token only), in a task of its own so that a cancelled caller still does.
-                let released = tokio::spawn(async move { target.release_once().await }).await;
+                let released = distkit_core::task::spawn_background(async move {
+                    target.release_once().await
+                });
+                let released = match released {
+                    Some(task) => task.await,
+                    None => Ok(Ok(false)),
+                };
                 if let Ok(Err(error)) = released {
                     tracing::warn!(%error, "releasing a lock grant the replicas did not acknowledge failed; its lease expires after its ttl");
                 }
@@ -591,7 +604,9 @@ impl Drop for AttemptGuard {
         let Some(target) = self.target.take().filter(|_| self.armed) else {
             return;
         };
-        let _cleanup = distkit_core::task::spawn_if_in_runtime(async move {
+        // Detached (a bounded acquisition must return at its bound), on the library's
+        // background runtime so that it runs even when the caller's runtime is ending.
+        let _cleanup = distkit_core::task::spawn_background(async move {
             if let Err(error) = target.release_once().await {
                 tracing::warn!(%error, "cleaning up an abandoned lock attempt failed; its lease expires after its ttl");
             }

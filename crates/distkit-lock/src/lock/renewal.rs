@@ -1,4 +1,7 @@
-//! Background lease renewal: one scheduler task per client, shared by every guard on it.
+//! Background lease renewal: one scheduler task per client, shared by every guard on it, on
+//! the library's background runtime (see `distkit_core::task`): a guard held from any
+//! runtime is renewed while that runtime and the client's live, whichever runtime acquired
+//! first.
 //!
 //! A guard queues its lease with the time its next renewal is due (a third of the ttl after
 //! the last confirmed one), and withdraws it when released or dropped. The scheduler sleeps
@@ -14,7 +17,6 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::Client;
-use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -70,8 +72,8 @@ impl RenewalScheduler {
 
     /// Queues `lease` for renewal at `at`; returns its place, for [`withdraw`](Self::withdraw).
     ///
-    /// Starts the scheduler task on the current runtime if it is not running (first use, or
-    /// the runtime it ran on is gone); acquisitions and renewals always run in a runtime.
+    /// Starts the scheduler task on the library's background runtime if it is not running
+    /// (first use), so renewals never depend on the runtime of any caller.
     pub(crate) fn schedule(self: &Arc<Self>, lease: &Arc<LeaseShared>, at: Instant) -> QueueSlot {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.sequence = queue.sequence.wrapping_add(1);
@@ -79,10 +81,11 @@ impl RenewalScheduler {
         queue.due.insert(slot, Arc::downgrade(lease));
         let running = queue.task.as_ref().is_some_and(|task| !task.is_finished());
         if !running {
-            if let Ok(handle) = Handle::try_current() {
-                queue.sleeping_until = None;
-                queue.task = Some(handle.spawn(run(Arc::downgrade(self), Arc::clone(&self.wake))));
-            }
+            queue.sleeping_until = None;
+            queue.task = distkit_core::task::spawn_background(run(
+                Arc::downgrade(self),
+                Arc::clone(&self.wake),
+            ));
         } else if queue
             .sleeping_until
             .is_some_and(|sleeping_until| at < sleeping_until)

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use distkit_core::task::{Backoff, spawn_if_in_runtime};
+use distkit_core::task::Backoff;
 use distkit_core::{DistkitError, DistkitRedisKey};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -215,6 +215,10 @@ pub(super) struct Core<A: Algorithm> {
     /// Held by every sync, so that a key has at most one delivery in flight.
     sync_lock: tokio::sync::Mutex<()>,
     task_started: AtomicBool,
+    /// Set by `close()` or the limiter's drop: no call is accepted any more.
+    closed: AtomicBool,
+    /// How long the limiter's drop waits for the final delivery.
+    drop_bound: Duration,
     /// Alive while the background task runs (the task owns the only strong reference).
     task_alive: Mutex<Weak<()>>,
     this: Weak<Core<A>>,
@@ -256,14 +260,17 @@ impl<A: Algorithm> Drop for Warming<'_, A> {
 }
 
 impl<A: Algorithm> Core<A> {
-    /// A core for `algorithm`, its sync task started on the current runtime if there is one.
-    pub(super) fn new(algorithm: A, sync_interval: Duration) -> Arc<Self> {
+    /// A core for `algorithm`, its sync task started on the library's background runtime;
+    /// the limiter's drop waits up to `drop_bound` for the final delivery.
+    pub(super) fn new(algorithm: A, sync_interval: Duration, drop_bound: Duration) -> Arc<Self> {
         let core = Arc::new_cyclic(|this| Self {
             algorithm: Arc::new(algorithm),
             sync_interval,
             state: Mutex::new(State::default()),
             sync_lock: tokio::sync::Mutex::new(()),
             task_started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            drop_bound,
             task_alive: Mutex::new(Weak::new()),
             this: this.clone(),
         });
@@ -279,8 +286,69 @@ impl<A: Algorithm> Core<A> {
         self.state().keys.len()
     }
 
-    /// A call: in memory on a warm key, the algorithm's strict call on a cold one.
+    /// `Err(Closed)` once the limiter was closed.
+    fn ensure_open(&self) -> Result<(), DistkitError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(DistkitError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A call: in memory on a warm key, the algorithm's strict call on a cold one. Refused
+    /// with `Closed` after `close()`; a cost admitted in memory while `close()` ran is
+    /// delivered before the decision is returned.
     pub(super) async fn check(
+        &self,
+        key: &DistkitRedisKey,
+        params: &A::Params,
+        cost: u64,
+    ) -> Result<Decision, DistkitError> {
+        self.ensure_open()?;
+        let decision = self.decide(key, params, cost).await?;
+        if decision.is_allowed() && self.closed.load(Ordering::Acquire) {
+            Box::pin(self.flush()).await?;
+        }
+        Ok(decision)
+    }
+
+    /// Stops accepting calls, delivers every admitted unit, and stops the sync task.
+    pub(super) async fn close(&self) -> Result<(), DistkitError> {
+        self.closed.store(true, Ordering::Release);
+        let (_confirmed, error) = self.sync_cycle().await;
+        error.map_or(Ok(()), Err)
+    }
+
+    /// The limiter's drop: stops accepting calls and delivers what is pending before
+    /// returning where the thread may block (bounded), else in the background; what it
+    /// cannot deliver is left to the core's own drop (a detached delivery that retries).
+    pub(super) fn finish_on_drop(self: &Arc<Self>) {
+        self.closed.store(true, Ordering::Release);
+        let settled = self
+            .state()
+            .keys
+            .values()
+            .all(|entry| !entry.warm || entry.is_settled());
+        if settled {
+            return;
+        }
+        let core = Arc::clone(self);
+        let outcome = distkit_core::task::finish_before_returning(
+            async move {
+                let (_confirmed, error) = core.sync_cycle().await;
+                if let Some(error) = error {
+                    tracing::warn!(%error, limiter = A::NAME, "the final sync of a dropped lax limiter failed; it is retried in the background");
+                }
+            },
+            self.drop_bound,
+        );
+        if outcome == distkit_core::task::DropWork::TimedOut {
+            tracing::warn!(limiter = A::NAME, "the final sync of a dropped lax limiter did not finish in time; it goes on in the background");
+        }
+    }
+
+    /// The decision of a call (see [`check`](Self::check)).
+    async fn decide(
         &self,
         key: &DistkitRedisKey,
         params: &A::Params,
@@ -343,13 +411,16 @@ impl<A: Algorithm> Core<A> {
 
     /// Syncs every tracked key now.
     pub(super) async fn flush(&self) -> Result<(), DistkitError> {
-        self.start();
+        if !self.closed.load(Ordering::Acquire) {
+            self.start();
+        }
         let (_confirmed, error) = self.sync_cycle().await;
         error.map_or(Ok(()), Err)
     }
 
     /// Forgets `key` locally (waking the calls waiting for its warming) and on the server.
     pub(super) async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
+        self.ensure_open()?;
         let _serial = self.sync_lock.lock().await;
         let forgotten = self.state().keys.remove(key);
         // Calls waiting for a warming of the key decide again (the warming ends unnoticed).
@@ -372,7 +443,7 @@ impl<A: Algorithm> Core<A> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the sync task on the current runtime, once.
+    /// Starts the sync task on the library's background runtime, once.
     fn start(&self) {
         if self.task_started.load(Ordering::Acquire)
             || self
@@ -385,13 +456,13 @@ impl<A: Algorithm> Core<A> {
         let alive = Arc::new(());
         let watch = Arc::downgrade(&alive);
         let task = run_sync_task(self.this.clone(), self.sync_interval, alive);
-        if spawn_if_in_runtime(task).is_some() {
+        if distkit_core::task::spawn_background(task).is_some() {
             *self
                 .task_alive
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = watch;
         } else {
-            // Outside a runtime: the next call tries again.
+            // No runtime at all: the next call tries again.
             self.task_started.store(false, Ordering::Release);
         }
     }
@@ -588,11 +659,11 @@ impl<A: Algorithm> Drop for Core<A> {
             return;
         }
         let task = deliver_finally(Arc::clone(&self.algorithm), per_key);
-        if spawn_if_in_runtime(task).is_none() {
+        if distkit_core::task::spawn_background(task).is_none() {
             tracing::error!(
                 limiter = A::NAME,
-                "a lax limiter with undelivered units was dropped outside a Tokio runtime; \
-                 they are lost"
+                "a lax limiter with undelivered units was dropped with no runtime to deliver \
+                 them; they are lost"
             );
         }
     }
@@ -642,6 +713,9 @@ async fn run_sync_task<A: Algorithm>(owner: Weak<Core<A>>, interval: Duration, a
     loop {
         tokio::time::sleep(delay).await;
         let Some(owner) = owner.upgrade() else { break };
+        if owner.closed.load(Ordering::Acquire) {
+            break;
+        }
         delay = match owner.sync_cycle().await {
             (_, None) => {
                 backoff.reset();

@@ -194,6 +194,14 @@ pub struct LaxGcraLimiter {
     core: Arc<Core<GcraAlgorithm>>,
 }
 
+impl Drop for LaxGcraLimiter {
+    /// Delivers the admitted units before returning where the thread may block (see
+    /// [`close`](Self::close)).
+    fn drop(&mut self) {
+        self.core.finish_on_drop();
+    }
+}
+
 /// Compact: the prefix, the sync interval and the tracked keys.
 impl std::fmt::Debug for LaxGcraLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -415,8 +423,8 @@ impl Algorithm for GcraAlgorithm {
 impl LaxGcraLimiter {
     /// A lax limiter over the keys of `options.prefix`.
     ///
-    /// The sync task starts on the current Tokio runtime; called outside a runtime, it
-    /// starts with the first call instead (this never panics).
+    /// The sync task runs on distkit's background runtime (see [`distkit_core::task`]),
+    /// whichever runtime built this object; this never panics.
     ///
     /// # Errors
     ///
@@ -424,6 +432,7 @@ impl LaxGcraLimiter {
     /// [`LaxGcraOptions::validate`]); no task starts then.
     pub fn new(options: LaxGcraOptions) -> Result<Arc<Self>, DistkitError> {
         options.validate()?;
+        let drop_bound = distkit_core::task::drop_bound(&options.client);
         let strict = GcraLimiter::new(GcraOptions::new(
             options.prefix.clone(),
             options.client.clone(),
@@ -436,7 +445,7 @@ impl LaxGcraLimiter {
             base: Instant::now(),
         };
         Ok(Arc::new(Self {
-            core: Core::new(algorithm, options.sync_interval),
+            core: Core::new(algorithm, options.sync_interval, drop_bound),
         }))
     }
 
@@ -486,6 +495,29 @@ impl LaxGcraLimiter {
     /// stay pending and are resent by a later sync.
     pub async fn flush(&self) -> Result<(), DistkitError> {
         self.core.flush().await
+    }
+
+    /// Delivers every unit admitted so far, stops the sync task and closes the limiter:
+    /// every later `check` or `reset` returns [`DistkitError::Closed`] and charges nothing.
+    ///
+    /// Runs the sync script once per tracked key, as [`flush`](Self::flush) (each atomic,
+    /// applied exactly once). Await it before the runtime that connected the client ends to
+    /// be sure every admitted unit is charged in Redis, whatever kind of runtime this is.
+    /// Dropping the last handle does the same before the drop returns inside a multi-thread
+    /// runtime or outside any runtime (bounded by the client's command timeout plus a
+    /// second); on a current-thread runtime it goes on in the background.
+    ///
+    /// # Errors
+    ///
+    /// The first [`DistkitError::RedisError`] of a delivery: its units stay pending (a later
+    /// `close()` or the drop tries again); the limiter is closed all the same.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling it leaves the limiter closed and its undelivered units pending: the drop
+    /// delivers them.
+    pub async fn close(&self) -> Result<(), DistkitError> {
+        self.core.close().await
     }
 
     /// Forgets the state of `key`: it is back to its full burst, and this object drops the

@@ -1,6 +1,7 @@
 mod flush;
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
 
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
 
@@ -9,7 +10,7 @@ use super::absolute::counter_impl;
 use super::remote::{Operation, OperationKind, RemoteCounters};
 use super::strict::{single, with_new, with_new_and_old};
 use super::{CounterOptions, CounterTrait};
-use crate::buffer::{LaxCore, LaxOwner, Snapshot};
+use crate::buffer::{LaxCore, Snapshot};
 use crate::checked::OptionsCheck;
 use crate::observe::FlushLabels;
 
@@ -28,8 +29,8 @@ fn overflow(key: &DistkitRedisKey) -> DistkitError {
 /// - Every `allowed_lag` a background task sends the summed deltas with the `counter_flush`
 ///   script, which applies each batch exactly once (it remembers the batch's sequence number),
 ///   and reads back the keys read since the last flush, so local values do not go stale.
-/// - [`flush`](Self::flush) sends everything now; dropping the last `Arc` sends what is
-///   left in a spawned task (best effort, never panics).
+/// - [`flush`](Self::flush) sends everything now; [`close`](Self::close) sends everything
+///   and stops the object (later calls return [`DistkitError::Closed`]).
 /// - `set`, `del`, `clear`, the conditional operations and `set_all` are immediate and
 ///   absolute: they run the same scripts as [`StrictCounter`](super::StrictCounter), after
 ///   the pending deltas were delivered, so the conditions see every local increment.
@@ -49,7 +50,25 @@ fn overflow(key: &DistkitRedisKey) -> DistkitError {
 /// - With a zero `allowed_lag` every call is one write sent once, as with
 ///   [`StrictCounter`](super::StrictCounter): an error is either
 ///   [`CounterError::OutcomeUnknown`] or means nothing was applied.
-/// - Dropping the last `Arc` sends what is left from a detached task that retries for 10 s.
+/// - Dropping the last `Arc` delivers what is pending **before the drop returns** when the
+///   dropping thread may block: inside a multi-thread Tokio runtime (what `#[tokio::main]`
+///   builds) and outside any runtime, bounded by the client's command timeout plus a second.
+///   On a current-thread runtime a drop cannot wait (the client's connection may need that
+///   very thread), so the delivery goes on in the background and is lost if the process
+///   exits first: there, call [`close`](Self::close) and await it before shutting down.
+///   What the final delivery cannot send goes on from a detached task that retries for 10 s.
+///
+/// # Graceful shutdown
+///
+/// ```no_run
+/// # use distkit_counter as distkit; // the facade crate, as users name it
+/// # use distkit::counter::{CounterOptions, LaxCounter};
+/// # async fn example(hits: std::sync::Arc<LaxCounter>) -> Result<(), distkit::DistkitError> {
+/// // Before the runtime that connected the client ends:
+/// hits.close().await?; // everything accepted is in Redis; later calls return `Closed`
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// What is not delivered: increments not flushed when the process dies, and a batch still
 /// unconfirmed 12 h after it was first sent, once Redis no longer holds its sequence record
@@ -83,8 +102,9 @@ fn overflow(key: &DistkitRedisKey) -> DistkitError {
 /// ```
 pub struct LaxCounter {
     remote: RemoteCounters,
-    core: LaxCore<FlushTarget>,
-    this: Weak<LaxCounter>,
+    core: Arc<LaxCore<FlushTarget>>,
+    /// How long the drop waits for the final delivery.
+    drop_bound: Duration,
 }
 
 /// Compact: the prefix, the allowed lag and how many keys have deltas not yet confirmed.
@@ -98,19 +118,19 @@ impl std::fmt::Debug for LaxCounter {
     }
 }
 
-impl LaxOwner for LaxCounter {
-    type Sink = FlushTarget;
-
-    fn core(&self) -> &LaxCore<FlushTarget> {
-        &self.core
+impl Drop for LaxCounter {
+    /// Delivers what is pending (see the type's docs on delivery).
+    fn drop(&mut self) {
+        self.core.finish_on_drop(self.drop_bound);
     }
 }
 
 impl LaxCounter {
     /// A lax counter over the values of `options.prefix`.
     ///
-    /// The flush task starts on the current Tokio runtime; called outside a runtime, it
-    /// starts with the first operation instead (this never panics).
+    /// The flush task runs on distkit's background runtime (see
+    /// [`distkit_core::task`]), so it keeps going whichever runtime built this object, and
+    /// this works outside a runtime too (it never panics).
     ///
     /// The options are checked here, without any I/O, but this cannot fail: when
     /// [`CounterOptions::validate`] refuses them, no flush task starts and every operation
@@ -130,9 +150,10 @@ impl LaxCounter {
             values_key: key_schema::counter_values(&prefix),
             sequence_key: key_schema::counter_flush_sequence(&prefix, &counter_id),
         };
-        let counter = Arc::new_cyclic(|this| Self {
+        let drop_bound = distkit_core::task::drop_bound(&client);
+        let counter = Arc::new(Self {
             remote: RemoteCounters::new(client, &prefix).with_check(check),
-            core: LaxCore::new(
+            core: Arc::new(LaxCore::new(
                 target,
                 FlushLabels {
                     prefix: prefix.to_string(),
@@ -140,24 +161,48 @@ impl LaxCounter {
                 },
                 allowed_lag,
                 allowed_lag,
-            ),
-            this: this.clone(),
+            )),
+            drop_bound,
         });
         if counter.remote.check().is_ok() {
-            counter.core.start(&counter.this);
+            counter.core.start();
         }
         counter
     }
 
-    /// Checks the options (before any I/O) and starts the flush task if it is not running.
+    /// Checks that the object is open and the options valid (before any I/O), and starts
+    /// the flush task if it is not running.
     ///
     /// # Errors
     ///
+    /// [`DistkitError::Closed`] after [`close`](Self::close);
     /// [`DistkitError::InvalidOption`] when the options were invalid.
     fn ready(&self) -> Result<(), DistkitError> {
+        self.core.ensure_open()?;
         self.remote.check()?;
-        self.core.start(&self.this);
+        self.core.start();
         Ok(())
+    }
+
+    /// Delivers every increment accepted so far, stops the flush task and closes the
+    /// object: every later call returns [`DistkitError::Closed`] and applies nothing.
+    ///
+    /// Runs the `counter_flush` script once per batch of up to 1 000 keys, as
+    /// [`flush`](Self::flush) (each batch atomic, applied exactly once). Await it before the
+    /// runtime that connected the client ends to be sure nothing accepted is lost, whatever
+    /// kind of runtime this is. Calling it again retries the delivery of whatever is left.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] when Redis could not be reached: the deltas stay pending
+    /// (a later `close()` or the drop tries again); the object is closed all the same.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling it leaves the object closed and the deltas not yet confirmed pending: the
+    /// drop delivers them.
+    pub async fn close(&self) -> Result<(), DistkitError> {
+        self.core.close().await
     }
 
     /// Sends every pending delta to Redis now and waits for the confirmation.
@@ -183,6 +228,10 @@ impl LaxCounter {
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         self.ready()?;
         if let Some(values) = self.core.add_warm(key, count) {
+            if self.core.is_closed() {
+                // `close()` ran meanwhile: this increment is delivered before it is confirmed.
+                Box::pin(self.core.flush()).await?;
+            }
             return Ok(values.total);
         }
         // Boxed: the cold path's futures (a read, a script call) would otherwise make every

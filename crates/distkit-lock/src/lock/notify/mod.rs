@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use distkit_core::fred::clients::{Client, SubscriberClient};
 use distkit_core::fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
-use distkit_core::task::spawn_if_in_runtime;
+use distkit_core::task::spawn_background;
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
 
 use super::per_client::PerClient;
@@ -394,19 +394,34 @@ impl ReleaseNotifier {
     }
 
     /// Connects the subscriber once; false while it cannot connect.
+    ///
+    /// The connection is made from a task on the library's background runtime, so the
+    /// subscriber's connection task, its resubscriber and the listener live there: a waiter
+    /// on any runtime is woken while the process lives, whichever runtime waited first.
     async fn connect(self: &Arc<Self>) -> bool {
         let result = self
             .connected
             .get_or_try_init(|| async {
-                match tokio::time::timeout(SETUP_TIMEOUT, self.subscriber.init()).await {
-                    Ok(Ok(_connection)) => {}
-                    Ok(Err(error)) => return Err(error.to_string()),
-                    Err(_) => return Err("timed out".to_owned()),
+                let notifier = Arc::clone(self);
+                let setup = spawn_background(async move {
+                    match tokio::time::timeout(SETUP_TIMEOUT, notifier.subscriber.init()).await {
+                        Ok(Ok(_connection)) => {}
+                        Ok(Err(error)) => return Err(error.to_string()),
+                        Err(_) => return Err("timed out".to_owned()),
+                    }
+                    let _resubscriber = notifier.subscriber.manage_subscriptions();
+                    let _listener = spawn_background(listen(
+                        Arc::downgrade(&notifier),
+                        notifier.subscriber.message_rx(),
+                    ));
+                    Ok(())
+                });
+                match setup {
+                    Some(setup) => setup
+                        .await
+                        .unwrap_or_else(|error| Err(format!("the setup task failed: {error}"))),
+                    None => Err("no runtime to run the subscriber on".to_owned()),
                 }
-                let _resubscriber = self.subscriber.manage_subscriptions();
-                let _listener =
-                    spawn_if_in_runtime(listen(Arc::downgrade(self), self.subscriber.message_rx()));
-                Ok(())
             })
             .await;
         if let Err(error) = &result {
@@ -490,7 +505,7 @@ async fn listen(
             Some(Err(RecvError::Lagged(_))) => notifier.wake_all(),
             Some(Err(RecvError::Closed)) => return,
             None => {
-                let _sweep = spawn_if_in_runtime(async move { notifier.sweep().await });
+                let _sweep = spawn_background(async move { notifier.sweep().await });
             }
         }
     }
@@ -500,7 +515,7 @@ impl Drop for ReleaseNotifier {
     fn drop(&mut self) {
         let subscriber = self.subscriber.clone();
         if self.connected.initialized() {
-            let _quit = spawn_if_in_runtime(async move {
+            let _quit = spawn_background(async move {
                 let _ = subscriber.quit().await;
             });
         }
