@@ -364,7 +364,7 @@ mod tests {
     fn a_drop_that_outlasts_its_bound_returns_at_the_bound() {
         let started = std::time::Instant::now();
         let outcome = finish_before_returning(
-            tokio::time::sleep(Duration::from_secs(30)),
+            async { tokio::time::sleep(Duration::from_secs(30)).await },
             Duration::from_millis(50),
         );
         assert_eq!(outcome, DropWork::TimedOut);

@@ -87,6 +87,7 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
     let mutex = Mutex::new(LockOptions::new(key(&unique_prefix()), client.clone()));
     let raw_key = format!("bench:{{{}}}", unique_prefix());
     let (mut raw, mut same, mut ours, mut waiting) = (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
+    let mut dropped = 0.0_f64;
     for _ in 0..ROUNDS {
         let (c, a, r, k) = (
             client.clone(),
@@ -140,7 +141,27 @@ async fn uncontended(client: &Client) -> BenchResult<()> {
             })
             .await?,
         );
+        let m = Arc::clone(&mutex);
+        dropped = dropped.max(
+            calls_per_second(1, ROUND, move |_| {
+                let m = Arc::clone(&m);
+                async move {
+                    // The drop waits for the release (a multi-thread runtime).
+                    drop(m.try_lock().await?);
+                    Ok(())
+                }
+            })
+            .await?,
+        );
     }
+    println!(
+        "Mutex uncontended try_lock()+drop(guard) (the drop releases before it returns) vs \
+         try_lock()+release()"
+    );
+    println!(
+        "  drop {dropped:>8.0}/s | release {ours:>8.0}/s -> ratio {:.2}",
+        dropped / ours
+    );
     println!(
         "Mutex uncontended try_lock()+release() and lock()+release() vs two raw EVALSHA round trips \
          (SET NX PX; compare-and-delete)"

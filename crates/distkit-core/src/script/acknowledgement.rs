@@ -220,7 +220,10 @@ mod tests {
         };
         // What a runtime shutting down does to a task: drops it where it stands.
         drop(guard);
-        assert!(!group.state().batch_task_running, "the next write would wait forever");
+        assert!(
+            !group.state().batch_task_running,
+            "the next write would wait forever"
+        );
         let woken = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             member.wait_for(Option::is_some),

@@ -14,8 +14,8 @@
 //! delivery never depends on who drops last.
 
 use std::future::Future;
-use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use distkit_core::task::Backoff;
@@ -187,10 +187,7 @@ impl<S: DeltaSink> LaxCore<S> {
     pub(crate) fn finish_on_drop(self: &Arc<Self>, bound: Duration) {
         self.closed.store(true, Ordering::Release);
         if self.local.pending_keys() == 0
-            && self
-                .outbox
-                .try_lock()
-                .is_ok_and(|outbox| outbox.is_empty())
+            && self.outbox.try_lock().is_ok_and(|outbox| outbox.is_empty())
         {
             return;
         }

@@ -1,5 +1,5 @@
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey};
@@ -266,8 +266,7 @@ impl LaxInstanceAwareCounter {
         self.core.start();
         let core = Arc::downgrade(&self.core);
         let open = move || core.upgrade().is_some_and(|core| !core.is_closed());
-        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote, open)
-        {
+        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote, open) {
             self.heartbeat_started.store(true, Ordering::Release);
         }
     }

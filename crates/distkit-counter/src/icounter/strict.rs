@@ -83,7 +83,8 @@ impl StrictInstanceAwareCounter {
     }
 
     fn start_heartbeat(&self) {
-        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote, || true) {
+        if !self.heartbeat_started.load(Ordering::Acquire) && start_heartbeat(&self.remote, || true)
+        {
             self.heartbeat_started.store(true, Ordering::Release);
         }
     }

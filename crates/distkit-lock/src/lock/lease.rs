@@ -578,9 +578,10 @@ impl AttemptGuard {
             (Reply::Granted(_), Some(target), Some(shortfall)) => {
                 // Not acknowledged by enough replicas: give back what was taken (its own
                 // token only), in a task of its own so that a cancelled caller still does.
-                let released = distkit_core::task::spawn_background(async move {
-                    target.release_once().await
-                });
+                let released =
+                    distkit_core::task::spawn_background(
+                        async move { target.release_once().await },
+                    );
                 let released = match released {
                     Some(task) => task.await,
                     None => Ok(Ok(false)),

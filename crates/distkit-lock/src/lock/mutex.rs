@@ -278,8 +278,13 @@ impl Mutex {
 
 /// Holds a [`Mutex`] until released or dropped.
 ///
-/// Dropping the guard releases the lock in the background (best effort, never panics, also
-/// outside a runtime); [`release`](Self::release) releases it and reports the outcome.
+/// Dropping the guard releases the lock, never panics, and never depends on the runtime that
+/// drops it (the release runs on distkit's background runtime). Inside a multi-thread runtime
+/// or outside any runtime the drop **waits for the release** (bounded by the client's command
+/// timeout plus a second), so the lock is free when the drop returns; on a current-thread
+/// runtime it cannot wait and the release completes in the background (lost if the process
+/// exits first). [`release`](Self::release) is the way to be sure everywhere, and reports the
+/// outcome.
 ///
 /// ```no_run
 /// # use distkit_lock as distkit; // the facade crate, as users name it

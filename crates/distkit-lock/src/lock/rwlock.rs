@@ -365,7 +365,8 @@ trait Guard {
     fn lease(&self) -> &Lease;
 }
 
-/// A read lease on an [`RwLock`]; released on drop.
+/// A read lease on an [`RwLock`]; released on drop, as [`MutexGuard`](super::MutexGuard)
+/// describes (waited for inside a multi-thread runtime or outside any runtime).
 pub struct RwLockReadGuard {
     /// `<namespace>:{<key>}`.
     lock: Arc<str>,
@@ -397,7 +398,8 @@ impl RwLockReadGuard {
     }
 }
 
-/// The write lease on an [`RwLock`]; released on drop.
+/// The write lease on an [`RwLock`]; released on drop, as [`MutexGuard`](super::MutexGuard)
+/// describes (waited for inside a multi-thread runtime or outside any runtime).
 pub struct RwLockWriteGuard {
     /// `<namespace>:{<key>}`.
     lock: Arc<str>,

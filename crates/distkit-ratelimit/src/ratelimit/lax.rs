@@ -343,7 +343,10 @@ impl<A: Algorithm> Core<A> {
             self.drop_bound,
         );
         if outcome == distkit_core::task::DropWork::TimedOut {
-            tracing::warn!(limiter = A::NAME, "the final sync of a dropped lax limiter did not finish in time; it goes on in the background");
+            tracing::warn!(
+                limiter = A::NAME,
+                "the final sync of a dropped lax limiter did not finish in time; it goes on in the background"
+            );
         }
     }
 
