@@ -160,14 +160,6 @@ impl LockOptions {
         i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// The provisional lease of a mutex handed over to a waiter with these options: its
-    /// heartbeat window, or the ttl when that is shorter (what `mutex_hand_over` sets, in
-    /// whole milliseconds).
-    pub(crate) fn handover_lease(&self) -> Duration {
-        let lease_ms = self.queue_window_ms().min(self.ttl_ms());
-        Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0))
-    }
-
     /// `'1'` when grants refuse after a data loss (the scripts' loss-guard argument).
     pub(crate) fn loss_guard_argument(&self) -> &'static str {
         if self.loss_quarantine { "1" } else { "0" }

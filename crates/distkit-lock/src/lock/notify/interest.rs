@@ -1,19 +1,16 @@
 //! A waiter's registration with its client's notifier.
 
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use super::ReleaseNotifier;
-use super::handover::HandoverGrant;
 
-/// Where a waiter is woken, and where a handover to it is left.
+/// Where a waiter is woken.
 #[derive(Debug, Default)]
 pub(super) struct WaiterSlot {
     pub(super) notify: Notify,
-    /// A handover announced for this waiter's token.
-    pub(super) grant: StdMutex<Option<HandoverGrant>>,
 }
 
 /// Where an [`Interest`] is registered.
@@ -43,15 +40,6 @@ impl Interest {
     /// is kept, so none is missed between two waits).
     pub(crate) async fn notified(&self) {
         self.slot.notify.notified().await;
-    }
-
-    /// A handover announced for this waiter, if one arrived.
-    pub(crate) fn take_grant(&self) -> Option<HandoverGrant> {
-        self.slot
-            .grant
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
     }
 
     fn leave_channel(&self, channel: &str) {

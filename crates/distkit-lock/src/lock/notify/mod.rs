@@ -5,8 +5,9 @@
 //!
 //! - **Handovers** (mutex waiters). A mutex waiter leaves an *inbox* of its client in the
 //!   lock's line with each attempt, and a release that hands the lock to it publishes
-//!   `granted <fence> <previous fence> <lock> <token>` there, so exactly one process and one waiter wake,
-//!   however many wait. On a standalone server the inbox is one channel per client
+//!   `granted <fence> <previous fence> <lock> <token>` there, so exactly one process and one
+//!   waiter wake, however many wait. The message only wakes the waiter: its next attempt
+//!   confirms the handover in Redis (a neighbour allowed to publish could forge the message). On a standalone server the inbox is one channel per client
 //!   (`distkit-locks:inbox:<ulid>`); in a Redis Cluster it is one channel per lock and client
 //!   (`<lock channel>:inbox:<ulid>`, in the lock's slot).
 //! - **Release broadcasts** (rwlock waiters). Release scripts publish on the lock's channel
@@ -44,7 +45,7 @@ use super::per_client::PerClient;
 mod handover;
 mod interest;
 
-use handover::{HandoverGrant, parse_handover};
+use handover::parse_handover;
 pub(crate) use interest::Interest;
 use interest::{Registration, WaiterSlot};
 
@@ -415,15 +416,21 @@ impl ReleaseNotifier {
         result.is_ok()
     }
 
-    /// Hands a message to the waiters it is for: a handover to its waiter, anything else to
-    /// the waiters of its release channel.
+    /// Wakes the waiters a message is for: a handover in an inbox wakes the waiter it
+    /// names, anything on a release channel wakes the waiters of that channel. A message only
+    /// wakes (each waiter then asks Redis): it is never taken as a grant.
     fn deliver(&self, channel: &str, payload: Option<&str>) {
-        if let Some((lock, token, grant)) = payload.and_then(parse_handover) {
-            self.hand_over(lock, token, grant);
+        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        let inbox =
+            channel == self.inbox() || channels.get(channel).is_some_and(|entry| entry.inbox);
+        if inbox {
+            drop(channels);
+            if let Some((lock, token)) = payload.and_then(parse_handover) {
+                self.hand_over(lock, token);
+            }
             return;
         }
-        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = channels.get(channel).filter(|entry| !entry.inbox) {
+        if let Some(entry) = channels.get(channel) {
             entry
                 .waiters
                 .values()
@@ -431,14 +438,13 @@ impl ReleaseNotifier {
         }
     }
 
-    fn hand_over(&self, lock: &str, token: &str, grant: HandoverGrant) {
+    fn hand_over(&self, lock: &str, token: &str) {
         let waiters = self
             .handover_waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let key = (lock.to_owned(), token.to_owned());
         for slot in waiters.get(&key).into_iter().flat_map(HashMap::values) {
-            *slot.grant.lock().unwrap_or_else(PoisonError::into_inner) = Some(grant);
             slot.notify.notify_one();
         }
     }

@@ -1,0 +1,141 @@
+//! What a hostile neighbour on the same Redis can and cannot do, and least-privilege ACLs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{bounded, client, eventually, fresh_key};
+use distkit::fred::clients::Client;
+use distkit::fred::interfaces::{HashesInterface, KeysInterface, PubsubInterface};
+use distkit::lock::{LockGuardState, LockOptions, Mutex};
+use distkit_test_support::TestRedis;
+
+/// The lock's release channel, as the hostile client computes it from the lock's name (plain
+/// names are their own hash tag).
+fn lock_channel(namespace: &str, key: &str) -> String {
+    format!("{namespace}:{{{key}}}:released")
+}
+
+/// Every `granted` message a neighbour able to read the lock's keys could forge for each
+/// waiter: the fencing token right after the current one (what a real handover would carry)
+/// and `u64::MAX` (a forger choosing the fencing token), both naming the current fence as
+/// the previous one.
+fn forgeries(lock: &str, tokens: &[String], fence: u64) -> Vec<String> {
+    let mut messages = Vec::new();
+    for token in tokens {
+        for forged in [fence.saturating_add(1), u64::MAX] {
+            messages.push(format!(
+                "granted {forged} {fence} {} {lock}{token}",
+                lock.len()
+            ));
+        }
+    }
+    messages
+}
+
+/// Publishes `message` on `channel` (`S…` sharded, `P…` plain, or a bare plain channel).
+async fn publish(hostile: &Client, channel: &str, message: &str) {
+    let published = match (channel.get(..1), channel.get(1..)) {
+        (Some("S"), Some(channel)) => hostile.spublish::<i64, _, _>(channel, message).await,
+        (Some("P"), Some(channel)) => hostile.publish::<i64, _, _>(channel, message).await,
+        _ => hostile.publish::<i64, _, _>(channel, message).await,
+    };
+    // A refused SPUBLISH (a server without sharded pub/sub) is no reason to stop forging.
+    drop(published);
+}
+
+#[tokio::test]
+async fn a_forged_handover_never_makes_a_waiter_acquire_while_the_holder_holds() {
+    let redis = TestRedis::start();
+    let (namespace, key) = (fresh_key(), fresh_key());
+    let options = |client: Client| {
+        LockOptions::builder(key.clone(), client)
+            .namespace(namespace.clone())
+            .ttl(Duration::from_secs(10))
+            .build()
+    };
+    let holder = Mutex::new(options(client(&redis).await));
+    let guard = bounded(holder.lock()).await.expect("the holder acquires");
+    let waiter = Mutex::new(options(client(&redis).await));
+    let waiting = tokio::spawn(async move { waiter.lock().await });
+
+    // The neighbour: a plain client that may read the lock's keys and publish.
+    let hostile = client(&redis).await;
+    let lock = lock_channel(namespace.as_str(), key.as_str());
+    let part = |name: &str| format!("{}:{{{}}}:{name}", namespace.as_str(), key.as_str());
+    // Wait until the waiter stands in line with its inbox (it subscribed after its first
+    // refused attempt and then tried again).
+    eventually("the waiter queued with an inbox", || async {
+        let waiters: HashMap<String, String> =
+            hostile.hgetall(part("waiters")).await.unwrap_or_default();
+        waiters.values().any(|entry| {
+            entry
+                .split(' ')
+                .nth(3)
+                .is_some_and(|inbox| !inbox.is_empty())
+        })
+    })
+    .await;
+
+    // For about a second, forge every handover on every channel the waiter listens on.
+    for _ in 0..30 {
+        let waiters: HashMap<String, String> = bounded(hostile.hgetall(part("waiters")))
+            .await
+            .expect("the waiters hash is readable");
+        let fence: u64 = bounded(hostile.get::<Option<u64>, _>(part("fence")))
+            .await
+            .expect("the fence is readable")
+            .expect("the holder's acquisition set the fence");
+        let tokens: Vec<String> = waiters.keys().cloned().collect();
+        let mut channels: Vec<String> = waiters
+            .values()
+            .filter_map(|entry| entry.splitn(4, ' ').nth(3).map(str::to_owned))
+            .filter(|inbox| !inbox.is_empty())
+            .collect();
+        // And every plain channel subscribed on the server (release channels, inboxes).
+        let subscribed: Vec<String> = bounded(hostile.pubsub_channels("*"))
+            .await
+            .unwrap_or_default();
+        channels.extend(subscribed);
+        for channel in &channels {
+            for message in forgeries(&lock, &tokens, fence) {
+                bounded(publish(&hostile, channel, &message)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the waiter returned while the holder still holds the lock: {:?}",
+            waiting.await
+        );
+    }
+    assert_eq!(guard.get_state().await, LockGuardState::Acquired);
+    let held_with = guard.fencing_token();
+    assert_eq!(
+        bounded(guard.release()).await.expect("the holder releases"),
+        LockGuardState::Released
+    );
+
+    // The legitimate handover: the waiter holds the lock with the fencing token Redis keeps.
+    let next = bounded(waiting)
+        .await
+        .expect("the waiter's task ran")
+        .expect("the waiter acquires after the release");
+    assert_eq!(next.get_state().await, LockGuardState::Acquired);
+    let fence: u64 = bounded(hostile.get::<Option<u64>, _>(part("fence")))
+        .await
+        .expect("the fence is readable")
+        .expect("the fence is set");
+    assert!(next.fencing_token() > held_with, "tokens go up");
+    assert_eq!(
+        next.fencing_token(),
+        fence,
+        "the token is the one Redis issued"
+    );
+    assert!(
+        next.fencing_token() < 1 << 62,
+        "the token is no forger's choice"
+    );
+    bounded(next.release()).await.expect("the waiter releases");
+}
