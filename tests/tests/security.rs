@@ -139,3 +139,153 @@ async fn a_forged_handover_never_makes_a_waiter_acquire_while_the_holder_holds()
     );
     bounded(next.release()).await.expect("the waiter releases");
 }
+
+/// The commands the locks run (their scripts' commands included), for an ACL user.
+const LOCK_COMMANDS: &str = "+ping +evalsha +eval +script|load +subscribe +unsubscribe \
+    +ssubscribe +sunsubscribe +publish +spublish +get +set +del +pexpire +pttl +llen +lindex \
+    +lpop +lrem +rpush +hset +hget +hdel +time +incr +exists +zadd +zrem +zrange +zrank \
+    +zscore +zcard +zremrangebyscore +zrangebyscore";
+
+/// Creates the ACL user `name` (password `name`) with `rules` and `LOCK_COMMANDS`; returns
+/// its URL.
+fn acl_user(redis: &TestRedis, name: &str, rules: &[&str]) -> String {
+    let mut args = vec!["ACL", "SETUSER", name, "reset", "on"];
+    let password = format!(">{name}");
+    args.push(&password);
+    args.extend(rules);
+    args.extend(LOCK_COMMANDS.split_whitespace());
+    assert_eq!(redis.cli(&args), "OK", "ACL SETUSER {name}");
+    format!("redis://{name}:{name}@127.0.0.1:{}", redis.port())
+}
+
+#[expect(clippy::expect_used, reason = "a test helper fails its test")]
+async fn connect_as(url: &str) -> Client {
+    bounded(distkit::connect(url))
+        .await
+        .expect("the ACL user connects")
+}
+
+/// Waits until a waiter of the mutex `<namespace>:{<key>}` stands in line with an inbox:
+/// its subscription for handover notifications was accepted.
+async fn queued_with_inbox(admin: &Client, namespace: &str, key: &str) {
+    let waiters = format!("{namespace}:{{{key}}}:waiters");
+    eventually("a waiter queued with an inbox", || async {
+        let entries: HashMap<String, String> =
+            admin.hgetall(waiters.as_str()).await.unwrap_or_default();
+        entries.values().any(|entry| {
+            entry
+                .split(' ')
+                .nth(3)
+                .is_some_and(|inbox| !inbox.is_empty())
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_scoped_to_the_lock_namespace_runs_locks_with_handovers_by_notification() {
+    let redis = TestRedis::start_standalone();
+    let admin = client(&redis).await;
+    let (namespace, key) = (fresh_key(), fresh_key());
+    let scope = (
+        format!("~{}:*", namespace.as_str()),
+        format!("&{}:*", namespace.as_str()),
+    );
+    let url = acl_user(&redis, "scoped", &[&scope.0, &scope.1]);
+    // A waiter polls at least 15 s after its last attempt: served sooner, it was woken by
+    // its notification.
+    let options = |client: Client| {
+        LockOptions::builder(key.clone(), client)
+            .namespace(namespace.clone())
+            .ttl(Duration::from_secs(60))
+            .retry_interval(Duration::from_secs(30))
+            .build()
+    };
+    let holder = Mutex::new(options(connect_as(&url).await));
+    let waiter = Mutex::new(options(connect_as(&url).await));
+    let guard = bounded(holder.lock()).await.expect("the holder acquires");
+    let waiting = tokio::spawn(async move { waiter.lock().await });
+    queued_with_inbox(&admin, namespace.as_str(), key.as_str()).await;
+    let release_started = std::time::Instant::now();
+    let released = bounded(guard.release()).await;
+    assert!(
+        matches!(released, Ok(LockGuardState::Released)),
+        "a release with a waiter under the scoped user: {released:?}"
+    );
+    let next = bounded(waiting)
+        .await
+        .expect("the waiter's task ran")
+        .expect("the waiter is handed the lock");
+    assert!(
+        release_started.elapsed() < Duration::from_secs(10),
+        "the waiter was woken by its notification, not by its 15 s poll"
+    );
+    assert_eq!(next.get_state().await, LockGuardState::Acquired);
+    assert_eq!(
+        bounded(next.release()).await.expect("released"),
+        LockGuardState::Released
+    );
+
+    // The rwlock too: readers, a waiting writer woken by the last reader's release.
+    let rwlock = |client: Client| {
+        distkit::lock::RwLock::new(
+            LockOptions::builder(fresh_key(), client)
+                .namespace(namespace.clone())
+                .retry_interval(Duration::from_millis(20))
+                .build(),
+        )
+    };
+    let rw = rwlock(connect_as(&url).await);
+    let read = bounded(rw.read()).await.expect("a reader acquires");
+    let writer = {
+        let rw = std::sync::Arc::clone(&rw);
+        tokio::spawn(async move { rw.write().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!writer.is_finished(), "the writer waits for the reader");
+    assert!(matches!(
+        bounded(read.release()).await,
+        Ok(LockGuardState::Released)
+    ));
+    let write = bounded(writer)
+        .await
+        .expect("the writer's task ran")
+        .expect("the writer acquires");
+    assert!(matches!(
+        bounded(write.release()).await,
+        Ok(LockGuardState::Released)
+    ));
+}
+
+#[tokio::test]
+async fn a_release_whose_handover_announcement_is_refused_still_reports_released() {
+    let redis = TestRedis::start_standalone();
+    let (namespace, key) = (fresh_key(), fresh_key());
+    // The releaser may use the lock's keys but publish on no channel at all.
+    let keys_only = format!("~{}:*", namespace.as_str());
+    let url = acl_user(&redis, "mute", &[&keys_only, "resetchannels"]);
+    let options = |client: Client| {
+        LockOptions::builder(key.clone(), client)
+            .namespace(namespace.clone())
+            .retry_interval(Duration::from_millis(20))
+            .build()
+    };
+    let admin = client(&redis).await;
+    let holder = Mutex::new(options(connect_as(&url).await));
+    let waiter = Mutex::new(options(admin.clone()));
+    let guard = bounded(holder.lock()).await.expect("the holder acquires");
+    let waiting = tokio::spawn(async move { waiter.lock().await });
+    queued_with_inbox(&admin, namespace.as_str(), key.as_str()).await;
+    let released = bounded(guard.release()).await;
+    assert!(
+        matches!(released, Ok(LockGuardState::Released)),
+        "the release was applied, whatever became of its announcement: {released:?}"
+    );
+    // The waiter was handed the lock and confirms it on its next poll.
+    let next = bounded(waiting)
+        .await
+        .expect("the waiter's task ran")
+        .expect("the waiter is handed the lock");
+    assert_eq!(next.get_state().await, LockGuardState::Acquired);
+    bounded(next.release()).await.expect("released");
+}

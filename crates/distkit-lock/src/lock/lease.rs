@@ -152,7 +152,35 @@ impl LeaseTarget {
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
-        Ok(reply.as_i64() == Some(1))
+        match reply.as_i64() {
+            Some(1) => Ok(true),
+            // Released, but the announcement was refused (the release scripts publish last,
+            // so their writes stand): waiters find the lock by polling.
+            Some(2) => {
+                announcement_refused(&self.channel);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Logs that Redis refused a release's announcement to the waiters (an ACL without the
+/// lock's channels): at WARN the first time in the process, at DEBUG afterwards.
+fn announcement_refused(channel: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(
+            channel,
+            "a lock release was announced to nobody: PUBLISH refused"
+        );
+    } else {
+        tracing::warn!(
+            channel,
+            "a lock release was applied, but Redis refused to announce it to the waiters (an \
+             ACL without the namespace's channels?): waiters fall back to polling; grant \
+             `&<namespace>:*` (logged once)"
+        );
     }
 }
 

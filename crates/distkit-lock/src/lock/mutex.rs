@@ -80,6 +80,9 @@ pub struct Mutex {
     /// owner, fence, waitlist, waiters, handover, epoch, quarantine (see `mutex_common.lua`).
     keys: Vec<String>,
     channel: String,
+    /// Where handovers to this client are announced on a standalone server (see
+    /// [`key_schema::lock_inbox_prefix`]).
+    inbox_prefix: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
     name: Arc<str>,
 }
@@ -116,11 +119,13 @@ impl Mutex {
         );
         let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
         let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
+        let inbox_prefix = key_schema::lock_inbox_prefix(&options.namespace);
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
             keys,
             channel,
+            inbox_prefix,
             name,
         })
     }
@@ -170,6 +175,7 @@ impl Mutex {
             wake_on: WakeOn::Handover {
                 lock: &self.channel,
                 token: &token,
+                inbox_prefix: &self.inbox_prefix,
             },
             retry_interval: self.options.retry_interval,
         };
@@ -238,7 +244,11 @@ impl Mutex {
             Value::from(self.options.queue_window_ms()),
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
-            Value::from(self.services.notifier.inbox_argument(&self.channel)),
+            Value::from(
+                self.services
+                    .notifier
+                    .inbox_argument(&self.channel, &self.inbox_prefix),
+            ),
             Value::from(self.channel.as_str()),
             Value::from(self.options.loss_guard_argument()),
         ];

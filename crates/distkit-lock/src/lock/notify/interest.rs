@@ -18,11 +18,9 @@ pub(super) struct WaiterSlot {
 pub(super) enum Registration {
     /// On a release channel.
     Channel(String),
-    /// For handovers of a lock to a token, through the per-client inbox.
-    Handover((String, String)),
-    /// For handovers of a lock to a token, through the lock's inbox (kept subscribed while
-    /// waited on).
-    LockInboxHandover((String, String), String),
+    /// For handovers of a lock to a token, through an inbox (kept subscribed while waited
+    /// on).
+    Handover((String, String), String),
 }
 
 /// A waiter's registration, withdrawn on drop. A release channel stays subscribed for
@@ -86,8 +84,7 @@ impl Drop for Interest {
     fn drop(&mut self) {
         match &self.registration {
             Registration::Channel(channel) => self.leave_channel(channel),
-            Registration::Handover(key) => self.leave_handovers(key),
-            Registration::LockInboxHandover(key, inbox) => {
+            Registration::Handover(key, inbox) => {
                 self.leave_handovers(key);
                 self.leave_channel(inbox);
             }
