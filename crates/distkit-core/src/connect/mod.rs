@@ -1,6 +1,8 @@
 //! Connecting to Redis: [`connect`] and [`ConnectOptions`].
 
 mod options;
+#[cfg(feature = "tls")]
+mod tls;
 
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
@@ -246,8 +248,24 @@ fn parse(options: &ConnectOptions) -> Result<(Config, String), DistkitError> {
              `tls` feature)"
         )));
     }
+    // fred builds its default TLS connector for a TLS scheme with rustls' process-level
+    // crypto provider, which panics when the process has both of rustls' providers (ring,
+    // ours, and aws-lc-rs, which many other crates bring) and installed neither. So fred
+    // parses the plain spelling of the URL, and the connector is set here: the caller's, or
+    // one with an explicit provider.
+    let plain_url;
+    let parsed_url = if tls {
+        let (_, rest) = url.split_once("://").unwrap_or((url, ""));
+        let plain_scheme = scheme
+            .replacen("rediss", "redis", 1)
+            .replacen("valkeys", "valkey", 1);
+        plain_url = format!("{plain_scheme}://{rest}");
+        plain_url.as_str()
+    } else {
+        url
+    };
     #[allow(unused_mut)]
-    let mut config = Config::from_url(url).map_err(|error| {
+    let mut config = Config::from_url(parsed_url).map_err(|error| {
         FredError::new(
             error.kind().clone(),
             format!("invalid redis url: {}", error.details()),
@@ -256,6 +274,8 @@ fn parse(options: &ConnectOptions) -> Result<(Config, String), DistkitError> {
     #[cfg(feature = "tls")]
     if let Some(connector) = &options.tls_connector {
         config.tls = Some(connector.clone().into());
+    } else if tls {
+        config.tls = Some(tls::default_connector()?.into());
     }
     let hosts = config
         .server

@@ -189,7 +189,41 @@ impl ConnectOptions {
 
     /// Connects with TLS through `connector` (for instance one built from a
     /// `rustls::ClientConfig` with your own root certificates), whatever the URL's scheme.
-    /// Without it, `rediss://` URLs use the system's root certificates.
+    ///
+    /// Without it, `rediss://` URLs use the system's root certificates (`SSL_CERT_FILE` or
+    /// `SSL_CERT_DIR` point elsewhere, e.g. at a private CA's certificate) with rustls' `ring`
+    /// provider, named explicitly: a process that also links rustls' `aws-lc-rs` provider
+    /// (through reqwest, tonic or the AWS SDK) needs no process-level default provider.
+    ///
+    /// To trust a private CA in code, build the configuration with `distkit::fred::rustls`
+    /// (name a provider explicitly, as here, for the same reason):
+    ///
+    /// ```no_run
+    /// # use distkit_core as distkit; // the facade crate, as users name it
+    /// use std::sync::Arc;
+    /// use distkit::fred::rustls::pki_types::CertificateDer;
+    /// use distkit::fred::rustls::pki_types::pem::PemObject;
+    /// use distkit::fred::rustls::{ClientConfig, RootCertStore, crypto};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut roots = RootCertStore::empty();
+    /// for certificate in CertificateDer::pem_file_iter("/etc/redis/ca.pem")? {
+    ///     roots.add(certificate?)?;
+    /// }
+    /// let config = ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let client = distkit::ConnectOptions::new("rediss://redis.internal:6380")
+    ///     .tls_connector(config.into())
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Never log fred's `client.client_config()`: its `Debug` output shows the password.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
