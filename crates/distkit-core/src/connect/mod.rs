@@ -335,6 +335,8 @@ mod tests {
             "redis://:hunter2@127.0.0.1:notaport",
             "redis://",
             "redis://hunter2@/0",
+            "redis-sentinel://h:notaport?sentinelServiceName=m&sentinelPassword=hunter2",
+            "redis://alice:hunter2/x@h:6379",
         ] {
             let text = message(&ConnectOptions::new(url));
             assert!(text.contains("invalid redis url"), "{url}: {text}");
