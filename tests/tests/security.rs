@@ -289,3 +289,122 @@ async fn a_release_whose_handover_announcement_is_refused_still_reports_released
     assert_eq!(next.get_state().await, LockGuardState::Acquired);
     bounded(next.release()).await.expect("released");
 }
+
+#[tokio::test]
+async fn an_owner_id_longer_than_a_key_is_refused_before_any_io() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let with_owner = |owner: String| {
+        LockOptions::builder(fresh_key(), client.clone())
+            .owner_id(owner)
+            .build()
+    };
+    let too_long = with_owner("o".repeat(LockOptions::MAX_OWNER_ID_BYTES + 1));
+    assert!(matches!(
+        too_long.validate(),
+        Err(distkit::DistkitError::LockError(
+            distkit::lock::LockError::InvalidOwner
+        ))
+    ));
+    for refused in [
+        bounded(Mutex::new(too_long.clone()).try_lock())
+            .await
+            .map(drop),
+        bounded(distkit::lock::RwLock::new(too_long.clone()).try_write())
+            .await
+            .map(drop),
+        bounded(distkit::lock::RwLock::new(too_long).try_read())
+            .await
+            .map(drop),
+    ] {
+        assert!(
+            matches!(
+                refused,
+                Err(distkit::DistkitError::LockError(
+                    distkit::lock::LockError::InvalidOwner
+                ))
+            ),
+            "{refused:?}"
+        );
+    }
+    // The longest id is accepted.
+    let longest = Mutex::new(with_owner("o".repeat(LockOptions::MAX_OWNER_ID_BYTES)));
+    let guard = bounded(longest.try_lock()).await.expect("the longest id");
+    bounded(guard.release()).await.expect("released");
+}
+
+#[tokio::test]
+async fn a_huge_host_name_makes_a_short_error_message() {
+    let url = format!("redis://{}:6379", "h".repeat(1 << 20));
+    for error in [
+        distkit::ConnectOptions::new(url.as_str()).validate().err(),
+        bounded(distkit::connect(&url)).await.err(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let message = error.to_string();
+        assert!(message.len() < 2_048, "{} bytes", message.len());
+    }
+    let error = bounded(distkit::connect(&url))
+        .await
+        .expect_err("no such host");
+    assert!(
+        error.to_string().contains("hhhh"),
+        "names the host: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_typed_rwlock_writer_key_fails_read_like_write() {
+    let redis = TestRedis::start();
+    let admin = client(&redis).await;
+    let (namespace, key) = (fresh_key(), fresh_key());
+    let writer = format!("{}:{{{}}}:rw:writer", namespace.as_str(), key.as_str());
+    let _: i64 = bounded(admin.hset(writer.as_str(), ("field", "junk")))
+        .await
+        .expect("junk written");
+    // Waiting would last a minute: the bound of `bounded` (20 s) fails a read that waits.
+    let rwlock = distkit::lock::RwLock::new(
+        LockOptions::builder(key, admin.clone())
+            .namespace(namespace)
+            .max_wait(Duration::from_secs(60))
+            .build(),
+    );
+    for outcome in [
+        bounded(rwlock.read()).await.map(drop),
+        bounded(rwlock.write()).await.map(drop),
+    ] {
+        let error = outcome.expect_err("a hash is no writer token");
+        assert!(error.to_string().contains("WRONGTYPE"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_negative_sliding_window_total_is_refused_as_foreign_state() {
+    use distkit::ratelimit::{SlidingWindowLimiter, SlidingWindowOptions};
+    let redis = TestRedis::start();
+    let admin = client(&redis).await;
+    let (prefix, key) = (fresh_key(), fresh_key());
+    let limiter =
+        SlidingWindowLimiter::new(SlidingWindowOptions::new(prefix.clone(), admin.clone()))
+            .expect("valid options");
+    bounded(limiter.check(&key, 10, 1))
+        .await
+        .expect("a first call");
+    let total = format!(
+        "distkit:rl:{}:{{{}}}:sw:total",
+        prefix.as_str(),
+        key.as_str()
+    );
+    let _: () = bounded(admin.set(total.as_str(), "-1000000", None, None, false))
+        .await
+        .expect("junk written");
+    let refused = bounded(limiter.check(&key, 10, 1)).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|error| error.to_string().contains("DISTKIT_BAD_STATE")),
+        "a negative total is foreign state, not a count to carry on from: {refused:?}"
+    );
+}

@@ -204,9 +204,29 @@ fn stop_in_background(client: Client) {
 fn with_context(error: &FredError, context: &str) -> DistkitError {
     FredError::new(
         error.kind().clone(),
-        format!("{context}: {}", error.details()),
+        format!("{context}: {}", shorten(error.details(), MAX_DETAILS_SHOWN)),
     )
     .into()
+}
+
+/// The most characters of one host name an error message shows.
+const MAX_HOST_SHOWN: usize = 128;
+/// The most characters of the client's own error details an error message shows (they may
+/// repeat a host name).
+const MAX_DETAILS_SHOWN: usize = 512;
+
+/// `text`, cut after `max` characters (the cut marked with how long it was), so that a
+/// huge input never makes a huge error message.
+fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!(
+            "{}… ({} bytes)",
+            text.get(..cut).unwrap_or_default(),
+            text.len()
+        )
+        .into(),
+        None => text.into(),
+    }
 }
 
 /// Checks `options` and builds fred's config; also returns the hosts, for error messages.
@@ -281,7 +301,7 @@ fn parse(options: &ConnectOptions) -> Result<(Config, String), DistkitError> {
         .server
         .hosts()
         .iter()
-        .map(ToString::to_string)
+        .map(|host| shorten(&host.to_string(), MAX_HOST_SHOWN).into_owned())
         .collect::<Vec<_>>()
         .join(", ");
     Ok((config, hosts))
@@ -359,6 +379,19 @@ mod tests {
             let text = message(&ConnectOptions::new(url));
             assert!(text.contains("TLS"), "{url}: {text}");
         }
+    }
+
+    #[test]
+    fn huge_host_names_are_cut_in_messages() {
+        let url = format!("redis://{}:6379", "h".repeat(10_000));
+        let (_, hosts) = parse(&ConnectOptions::new(url)).unwrap_or_else(|error| panic!("{error}"));
+        assert!(hosts.len() < 200, "{hosts}");
+        assert!(
+            hosts.starts_with("hhhh") && hosts.contains("bytes"),
+            "{hosts}"
+        );
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("ééé", 2), "éé… (6 bytes)");
     }
 
     #[test]
