@@ -45,6 +45,13 @@ const TLS_SCHEMES: [&str; 6] = [
 /// connection drops are retried by the client; distkit's own non-idempotent scripts opt out
 /// of that per command, so they are never applied twice.
 ///
+/// The client keeps the credentials of the URL for every reconnection. When the server
+/// refuses them (a rotated or revoked password), calls fail with routing errors or
+/// timeouts while the client keeps retrying, and distkit logs it at WARN (target
+/// `distkit::connect`, at most once a minute). To rotate a password without an outage, give
+/// the ACL user both passwords (`ACL SETUSER name >new`), connect new clients with the new
+/// one, then remove the old one (`ACL SETUSER name <old`).
+///
 /// In a cluster the client follows no `MOVED`/`ASK` redirection itself: fred 10.1 mishandles
 /// `ASK` (a slot being migrated) so badly that the client stops working for good. A
 /// redirected command fails instead, and distkit sends its own calls again until the slot
@@ -109,6 +116,7 @@ impl ConnectOptions {
         match tokio::time::timeout(self.connect_timeout, client.init()).await {
             Ok(Ok(_connection_task)) => {
                 warn_about_eviction_in_background(&client);
+                warn_about_refused_authentication(&client, &hosts);
                 Ok(client)
             }
             Ok(Err(error)) => Err(with_context(
@@ -187,6 +195,73 @@ fn warn_about_eviction_in_background(client: &Client) {
             }
         }
     }));
+}
+
+/// How often a client that keeps failing to authenticate logs it at WARN (every failure is
+/// logged at DEBUG).
+const AUTH_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs at WARN (target `distkit::connect`) when the server refuses the client's
+/// credentials on a reconnection (a rotated or revoked password: fred then retries for
+/// ever, and calls fail with routing errors or timeouts), at most once per
+/// [`AUTH_WARNING_PERIOD`]. The listener holds only the client's error events: it ends with
+/// the client.
+fn warn_about_refused_authentication(client: &Client, hosts: &str) {
+    use fred::interfaces::EventInterface;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut errors = client.error_rx();
+    let hosts = hosts.to_owned();
+    drop(runtime.spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut last_warning: Option<std::time::Instant> = None;
+        loop {
+            let (error, server) = match errors.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            if !is_refused_authentication(&error) {
+                continue;
+            }
+            // fred names the server only sometimes: else the URL's hosts.
+            let server = server.map_or_else(
+                || hosts.clone(),
+                |server| shorten(&server.to_string(), MAX_HOST_SHOWN).into_owned(),
+            );
+            let details = shorten(error.details(), MAX_DETAILS_SHOWN);
+            if last_warning.is_some_and(|at| at.elapsed() < AUTH_WARNING_PERIOD) {
+                tracing::debug!(target: "distkit::connect", %server, error = %details, "redis refused the credentials again");
+                continue;
+            }
+            last_warning = Some(std::time::Instant::now());
+            tracing::warn!(
+                target: "distkit::connect",
+                %server,
+                error = %details,
+                "redis refused the client's credentials on reconnecting (a rotated or revoked \
+                 password?): calls fail until the credentials are accepted; connect a new client \
+                 with the new password (logged at most once a minute)"
+            );
+        }
+    }));
+}
+
+/// Whether `error` says the server refused the credentials.
+fn is_refused_authentication(error: &FredError) -> bool {
+    if *error.kind() == ErrorKind::Auth {
+        return true;
+    }
+    let details = error.details();
+    [
+        "WRONGPASS",
+        "NOAUTH",
+        "invalid username-password",
+        "invalid password",
+    ]
+    .iter()
+    .any(|marker| details.contains(marker))
 }
 
 /// Quits a client whose first connection timed out, without waiting for it: its connection
