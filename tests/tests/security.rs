@@ -408,3 +408,94 @@ async fn a_negative_sliding_window_total_is_refused_as_foreign_state() {
         "a negative total is foreign state, not a count to carry on from: {refused:?}"
     );
 }
+
+/// The commands of the counters and the native rate limiters (their scripts' included).
+const DISTKIT_COMMANDS: &str = "+ping +evalsha +eval +exists +get +set +del +unlink +type \
+    +time +hdel +hexists +hget +hincrby +hmget +hset +hsetnx +zadd +zlexcount +zrange \
+    +zrangebylex +zrangebyscore +zrem +zscore +lindex +lpop +lrange +lset +rpush +pexpire";
+
+#[tokio::test]
+async fn a_user_scoped_to_one_prefix_runs_counters_and_rate_limiters() {
+    use distkit::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
+    use distkit::icounter::{
+        InstanceAwareCounterTrait, StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
+    };
+    use distkit::ratelimit::{
+        Decision, GcraLimiter, GcraOptions, GcraRate, SlidingWindowLimiter, SlidingWindowOptions,
+    };
+    let redis = TestRedis::start_standalone();
+    // Scoped to one prefix: its counters and instance-aware counters
+    // (`distkit:{<prefix>}:…`) and its rate limiters (`distkit:rl:<prefix>:…`).
+    let (prefix, key) = (fresh_key(), fresh_key());
+    let counters = format!("~distkit:{{{}}}:*", prefix.as_str());
+    let limiters = format!("~distkit:rl:{}:*", prefix.as_str());
+    let mut args = vec![
+        "ACL",
+        "SETUSER",
+        "counting",
+        "reset",
+        "on",
+        ">counting",
+        &counters,
+        &limiters,
+        "resetchannels",
+    ];
+    args.extend(DISTKIT_COMMANDS.split_whitespace());
+    assert_eq!(redis.cli(&args), "OK");
+    let url = format!("redis://counting:counting@127.0.0.1:{}", redis.port());
+    let scoped = connect_as(&url).await;
+
+    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), scoped.clone()));
+    assert_eq!(bounded(strict.inc(&key, 5)).await.expect("inc"), 5);
+    assert_eq!(bounded(strict.set(&key, 7)).await.expect("set"), 7);
+    assert_eq!(bounded(strict.get(&key)).await.expect("get"), 7);
+    assert_eq!(
+        bounded(strict.inc_all(&[(&key, 1)]))
+            .await
+            .expect("inc_all"),
+        vec![(&key, 8)]
+    );
+    bounded(strict.del(&key)).await.expect("del");
+    bounded(strict.clear()).await.expect("clear");
+
+    let lax = LaxCounter::new(CounterOptions::new(prefix.clone(), scoped.clone()));
+    bounded(lax.inc(&key, 3)).await.expect("lax inc");
+    eventually("the lax increment reached Redis", || async {
+        strict.get(&key).await.is_ok_and(|value| value == 3)
+    })
+    .await;
+
+    let instance_aware = StrictInstanceAwareCounter::new(StrictInstanceAwareCounterOptions::new(
+        prefix.clone(),
+        scoped.clone(),
+    ));
+    assert_eq!(
+        bounded(instance_aware.inc(&key, 2))
+            .await
+            .expect("icounter inc"),
+        (2, 2)
+    );
+    bounded(instance_aware.del(&key))
+        .await
+        .expect("icounter del");
+
+    let window =
+        SlidingWindowLimiter::new(SlidingWindowOptions::new(prefix.clone(), scoped.clone()))
+            .expect("valid options");
+    assert!(matches!(
+        bounded(window.check(&key, 1, 1)).await,
+        Ok(Decision::Allowed { .. })
+    ));
+    assert!(matches!(
+        bounded(window.check(&key, 1, 1)).await,
+        Ok(Decision::Rejected { .. })
+    ));
+    bounded(window.reset(&key)).await.expect("window reset");
+    let gcra = GcraLimiter::new(GcraOptions::new(prefix.clone(), scoped.clone()));
+    let rate = GcraRate::new(1, Duration::from_secs(60), 1).expect("valid rate");
+    assert!(matches!(
+        bounded(gcra.check(&key, &rate, 1)).await,
+        Ok(Decision::Allowed { .. })
+    ));
+    bounded(gcra.reset(&key)).await.expect("gcra reset");
+}
