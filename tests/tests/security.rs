@@ -141,7 +141,7 @@ async fn a_forged_handover_never_makes_a_waiter_acquire_while_the_holder_holds()
 }
 
 /// The commands the locks run (their scripts' commands included), for an ACL user.
-const LOCK_COMMANDS: &str = "+ping +evalsha +eval +script|load +subscribe +unsubscribe \
+const LOCK_COMMANDS: &str = "+evalsha +eval +subscribe +unsubscribe \
     +ssubscribe +sunsubscribe +publish +spublish +get +set +del +pexpire +pttl +llen +lindex \
     +lpop +lrem +rpush +hset +hget +hdel +time +incr +exists +zadd +zrem +zrange +zrank \
     +zscore +zcard +zremrangebyscore +zrangebyscore";
@@ -410,7 +410,7 @@ async fn a_negative_sliding_window_total_is_refused_as_foreign_state() {
 }
 
 /// The commands of the counters and the native rate limiters (their scripts' included).
-const DISTKIT_COMMANDS: &str = "+ping +evalsha +eval +exists +get +set +del +unlink +type \
+const DISTKIT_COMMANDS: &str = "+evalsha +eval +exists +get +set +del +unlink +type \
     +time +hdel +hexists +hget +hincrby +hmget +hset +hsetnx +zadd +zlexcount +zrange \
     +zrangebylex +zrangebyscore +zrem +zscore +lindex +lpop +lrange +lset +rpush +pexpire";
 
