@@ -499,3 +499,42 @@ async fn a_user_scoped_to_one_prefix_runs_counters_and_rate_limiters() {
     ));
     bounded(gcra.reset(&key)).await.expect("gcra reset");
 }
+
+#[tokio::test]
+async fn a_counter_batch_that_overflows_changes_nothing_for_a_user_without_hdel() {
+    use distkit::counter::{CounterError, CounterOptions, CounterTrait, StrictCounter};
+    let redis = TestRedis::start_standalone();
+    let prefix = fresh_key();
+    let counters = format!("~distkit:{{{}}}:*", prefix.as_str());
+    let mut args = vec![
+        "ACL",
+        "SETUSER",
+        "no-hdel",
+        "reset",
+        "on",
+        ">no-hdel",
+        &counters,
+        "resetchannels",
+    ];
+    args.extend(
+        DISTKIT_COMMANDS
+            .split_whitespace()
+            .filter(|command| *command != "+hdel"),
+    );
+    assert_eq!(redis.cli(&args), "OK");
+    let url = format!("redis://no-hdel:no-hdel@127.0.0.1:{}", redis.port());
+    let counter = StrictCounter::new(CounterOptions::new(prefix, connect_as(&url).await));
+    let (fresh, full) = (fresh_key(), fresh_key());
+    bounded(counter.set(&full, i64::MAX)).await.expect("set");
+    // The first operation creates a counter; the second overflows: nothing may stay applied.
+    let result = bounded(counter.inc_all(&[(&fresh, 1), (&full, 1)])).await;
+    assert!(
+        matches!(
+            result,
+            Err(distkit::DistkitError::CounterError(CounterError::Overflow { ref key })) if key == full.as_str()
+        ),
+        "{result:?}"
+    );
+    assert_eq!(bounded(counter.get(&fresh)).await.expect("get"), 0);
+    assert_eq!(bounded(counter.get(&full)).await.expect("get"), i64::MAX);
+}
