@@ -62,10 +62,10 @@ end
 
 -- After the holder's token was checked: hands the lock to the first live waiter and
 -- announces 'granted <fencing token> <previous fencing token> <length of lock> <lock><token>'
--- in the waiter's inbox
--- (the lock holds the waiter's token from then on; the message only wakes the waiter, whose
--- next mutex_acquire confirms the handover; `lock` names the lock to the waiter's client). The lease is provisional, the waiter's heartbeat window
--- at most (its guard renews it to a full one): a waiter that died just before its turn
+-- in the waiter's inbox (the lock holds the waiter's token from then on; the message only
+-- wakes the waiter, whose next mutex_acquire confirms the handover; `lock` names the lock
+-- to the waiter's client). The lease is provisional, the waiter's heartbeat window at most
+-- (the confirming attempt renews it to a full ttl): a waiter that died just before its turn
 -- blocks the lock no longer than that. A waiter without an inbox finds the handover on its
 -- next attempt. Without live waiters, the lock is deleted; so it is when more than 100 dead
 -- waiters stand first in line (live waiters behind them then take the lock on their next
