@@ -134,8 +134,11 @@ pub enum LockError {
     /// whole milliseconds (`i64::MAX` when it does not fit).
     #[error("the lock retry interval must be at most 1 hour, got {0} ms")]
     InvalidRetryInterval(i64),
-    /// The explicit owner id is empty or contains whitespace or a control character.
-    #[error("the lock owner id must not be empty nor contain whitespace or control characters")]
+    /// The explicit owner id is empty, longer than 255 bytes, or contains whitespace or a
+    /// control character.
+    #[error(
+        "the lock owner id must not be empty, be longer than 255 bytes, nor contain whitespace or control characters"
+    )]
     InvalidOwner,
     /// The replica acknowledgement option is out of range (see
     /// [`ReplicaAcks::validate`](crate::ReplicaAcks::validate)); the value says why.
