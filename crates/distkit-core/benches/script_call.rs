@@ -10,7 +10,7 @@ use std::alloc::System;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distkit_core::fred::interfaces::{LuaInterface, ScriptInterface};
+use distkit_core::fred::interfaces::LuaInterface;
 use distkit_core::fred::types::Value;
 use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_test_support::{TestRedis, unique_prefix};
