@@ -94,7 +94,10 @@
 //! With `owner_id: None` every acquisition has its own random token: locks are not
 //! re-entrant and a stale guard can never extend or delete a later holder's lease. With
 //! `owner_id: Some(id)`, `id` is the token, and acquiring a lock held by the same id
-//! re-attaches to it (e.g. a restarted worker taking back its job).
+//! re-attaches to it (e.g. a restarted worker taking back its job). A re-attach is an
+//! acquisition like any other: it gets a fencing token above every earlier one of the lock,
+//! also when the lock was just handed over to the same id (another guard of the id may
+//! already hold the handover's token), so the guard it supersedes is fenced off.
 //!
 //! A cancelled acquisition (dropped, or cut off by its time bound) releases in the background
 //! whatever it may have taken, except with an explicit `owner_id`: then the lock (a mutex, or

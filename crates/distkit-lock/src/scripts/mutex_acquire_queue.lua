@@ -1,9 +1,13 @@
 -- mutex_acquire, continued: the lock is held or waiters are in line.
 local owner = redis.call('GET', KEYS[1])
 if owner == token then
-  local handed = mutex_handover_fence(token)
+  -- A per-acquisition token confirms a handover to it whose announcement it missed (or
+  -- ignored): only this acquisition knows the token, so nobody else can have taken the
+  -- handover's fencing token. An explicit owner id re-attaches, and always with a new
+  -- fencing token: another acquisition with the id may already have taken the handover's
+  -- token from its announcement (that took nothing in Redis), and no token is issued twice.
+  local handed = ARGV[5] ~= '1' and mutex_handover_fence(token)
   if handed or ARGV[5] == '1' then
-    -- A handover to this waiter whose announcement it missed (or ignored), or a re-attach.
     -- A confirmed handover is no longer pending: nothing may pass it on any more.
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('DEL', KEYS[5])
