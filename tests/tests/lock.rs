@@ -606,10 +606,9 @@ async fn readers_share_and_writers_exclude() {
         LockGuardState::Released
     );
     let reader = bounded(a.try_read_with_retries(1)).await.unwrap();
-    assert_eq!(
-        reader.fencing_token(),
-        token,
-        "readers see the current fencing token"
+    assert!(
+        reader.fencing_token() >= token,
+        "a reader's fencing token is at least the last writer's"
     );
     bounded(reader.extend()).await.unwrap();
     let writer = bounded(b.try_write_for(Duration::from_millis(100))).await;

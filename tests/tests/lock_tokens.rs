@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{bounded, client, fresh_key};
+use common::{LIMIT, bounded, client, fresh_key};
 use distkit::DistkitRedisKey;
 use distkit::fred::clients::Client;
-use distkit::lock::{LockGuardState, LockOptions, Mutex};
+use distkit::lock::{LockGuardState, LockOptions, Mutex, RwLock, RwLockReadGuard};
 use distkit_test_support::TestRedis;
 
 /// Options of a lock object acting for `owner` (a worker's explicit id).
@@ -66,4 +66,67 @@ async fn a_re_attach_while_a_handover_is_pending_gets_a_token_above_the_handed_o
             LockGuardState::Released
         );
     }
+}
+
+/// Restarts the server empty (SIGKILL, then a new process on the same port) from a blocking
+/// section, so the runtime's other tasks go on.
+fn restart_empty(redis: &mut TestRedis) {
+    tokio::task::block_in_place(|| redis.restart());
+}
+
+/// A read lease on `rwlock` once its Redis answers again (errors while the client
+/// reconnects are retried).
+async fn read_eventually(rwlock: &RwLock) -> RwLockReadGuard {
+    let started = Instant::now();
+    loop {
+        match rwlock.try_read_for(Duration::from_secs(1)).await {
+            Ok(guard) => return guard,
+            Err(error) => assert!(
+                started.elapsed() < LIMIT,
+                "no read lease within {LIMIT:?}: {error}"
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readers_token_after_a_restart_without_persistence_is_at_least_every_earlier_token() {
+    let mut redis = TestRedis::start_standalone();
+    let name = fresh_key();
+    let rwlock = RwLock::new(
+        LockOptions::builder(name, client(&redis).await)
+            .ttl(Duration::from_secs(2))
+            .retry_interval(Duration::from_millis(20))
+            .build(),
+    );
+    let mut issued = Vec::new();
+    for _ in 0..5 {
+        let writer = bounded(rwlock.write()).await.unwrap();
+        issued.push(writer.fencing_token());
+        bounded(writer.release()).await.unwrap();
+        let reader = bounded(rwlock.read()).await.unwrap();
+        issued.push(reader.fencing_token());
+        bounded(reader.release()).await.unwrap();
+    }
+    assert!(
+        issued.windows(2).all(|pair| pair[0] <= pair[1]),
+        "tokens fell while the state was kept: {issued:?}"
+    );
+    let newest = issued.iter().max().copied().unwrap_or(0);
+    restart_empty(&mut redis);
+    let reader = read_eventually(&rwlock).await;
+    let read_token = reader.fencing_token();
+    assert!(
+        read_token >= newest,
+        "the reader's token after the loss ({read_token}) is below the newest before it ({newest})"
+    );
+    bounded(reader.release()).await.unwrap();
+    // A writer after the reader is fenced above it.
+    let writer = bounded(rwlock.write()).await.unwrap();
+    assert!(
+        writer.fencing_token() > read_token,
+        "the writer's token ({}) is not above the reader's before it ({read_token})",
+        writer.fencing_token()
+    );
+    bounded(writer.release()).await.unwrap();
 }

@@ -30,7 +30,8 @@
 //! # Fencing tokens
 //!
 //! Every acquisition (every write acquisition, for a [`RwLock`]) gets a fencing token that
-//! strictly increases per lock key. Pass it to the resource you protect, and have the resource
+//! strictly increases per lock key; a read lease of a [`RwLock`] gets a token at least every
+//! earlier one and below every later write token. Pass it to the resource you protect, and have the resource
 //! refuse tokens older than the newest it has seen: that keeps a holder that lost its lease
 //! (a long GC pause, a partition) from writing after the next holder.
 //!
@@ -44,8 +45,9 @@
 //! What holds when Redis loses a lock's keys (a restart without persistence, a failover to a
 //! replica that missed the last writes, eviction, `FLUSHALL`):
 //!
-//! - **Fencing tokens never go backwards.** While the fence key is kept, tokens strictly
-//!   increase whatever the server clock does (the `+ 1` part). After the key was lost, the
+//! - **Fencing tokens never go backwards** (readers' tokens included: a read lease gets
+//!   `max(last token, clock)` like a writer's floor). While the fence key is kept, tokens
+//!   strictly increase whatever the server clock does (the `+ 1` part). After the key was lost, the
 //!   next token comes from the clock alone, so it is above every earlier token as long as
 //!   the clock of the server issuing it is not behind the clock that issued the earlier ones
 //!   by more than the time between the two grants (a restart, or a failover to a replica

@@ -390,8 +390,12 @@ impl RwLockReadGuard {
         "Removes this reader (`rw_release_read`, atomic); the last reader to leave wakes the waiting writers."
     );
 
-    /// The fencing token of the last write acquisition when this read lease was granted
-    /// (0 when the lock was never written).
+    /// The fencing token of this read lease: `max(the last token issued on this lock, the
+    /// Redis server clock in microseconds)`, computed by `rw_acquire_read`. It is at least
+    /// every token issued before this lease was granted (writers' and readers'), after a
+    /// data loss too (the clock part, as for writers: see *After data loss* in the
+    /// [module docs](super)), and below every write token issued after it. Readers may
+    /// share a token: one reader does not fence off another.
     pub fn fencing_token(&self) -> u64 {
         self.lease.fencing_token()
     }

@@ -35,3 +35,19 @@ local function fence_next(key)
   redis.call('INCR', key)
   return redis.call('GET', key)
 end
+
+-- The fencing token of a reader of the lock whose fence counter is `key`: max(last, now), a
+-- decimal string. Readers share tokens (one reader does not fence off another), but a
+-- reader's token is at least every token issued before it, after a data loss too (the clock
+-- part, as for writers), and below every write token issued after it (it is stored when it
+-- raised the counter, so the next writer's `last + 1` passes it).
+local function fence_floor(key)
+  local time = redis.call('TIME')
+  local now = time[1] .. string.format('%06d', tonumber(time[2]))
+  local last = redis.call('GET', key)
+  if not last or fence_less(last, now) then
+    redis.call('SET', key, now)
+    return now
+  end
+  return last
+end

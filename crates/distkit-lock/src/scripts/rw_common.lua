@@ -31,11 +31,6 @@ local function rw_keep_for(key, ms)
   end
 end
 
--- The last fencing token, as a decimal string (see fence.lua).
-local function rw_current_fence()
-  return redis.call('GET', KEYS[6]) or '0'
-end
-
 -- Announces `message` on the lock's release channel. `target` is 'S<channel>' (a sharded
 -- channel, in a cluster: SPUBLISH, or PUBLISH where the server does not know SPUBLISH) or
 -- 'P<channel>' (PUBLISH).
