@@ -1,13 +1,19 @@
 //! Fencing tokens that never repeat or go backwards (re-attaches during a pending handover,
 //! readers after data loss), and lock keys that never outlive their retention.
+//!
+//! `DISTKIT_RESIDUE_SEED` replays one schedule of the residue test; `DISTKIT_RESIDUE_NAMES`
+//! (default 48) sets how many distinct lock names it uses.
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{LIMIT, bounded, client, fresh_key};
 use distkit::DistkitRedisKey;
 use distkit::fred::clients::Client;
+use distkit::fred::prelude::*;
 use distkit::lock::{LockGuardState, LockOptions, Mutex, RwLock, RwLockReadGuard};
 use distkit_test_support::TestRedis;
 
@@ -129,4 +135,304 @@ async fn a_readers_token_after_a_restart_without_persistence_is_at_least_every_e
         writer.fencing_token()
     );
     bounded(writer.release()).await.unwrap();
+}
+
+/// The retention of the tests below: short, so that a lock's keys expire within a second.
+const RETENTION: Duration = Duration::from_millis(300);
+const TTL: Duration = Duration::from_millis(400);
+/// How long after its last use a key of the tests below may still be there: its
+/// retention (a lease plus `key_retention`) and a generous margin for a loaded machine.
+const GONE_WITHIN: Duration = Duration::from_millis(400 + 300 + 5_000);
+
+fn retained(name: &DistkitRedisKey, client: Client) -> LockOptions {
+    LockOptions::builder(name.clone(), client)
+        .ttl(TTL)
+        .key_retention(RETENTION)
+        .retry_interval(Duration::from_millis(20))
+        .build()
+}
+
+/// Whether `key` exists.
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+async fn exists(client: &Client, key: &str) -> bool {
+    bounded(client.exists::<i64, _>(key)).await.unwrap() == 1
+}
+
+/// Waits until `key` has expired, failing the test when it is still there after its
+/// retention and a generous margin.
+async fn expired(client: &Client, key: &str) {
+    let started = Instant::now();
+    while exists(client, key).await {
+        assert!(
+            started.elapsed() < GONE_WITHIN,
+            "{key} did not expire within its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_rise_across_the_expiry_of_the_fence_key() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let raw = client(&redis).await;
+    let mutex = Mutex::new(retained(&name, client(&redis).await));
+    let rwlock = RwLock::new(retained(&name, client(&redis).await));
+    let mutex_fence = format!("distkit-locks:{{{name}}}:fence");
+    let rw_fence = format!("distkit-locks:{{{name}}}:rw:fence");
+    let mut mutex_tokens = Vec::new();
+    let mut rw_tokens = Vec::new();
+    for _ in 0..3 {
+        let guard = bounded(mutex.lock()).await.unwrap();
+        mutex_tokens.push(guard.fencing_token());
+        bounded(guard.release()).await.unwrap();
+        let writer = bounded(rwlock.write()).await.unwrap();
+        rw_tokens.push(writer.fencing_token());
+        bounded(writer.release()).await.unwrap();
+        let reader = bounded(rwlock.read()).await.unwrap();
+        rw_tokens.push(reader.fencing_token());
+        bounded(reader.release()).await.unwrap();
+        // Both fences expire before the next round's grants.
+        expired(&raw, &mutex_fence).await;
+        expired(&raw, &rw_fence).await;
+    }
+    assert!(
+        mutex_tokens.windows(2).all(|pair| pair[0] < pair[1]),
+        "mutex tokens did not rise across the fence's expiry: {mutex_tokens:?}"
+    );
+    // Writer, then reader, of each round: a reader's token is at least the writer's before
+    // it, and the next writer's is above it.
+    let rose = rw_tokens
+        .windows(2)
+        .enumerate()
+        .all(|(index, pair)| pair[0] < pair[1] || (index % 2 == 0 && pair[0] == pair[1]));
+    assert!(
+        rose,
+        "rwlock tokens did not rise across the fence's expiry: {rw_tokens:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fence_ahead_of_the_clock_is_kept_until_the_clock_has_passed_it() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let raw = client(&redis).await;
+    let mutex = Mutex::new(retained(&name, client(&redis).await));
+    let fence = format!("distkit-locks:{{{name}}}:fence");
+    let first = bounded(mutex.lock()).await.unwrap();
+    let clock = first.fencing_token();
+    bounded(first.release()).await.unwrap();
+    // A fence a minute ahead of the clock (as after a failover to a server whose clock is
+    // behind), written without an expiry (as by an older version).
+    let ahead = clock + 60_000_000;
+    let _: () = bounded(raw.set(&fence, ahead.to_string(), None, None, false))
+        .await
+        .unwrap();
+    let guard = bounded(mutex.lock()).await.unwrap();
+    assert_eq!(guard.fencing_token(), ahead + 1);
+    let left = bounded(raw.pttl::<i64, _>(&fence)).await.unwrap();
+    // Kept until the clock passed the token, plus the retention (a lease plus
+    // `key_retention`), less the time this test took since the first grant.
+    let least = i64::try_from((Duration::from_secs(59) + TTL + RETENTION).as_millis()).unwrap();
+    let most = i64::try_from((Duration::from_secs(61) + TTL + RETENTION).as_millis()).unwrap();
+    assert!(
+        (least..=most).contains(&left),
+        "the fence expires in {left} ms, not about a minute and its retention"
+    );
+    bounded(guard.release()).await.unwrap();
+}
+
+/// How many keys match `pattern`, and those of them without an expiry (one atomic look).
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+async fn keys_without_expiry(client: &Client, pattern: &str) -> (usize, Vec<String>) {
+    let script = "local keys = redis.call('KEYS', ARGV[1]) \
+        local found = { tostring(#keys) } \
+        for _, key in ipairs(keys) do \
+          if redis.call('PTTL', key) == -1 then table.insert(found, key) end \
+        end \
+        return found";
+    let mut found: Vec<String> = bounded(client.eval(script, Vec::<String>::new(), pattern))
+        .await
+        .unwrap();
+    let count = found.first().and_then(|count| count.parse().ok()).unwrap();
+    found.remove(0);
+    (count, found)
+}
+
+/// A tiny deterministic generator (xorshift64*), so a schedule replays from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next().checked_rem(bound.max(1)).unwrap_or(0)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+}
+
+/// One name of the residue test: a seeded scenario that creates the lock's keys (leases,
+/// queues, handovers, re-attaches, fences, epochs) and releases everything.
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+async fn use_one_name(redis_url: &str, namespace: &DistkitRedisKey, name: usize, rng: &mut Rng) {
+    let name = DistkitRedisKey::new_or_panic(format!("residue-{name}"));
+    let quarantine = rng.below(2) == 1;
+    let options = |client: Client, owner: Option<&str>| {
+        let mut builder = LockOptions::builder(name.clone(), client)
+            .namespace(namespace.clone())
+            .ttl(TTL)
+            .key_retention(RETENTION)
+            .retry_interval(Duration::from_millis(20))
+            .loss_quarantine(quarantine);
+        if let Some(owner) = owner {
+            builder = builder.owner_id(owner);
+        }
+        builder.build()
+    };
+    let connect = || async { bounded(distkit::connect(redis_url)).await.unwrap() };
+    match rng.below(4) {
+        0 => {
+            // A mutex handed over to a waiter.
+            let first = Mutex::new(options(connect().await, None));
+            let second = Mutex::new(options(connect().await, None));
+            let held = bounded(first.lock()).await.unwrap();
+            let waiting = tokio::spawn(async move { bounded(second.lock()).await.unwrap() });
+            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+            bounded(held.release()).await.unwrap();
+            let handed = bounded(waiting).await.unwrap();
+            bounded(handed.release()).await.unwrap();
+        }
+        1 => {
+            // A worker re-attaches with its id.
+            let owner = format!("worker-{}", rng.below(3));
+            let first = Mutex::new(options(connect().await, Some(&owner)));
+            let again = Mutex::new(options(connect().await, Some(&owner)));
+            let held = bounded(first.lock()).await.unwrap();
+            let reattached = bounded(again.lock()).await.unwrap();
+            assert!(reattached.fencing_token() > held.fencing_token());
+            std::mem::forget(held);
+            bounded(reattached.release()).await.unwrap();
+        }
+        2 => {
+            // Readers, then a writer that queues behind them.
+            let readers = RwLock::new(options(connect().await, None));
+            let writers = RwLock::new(options(connect().await, None));
+            let first = bounded(readers.read()).await.unwrap();
+            let second = bounded(readers.read()).await.unwrap();
+            let waiting = tokio::spawn(async move { bounded(writers.write()).await.unwrap() });
+            tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+            bounded(first.release()).await.unwrap();
+            bounded(second.release()).await.unwrap();
+            let writer = bounded(waiting).await.unwrap();
+            bounded(writer.release()).await.unwrap();
+        }
+        _ => {
+            // A writer with an explicit id, refused readers, then a reader.
+            let rwlock = RwLock::new(options(connect().await, Some("writer-1")));
+            let writer = bounded(rwlock.write()).await.unwrap();
+            assert!(bounded(rwlock.try_read()).await.is_err());
+            bounded(writer.release()).await.unwrap();
+            let reader = bounded(rwlock.read()).await.unwrap();
+            bounded(reader.release()).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_of_locks_on_many_names_never_leaves_a_key_without_expiry_and_nothing_after_the_retention()
+ {
+    let redis = TestRedis::start_standalone();
+    let seed = env_u64("DISTKIT_RESIDUE_SEED").unwrap_or_else(|| {
+        u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                & 0xffff_ffff,
+        )
+        .unwrap()
+            | 1
+    });
+    let names = env_u64("DISTKIT_RESIDUE_NAMES").unwrap_or(48);
+    println!("DISTKIT_RESIDUE_SEED={seed} DISTKIT_RESIDUE_NAMES={names}");
+    let namespace = fresh_key();
+    let pattern = format!("{namespace}:*");
+    let raw = client(&redis).await;
+
+    // Looks at every key of the namespace all along.
+    let done = Arc::new(AtomicBool::new(false));
+    let looks = Arc::new(AtomicU64::new(0));
+    let watcher = tokio::spawn({
+        let (raw, pattern, done, looks) =
+            (raw.clone(), pattern.clone(), done.clone(), looks.clone());
+        async move {
+            let mut offenders = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                offenders.extend(keys_without_expiry(&raw, &pattern).await.1);
+                looks.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            offenders
+        }
+    });
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4_u64)
+        .map(|worker| {
+            let (url, namespace, next) = (redis.url().to_owned(), namespace.clone(), next.clone());
+            let mut rng = Rng(seed.wrapping_add(worker.wrapping_mul(0x9e37_79b9)) | 1);
+            tokio::spawn(async move {
+                loop {
+                    let name = next.fetch_add(1, Ordering::SeqCst);
+                    if name >= names {
+                        break;
+                    }
+                    use_one_name(&url, &namespace, usize::try_from(name).unwrap(), &mut rng).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        bounded(worker).await.unwrap();
+    }
+    let released = Instant::now();
+    let (left, offenders) = keys_without_expiry(&raw, &pattern).await;
+    done.store(true, Ordering::SeqCst);
+    let mut offenders_all = bounded(watcher).await.unwrap();
+    offenders_all.extend(offenders);
+    offenders_all.sort();
+    offenders_all.dedup();
+    assert!(
+        offenders_all.is_empty(),
+        "keys without an expiry (seed {seed}): {offenders_all:?}"
+    );
+    assert!(
+        left > 0,
+        "the locks left no key at all right after their release"
+    );
+    assert!(looks.load(Ordering::SeqCst) > 0);
+    // Once the retention (a lease plus `key_retention`) has passed, nothing is left.
+    let mut remaining = left;
+    while remaining > 0 {
+        assert!(
+            released.elapsed() < GONE_WITHIN,
+            "{remaining} keys still there {:?} after the last release (seed {seed})",
+            released.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        remaining = keys_without_expiry(&raw, &pattern).await.0;
+    }
+    println!(
+        "{names} names: {left} keys right after the last release, none after {:?}",
+        released.elapsed()
+    );
 }

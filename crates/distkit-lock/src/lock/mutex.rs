@@ -197,6 +197,7 @@ impl Mutex {
                 Value::from(if explicit_owner { "1" } else { "0" }),
                 Value::from(self.options.loss_guard_argument()),
                 Value::from(self.options.ttl_ms()),
+                Value::from(self.options.keep_ms()),
             ],
             armed: true,
         });
@@ -248,6 +249,7 @@ impl Mutex {
             token,
             ttl: self.options.ttl,
             loss_guard: self.options.loss_guard_argument(),
+            keep_ms: self.options.keep_ms(),
             replica_acks: self.options.replica_acks,
         }
     }
@@ -268,6 +270,7 @@ impl Mutex {
             Value::from(self.services.notifier.inbox_argument(&self.channel)),
             Value::from(self.channel.as_str()),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         AttemptGuard::new(target, !explicit_owner)

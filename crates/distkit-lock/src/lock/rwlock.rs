@@ -159,6 +159,7 @@ impl RwLock {
             token,
             ttl: self.options.ttl,
             loss_guard: self.options.loss_guard_argument(),
+            keep_ms: self.options.keep_ms(),
             replica_acks: self.options.replica_acks,
         }
     }
@@ -239,6 +240,7 @@ impl RwLock {
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
             .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
@@ -303,10 +305,15 @@ impl RwLock {
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         let mut target = self.target(LeaseKind::Owner, token);
-        // The writer key comes first: an owner lease renews and releases keys[0].
-        target.keys.truncate(1);
+        // An owner lease releases keys[0] (the writer key) and renews it, keeping the fence
+        // and the epoch (keys[1] and keys[2]) for their retention.
+        target.keys = [0, 5, 6]
+            .into_iter()
+            .filter_map(|index| self.keys.get(index).cloned())
+            .collect();
         AttemptGuard::new(target, !explicit_owner)
             .run(&RW_ACQUIRE_WRITE, &self.key_refs(), args)
             .await

@@ -15,7 +15,7 @@ if owner == token then
     if handed then
       return { 1, handed }
     end
-    return { 1, fence_next(KEYS[2]) }
+    return { 1, fence_next(KEYS[2], keep) }
   end
 end
 
@@ -33,10 +33,10 @@ if owner == false then
       redis.call('LPOP', KEYS[3])
       redis.call('HDEL', KEYS[4], token)
     end
-    return { 1, fence_next(KEYS[2]) }
+    return { 1, fence_next(KEYS[2], keep) }
   end
   -- (The loss guard passed at the top of this call.)
-  mutex_hand_over(ARGV[7], ttl, '0')
+  mutex_hand_over(ARGV[7], ttl, '0', keep)
 end
 
 if ARGV[4] == '1' then
