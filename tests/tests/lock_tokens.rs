@@ -2,7 +2,9 @@
 //! readers after data loss), and lock keys that never outlive their retention.
 //!
 //! `DISTKIT_RESIDUE_SEED` replays one schedule of the residue test; `DISTKIT_RESIDUE_NAMES`
-//! (default 48) sets how many distinct lock names it uses.
+//! (default 48) sets how many distinct lock names it uses. `DISTKIT_BOUND_SEED` replays one
+//! schedule of the bounded-acquisition test; `DISTKIT_BOUND_FAULTS` (default 6) sets how many
+//! faults it injects.
 
 mod common;
 
@@ -434,5 +436,152 @@ async fn a_mix_of_locks_on_many_names_never_leaves_a_key_without_expiry_and_noth
     println!(
         "{names} names: {left} keys right after the last release, none after {:?}",
         released.elapsed()
+    );
+}
+
+/// Runs a blocking fault on `redis` off the runtime's threads.
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+async fn fault<F: FnOnce(&mut TestRedis) + Send + 'static>(
+    redis: &Arc<std::sync::Mutex<TestRedis>>,
+    tool: F,
+) {
+    let redis = Arc::clone(redis);
+    bounded(tokio::task::spawn_blocking(move || {
+        tool(&mut redis.lock().unwrap());
+    }))
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_acquisitions_with_loss_quarantine_return_within_their_bound_through_restarts_pauses_and_kills()
+ {
+    let seed = env_u64("DISTKIT_BOUND_SEED").unwrap_or_else(|| {
+        u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos(),
+        ) | 1
+    });
+    let faults = env_u64("DISTKIT_BOUND_FAULTS").unwrap_or(6);
+    println!("DISTKIT_BOUND_SEED={seed} DISTKIT_BOUND_FAULTS={faults}");
+    let mut rng = Rng(seed);
+    let redis = TestRedis::start_standalone();
+    let url = redis.url().to_owned();
+    let redis = Arc::new(std::sync::Mutex::new(redis));
+    let name = fresh_key();
+    let stop = Arc::new(AtomicBool::new(false));
+    // (bound, took, what) of every bounded acquisition.
+    let taken = Arc::new(std::sync::Mutex::new(
+        Vec::<(Duration, Duration, &str)>::new(),
+    ));
+    let mut workers = Vec::new();
+    for _ in 0..6 {
+        let rwlock = RwLock::new(
+            LockOptions::builder(name.clone(), bounded(distkit::connect(&url)).await.unwrap())
+                .ttl(Duration::from_millis(800))
+                .retry_interval(Duration::from_millis(20))
+                .loss_quarantine(true)
+                .build(),
+        );
+        let (stop, taken) = (Arc::clone(&stop), Arc::clone(&taken));
+        let mut rng = Rng(rng.next() | 1);
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let bound = Duration::from_millis(rng.below(400).saturating_add(20));
+                let started = Instant::now();
+                // Held guards renew, and are dropped (released in the background) while
+                // faults go on.
+                let hold = Duration::from_millis(rng.below(300));
+                if rng.below(3) == 0 {
+                    let writer = rwlock.try_write_for(bound).await;
+                    taken
+                        .lock()
+                        .unwrap()
+                        .push((bound, started.elapsed(), "write"));
+                    if let Ok(guard) = writer {
+                        let _ = tokio::time::timeout(hold, guard.lost()).await;
+                    }
+                } else {
+                    let reader = rwlock.try_read_for(bound).await;
+                    taken
+                        .lock()
+                        .unwrap()
+                        .push((bound, started.elapsed(), "read"));
+                    if let Ok(guard) = reader {
+                        let _ = tokio::time::timeout(hold, guard.lost()).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
+            }
+        }));
+    }
+    for _ in 0..faults {
+        tokio::time::sleep(Duration::from_millis(rng.below(700).saturating_add(200))).await;
+        let length = Duration::from_millis(rng.below(900).saturating_add(50));
+        match rng.below(5) {
+            0 => fault(&redis, TestRedis::restart).await,
+            4 => {
+                // Down for a while (connections refused), then back empty.
+                fault(&redis, move |redis| {
+                    if let Some(pid) = redis.pid() {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-KILL", &pid.to_string()])
+                            .status();
+                    }
+                    std::thread::sleep(length);
+                    redis.restart();
+                })
+                .await;
+            }
+            1 => {
+                let millis = length.as_millis().to_string();
+                fault(&redis, move |redis| {
+                    let _ = redis.cli(&["CLIENT", "PAUSE", &millis, "ALL"]);
+                })
+                .await;
+                tokio::time::sleep(length).await;
+            }
+            2 => {
+                fault(&redis, move |redis| {
+                    redis.pause();
+                    std::thread::sleep(length);
+                    redis.resume();
+                })
+                .await;
+            }
+            _ => {
+                fault(&redis, |redis| {
+                    let _ = redis.kill_clients();
+                })
+                .await;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        bounded(worker).await.unwrap();
+    }
+    let taken = taken.lock().unwrap().clone();
+    // The promise: the bound (at least 100 ms for an unanswered first attempt) plus
+    // scheduling delays; 150 ms of them on a loaded machine.
+    let margin = Duration::from_millis(150);
+    let overrun = |(bound, took, _): &(Duration, Duration, &str)| {
+        took.saturating_sub((*bound).max(Duration::from_millis(100)))
+    };
+    let over: Vec<_> = taken
+        .iter()
+        .filter(|taken| overrun(taken) > margin)
+        .collect();
+    let worst = taken.iter().map(overrun).max().unwrap_or_default();
+    println!(
+        "seed {seed}: {} bounded acquisitions, worst overrun of max(bound, 100 ms) {worst:?}",
+        taken.len()
+    );
+    assert!(
+        over.is_empty(),
+        "seed {seed}: acquisitions overran their bound by more than {margin:?}: {over:?}"
     );
 }
