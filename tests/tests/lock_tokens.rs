@@ -76,6 +76,49 @@ async fn a_re_attach_while_a_handover_is_pending_gets_a_token_above_the_handed_o
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_waiters_with_one_owner_id_on_one_client_never_share_a_handed_over_token() {
+    let redis = TestRedis::start();
+    for round in 0..5 {
+        let name = fresh_key();
+        let holder = Mutex::new(
+            LockOptions::builder(name.clone(), client(&redis).await)
+                .ttl(Duration::from_secs(5))
+                .build(),
+        );
+        let held = bounded(holder.lock()).await.unwrap();
+        // Two lock objects of one worker id on one client (one inbox) wait for the lock.
+        let shared = client(&redis).await;
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let waiter = Mutex::new(owned(&name, shared.clone(), "worker-7"));
+                tokio::spawn(async move {
+                    let guard = waiter.lock().await;
+                    (waiter, guard)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        bounded(held.release()).await.unwrap();
+        let mut tokens = Vec::new();
+        let mut guards = Vec::new();
+        for task in waiting {
+            let (waiter, guard) = bounded(task).await.unwrap();
+            let guard = guard.unwrap();
+            tokens.push(guard.fencing_token());
+            guards.push((waiter, guard));
+        }
+        assert_ne!(
+            tokens.first(),
+            tokens.get(1),
+            "round {round}: both guards of the id got one token"
+        );
+        for (_, guard) in guards {
+            bounded(guard.release()).await.unwrap();
+        }
+    }
+}
+
 /// Restarts the server empty (SIGKILL, then a new process on the same port) from a blocking
 /// section, so the runtime's other tasks go on.
 fn restart_empty(redis: &mut TestRedis) {
@@ -583,5 +626,280 @@ async fn bounded_acquisitions_with_loss_quarantine_return_within_their_bound_thr
     assert!(
         over.is_empty(),
         "seed {seed}: acquisitions overran their bound by more than {margin:?}: {over:?}"
+    );
+}
+
+/// One grant of the token torture: which lock, what kind, its token, the owner id of its
+/// lock object, and when its acquisition was called and returned.
+#[derive(Clone, Debug)]
+struct Grant {
+    lock: usize,
+    kind: &'static str,
+    token: u64,
+    owner: Option<String>,
+    called: Instant,
+    returned: Instant,
+    released: Instant,
+}
+
+/// The objects of one torture worker: a mutex and a rwlock on each name.
+struct Objects {
+    mutexes: Vec<Arc<Mutex>>,
+    rwlocks: Vec<Arc<RwLock>>,
+    owner: Option<String>,
+}
+
+/// Every violation of the token promises among `grants`: exclusive tokens (mutex, writer)
+/// issued twice or out of grant order, readers below an earlier exclusive token or not below
+/// a later one.
+fn token_violations(grants: &[Grant]) -> Vec<String> {
+    let mut found = Vec::new();
+    let locks: std::collections::BTreeSet<usize> = grants.iter().map(|grant| grant.lock).collect();
+    for lock in locks {
+        for family in ["mutex", "rw"] {
+            let of_family: Vec<&Grant> = grants
+                .iter()
+                .filter(|grant| grant.lock == lock && grant.kind.starts_with(family))
+                .collect();
+            let mut exclusive: Vec<&Grant> = of_family
+                .iter()
+                .copied()
+                .filter(|grant| grant.kind != "rw-read")
+                .collect();
+            let mut tokens: Vec<u64> = exclusive.iter().map(|grant| grant.token).collect();
+            tokens.sort_unstable();
+            let before = tokens.len();
+            tokens.dedup();
+            if tokens.len() != before {
+                found.push(format!(
+                    "lock {lock} {family}: {} tokens issued twice",
+                    before.saturating_sub(tokens.len())
+                ));
+            }
+            // A grant that returned before another was called came first in Redis.
+            exclusive.sort_by_key(|grant| grant.returned);
+            for (index, earlier) in exclusive.iter().enumerate() {
+                for later in exclusive.iter().skip(index.saturating_add(1)) {
+                    if later.called > earlier.returned && later.token <= earlier.token {
+                        found.push(format!(
+                            "lock {lock} {family}: {earlier:?} then {later:?}: token not above"
+                        ));
+                    }
+                }
+            }
+            for reader in of_family.iter().filter(|grant| grant.kind == "rw-read") {
+                for writer in &exclusive {
+                    let stale = writer.returned < reader.called && reader.token < writer.token;
+                    let early = writer.called > reader.returned && writer.token <= reader.token;
+                    if stale || early {
+                        found.push(format!("lock {lock}: reader {reader:?} against {writer:?}"));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// One acquisition of a torture worker (a mutex, a write or a read lease on one of the names),
+/// held for a moment and released; its grant, if any.
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+async fn torture_once(objects: &Objects, rng: &mut Rng) -> Option<Grant> {
+    let lock = usize::try_from(rng.below(objects.mutexes.len() as u64)).unwrap();
+    let bound = Duration::from_millis(rng.below(300).saturating_add(50));
+    let hold = Duration::from_millis(rng.below(60));
+    let called = Instant::now();
+    let (kind, token, release): (
+        _,
+        _,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) = match rng.below(3) {
+        0 => {
+            let guard = objects.mutexes.get(lock)?.try_lock_for(bound).await.ok()?;
+            let token = guard.fencing_token();
+            (
+                "mutex",
+                token,
+                Box::pin(async move {
+                    tokio::time::sleep(hold).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;
+                }),
+            )
+        }
+        1 => {
+            let guard = objects.rwlocks.get(lock)?.try_write_for(bound).await.ok()?;
+            let token = guard.fencing_token();
+            (
+                "rw-write",
+                token,
+                Box::pin(async move {
+                    tokio::time::sleep(hold).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;
+                }),
+            )
+        }
+        _ => {
+            let guard = objects.rwlocks.get(lock)?.try_read_for(bound).await.ok()?;
+            let token = guard.fencing_token();
+            (
+                "rw-read",
+                token,
+                Box::pin(async move {
+                    tokio::time::sleep(hold).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), guard.release()).await;
+                }),
+            )
+        }
+    };
+    let returned = Instant::now();
+    release.await;
+    Some(Grant {
+        lock,
+        kind,
+        token,
+        owner: objects.owner.clone(),
+        called,
+        returned,
+        released: Instant::now(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_never_issued_twice_and_rise_in_grant_order_through_re_attaches_restarts_and_fence_expiry()
+ {
+    let seed = env_u64("DISTKIT_TOKENS_SEED").unwrap_or_else(|| {
+        u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos(),
+        ) | 1
+    });
+    let seconds = env_u64("DISTKIT_TOKENS_SECS").unwrap_or(6);
+    println!("DISTKIT_TOKENS_SEED={seed} DISTKIT_TOKENS_SECS={seconds}");
+    let mut rng = Rng(seed);
+    let redis = TestRedis::start_standalone();
+    let url = redis.url().to_owned();
+    let redis = Arc::new(std::sync::Mutex::new(redis));
+    let names: Vec<DistkitRedisKey> = (0..3).map(|_| fresh_key()).collect();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    // While set, nobody acquires: the fences expire between acquisitions.
+    let quiet = Arc::new(AtomicBool::new(false));
+    let grants = Arc::new(std::sync::Mutex::new(Vec::<Grant>::new()));
+    // Two clients; the explicit ids are shared by lock objects on each client and across
+    // them, so acquisitions re-attach, and handovers go to ids other objects also wait as.
+    let clients = [
+        bounded(distkit::connect(&url)).await.unwrap(),
+        bounded(distkit::connect(&url)).await.unwrap(),
+    ];
+    let mut workers = Vec::new();
+    for worker in 0..8_usize {
+        // Ids on both clients, and twice on each client.
+        let owner = match worker % 4 {
+            0 => None,
+            1 | 2 => Some("worker-a".to_owned()),
+            _ => Some("worker-b".to_owned()),
+        };
+        let client = clients[worker % 2].clone();
+        let options = |name: &DistkitRedisKey| {
+            let builder = LockOptions::builder(name.clone(), client.clone())
+                .ttl(TTL)
+                .key_retention(RETENTION)
+                .retry_interval(Duration::from_millis(20));
+            match &owner {
+                Some(owner) => builder.owner_id(owner.clone()).build(),
+                None => builder.build(),
+            }
+        };
+        let objects = Objects {
+            mutexes: names.iter().map(|name| Mutex::new(options(name))).collect(),
+            rwlocks: names
+                .iter()
+                .map(|name| RwLock::new(options(name)))
+                .collect(),
+            owner: owner.clone(),
+        };
+        let (quiet, grants) = (Arc::clone(&quiet), Arc::clone(&grants));
+        let mut rng = Rng(rng.next() | 1);
+        workers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                if quiet.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                if let Some(grant) = torture_once(&objects, &mut rng).await {
+                    grants.lock().unwrap().push(grant);
+                }
+            }
+        }));
+    }
+    let raw = bounded(distkit::connect(&url)).await.unwrap();
+    let fences: Vec<String> = names
+        .iter()
+        .flat_map(|name| {
+            [
+                format!("distkit-locks:{{{name}}}:fence"),
+                format!("distkit-locks:{{{name}}}:rw:fence"),
+            ]
+        })
+        .collect();
+    let (mut restarts, mut expiries) = (0_u32, 0_u32);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(rng.below(600).saturating_add(300))).await;
+        if rng.below(2) == 0 {
+            fault(&redis, TestRedis::restart).await;
+            restarts = restarts.saturating_add(1);
+        } else {
+            quiet.store(true, Ordering::SeqCst);
+            // Guards are released within their hold (60 ms) or their lease (a ttl); the
+            // fences expire a ttl and the retention after the last grant or renewal.
+            tokio::time::sleep(TTL + TTL + RETENTION + TTL).await;
+            for fence in &fences {
+                if !matches!(
+                    tokio::time::timeout(LIMIT, raw.exists::<i64, _>(fence)).await,
+                    Ok(Ok(1))
+                ) {
+                    expiries = expiries.saturating_add(1);
+                }
+            }
+            quiet.store(false, Ordering::SeqCst);
+        }
+    }
+    for worker in workers {
+        bounded(worker).await.unwrap();
+    }
+    let grants = grants.lock().unwrap().clone();
+    let reattached = grants
+        .iter()
+        .filter(|grant| grant.kind != "rw-read" && grant.owner.is_some())
+        .filter(|grant| {
+            grants.iter().any(|other| {
+                other.lock == grant.lock
+                    && other.kind == grant.kind
+                    && other.owner == grant.owner
+                    && other.returned < grant.returned
+                    && other.released > grant.returned
+            })
+        })
+        .count();
+    let violations = token_violations(&grants);
+    println!(
+        "seed {seed}: {} grants ({} exclusive), {reattached} re-attaches, {restarts} restarts, {expiries} fence keys expired between acquisitions, {} violations",
+        grants.len(),
+        grants
+            .iter()
+            .filter(|grant| grant.kind != "rw-read")
+            .count(),
+        violations.len()
+    );
+    assert!(
+        violations.is_empty(),
+        "seed {seed}: {}",
+        violations
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -46,7 +46,9 @@ pub struct LockOptions {
     /// background. This holds for [`Mutex`](super::Mutex) and [`RwLock`](super::RwLock)
     /// alike. Guards sharing an id share the hold: releasing (or dropping) one releases it
     /// for all of them, and each renews it with its own object's `ttl` (give lock objects
-    /// that share an id the same options).
+    /// that share an id the same options). Each of them still gets its own fencing token,
+    /// above every earlier one: of several objects of one id waiting for the same handover,
+    /// one takes the handed-over token and the others re-attach with new ones.
     ///
     /// An id is non-empty and has no whitespace or control characters: the scripts store
     /// it next to numbers separated by spaces, and an id with a space could be read as a

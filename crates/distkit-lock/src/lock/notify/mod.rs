@@ -437,8 +437,15 @@ impl ReleaseNotifier {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let key = (lock.to_owned(), token.to_owned());
+        // One waiter takes the handover's fencing token: with an explicit owner id, several
+        // lock objects of this client may wait as the same token, and a token is never
+        // issued twice. The others only wake: their next attempt re-attaches, with a new
+        // token.
+        let mut grant = Some(grant);
         for slot in waiters.get(&key).into_iter().flat_map(HashMap::values) {
-            *slot.grant.lock().unwrap_or_else(PoisonError::into_inner) = Some(grant);
+            if let Some(grant) = grant.take() {
+                *slot.grant.lock().unwrap_or_else(PoisonError::into_inner) = Some(grant);
+            }
             slot.notify.notify_one();
         }
     }
