@@ -21,7 +21,8 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 /// `…:waiters` (waiters in arrival order; their heartbeats, leases and inboxes),
 /// `…:handover` (the last handover) and, with
 /// [`loss_quarantine`](LockOptions::loss_quarantine), `…:epoch` and `…:quarantine` (see
-/// *After data loss* in the [module docs](super)).
+/// *After data loss* in the [module docs](super)). Every one of them expires (see
+/// [`key_retention`](LockOptions::key_retention)).
 ///
 /// - Acquisition runs the `mutex_acquire` script (atomic: take the lock if it is free and no
 ///   earlier waiter is in line, bump the fencing token; otherwise join the line).

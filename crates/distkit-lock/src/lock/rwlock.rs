@@ -21,7 +21,8 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 /// its lease expiry on the server clock), `…:rw:queue` and `…:rw:alive` (waiting writers in
 /// arrival order, and their heartbeats), `…:rw:tickets`, `…:rw:fence` (the last fencing
 /// token) and, with [`loss_quarantine`](LockOptions::loss_quarantine), `…:rw:epoch` and
-/// `…:rw:quarantine` (see *After data loss* in the [module docs](super)).
+/// `…:rw:quarantine` (see *After data loss* in the [module docs](super)). Every one of them
+/// expires (see [`key_retention`](LockOptions::key_retention)).
 ///
 /// - A waiting writer holds a place in the queue; while anyone is queued no new reader gets
 ///   in, and queued writers are served in arrival order.
