@@ -4,7 +4,8 @@
 //! `DISTKIT_RESIDUE_SEED` replays one schedule of the residue test; `DISTKIT_RESIDUE_NAMES`
 //! (default 48) sets how many distinct lock names it uses. `DISTKIT_BOUND_SEED` replays one
 //! schedule of the bounded-acquisition test; `DISTKIT_BOUND_FAULTS` (default 6) sets how many
-//! faults it injects.
+//! faults it injects. `DISTKIT_TOKENS_SEED` replays one schedule of the token torture;
+//! `DISTKIT_TOKENS_SECS` (default 6) sets how long it runs.
 
 mod common;
 
@@ -819,11 +820,14 @@ async fn tokens_are_never_issued_twice_and_rise_in_grant_order_through_re_attach
             _ => Some("worker-b".to_owned()),
         };
         let client = clients[worker % 2].clone();
+        // The first name refuses grants after a data loss (every object of a name has the
+        // same options).
         let options = |name: &DistkitRedisKey| {
             let builder = LockOptions::builder(name.clone(), client.clone())
                 .ttl(TTL)
                 .key_retention(RETENTION)
-                .retry_interval(Duration::from_millis(20));
+                .retry_interval(Duration::from_millis(20))
+                .loss_quarantine(names.first() == Some(name));
             match &owner {
                 Some(owner) => builder.owner_id(owner.clone()).build(),
                 None => builder.build(),
