@@ -22,12 +22,13 @@ use crate::scripts::{
 /// What kind of entry a lease is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LeaseKind {
-    /// The writer of a rwlock: an owner key holding the token (`keys[0]`).
+    /// The writer of a rwlock: an owner key holding the token (`keys[0]`), then the
+    /// rwlock's fence and epoch keys.
     Owner,
-    /// A mutex: its owner key (`keys[0]`) and its line of waiters (the five mutex keys); a
+    /// A mutex: its owner key (`keys[0]`) and its line of waiters (the seven mutex keys); a
     /// release hands the lock to the first waiter.
     Mutex,
-    /// A reader entry of a rwlock (`keys` are the six rwlock keys).
+    /// A reader entry of a rwlock (`keys` are the eight rwlock keys).
     Reader,
 }
 
@@ -48,6 +49,9 @@ pub(crate) struct LeaseTarget {
     pub(crate) loss_guard: &'static str,
     /// [`LockOptions::replica_acks`](super::LockOptions::replica_acks).
     pub(crate) replica_acks: Option<ReplicaAcks>,
+    /// The retention of the fence and epoch keys after a grant or renewal, in ms (see
+    /// [`LockOptions::key_retention`](super::LockOptions::key_retention)).
+    pub(crate) keep_ms: i64,
 }
 
 /// Runs `script`, then, with `acks`, waits for the replicas (`LuaScript::run_acknowledged`);
@@ -105,6 +109,24 @@ impl LeaseTarget {
         self.keys.iter().take(1).map(String::as_str).collect()
     }
 
+    /// `owner_extend`'s keys: the owner key, then the fence and the epoch it keeps for
+    /// their retention.
+    fn owner_extend_keys(&self) -> Vec<&str> {
+        let picked: &[usize] = match self.kind {
+            // owner, fence, waitlist, waiters, handover, epoch, quarantine
+            LeaseKind::Mutex => &[0, 1, 5],
+            // writer, fence, epoch (see `RwLock::attempt_write`)
+            LeaseKind::Owner => &[0, 1, 2],
+            // (A reader renews with `rw_extend_read`, which takes every rwlock key.)
+            LeaseKind::Reader => &[],
+        };
+        picked
+            .iter()
+            .filter_map(|&index| self.keys.get(index))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Renews the lease to a full ttl if it still holds the token (`owner_extend` or
     /// `rw_extend_read`, atomic). Idempotent, so it may be replayed after a reconnect.
     ///
@@ -112,10 +134,14 @@ impl LeaseTarget {
     /// error ([`LockError::NotReplicated`]): it confirms nothing.
     pub(crate) async fn extend_once(&self, timeout: Duration) -> Result<bool, DistkitError> {
         let (script, keys): (&LuaScript, _) = match self.kind {
-            LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_key()),
+            LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_extend_keys()),
             LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys()),
         };
-        let args = vec![Value::from(self.token.as_str()), Value::from(self.ttl_ms())];
+        let args = vec![
+            Value::from(self.token.as_str()),
+            Value::from(self.ttl_ms()),
+            Value::from(self.keep_ms),
+        ];
         let (reply, shortfall) = run_script(
             &self.client,
             self.replica_acks,
@@ -146,7 +172,11 @@ impl LeaseTarget {
         ];
         if self.kind == LeaseKind::Mutex {
             // The loss guard of the handover to the next waiter.
-            args.extend([Value::from(self.loss_guard), Value::from(self.ttl_ms())]);
+            args.extend([
+                Value::from(self.loss_guard),
+                Value::from(self.ttl_ms()),
+                Value::from(self.keep_ms),
+            ]);
         }
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)

@@ -31,22 +31,35 @@
 //! # Fencing tokens
 //!
 //! Every acquisition (every write acquisition, for a [`RwLock`]) gets a fencing token that
-//! strictly increases per lock key. Pass it to the resource you protect, and have the resource
+//! strictly increases per lock key; a read lease of a [`RwLock`] gets a token at least every
+//! earlier one and below every later write token. Pass it to the resource you protect, and have the resource
 //! refuse tokens older than the newest it has seen: that keeps a holder that lost its lease
 //! (a long GC pause, a partition) from writing after the next holder.
 //!
 //! A token is `max(previous token + 1, the Redis server clock in microseconds)`, computed in
-//! the granting script (`TIME`) and stored in a key without TTL (`…:fence`, `…:rw:fence`).
-//! Tokens are therefore large (about 1.8 × 10¹⁵ in 2026) and not consecutive; they are exact
-//! integers below 2⁶³.
+//! the granting script (`TIME`) and stored in the lock's fence key (`…:fence`,
+//! `…:rw:fence`). Tokens are therefore large (about 1.8 × 10¹⁵ in 2026) and not
+//! consecutive; they are exact integers below 2⁶³.
+//!
+//! # Retention: no key lives forever
+//!
+//! Every key of a lock expires, so locks on many distinct names (one per order, per
+//! document) do not fill Redis. Leases, queues and handovers expire with themselves; the
+//! fence and the loss guard's epoch expire [`ttl + key_retention`](LockOptions::key_retention)
+//! (10 minutes by default) after the lock's last grant or renewal, the fence later while
+//! its counter runs ahead of the server clock. Tokens still only rise across that expiry:
+//! the fence expires only once the server clock has passed its last token by the
+//! retention, and the next token is then the clock itself — above every earlier token
+//! unless the server clock stepped back by more than the retention.
 //!
 //! # After data loss
 //!
 //! What holds when Redis loses a lock's keys (a restart without persistence, a failover to a
 //! replica that missed the last writes, eviction, `FLUSHALL`):
 //!
-//! - **Fencing tokens never go backwards.** While the fence key is kept, tokens strictly
-//!   increase whatever the server clock does (the `+ 1` part). After the key was lost, the
+//! - **Fencing tokens never go backwards** (readers' tokens included: a read lease gets
+//!   `max(last token, clock)` like a writer's floor). While the fence key is kept, tokens
+//!   strictly increase whatever the server clock does (the `+ 1` part). After the key was lost, the
 //!   next token comes from the clock alone, so it is above every earlier token as long as
 //!   the clock of the server issuing it is not behind the clock that issued the earlier ones
 //!   by more than the time between the two grants (a restart, or a failover to a replica
@@ -73,10 +86,10 @@
 //!   persistence looks like a fresh one, so with the quarantine on the first use of a lock
 //!   on a server younger than a ttl waits too (tests and development servers included);
 //!   and a lock with no state at all on a server up for longer than a ttl is granted at
-//!   once — its first use, but also its keys lost to `FLUSHALL`, to eviction (use
-//!   `maxmemory-policy noeviction`, or a `volatile-*` policy: the fence and epoch keys have
-//!   no TTL), or to a failover to a replica that never received any state of this lock (its
-//!   very first grant was not replicated). Without the quarantine, a new holder may be
+//!   once — its first use or its first use after its keys' retention, but also its keys
+//!   lost to `FLUSHALL`, to eviction (use `maxmemory-policy noeviction`: every lock key has
+//!   an expiry, so `volatile-*` policies may evict them too), or to a failover to a replica
+//!   that received none of this lock's writes for longer than its retention. Without the quarantine, a new holder may be
 //!   granted right after a loss while the old one still believes it holds the lock until
 //!   its next renewal (up to `ttl / 3`); its fencing token is still the larger one.
 //! - **Replica acknowledgement** ([`replica_acks`](LockOptions::replica_acks)) makes a
@@ -95,7 +108,10 @@
 //! With `owner_id: None` every acquisition has its own random token: locks are not
 //! re-entrant and a stale guard can never extend or delete a later holder's lease. With
 //! `owner_id: Some(id)`, `id` is the token, and acquiring a lock held by the same id
-//! re-attaches to it (e.g. a restarted worker taking back its job).
+//! re-attaches to it (e.g. a restarted worker taking back its job). A re-attach is an
+//! acquisition like any other: it gets a fencing token above every earlier one of the lock,
+//! also when the lock was just handed over to the same id (another guard of the id may
+//! already hold the handover's token), so the guard it supersedes is fenced off.
 //!
 //! A cancelled acquisition (dropped, or cut off by its time bound) releases in the background
 //! whatever it may have taken, except with an explicit `owner_id`: then the lock (a mutex, or

@@ -19,7 +19,8 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 /// `…:waiters` (waiters in arrival order; their heartbeats, leases and inboxes),
 /// `…:handover` (the last handover) and, with
 /// [`loss_quarantine`](LockOptions::loss_quarantine), `…:epoch` and `…:quarantine` (see
-/// *After data loss* in the [module docs](super)).
+/// *After data loss* in the [module docs](super)). Every one of them expires (see
+/// [`key_retention`](LockOptions::key_retention)).
 ///
 /// - Acquisition runs the `mutex_acquire` script (atomic: take the lock if it is free and no
 ///   earlier waiter is in line, bump the fencing token; otherwise join the line).
@@ -192,6 +193,7 @@ impl Mutex {
                 Value::from(if explicit_owner { "1" } else { "0" }),
                 Value::from(self.options.loss_guard_argument()),
                 Value::from(self.options.ttl_ms()),
+                Value::from(self.options.keep_ms()),
             ],
             armed: true,
         });
@@ -227,6 +229,7 @@ impl Mutex {
             token,
             ttl: self.options.ttl,
             loss_guard: self.options.loss_guard_argument(),
+            keep_ms: self.options.keep_ms(),
             replica_acks: self.options.replica_acks,
         }
     }
@@ -251,6 +254,7 @@ impl Mutex {
             ),
             Value::from(self.channel.as_str()),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         AttemptGuard::new(target, !explicit_owner)

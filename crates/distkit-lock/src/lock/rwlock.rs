@@ -21,7 +21,8 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 /// its lease expiry on the server clock), `…:rw:queue` and `…:rw:alive` (waiting writers in
 /// arrival order, and their heartbeats), `…:rw:tickets`, `…:rw:fence` (the last fencing
 /// token) and, with [`loss_quarantine`](LockOptions::loss_quarantine), `…:rw:epoch` and
-/// `…:rw:quarantine` (see *After data loss* in the [module docs](super)).
+/// `…:rw:quarantine` (see *After data loss* in the [module docs](super)). Every one of them
+/// expires (see [`key_retention`](LockOptions::key_retention)).
 ///
 /// - A waiting writer holds a place in the queue; while anyone is queued no new reader gets
 ///   in, and queued writers are served in arrival order.
@@ -157,6 +158,7 @@ impl RwLock {
             token,
             ttl: self.options.ttl,
             loss_guard: self.options.loss_guard_argument(),
+            keep_ms: self.options.keep_ms(),
             replica_acks: self.options.replica_acks,
         }
     }
@@ -232,6 +234,7 @@ impl RwLock {
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
             .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
@@ -294,10 +297,15 @@ impl RwLock {
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         let mut target = self.target(LeaseKind::Owner, token);
-        // The writer key comes first: an owner lease renews and releases keys[0].
-        target.keys.truncate(1);
+        // An owner lease releases keys[0] (the writer key) and renews it, keeping the fence
+        // and the epoch (keys[1] and keys[2]) for their retention.
+        target.keys = [0, 5, 6]
+            .into_iter()
+            .filter_map(|index| self.keys.get(index).cloned())
+            .collect();
         AttemptGuard::new(target, !explicit_owner)
             .run(&RW_ACQUIRE_WRITE, &self.key_refs(), args)
             .await
@@ -382,8 +390,12 @@ impl RwLockReadGuard {
         "Removes this reader (`rw_release_read`, atomic); the last reader to leave wakes the waiting writers."
     );
 
-    /// The fencing token of the last write acquisition when this read lease was granted
-    /// (0 when the lock was never written).
+    /// The fencing token of this read lease: `max(the last token issued on this lock, the
+    /// Redis server clock in microseconds)`, computed by `rw_acquire_read`. It is at least
+    /// every token issued before this lease was granted (writers' and readers'), after a
+    /// data loss too (the clock part, as for writers: see *After data loss* in the
+    /// [module docs](super)), and below every write token issued after it. Readers may
+    /// share a token: one reader does not fence off another.
     pub fn fencing_token(&self) -> u64 {
         self.lease.fencing_token()
     }

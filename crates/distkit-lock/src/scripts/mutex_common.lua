@@ -1,7 +1,8 @@
 -- Helpers shared by the mutex scripts (appended to the fast path of each of them).
 -- Keys of one mutex, always passed in this order:
 --   KEYS[1] owner    string: the holder's token, with a PX lease
---   KEYS[2] fence    integer: the last fencing token handed out (never expires)
+--   KEYS[2] fence    integer: the last fencing token handed out (expires with its
+--                    retention, see fence.lua)
 --   KEYS[3] waitlist list: the tokens of the waiters, in arrival order
 --   KEYS[4] waiters  hash: waiting token -> '<heartbeat expiry, server ms> <lease it asked
 --                    for, ms> <heartbeat window, ms> <inbox>', the inbox as mutex_acquire's
@@ -74,16 +75,17 @@ end
 -- deleted rather than handed over, and waiters are refused until the quarantine ends.
 -- The announcement comes last and may be refused (an ACL without the channel): the writes
 -- stand all the same (the waiter finds the handover on its next poll), and the call
--- returns false; otherwise true.
-local function mutex_hand_over(lock, ttl, guard)
+-- returns false; otherwise true. `keep` is the retention of the fence and epoch keys, in
+-- ms (see fence.lua).
+local function mutex_hand_over(lock, ttl, guard, keep)
   local head, lease, inbox = mutex_live_head(mutex_now_ms())
-  if not head or loss_guard_refuses(KEYS[6], KEYS[7], ttl, guard) then
+  if not head or loss_guard_refuses(KEYS[6], KEYS[7], ttl, guard, keep) then
     redis.call('DEL', KEYS[1])
     return true
   end
   redis.call('SET', KEYS[1], head, 'PX', lease)
   local previous = redis.call('GET', KEYS[2]) or '0'
-  local fence = fence_next(KEYS[2])
+  local fence = fence_next(KEYS[2], keep)
   redis.call('SET', KEYS[5], head .. ' ' .. fence, 'PX', lease)
   redis.call('LPOP', KEYS[3])
   redis.call('HDEL', KEYS[4], head)

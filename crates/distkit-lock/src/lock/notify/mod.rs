@@ -435,6 +435,9 @@ impl ReleaseNotifier {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let key = (lock.to_owned(), token.to_owned());
+        // Every waiter of the token only wakes: its next attempt confirms the handover in
+        // Redis, and only one attempt can (a re-attach by an explicit owner id gets a new
+        // token).
         for slot in waiters.get(&key).into_iter().flat_map(HashMap::values) {
             slot.notify.notify_one();
         }
