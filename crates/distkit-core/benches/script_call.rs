@@ -31,6 +31,8 @@ const CALLS_COUNTED: u32 = 2_000;
 enum Contender {
     Raw,
     Distkit,
+    Custom,
+    CustomWithOptions,
 }
 
 async fn call(
@@ -46,6 +48,28 @@ async fn call(
         Contender::Distkit => {
             let _ = SCRIPT
                 .run(client, &[key], vec![Value::from(1_i64)], CallPolicy::ONCE)
+                .await?;
+        }
+        Contender::Custom => {
+            use distkit_core::fred::interfaces::ClientLike;
+            use distkit_core::fred::types::{ClusterHash, CustomCommand};
+            let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+            let _: Value = client
+                .custom(command, vec![Value::from(sha), Value::from(1_i64), Value::from(key), Value::from(1_i64)])
+                .await?;
+        }
+        Contender::CustomWithOptions => {
+            use distkit_core::fred::interfaces::ClientLike;
+            use distkit_core::fred::types::config::Options;
+            use distkit_core::fred::types::{ClusterHash, CustomCommand};
+            let options = Options {
+                max_attempts: Some(1),
+                ..Options::default()
+            };
+            let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+            let _: Value = client
+                .with_options(&options)
+                .custom(command, vec![Value::from(sha), Value::from(1_i64), Value::from(key), Value::from(1_i64)])
                 .await?;
         }
     }
@@ -124,11 +148,14 @@ fn main() -> BenchResult<()> {
             "  allocations per call: distkit {ours_allocations:.1} ({ours_bytes:.0} B) | raw {raw_allocations:.1} ({raw_bytes:.0} B)"
         );
         for tasks in [1_usize, 64] {
-            let (mut raw, mut ours) = (0.0_f64, 0.0_f64);
+            let (mut raw, mut ours, mut custom, mut with_options) = (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
             for _ in 0..ROUNDS {
                 raw = raw.max(throughput(Contender::Raw, &client, &sha, tasks).await?);
                 ours = ours.max(throughput(Contender::Distkit, &client, &sha, tasks).await?);
+                custom = custom.max(throughput(Contender::Custom, &client, &sha, tasks).await?);
+                with_options = with_options.max(throughput(Contender::CustomWithOptions, &client, &sha, tasks).await?);
             }
+            println!("  {tasks:>2} task(s): custom {custom:>8.0}/s | custom with options {with_options:>8.0}/s");
             println!(
                 "  {tasks:>2} task(s): distkit {ours:>8.0}/s | raw {raw:>8.0}/s -> ratio {:.2}",
                 ours / raw

@@ -200,19 +200,26 @@ impl LuaScript {
                 Attempts::Retry => None,
             },
             timeout: policy.timeout,
-            cluster_hash: Some(route_of(keys)),
+            // A standalone or Sentinel client routes nothing: the slot is computed only for
+            // a cluster.
+            cluster_hash: client.is_clustered().then(|| route_of(keys)),
             ..Options::default()
         };
         let client = client.with_options(&options);
-        let mut command_args =
-            Vec::with_capacity(keys.len().saturating_add(args.len()).saturating_add(2));
-        command_args.push(self.sha1().clone());
-        command_args.push(Value::from(i64::try_from(keys.len()).unwrap_or(i64::MAX)));
-        command_args.extend(keys.iter().map(|key| Value::from(*key)));
-        command_args.extend(args.iter().cloned());
+        let command = |first: Value| {
+            let mut command_args =
+                Vec::with_capacity(keys.len().saturating_add(args.len()).saturating_add(2));
+            command_args.push(first);
+            command_args.push(Value::from(i64::try_from(keys.len()).unwrap_or(i64::MAX)));
+            command_args.extend(keys.iter().map(|key| Value::from(*key)));
+            command_args.extend(args.iter().cloned());
+            command_args
+        };
         let evalsha = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
+        // The arguments are built again for the rare `EVAL` fallback rather than copied ahead
+        // of every call.
         match client
-            .custom::<Value, Value>(evalsha, command_args.clone())
+            .custom::<Value, Value>(evalsha, command(self.sha1().clone()))
             .await
         {
             Err(error) if error_code(&error) == Some("NOSCRIPT") => {
@@ -220,12 +227,11 @@ impl LuaScript {
                     script = self.name,
                     "script not cached on the server, sending it"
                 );
-                if let Some(first) = command_args.first_mut() {
-                    *first = Value::from(self.source);
-                }
                 let eval = CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false);
                 (
-                    client.custom::<Value, Value>(eval, command_args).await,
+                    client
+                        .custom::<Value, Value>(eval, command(Value::from(self.source)))
+                        .await,
                     true,
                 )
             }
