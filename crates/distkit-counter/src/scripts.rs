@@ -2,6 +2,10 @@
 
 use distkit_core::script::LuaScript;
 
+/// Reads (and on first use records) the shard count of a prefix.
+pub(crate) static SHARD_COUNT: LuaScript =
+    LuaScript::new("shard_count", include_str!("scripts/shard_count.lua"));
+
 /// Adds a delta to one counter (the hot path of `StrictCounter::inc`).
 pub(crate) static COUNTER_INC: LuaScript =
     LuaScript::new("counter_inc", include_str!("scripts/counter_inc.lua"));

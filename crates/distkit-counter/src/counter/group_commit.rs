@@ -144,15 +144,37 @@ fn free_slot(remote: &RemoteCounters) {
     }
 }
 
-/// Sends one group and answers each of its callers.
+/// Sends one group and answers each of its callers: one `counter_inc_group` call per shard
+/// the group touches, concurrently (increments of one key stay in order in their shard's call).
 async fn send_group(remote: &RemoteCounters, group: Vec<Queued>) {
+    if remote.shard_count() <= 1 {
+        return send_shard_group(remote, 0, group).await;
+    }
+    let mut by_shard: Vec<(usize, Vec<Queued>)> = Vec::new();
+    for queued in group {
+        let shard = remote.shard_of(queued.key.as_str());
+        match by_shard.iter_mut().find(|(index, _)| *index == shard) {
+            Some((_, members)) => members.push(queued),
+            None => by_shard.push((shard, vec![queued])),
+        }
+    }
+    futures_util::future::join_all(
+        by_shard
+            .into_iter()
+            .map(|(shard, members)| send_shard_group(remote, shard, members)),
+    )
+    .await;
+}
+
+/// Sends the increments of one group that belong to shard `shard` as one script call.
+async fn send_shard_group(remote: &RemoteCounters, shard: usize, group: Vec<Queued>) {
     let mut args = Vec::with_capacity(group.len().saturating_mul(2));
     for queued in &group {
         args.push(Value::from(queued.key.as_str()));
         args.push(Value::from(queued.delta));
     }
     let reply = remote
-        .run_script(&COUNTER_INC_GROUP, args, CallPolicy::ONCE)
+        .run_script(&COUNTER_INC_GROUP, shard, args, CallPolicy::ONCE)
         .await
         .map_err(|error| (error, Attempts::Once))
         .and_then(|reply| decode_array(reply).map_err(|error| (error_of(&error), Attempts::Once)));

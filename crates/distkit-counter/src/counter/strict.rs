@@ -75,7 +75,7 @@ impl StrictCounter {
     pub fn new(options: CounterOptions) -> Arc<Self> {
         let check = OptionsCheck::of(options.validate());
         Arc::new(Self {
-            remote: RemoteCounters::new(options.client, &options.prefix)
+            remote: RemoteCounters::new(options.client, &options.prefix, options.shards)
                 .with_replica_acks(options.replica_acks)
                 .with_check(check),
             prefix: options.prefix,

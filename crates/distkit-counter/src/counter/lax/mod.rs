@@ -2,7 +2,7 @@ mod flush;
 
 use std::sync::{Arc, Weak};
 
-use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
+use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey};
 
 use self::flush::FlushTarget;
 use super::absolute::counter_impl;
@@ -123,15 +123,13 @@ impl LaxCounter {
             allowed_lag,
             // A lax counter's writes are flushes; replica acknowledgement is a strict option.
             replica_acks: _,
+            shards,
         } = options;
         let counter_id = ulid::Ulid::new().to_string();
-        let target = FlushTarget {
-            client: client.clone(),
-            values_key: key_schema::counter_values(&prefix),
-            sequence_key: key_schema::counter_flush_sequence(&prefix, &counter_id),
-        };
+        let remote = RemoteCounters::new(client.clone(), &prefix, shards).with_check(check);
+        let target = FlushTarget::new(client, &prefix, &counter_id, Arc::clone(remote.gate()));
         let counter = Arc::new_cyclic(|this| Self {
-            remote: RemoteCounters::new(client, &prefix).with_check(check),
+            remote,
             core: LaxCore::new(
                 target,
                 FlushLabels {
