@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use common::{bounded, client, eventually, key};
 use distkit::DistkitRedisKey;
-use distkit::counter::{CounterOptions, CounterTrait, LaxCounter, StrictCounter};
-use distkit::icounter::{
-    InstanceAwareCounterTrait, StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
-};
+use distkit::counter::{CounterTrait, LaxCounter, StrictCounter};
+use distkit::icounter::{InstanceAwareCounterTrait, StrictInstanceAwareCounter};
 use distkit::lock::{LockGuardState, LockOptions, Mutex, RwLock};
 use distkit_test_support::{TestRedis, unique_prefix};
 
@@ -22,7 +20,7 @@ fn prefix_per_master(cluster: &TestRedis) -> BTreeMap<u16, DistkitRedisKey> {
     let mut prefixes = BTreeMap::new();
     for _ in 0..200 {
         let prefix = unique_prefix();
-        let node = cluster.node_of(&format!("distkit:{{{prefix}}}:counter"));
+        let node = cluster.node_of(&common::counter_hash(&key(&prefix), "k"));
         prefixes.entry(node).or_insert_with(|| key(&prefix));
         if prefixes.len() == cluster.ports().len() {
             break;
@@ -39,8 +37,8 @@ async fn every_primitive_works_on_every_master_of_a_cluster() {
     let client = client(&cluster).await;
     for (node, prefix) in prefix_per_master(&cluster) {
         let k = key("k");
-        let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client.clone()));
-        let lax = LaxCounter::new(CounterOptions::new(prefix.clone(), client.clone()));
+        let strict = StrictCounter::new(common::counter_options(prefix.clone(), client.clone()));
+        let lax = LaxCounter::new(common::counter_options(prefix.clone(), client.clone()));
         assert_eq!(bounded(strict.inc(&k, 5)).await.unwrap(), 5);
         assert_eq!(
             bounded(strict.inc_all(&[(&k, 1), (&key("j"), 2)]))
@@ -53,14 +51,14 @@ async fn every_primitive_works_on_every_master_of_a_cluster() {
         bounded(lax.flush()).await.unwrap();
         assert_eq!(bounded(strict.get(&k)).await.unwrap(), 10);
         // The values live on the master that owns the prefix's hash tag.
-        let hash = format!("distkit:{{{prefix}}}:counter");
+        let hash = common::counter_hash(&prefix, "k");
         assert_eq!(
             cluster.node_cli(node, &["HGET", &hash, "k"]),
             "10",
             "not on node {node}"
         );
 
-        let instances = StrictInstanceAwareCounter::new(StrictInstanceAwareCounterOptions::new(
+        let instances = StrictInstanceAwareCounter::new(common::strict_ic_options(
             prefix.clone(),
             client.clone(),
         ));

@@ -20,7 +20,7 @@ async fn strict(
     prefix: &DistkitRedisKey,
     threshold_ms: u64,
 ) -> Arc<StrictInstanceAwareCounter> {
-    let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::strict_ic_options(prefix.clone(), client(redis).await);
     options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     StrictInstanceAwareCounter::new(options)
 }
@@ -30,7 +30,7 @@ async fn lax(
     prefix: &DistkitRedisKey,
     threshold_ms: u64,
 ) -> Arc<LaxInstanceAwareCounter> {
-    let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::lax_ic_options(prefix.clone(), client(redis).await);
     options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     LaxInstanceAwareCounter::new(options)
 }
@@ -41,7 +41,7 @@ async fn synchronous_lax(
     redis: &TestRedis,
     prefix: &DistkitRedisKey,
 ) -> Arc<LaxInstanceAwareCounter> {
-    let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::lax_ic_options(prefix.clone(), client(redis).await);
     options.allowed_lag = Duration::ZERO;
     LaxInstanceAwareCounter::new(options)
 }
@@ -62,17 +62,21 @@ async fn pair_of(redis: &TestRedis, lax_flavour: bool) -> (DynCounter, DynCounte
     }
 }
 
-/// Makes the Redis server believe `instance` has been silent for a minute.
+/// Makes the Redis server believe `instance` has been silent for a minute (in every shard
+/// it joined).
 fn silence(redis: &TestRedis, prefix: &DistkitRedisKey, instance: &str) {
-    let alive = format!("distkit:{{{prefix}}}:ic:alive");
-    assert_eq!(
-        redis.cli(&["ZADD", &alive, "XX", "CH", "0", instance]),
-        "1",
-        "the instance was not alive"
-    );
-    // As the script's header asks of whoever edits `alive` by hand: the next call scans.
-    let due = format!("distkit:{{{prefix}}}:ic:due");
-    redis.cli(&["DEL", &due]);
+    let mut silenced = 0;
+    for (alive, due) in raw_keys(prefix, "alive")
+        .iter()
+        .zip(raw_keys(prefix, "due"))
+    {
+        if redis.cli(&["ZADD", alive, "XX", "CH", "0", instance]) == "1" {
+            silenced += 1;
+        }
+        // As the script's header asks of whoever edits `alive` by hand: the next call scans.
+        redis.cli(&["DEL", &due]);
+    }
+    assert!(silenced > 0, "the instance was not alive");
 }
 
 #[tokio::test]
@@ -479,7 +483,7 @@ async fn lax_instances_deliver_after_load_stops_and_on_drop() {
     })
     .await;
 
-    let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
+    let mut options = common::lax_ic_options(prefix.clone(), client(&redis).await);
     options.flush_interval = Duration::from_secs(3600);
     options.allowed_lag = Duration::from_secs(3600);
     let dropped = LaxInstanceAwareCounter::new(options);
@@ -526,25 +530,43 @@ async fn counters_are_trait_objects_and_send_sync() {
     assert_eq!(bounded(handle).await.unwrap().unwrap(), (2, 2));
 }
 
-/// The Redis name of one of the instance-aware keys of `prefix`.
-fn raw_key(prefix: &DistkitRedisKey, kind: &str) -> String {
-    format!("distkit:{{{prefix}}}:ic:{kind}")
+/// The Redis names of one of the instance-aware keys of `prefix`, one per shard.
+fn raw_keys(prefix: &DistkitRedisKey, kind: &str) -> Vec<String> {
+    common::ic_keys(prefix, kind, common::test_shards())
+}
+
+/// The output of `command` on the key `kind` of every shard, one line per entry.
+fn read_all(redis: &TestRedis, prefix: &DistkitRedisKey, kind: &str, command: &[&str]) -> String {
+    raw_keys(prefix, kind)
+        .iter()
+        .map(|name| {
+            let mut args = vec![command[0], name.as_str()];
+            args.extend_from_slice(&command[1..]);
+            redis.cli(&args)
+        })
+        .filter(|output| !output.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// How many fields or members the key `kind` of `prefix` holds (0 when absent).
 #[expect(clippy::panic, reason = "a test helper fails its test")]
 fn size_of(redis: &TestRedis, prefix: &DistkitRedisKey, kind: &str) -> usize {
-    let name = raw_key(prefix, kind);
-    let command = match redis.cli(&["TYPE", &name]).as_str() {
-        "hash" => "HLEN",
-        "zset" => "ZCARD",
-        "none" => return 0,
-        other => panic!("{name} is a {other}"),
-    };
-    redis
-        .cli(&[command, &name])
-        .parse()
-        .unwrap_or_else(|_| panic!("{command} {name}"))
+    raw_keys(prefix, kind)
+        .iter()
+        .map(|name| {
+            let command = match redis.cli(&["TYPE", name]).as_str() {
+                "hash" => "HLEN",
+                "zset" => "ZCARD",
+                "none" => return 0,
+                other => panic!("{name} is a {other}"),
+            };
+            redis
+                .cli(&[command, name])
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("{command} {name}"))
+        })
+        .sum()
 }
 
 /// The fields and members that exist because keys were used: totals, slices, their
@@ -572,7 +594,7 @@ async fn strict_with_window(
     threshold_ms: u64,
     revival_window: Duration,
 ) -> Arc<StrictInstanceAwareCounter> {
-    let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::strict_ic_options(prefix.clone(), client(redis).await);
     options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     options.revival_window = revival_window;
     StrictInstanceAwareCounter::new(options)
@@ -711,7 +733,7 @@ async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once
         assert_eq!((total, own), (25, 1), "{k}");
     }
     // Reaping finished: only the live instances' slices are counted.
-    let owned = redis.cli(&["ZRANGE", &raw_key(&prefix, "owned"), "0", "-1"]);
+    let owned = read_all(&redis, &prefix, "owned", &["ZRANGE", "0", "-1"]);
     let live = [survivor.instance_id(), doomed[23].instance_id()];
     assert!(owned.lines().count() >= 81, "{owned}");
     for field in owned.lines() {
@@ -730,7 +752,7 @@ async fn parked_state_of_instances_that_never_return_is_collected_after_their_re
     let survivor = strict(&redis, &prefix, 1_000).await;
     // Five lax instances (each with a flush record) with the shortest window: the threshold.
     for _ in 0..5 {
-        let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
+        let mut options = common::lax_ic_options(prefix.clone(), client(&redis).await);
         options.dead_instance_threshold = Duration::from_secs(1);
         options.revival_window = Duration::from_millis(1);
         let doomed = LaxInstanceAwareCounter::new(options);
@@ -786,10 +808,12 @@ async fn an_instance_back_after_its_revival_window_restores_nothing() {
     silence(&redis, &prefix, late.instance_id());
     assert_eq!(bounded(survivor.get(&k1)).await.unwrap(), (1, 1), "reaped");
     // Its window ends before any call collects its parked slices.
-    let buried = raw_key(&prefix, "buried");
-    assert_eq!(
-        redis.cli(&["ZADD", &buried, "XX", "CH", "0", late.instance_id()]),
-        "1",
+    let buried: usize = raw_keys(&prefix, "buried")
+        .iter()
+        .filter(|buried| redis.cli(&["ZADD", buried, "XX", "CH", "0", late.instance_id()]) == "1")
+        .count();
+    assert!(
+        buried > 0,
         "the reaped instance was not waiting for its revival"
     );
     assert_eq!(
@@ -828,11 +852,10 @@ async fn a_lone_increment_whose_total_overflows_leaves_every_record_as_it_was() 
             ("totals", "HGETALL"),
         ]
         .map(|(kind, read)| {
-            let name = raw_key(&prefix, kind);
             let output = if read == "ZRANGE" {
-                redis.cli(&[read, &name, "0", "-1"])
+                read_all(&redis, &prefix, kind, &[read, "0", "-1"])
             } else {
-                redis.cli(&[read, &name])
+                read_all(&redis, &prefix, kind, &[read])
             };
             let mut lines: Vec<&str> = output.lines().collect();
             lines.sort_unstable();
@@ -1157,9 +1180,13 @@ async fn run_model_case(redis: &TestRedis, seed: u64, steps: usize) {
         // A 10-minute threshold: no heartbeat runs during a case, deaths come from `silence`.
         counters.push(strict(redis, &prefix, 600_000).await);
     }
-    let keys: Vec<DistkitRedisKey> = (0..KEYS).map(|index| key(&format!("m{index}"))).collect();
-    let alive = raw_key(&prefix, "alive");
-    let due = raw_key(&prefix, "due");
+    // The keys share one shard: liveness is judged per shard (an instance's call revives it
+    // in the shard it calls, its heartbeat in every shard it joined), and this model, like
+    // the script, has one membership. Sharding is covered by the tests that name it.
+    let keys: Vec<DistkitRedisKey> = common::keys_in_one_shard("m", KEYS, common::test_shards())
+        .iter()
+        .map(|name| key(name))
+        .collect();
     let mut model = Model((0..INSTANCES).map(|_| ModelInstance::default()).collect());
     let mut trace = Vec::new();
     for step in 0..steps {
@@ -1178,9 +1205,14 @@ async fn run_model_case(redis: &TestRedis, seed: u64, steps: usize) {
         if choice >= 17 {
             // Another instance (or this one) goes silent; a dead one stays dead.
             let victim = rng.below(INSTANCES);
-            redis.cli(&["ZADD", &alive, "XX", "0", counters[victim].instance_id()]);
-            // The script's header asks whoever edits `alive` by hand to delete `due`.
-            redis.cli(&["DEL", &due]);
+            for (alive, due) in raw_keys(&prefix, "alive")
+                .iter()
+                .zip(raw_keys(&prefix, "due"))
+            {
+                redis.cli(&["ZADD", alive, "XX", "0", counters[victim].instance_id()]);
+                // The script's header asks whoever edits `alive` by hand to delete `due`.
+                redis.cli(&["DEL", &due]);
+            }
             if !model.0[victim].dead {
                 model.0[victim].silenced = true;
             }

@@ -112,6 +112,7 @@ impl LaxInstanceAwareCounter {
         let remote = Arc::new(RemoteInstanceCounters::new(
             options.client,
             &options.prefix,
+            options.shards,
             lease,
             true,
             check,

@@ -251,7 +251,14 @@ impl LaxCounter {
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
         self.ready()?;
         let outbox = self.core.flushed().await?;
-        let results = self.remote.apply(operations).await?;
+        let results = match self.remote.apply(operations).await {
+            Ok(results) => results,
+            Err(error) => {
+                self.relearn_applied(operations, &error).await;
+                drop(outbox);
+                return Err(error);
+            }
+        };
         // Recorded before any later flush can run; increments made meanwhile stay pending.
         let tick = self.core.now();
         for (operation, &(new, _old)) in operations.iter().zip(&results) {
@@ -261,6 +268,31 @@ impl LaxCounter {
         }
         drop(outbox);
         Ok(results)
+    }
+
+    /// After a batch over several shards failed part-way, reads back the keys of the shards
+    /// that applied it (the outbox is still held), so local values do not stay stale. Best
+    /// effort: when the read fails, those keys are refreshed by the next flush's read-back.
+    async fn relearn_applied(&self, operations: &[Operation<'_>], error: &DistkitError) {
+        let DistkitError::CounterError(CounterError::ShardedBatchPartiallyApplied {
+            applied, ..
+        }) = error
+        else {
+            return;
+        };
+        let keys: Vec<&DistkitRedisKey> = applied
+            .iter()
+            .filter_map(|&position| operations.get(position))
+            .map(|operation| operation.key)
+            .collect();
+        if let Ok(values) = self.remote.get_many(&keys).await {
+            let tick = self.core.now();
+            for (key, value) in keys.into_iter().zip(values) {
+                self.core
+                    .local()
+                    .refresh(key, Snapshot::single(value), tick);
+            }
+        }
     }
 }
 
