@@ -385,7 +385,7 @@ async fn a_reaped_instance_restores_its_current_slices_but_never_stale_ones() {
     // watcher judges it with a 1 s threshold.
     let sleeper = strict(&redis, &prefix, 60_000).await;
     let watcher = strict(&redis, &prefix, 1_000).await;
-    let (k1, k2, k3) = (key("k1"), key("k2"), key("k3"));
+    let [k1, k2, k3]: [DistkitRedisKey; 3] = one_shard_keys(3).try_into().unwrap();
     bounded(sleeper.inc(&k1, 5)).await.unwrap();
     bounded(sleeper.inc(&k2, -4)).await.unwrap();
     bounded(sleeper.inc(&k3, 7)).await.unwrap();
@@ -528,6 +528,16 @@ async fn counters_are_trait_objects_and_send_sync() {
     let counter: DynCounter = strict(&redis, &fresh_key(), 30_000).await;
     let handle = tokio::spawn(async move { counter.inc(&key("k"), 2).await });
     assert_eq!(bounded(handle).await.unwrap().unwrap(), (2, 2));
+}
+
+/// `count` keys `k<n>` that share one shard: a dead instance is found dead, and a revived
+/// one restores its slices, per shard (its heartbeat revives it in every shard it joined
+/// within a quarter threshold); these tests follow one membership.
+fn one_shard_keys(count: usize) -> Vec<DistkitRedisKey> {
+    common::keys_in_one_shard("k", count, common::test_shards())
+        .iter()
+        .map(|name| key(name))
+        .collect()
 }
 
 /// The Redis names of one of the instance-aware keys of `prefix`, one per shard.
@@ -685,7 +695,7 @@ async fn a_short_lease_joining_long_ones_leaves_c_at_the_first_call_after_it_end
 async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let keys: Vec<DistkitRedisKey> = (0..40).map(|index| key(&format!("k{index}"))).collect();
+    let keys = one_shard_keys(40);
     let survivor = strict(&redis, &prefix, 60_000).await;
     // 24 instances x 40 keys = 960 slices, more than one call's reaping budget of 500.
     let mut doomed = Vec::new();
@@ -748,7 +758,7 @@ async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once
 async fn parked_state_of_instances_that_never_return_is_collected_after_their_revival_window() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let keys: Vec<DistkitRedisKey> = (0..10).map(|index| key(&format!("k{index}"))).collect();
+    let keys = one_shard_keys(10);
     let survivor = strict(&redis, &prefix, 1_000).await;
     // Five lax instances (each with a flush record) with the shortest window: the threshold.
     for _ in 0..5 {
@@ -801,7 +811,7 @@ async fn an_instance_back_after_its_revival_window_restores_nothing() {
     let prefix = fresh_key();
     let survivor = strict(&redis, &prefix, 60_000).await;
     let late = strict(&redis, &prefix, 60_000).await;
-    let (k1, k2) = (key("k1"), key("k2"));
+    let [k1, k2]: [DistkitRedisKey; 2] = one_shard_keys(2).try_into().unwrap();
     bounded(late.inc(&k1, 5)).await.unwrap();
     bounded(late.inc(&k2, -3)).await.unwrap();
     bounded(survivor.inc(&k1, 1)).await.unwrap();
