@@ -570,6 +570,25 @@ async fn plain_operation(
                 ledgers[key].acknowledge(effect);
             }
         }
+        // A batch over several shards: the shards that answered applied their operations
+        // (every batch of this model applies them unconditionally in effect); the failing
+        // shard's operations follow its own error.
+        Err(DistkitError::CounterError(CounterError::ShardedBatchPartiallyApplied {
+            applied,
+            source,
+        })) => {
+            let unknown = is_outcome_unknown(&source);
+            if !unknown && !is_expected_under_faults(&source) {
+                fail(seed, &format!("unexpected error: {source:?}"));
+            }
+            for (position, &(key, effect)) in potential.iter().enumerate() {
+                if applied.contains(&position) {
+                    ledgers[key].acknowledge(effect);
+                } else if unknown {
+                    ledgers[key].maybe(effect);
+                }
+            }
+        }
         Err(error) if is_outcome_unknown(&error) => {
             for &(key, effect) in &potential {
                 ledgers[key].maybe(effect);
