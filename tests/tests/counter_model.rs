@@ -930,6 +930,23 @@ async fn instance_operation(
                 slices.entry((slot, key)).or_default().acknowledge(effect);
             }
         }
+        // A batch over several shards: as for the plain counters.
+        Err(DistkitError::CounterError(CounterError::ShardedBatchPartiallyApplied {
+            applied,
+            source,
+        })) => {
+            let unknown = is_outcome_unknown(&source);
+            if !unknown && !is_expected_under_faults(&source) {
+                fail(seed, &format!("unexpected error: {source:?}"));
+            }
+            for (position, &(key, effect)) in potential.iter().enumerate() {
+                if applied.contains(&position) {
+                    slices.entry((slot, key)).or_default().acknowledge(effect);
+                } else if unknown {
+                    slices.entry((slot, key)).or_default().maybe(effect);
+                }
+            }
+        }
         Err(error) if is_outcome_unknown(&error) => {
             for &(key, effect) in &potential {
                 slices.entry((slot, key)).or_default().maybe(effect);

@@ -18,9 +18,9 @@
 //!
 //! # Shards
 //!
-//! A counter prefix is spread over `n` shards ([`Shard`]), each with a hash tag of its own, so
+//! A counter prefix is spread over `n` shards (`Shard`), each with a hash tag of its own, so
 //! one prefix uses up to `n` cluster slots. A counter key belongs to shard
-//! [`shard_of`]`(key, n)`: the 64-bit FNV-1a hash of the key's UTF-8 bytes, modulo `n`. FNV-1a
+//! `shard_of(key, n)`: the 64-bit FNV-1a hash of the key's UTF-8 bytes, modulo `n`. FNV-1a
 //! is fixed by its published offset basis and prime and has no seed, so every process,
 //! version and platform puts a key in the same shard (the unit tests pin known values).
 //!

@@ -87,6 +87,52 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
     Ok(())
 }
 
+/// `StrictCounter::inc` with the default shard count against one shard, in the same run:
+/// uniform keys under one prefix (each call takes the next of 1 024 keys), 1 and 64 tasks.
+/// On a standalone server this is the cost of the default; on a cluster
+/// (`DISTKIT_TEST_DEPLOYMENT=cluster`) it is what spreading the prefix over the masters gains.
+async fn sharded_versus_one_shard(client: &Client) -> BenchResult<()> {
+    const KEYS: usize = 1_024;
+    let keys: Arc<Vec<DistkitRedisKey>> =
+        Arc::new((0..KEYS).map(|n| key(&format!("tenant-{n}"))).collect());
+    let default = StrictCounter::new(CounterOptions::new(key(&unique_prefix()), client.clone()));
+    let mut options = CounterOptions::new(key(&unique_prefix()), client.clone());
+    options.shards = 1;
+    let single = StrictCounter::new(options);
+    println!(
+        "StrictCounter::inc over {KEYS} keys of one prefix: {} shards vs 1 shard \
+         (calls/s, best of {ROUNDS} interleaved rounds of {ROUND:?})",
+        CounterOptions::DEFAULT_SHARDS
+    );
+    for tasks in [1, 64] {
+        let (mut sharded, mut one) = (0.0_f64, 0.0_f64);
+        for _ in 0..ROUNDS {
+            for (counter, best) in [(&default, &mut sharded), (&single, &mut one)] {
+                let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let (counter, keys) = (Arc::clone(counter), Arc::clone(&keys));
+                *best = best.max(
+                    calls_per_second(tasks, ROUND, move |_| {
+                        let (counter, keys, next) =
+                            (Arc::clone(&counter), Arc::clone(&keys), Arc::clone(&next));
+                        async move {
+                            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            counter.inc(&keys[index % KEYS], 1).await?;
+                            Ok(())
+                        }
+                    })
+                    .await?,
+                );
+            }
+        }
+        println!(
+            "  {tasks:>2} task(s): {} shards {sharded:>9.0}/s | 1 shard {one:>9.0}/s -> ratio {:.2}",
+            CounterOptions::DEFAULT_SHARDS,
+            sharded / one
+        );
+    }
+    Ok(())
+}
+
 fn lax_warm_increments(runtime: &tokio::runtime::Runtime, client: &Client) -> BenchResult<()> {
     const CALLS: u64 = 2_000_000;
     let mut options = CounterOptions::new(key(&unique_prefix()), client.clone());
@@ -236,7 +282,7 @@ async fn replica_acks_cost() -> BenchResult<()> {
 }
 
 /// Whether the section `name` runs: `DISTKIT_BENCH` (comma-separated section names:
-/// `strict`, `lax`, `memory`, `replica_acks`) picks sections; unset runs them all.
+/// `strict`, `shards`, `lax`, `memory`, `replica_acks`) picks sections; unset runs them all.
 fn runs(name: &str) -> bool {
     std::env::var("DISTKIT_BENCH").map_or(true, |sections| {
         sections.split(',').any(|section| section.trim() == name)
@@ -252,6 +298,9 @@ fn main() -> BenchResult<()> {
     let client = runtime.block_on(connect(redis.url()))?;
     if runs("strict") {
         runtime.block_on(strict_versus_raw(&client))?;
+    }
+    if runs("shards") {
+        runtime.block_on(sharded_versus_one_shard(&client))?;
     }
     if runs("lax") {
         lax_warm_increments(&runtime, &client)?;
