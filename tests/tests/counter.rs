@@ -939,3 +939,50 @@ async fn whether_a_condition_held_is_told_by_matching_the_old_value_not_by_new_a
         assert_eq!(bounded(counter.get(&k)).await.unwrap(), 5, "{name}");
     }
 }
+
+#[tokio::test]
+async fn the_recorded_shard_count_survives_clear_and_refuses_other_counts() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let k = key("k");
+    let configured = common::test_shards();
+    let other = if configured == 1 { 16 } else { 1 };
+    let first = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    assert_eq!(bounded(first.inc(&k, 5)).await.unwrap(), 5);
+    bounded(first.clear()).await.unwrap();
+    // Cleared and written again: the record stays, and so does every cached check.
+    assert_eq!(bounded(first.inc(&k, 1)).await.unwrap(), 1);
+    let mut options = common::counter_options(prefix.clone(), client(&redis).await);
+    options.shards = other;
+    let strict: DynCounter = StrictCounter::new(options.clone());
+    let lax: DynCounter = LaxCounter::new(options);
+    for (name, counter) in [("strict", strict), ("lax", lax)] {
+        for result in [
+            bounded(counter.inc(&k, 1)).await,
+            bounded(counter.get(&k)).await,
+            bounded(counter.clear()).await.map(|()| 0),
+        ] {
+            assert!(
+                matches!(
+                    result,
+                    Err(DistkitError::CounterError(CounterError::ShardCountMismatch {
+                        configured: c,
+                        stored: s,
+                        ..
+                    })) if c == other && s == configured
+                ),
+                "{name}: {result:?}"
+            );
+        }
+    }
+    assert_eq!(
+        bounded(first.get(&k)).await.unwrap(),
+        1,
+        "nothing was applied"
+    );
+    let record = format!("distkit:{{{prefix}}}:counter:shards");
+    assert_eq!(redis.cli(&["GET", &record]), configured.to_string());
+}

@@ -518,6 +518,50 @@ async fn a_threshold_below_one_second_is_raised_to_one_second() {
 }
 
 #[tokio::test]
+async fn an_idle_instance_stays_alive_in_every_shard_it_joined_and_only_there() {
+    let shards = common::test_shards();
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    // The 1 s threshold: heartbeats every 250 ms keep the idle instance alive.
+    let idle = strict(&redis, &prefix, 1_000).await;
+    let watcher = strict(&redis, &prefix, 1_000).await;
+    let a = key("a");
+    let others: Vec<DistkitRedisKey> = (0..)
+        .map(|n| key(&format!("b{n}")))
+        .filter(|b| {
+            shards < 2
+                || distkit_core::key_schema::shard_of(b.as_str(), shards)
+                    != distkit_core::key_schema::shard_of("a", shards)
+        })
+        .take(3)
+        .collect();
+    bounded(idle.inc(&a, 2)).await.unwrap();
+    for b in &others {
+        bounded(idle.inc(b, 3)).await.unwrap();
+    }
+    // Idle for four thresholds: only the heartbeat renews its leases.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    assert_eq!(bounded(watcher.get(&a)).await.unwrap(), (2, 0));
+    for b in &others {
+        assert_eq!(bounded(watcher.get(b)).await.unwrap(), (3, 0), "{b}");
+    }
+    // It holds a lease only in the shards it called.
+    let joined: Vec<String> = common::ic_keys(&prefix, "alive", shards)
+        .into_iter()
+        .filter(|alive| !redis.cli(&["ZSCORE", alive, idle.instance_id()]).is_empty())
+        .collect();
+    let mut called: Vec<String> = std::iter::once(&a)
+        .chain(&others)
+        .map(|k| common::ic_key_of(&prefix, k.as_str(), "alive", shards))
+        .collect();
+    called.sort();
+    called.dedup();
+    let mut joined = joined;
+    joined.sort();
+    assert_eq!(joined, called);
+}
+
+#[tokio::test]
 async fn counters_are_trait_objects_and_send_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<StrictInstanceAwareCounter>();

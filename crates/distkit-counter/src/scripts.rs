@@ -17,6 +17,12 @@ pub(crate) static COUNTER_INC_GROUP: LuaScript = LuaScript::new(
     include_str!("scripts/counter_inc_group.lua"),
 );
 
+/// [`COUNTER_INC_GROUP`] for a group over several shards, on a server that is not a cluster.
+pub(crate) static COUNTER_INC_GROUP_SHARDS: LuaScript = LuaScript::new(
+    "counter_inc_group_shards",
+    include_str!("scripts/counter_inc_group_shards.lua"),
+);
+
 /// Applies a sequence of inc/set/del operations, conditional or not, all or nothing.
 pub(crate) static COUNTER_APPLY: LuaScript = LuaScript::new(
     "counter_apply",

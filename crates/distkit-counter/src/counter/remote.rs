@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use distkit_core::fred::clients::Client;
-use distkit_core::fred::interfaces::{HashesInterface, KeysInterface};
+use distkit_core::fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
 use distkit_core::fred::types::Value;
 use distkit_core::script::{
     AcknowledgementGroup, Attempts, CallPolicy, LuaScript, retry_redirected, wait_for_replicas,
@@ -223,6 +223,28 @@ impl RemoteCounters {
     /// The group commit of this counter object.
     pub(crate) fn group_commit(&self) -> &GroupCommit {
         &self.group_commit
+    }
+
+    /// Whether the client talks to a Redis Cluster (where each shard is its own slot).
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.client.is_clustered()
+    }
+
+    /// Runs a script on the values hashes of `shards` (several only on a server that is not
+    /// a cluster), as it is: no option check, no replica acknowledgement, fred's error as it
+    /// came.
+    pub(crate) async fn run_script_on(
+        &self,
+        script: &LuaScript,
+        shards: &[usize],
+        args: Vec<Value>,
+        policy: CallPolicy,
+    ) -> Result<Value, distkit_core::fred::error::Error> {
+        let keys: Vec<&str> = shards
+            .iter()
+            .map(|&shard| self.values_key_at(shard))
+            .collect();
+        script.run(&self.client, &keys, args, policy).await
     }
 
     /// Runs a script on the values hash of shard `shard`, as it is: no option check, no

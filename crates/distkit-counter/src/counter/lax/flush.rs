@@ -273,4 +273,70 @@ mod tests {
         let confirmation = send(batch(3, false, &k, 1)).await.unwrap();
         assert_eq!(confirmation.deltas, vec![Some(Snapshot::single(6))]);
     }
+
+    #[tokio::test]
+    async fn a_batch_resent_after_some_shards_applied_it_is_applied_once_in_every_shard() {
+        let redis = TestRedis::start();
+        let prefix = DistkitRedisKey::new(unique_prefix()).unwrap();
+        let client = tokio::time::timeout(LIMIT, distkit_core::connect(redis.url()))
+            .await
+            .unwrap()
+            .unwrap();
+        let shards = 16;
+        let a = DistkitRedisKey::new("a".to_owned()).unwrap();
+        let b = (0..)
+            .map(|n| DistkitRedisKey::new(format!("b{n}")).unwrap())
+            .find(|b| key_schema::shard_of(b.as_str(), shards) != key_schema::shard_of("a", shards))
+            .unwrap();
+        let gate = Arc::new(ShardGate::new(
+            client.clone(),
+            &prefix,
+            shards,
+            key_schema::counter_shard_count(&prefix),
+            [],
+        ));
+        let target = FlushTarget::new(client, &prefix, "object", gate);
+        let send = |batch: Batch| {
+            let target = target.clone();
+            async move {
+                tokio::time::timeout(LIMIT, target.send(&batch))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        // The first attempt of batch 1 reached a's shard only (b's shard failed).
+        let first = send(batch(1, false, &a, 5)).await;
+        assert_eq!(first.deltas, vec![Some(Snapshot::single(5))]);
+        // Resent whole under the same number: a's shard skips its part, b's applies it.
+        let mut resent = batch(1, false, &a, 5);
+        resent.deltas.push((b.clone(), 7));
+        for _ in 0..2 {
+            let confirmation = send(Batch {
+                sequence: resent.sequence,
+                stale: resent.stale,
+                first_sent: None,
+                deltas: resent.deltas.clone(),
+                reads: vec![a.clone()],
+            })
+            .await;
+            assert_eq!(
+                confirmation.deltas,
+                vec![Some(Snapshot::single(5)), Some(Snapshot::single(7))]
+            );
+            assert_eq!(confirmation.reads, vec![Some(Snapshot::single(5))]);
+        }
+        let hash_of = |key: &DistkitRedisKey| {
+            key_schema::counter_values_in(&prefix, key_schema::Shard::of(key.as_str(), shards))
+        };
+        assert_ne!(hash_of(&a), hash_of(&b));
+        assert_eq!(redis.cli(&["HGET", &hash_of(&a), "a"]), "5");
+        assert_eq!(redis.cli(&["HGET", &hash_of(&b), b.as_str()]), "7");
+        // Each shard holds its own record of the object's batches.
+        for key in [&a, &b] {
+            let shard = key_schema::Shard::of(key.as_str(), shards);
+            let record = key_schema::counter_flush_sequence_in(&prefix, shard, "object");
+            assert_eq!(redis.cli(&["GET", &record]), "1");
+        }
+    }
 }
