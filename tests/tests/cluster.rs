@@ -174,7 +174,12 @@ fn assert_spread(cluster: &TestRedis, before: &BTreeMap<u16, u64>, what: &str) {
     let after = data_commands(cluster);
     let runs: Vec<(u16, u64)> = after
         .iter()
-        .map(|(port, calls)| (*port, calls - before.get(port).copied().unwrap_or(0)))
+        .map(|(port, calls)| {
+            (
+                *port,
+                calls.saturating_sub(before.get(port).copied().unwrap_or(0)),
+            )
+        })
         .collect();
     let total: u64 = runs.iter().map(|(_, calls)| calls).sum();
     assert!(total > 0, "{what}: no data command ran");

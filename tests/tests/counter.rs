@@ -407,6 +407,7 @@ async fn a_failing_batch_within_one_shard_changes_nothing() {
 }
 
 /// The first key `<stem><n>` in the shard of `key` (with the suites' shard count).
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
 fn same_shard_as(key: &str, stem: &str) -> String {
     let shards = common::test_shards();
     let shard = distkit_core::key_schema::shard_of(key, shards);
@@ -417,6 +418,7 @@ fn same_shard_as(key: &str, stem: &str) -> String {
 }
 
 /// The first key `<stem><n>` in another shard than `key`'s.
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
 fn other_shard_than(key: &str, stem: &str) -> String {
     let shards = common::test_shards();
     let shard = distkit_core::key_schema::shard_of(key, shards);

@@ -65,17 +65,17 @@ async fn pair_of(redis: &TestRedis, lax_flavour: bool) -> (DynCounter, DynCounte
 /// Makes the Redis server believe `instance` has been silent for a minute (in every shard
 /// it joined).
 fn silence(redis: &TestRedis, prefix: &DistkitRedisKey, instance: &str) {
-    let mut silenced = 0;
-    for (alive, due) in raw_keys(prefix, "alive")
+    let silenced = raw_keys(prefix, "alive")
         .iter()
         .zip(raw_keys(prefix, "due"))
-    {
-        if redis.cli(&["ZADD", alive, "XX", "CH", "0", instance]) == "1" {
-            silenced += 1;
-        }
-        // As the script's header asks of whoever edits `alive` by hand: the next call scans.
-        redis.cli(&["DEL", &due]);
-    }
+        .filter(|(alive, due)| {
+            let was_alive = redis.cli(&["ZADD", alive, "XX", "CH", "0", instance]) == "1";
+            // As the script's header asks of whoever edits `alive` by hand: the next call
+            // scans.
+            redis.cli(&["DEL", due]);
+            was_alive
+        })
+        .count();
     assert!(silenced > 0, "the instance was not alive");
 }
 
@@ -590,12 +590,14 @@ fn raw_keys(prefix: &DistkitRedisKey, kind: &str) -> Vec<String> {
 }
 
 /// The output of `command` on the key `kind` of every shard, one line per entry.
+#[expect(clippy::expect_used, reason = "a test helper fails its test")]
 fn read_all(redis: &TestRedis, prefix: &DistkitRedisKey, kind: &str, command: &[&str]) -> String {
     raw_keys(prefix, kind)
         .iter()
         .map(|name| {
-            let mut args = vec![command[0], name.as_str()];
-            args.extend_from_slice(&command[1..]);
+            let (verb, rest) = command.split_first().expect("a command");
+            let mut args = vec![*verb, name.as_str()];
+            args.extend_from_slice(rest);
             redis.cli(&args)
         })
         .filter(|output| !output.is_empty())
