@@ -28,9 +28,9 @@
 //!
 //! - `n = 1`: the escaped prefix, exactly the single-slot layout of earlier versions
 //!   (`distkit:{billing}:counter`);
-//! - `n > 1`: the escaped prefix, `%:` and the shard number (`distkit:{billing%:3}:counter`).
-//!   An escaped prefix never contains `%:` (its only `%` start `%25`, `%7B` and `%7D`), so no
-//!   sharded name equals a name of another prefix or of the single-slot layout.
+//! - `n > 1`: the escaped prefix, `:` and the shard number (`distkit:{billing:3}:counter`).
+//!   A prefix never contains `:` ([`DistkitRedisKey`] refuses it, and escaping adds none), so
+//!   no sharded name equals a name of another prefix or of the single-slot layout.
 //!
 //! The shard count a prefix's data was written with is recorded once in the unsharded tag
 //! (`distkit:{<prefix>}:counter:shards`), see the counter crate.
@@ -116,7 +116,7 @@ fn shard_tag(prefix: &DistkitRedisKey, shard: Shard) -> Cow<'_, str> {
     if shard.count <= 1 {
         tag
     } else {
-        Cow::Owned(format!("{tag}%:{}", shard.index))
+        Cow::Owned(format!("{tag}:{}", shard.index))
     }
 }
 
@@ -293,7 +293,7 @@ mod tests {
     #[cfg(feature = "counter")]
     #[test]
     fn one_shard_is_the_single_slot_layout_and_shards_never_share_names() {
-        for prefix in ["p", "}", "{", "a%", "a%25", "x{y}z", "p%:1"] {
+        for prefix in ["p", "}", "{", "a%", "a%25", "x{y}z", "p%1"] {
             let prefix = key(prefix);
             assert_eq!(
                 counter_values_in(&prefix, Shard::SINGLE),
@@ -305,7 +305,7 @@ mod tests {
             );
         }
         let mut names = std::collections::HashSet::new();
-        for prefix in ["p", "p:1", "p%:1", "p%", "a%", "a"] {
+        for prefix in ["p", "p1", "p%1", "p%", "a%", "a", "{p", "p}"] {
             let prefix = key(prefix);
             assert!(names.insert(counter_values(&prefix)));
             for index in 0..16 {

@@ -5,7 +5,7 @@
 //!
 //! A prefix's counters are spread over `n` shards (the options' `shards`, default
 //! [`DEFAULT_SHARDS`]). Key `k` lives in shard `FNV-1a-64(k) mod n`, whose keys all carry the
-//! hash tag `{<prefix>%:<shard>}` (see [`key_schema`]): every operation on one key is one
+//! hash tag `{<prefix>:<shard>}` (see [`key_schema`]): every operation on one key is one
 //! script on one slot, and a batch runs one script per shard it touches. With `n = 1` the
 //! names are those of the single-slot layout (`distkit:{<prefix>}:counter`, …), unchanged.
 //!

@@ -48,7 +48,7 @@
 //! # Shards
 //!
 //! Key `k` of a prefix lives in shard `FNV-1a-64(k) mod shards`, in the hash
-//! `distkit:{<prefix>%:<shard>}:counter` (one hash tag, so one cluster slot, per shard;
+//! `distkit:{<prefix>:<shard>}:counter` (one hash tag, so one cluster slot, per shard;
 //! `distkit:{<prefix>}:counter` with one shard, the layout of earlier versions). Every
 //! operation on one key is one script on one slot, so a prefix's load spreads over the
 //! masters of a cluster. The count is fixed per prefix: it is recorded in Redis on first use

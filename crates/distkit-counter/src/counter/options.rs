@@ -50,7 +50,7 @@ pub struct CounterOptions {
     /// acknowledged as soon as the primary applied it.
     pub replica_acks: Option<ReplicaAcks>,
     /// Over how many shards (hash tags, so cluster slots) the prefix's values are spread:
-    /// key `k` lives in the hash `distkit:{<prefix>%:<s>}:counter` of shard
+    /// key `k` lives in the hash `distkit:{<prefix>:<s>}:counter` of shard
     /// `s = FNV-1a-64(k) mod shards`; `1` is the single-slot layout of earlier versions,
     /// `distkit:{<prefix>}:counter`. Every operation on one key is one script on one slot as
     /// before; a batch runs one script per shard it touches (atomic per shard, see the

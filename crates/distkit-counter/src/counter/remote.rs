@@ -1,6 +1,6 @@
 //! The Redis side of the counters, shared by [`StrictCounter`](super::StrictCounter) and
 //! [`LaxCounter`](super::LaxCounter): every stored value of a prefix is one field of the hash
-//! of its shard, `distkit:{<prefix>%:<shard>}:counter` (`distkit:{<prefix>}:counter` with one
+//! of its shard, `distkit:{<prefix>:<shard>}:counter` (`distkit:{<prefix>}:counter` with one
 //! shard; see [`crate::shards`]).
 
 use std::sync::Arc;

@@ -57,7 +57,7 @@
 //! A prefix's keys are spread over `shards` shards (16 by default, see
 //! [`StrictInstanceAwareCounterOptions::shards`]): key `k` lives in shard
 //! `FNV-1a-64(k) mod shards`, and each shard is a complete instance-aware counter space with
-//! its own keys (`distkit:{<prefix>%:<shard>}:ic:…`) and its own membership. `C` of a key is
+//! its own keys (`distkit:{<prefix>:<shard>}:ic:…`) and its own membership. `C` of a key is
 //! the sum of the live slices in that key's shard, where all its slices live, so everything
 //! above holds per key. An instance joins a shard with its first call there; the heartbeat
 //! then renews its lease in every shard it joined (one script per joined shard every quarter

@@ -47,7 +47,7 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_DURATION_MS);
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StrictInstanceAwareCounterOptions {
-    /// The namespace of the counter's keys (`distkit:{<prefix>%:<s>}:ic:…` per shard, see
+    /// The namespace of the counter's keys (`distkit:{<prefix>:<s>}:ic:…` per shard, see
     /// `shards`).
     pub prefix: DistkitRedisKey,
     /// A connected client.
@@ -72,7 +72,7 @@ pub struct StrictInstanceAwareCounterOptions {
     pub revival_window: Duration,
     /// Over how many shards (hash tags, so cluster slots) the prefix's keys are spread: key
     /// `k` lives in shard `FNV-1a-64(k) mod shards`, whose twelve keys are
-    /// `distkit:{<prefix>%:<s>}:ic:…`; `1` is the single-slot layout of earlier versions,
+    /// `distkit:{<prefix>:<s>}:ic:…`; `1` is the single-slot layout of earlier versions,
     /// `distkit:{<prefix>}:ic:…`. Each shard is a complete instance-aware counter space: an
     /// instance joins a shard's membership with its first call there and is kept alive there
     /// by its calls and heartbeats (see the [module docs](super)). Fixed per prefix: recorded
@@ -184,7 +184,7 @@ impl StrictInstanceAwareCounterOptionsBuilder {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LaxInstanceAwareCounterOptions {
-    /// The namespace of the counter's keys (`distkit:{<prefix>%:<s>}:ic:…` per shard, see
+    /// The namespace of the counter's keys (`distkit:{<prefix>:<s>}:ic:…` per shard, see
     /// `shards`).
     pub prefix: DistkitRedisKey,
     /// A connected client.

@@ -2,7 +2,7 @@
 //! per shard a batch touches.
 //!
 //! Exactly-once per shard: each shard holds its own sequence record of the counter object
-//! (`distkit:{<prefix>%:<shard>}:counter:flush:<id>`, in the slot of the values it guards),
+//! (`distkit:{<prefix>:<shard>}:counter:flush:<id>`, in the slot of the values it guards),
 //! and every shard's part of a batch carries the batch's sequence number. A batch that failed
 //! in some shards is resent whole under the same number: the shards that applied it skip
 //! their part (and only read back), the others apply theirs.
