@@ -24,7 +24,12 @@ fn prefix_per_master(cluster: &TestRedis) -> BTreeMap<u16, DistkitRedisKey> {
     let mut prefixes = BTreeMap::new();
     for _ in 0..200 {
         let prefix = unique_prefix();
-        let node = cluster.node_of(&common::counter_hash(&key(&prefix), "k"));
+        // The prefix's locks (its own tag) and its counter value of "k" (in k's shard) on
+        // the same master.
+        let node = cluster.node_of(&format!("{{{prefix}}}"));
+        if cluster.node_of(&common::counter_hash(&key(&prefix), "k")) != node {
+            continue;
+        }
         prefixes.entry(node).or_insert_with(|| key(&prefix));
         if prefixes.len() == cluster.ports().len() {
             break;

@@ -459,8 +459,9 @@ impl RemoteCounters {
                             applied: shard_applied,
                             source,
                         }) => (shard_applied, *source),
+                        // The shard's first chunk was applied; its replicas did not confirm.
                         DistkitError::CounterError(CounterError::NotReplicated { .. }) => {
-                            (positions.len(), error)
+                            (positions.len().min(MAX_OPERATIONS_PER_CALL), error)
                         }
                         other => (0, other),
                     };
