@@ -160,8 +160,9 @@ impl LaxCounter {
 
     /// Sends every pending delta to Redis now and waits for the confirmation.
     ///
-    /// Runs the `counter_flush` script once per batch of up to 1 000 keys; each batch is
-    /// atomic and applied exactly once, even when resent after a connection failure.
+    /// Runs the `counter_flush` script once per shard of each batch of up to 1 000 keys (the
+    /// shards of a batch concurrently); each shard's part is atomic and applied exactly once,
+    /// even when resent after a connection failure (each shard keeps its own record).
     ///
     /// # Errors
     ///
