@@ -100,7 +100,9 @@ async fn counters_built_from_invalid_options_refuse_every_call_before_any_io() {
     let no_replicas = CounterOptions::builder(prefix(), offline())
         .replica_acks(ReplicaAcks::new(0, Duration::from_secs(1)))
         .build();
-    let no_shards = CounterOptions::builder(prefix(), offline()).shards(0).build();
+    let no_shards = CounterOptions::builder(prefix(), offline())
+        .shards(0)
+        .build();
     let too_many_shards = CounterOptions::builder(prefix(), offline())
         .shards(1_025)
         .build();
