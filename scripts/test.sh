@@ -59,6 +59,10 @@ DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
   --test counter --test icounter --test lock --test lock_adversity --test ratelimit_native \
   --test security 2>&1 | tee -a "$log"
 
+echo "== test (the counter and instance-aware suites and the seeded models again, with one shard: the single-slot layout)"
+DISTKIT_TEST_SHARDS=1 cargo test -p distkit-tests --all-features \
+  --test counter --test icounter --test counter_group_commit --test counter_model 2>&1 | tee -a "$log"
+
 echo "== examples (against REDIS_URL, else a private redis-server this step starts and stops)"
 (
   if [ -z "${REDIS_URL:-}" ]; then

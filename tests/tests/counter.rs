@@ -14,8 +14,9 @@ type DynCounter = Arc<dyn CounterTrait + Send + Sync>;
 
 async fn both_counters(redis: &TestRedis) -> Vec<(&'static str, DynCounter)> {
     let strict: DynCounter =
-        StrictCounter::new(CounterOptions::new(fresh_key(), client(redis).await));
-    let lax: DynCounter = LaxCounter::new(CounterOptions::new(fresh_key(), client(redis).await));
+        StrictCounter::new(common::counter_options(fresh_key(), client(redis).await));
+    let lax: DynCounter =
+        LaxCounter::new(common::counter_options(fresh_key(), client(redis).await));
     vec![("strict", strict), ("lax", lax)]
 }
 
@@ -372,17 +373,18 @@ async fn batches_keep_input_order_and_apply_repeated_keys_in_sequence() {
 }
 
 #[tokio::test]
-async fn a_failing_batch_changes_nothing() {
+async fn a_failing_batch_within_one_shard_changes_nothing() {
     let redis = TestRedis::start();
     for (name, counter) in both_counters(&redis).await {
         let a = key("a");
-        let b = key("b");
+        // A batch is all or nothing per shard: b shares a's shard.
+        let b = key(&same_shard_as("a", "b"));
         bounded(counter.set_all(&[(&a, 1), (&b, i64::MAX)]))
             .await
             .unwrap();
         let result = bounded(counter.inc_all(&[(&a, 1), (&b, 1)])).await;
         assert!(
-            matches!(result, Err(DistkitError::CounterError(CounterError::Overflow { ref key })) if key == "b"),
+            matches!(result, Err(DistkitError::CounterError(CounterError::Overflow { ref key })) if key == b.as_str()),
             "{name}: {result:?}"
         );
         assert_eq!(
@@ -401,6 +403,83 @@ async fn a_failing_batch_changes_nothing() {
             1,
             "{name}: the conditional batch was undone"
         );
+    }
+}
+
+/// The first key `<stem><n>` in the shard of `key` (with the suites' shard count).
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+fn same_shard_as(key: &str, stem: &str) -> String {
+    let shards = common::test_shards();
+    let shard = distkit_core::key_schema::shard_of(key, shards);
+    (0..)
+        .map(|n| format!("{stem}{n}"))
+        .find(|candidate| distkit_core::key_schema::shard_of(candidate, shards) == shard)
+        .unwrap()
+}
+
+/// The first key `<stem><n>` in another shard than `key`'s.
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+fn other_shard_than(key: &str, stem: &str) -> String {
+    let shards = common::test_shards();
+    let shard = distkit_core::key_schema::shard_of(key, shards);
+    (0..)
+        .map(|n| format!("{stem}{n}"))
+        .find(|candidate| distkit_core::key_schema::shard_of(candidate, shards) != shard)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_over_several_shards_fails_per_shard_and_names_what_was_applied() {
+    if common::test_shards() < 2 {
+        return; // One shard: every batch is one shard (see the test above).
+    }
+    let redis = TestRedis::start();
+    for (name, counter) in both_counters(&redis).await {
+        let a = key("a");
+        let b = key(&other_shard_than("a", "b"));
+        let c = key(&same_shard_as("a", "c"));
+        bounded(counter.set_all(&[(&a, 1), (&b, i64::MAX), (&c, 1)]))
+            .await
+            .unwrap();
+        // a's shard runs first (the order of each shard's first operation) and applies a
+        // and c; b's shard overflows and applies nothing. (A conditional batch: a lax
+        // counter's `inc_all` refuses a local overflow before sending anything.)
+        let result = bounded(counter.inc_all_if(&[
+            (&a, CounterComparator::Nil, 1),
+            (&b, CounterComparator::Nil, 1),
+            (&c, CounterComparator::Nil, 1),
+        ]))
+        .await;
+        match result {
+            Err(DistkitError::CounterError(CounterError::ShardedBatchPartiallyApplied {
+                ref applied,
+                ref source,
+            })) => {
+                assert_eq!(applied, &vec![0, 2], "{name}");
+                assert!(
+                    matches!(**source, DistkitError::CounterError(CounterError::Overflow { ref key }) if key == b.as_str()),
+                    "{name}: {source:?}"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(bounded(counter.get(&a)).await.unwrap(), 2, "{name}");
+        assert_eq!(bounded(counter.get(&b)).await.unwrap(), i64::MAX, "{name}");
+        assert_eq!(bounded(counter.get(&c)).await.unwrap(), 2, "{name}");
+        // b's shard first: it fails before anything was applied, so the error is its own.
+        let result = bounded(counter.inc_all_if(&[
+            (&b, CounterComparator::Nil, 1),
+            (&a, CounterComparator::Nil, 1),
+        ]))
+        .await;
+        assert!(
+            matches!(
+                result,
+                Err(DistkitError::CounterError(CounterError::Overflow { .. }))
+            ),
+            "{name}: {result:?}"
+        );
+        assert_eq!(bounded(counter.get(&a)).await.unwrap(), 2, "{name}");
     }
 }
 
@@ -436,9 +515,12 @@ async fn a_foreign_non_integer_value_is_reported_not_misread() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
     let redis_client = client(&redis).await;
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), redis_client.clone()));
-    let lax = LaxCounter::new(CounterOptions::new(prefix.clone(), redis_client));
-    let hash = format!("distkit:{{{prefix}}}:counter");
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        redis_client.clone(),
+    ));
+    let lax = LaxCounter::new(common::counter_options(prefix.clone(), redis_client));
+    let hash = common::counter_hash(&prefix, "text");
     assert_eq!(redis.cli(&["HSET", &hash, "text", "hello"]), "1");
     let k = key("text");
     let counters: [(&str, DynCounter); 2] = [("strict", strict), ("lax", lax)];
@@ -470,8 +552,11 @@ async fn a_foreign_non_integer_value_is_reported_not_misread() {
 async fn strict_and_lax_counters_with_one_prefix_share_their_values() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
-    let lax = LaxCounter::new(CounterOptions::new(prefix, client(&redis).await));
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    let lax = LaxCounter::new(common::counter_options(prefix, client(&redis).await));
     let k = key("shared");
     bounded(strict.set(&k, 100)).await.unwrap();
     assert_eq!(bounded(lax.get(&k)).await.unwrap(), 100);
@@ -486,8 +571,11 @@ async fn strict_and_lax_counters_with_one_prefix_share_their_values() {
 async fn lax_del_removes_a_value_this_process_never_touched() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
-    let lax = LaxCounter::new(CounterOptions::new(prefix, client(&redis).await));
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    let lax = LaxCounter::new(common::counter_options(prefix, client(&redis).await));
     let k = key("elsewhere");
     bounded(strict.set(&k, 33)).await.unwrap();
     assert_eq!(bounded(lax.del(&k)).await.unwrap(), 33);
@@ -498,8 +586,11 @@ async fn lax_del_removes_a_value_this_process_never_touched() {
 async fn lax_set_supersedes_pending_increments() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
-    let mut options = CounterOptions::new(prefix, client(&redis).await);
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    let mut options = common::counter_options(prefix, client(&redis).await);
     options.allowed_lag = Duration::from_secs(3600);
     let lax = LaxCounter::new(options);
     let k = key("k");
@@ -514,8 +605,11 @@ async fn lax_set_supersedes_pending_increments() {
 async fn lax_increments_stay_local_until_flushed() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
-    let mut options = CounterOptions::new(prefix, client(&redis).await);
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    let mut options = common::counter_options(prefix, client(&redis).await);
     options.allowed_lag = Duration::from_secs(3600);
     let lax = LaxCounter::new(options);
     let k = key("k");
@@ -546,8 +640,11 @@ async fn lax_increments_stay_local_until_flushed() {
 async fn lax_delivers_within_about_the_allowed_lag_after_load_stops() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
-    let lax = LaxCounter::new(CounterOptions::new(prefix, client(&redis).await));
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    let lax = LaxCounter::new(common::counter_options(prefix, client(&redis).await));
     let k = key("k");
     // Several seconds of load, then silence: the flush task must keep delivering.
     let started = Instant::now();
@@ -589,8 +686,11 @@ async fn lax_delivers_within_about_the_allowed_lag_after_load_stops() {
 async fn dropping_the_last_lax_handle_flushes_what_is_pending() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
-    let mut options = CounterOptions::new(prefix, client(&redis).await);
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    let mut options = common::counter_options(prefix, client(&redis).await);
     options.allowed_lag = Duration::from_secs(3600);
     let lax = LaxCounter::new(options);
     let k = key("k");
@@ -618,12 +718,12 @@ fn lax_counter_built_outside_a_runtime_flushes_when_used_in_one() {
     let lax = std::thread::spawn({
         let prefix = prefix.clone();
         let client = client.clone();
-        move || LaxCounter::new(CounterOptions::new(prefix, client))
+        move || LaxCounter::new(common::counter_options(prefix, client))
     })
     .join()
     .unwrap();
     runtime.block_on(async {
-        let strict = StrictCounter::new(CounterOptions::new(prefix, client));
+        let strict = StrictCounter::new(common::counter_options(prefix, client));
         let k = key("k");
         bounded(lax.inc(&k, 4)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -638,8 +738,11 @@ fn lax_counter_built_outside_a_runtime_flushes_when_used_in_one() {
 async fn zero_allowed_lag_flushes_on_every_call() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let strict = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
-    let mut options = CounterOptions::new(prefix, client(&redis).await);
+    let strict = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    let mut options = common::counter_options(prefix, client(&redis).await);
     options.allowed_lag = Duration::ZERO;
     let lax = LaxCounter::new(options);
     let k = key("k");
@@ -663,7 +766,7 @@ async fn sixty_four_tasks_on_three_clients_give_exact_totals() {
         let prefix = fresh_key();
         let mut counters: Vec<DynCounter> = Vec::new();
         for _ in 0..3 {
-            let options = CounterOptions::new(prefix.clone(), client(&redis).await);
+            let options = common::counter_options(prefix.clone(), client(&redis).await);
             counters.push(if lax {
                 LaxCounter::new(options)
             } else {
@@ -685,7 +788,10 @@ async fn sixty_four_tasks_on_three_clients_give_exact_totals() {
         for task in tasks {
             bounded(task).await.unwrap();
         }
-        let reader = StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await));
+        let reader = StrictCounter::new(common::counter_options(
+            prefix.clone(),
+            client(&redis).await,
+        ));
         let expected = 64 * 199;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -706,7 +812,7 @@ async fn sixty_four_tasks_on_three_clients_give_exact_totals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clear_and_del_racing_increments_and_reads_never_panic() {
     let redis = TestRedis::start();
-    let lax = LaxCounter::new(CounterOptions::new(fresh_key(), client(&redis).await));
+    let lax = LaxCounter::new(common::counter_options(fresh_key(), client(&redis).await));
     let keys: Vec<DistkitRedisKey> = (0..8).map(|i| key(&format!("k{i}"))).collect();
     let mut tasks = Vec::new();
     for worker in 0..4_usize {
@@ -738,7 +844,7 @@ async fn counters_are_usable_as_trait_objects_and_send_sync() {
     assert_send_sync::<CounterOptions>();
     let redis = TestRedis::start();
     let counter: Arc<dyn CounterTrait + Send + Sync> =
-        StrictCounter::new(CounterOptions::new(fresh_key(), client(&redis).await));
+        StrictCounter::new(common::counter_options(fresh_key(), client(&redis).await));
     let handle = tokio::spawn(async move { counter.inc(&key("k"), 1).await });
     assert_eq!(bounded(handle).await.unwrap().unwrap(), 1);
 }
@@ -746,7 +852,7 @@ async fn counters_are_usable_as_trait_objects_and_send_sync() {
 #[tokio::test]
 async fn lax_counter_forgets_idle_keys() {
     let redis = TestRedis::start();
-    let lax = LaxCounter::new(CounterOptions::new(fresh_key(), client(&redis).await));
+    let lax = LaxCounter::new(common::counter_options(fresh_key(), client(&redis).await));
     let keys: Vec<DistkitRedisKey> = (0..1_000).map(|i| key(&format!("k{i}"))).collect();
     for k in &keys {
         bounded(lax.inc(k, 1)).await.unwrap();
@@ -770,7 +876,7 @@ async fn lax_counter_forgets_idle_keys() {
 async fn lax_deltas_pending_across_a_redis_restart_are_delivered_once() {
     let mut redis = TestRedis::start_standalone();
     let prefix = fresh_key();
-    let mut options = CounterOptions::new(prefix.clone(), client(&redis).await);
+    let mut options = common::counter_options(prefix.clone(), client(&redis).await);
     options.allowed_lag = Duration::from_secs(3600);
     let lax = LaxCounter::new(options);
     let k = key("k");
@@ -790,7 +896,7 @@ async fn lax_deltas_pending_across_a_redis_restart_are_delivered_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let strict = StrictCounter::new(CounterOptions::new(prefix, client(&redis).await));
+    let strict = StrictCounter::new(common::counter_options(prefix, client(&redis).await));
     assert_eq!(bounded(strict.get(&k)).await.unwrap(), 15);
     bounded(lax.flush()).await.unwrap();
     assert_eq!(
@@ -831,4 +937,51 @@ async fn whether_a_condition_held_is_told_by_matching_the_old_value_not_by_new_a
         }
         assert_eq!(bounded(counter.get(&k)).await.unwrap(), 5, "{name}");
     }
+}
+
+#[tokio::test]
+async fn the_recorded_shard_count_survives_clear_and_refuses_other_counts() {
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let k = key("k");
+    let configured = common::test_shards();
+    let other = if configured == 1 { 16 } else { 1 };
+    let first = StrictCounter::new(common::counter_options(
+        prefix.clone(),
+        client(&redis).await,
+    ));
+    assert_eq!(bounded(first.inc(&k, 5)).await.unwrap(), 5);
+    bounded(first.clear()).await.unwrap();
+    // Cleared and written again: the record stays, and so does every cached check.
+    assert_eq!(bounded(first.inc(&k, 1)).await.unwrap(), 1);
+    let mut options = common::counter_options(prefix.clone(), client(&redis).await);
+    options.shards = other;
+    let strict: DynCounter = StrictCounter::new(options.clone());
+    let lax: DynCounter = LaxCounter::new(options);
+    for (name, counter) in [("strict", strict), ("lax", lax)] {
+        for result in [
+            bounded(counter.inc(&k, 1)).await,
+            bounded(counter.get(&k)).await,
+            bounded(counter.clear()).await.map(|()| 0),
+        ] {
+            assert!(
+                matches!(
+                    result,
+                    Err(DistkitError::CounterError(CounterError::ShardCountMismatch {
+                        configured: c,
+                        stored: s,
+                        ..
+                    })) if c == other && s == configured
+                ),
+                "{name}: {result:?}"
+            );
+        }
+    }
+    assert_eq!(
+        bounded(first.get(&k)).await.unwrap(),
+        1,
+        "nothing was applied"
+    );
+    let record = format!("distkit:{{{prefix}}}:counter:shards");
+    assert_eq!(redis.cli(&["GET", &record]), configured.to_string());
 }

@@ -236,7 +236,7 @@ async fn a_lax_counter_recovers_after_its_hash_was_overwritten_with_a_string() {
     let k = key("k");
     bounded(lax.inc(&k, 1)).await.unwrap();
     bounded(lax.flush()).await.unwrap();
-    let hash = format!("distkit:{{{prefix}}}:counter");
+    let hash = common::counter_hash_with(&prefix, "k", CounterOptions::DEFAULT_SHARDS);
     assert_eq!(redis.cli(&["TYPE", &hash]), "hash");
     redis.cli(&["SET", &hash, "not a hash"]);
     bounded(lax.inc(&k, 1)).await.unwrap();

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, client, fresh_key, key};
-use distkit::counter::{CounterError, CounterOptions, CounterTrait, StrictCounter};
+use distkit::counter::{CounterError, CounterTrait, StrictCounter};
 use distkit::fred::prelude::*;
 use distkit::{DistkitError, DistkitRedisKey};
 use distkit_test_support::TestRedis;
 
 async fn strict(redis: &TestRedis, prefix: &DistkitRedisKey) -> Arc<StrictCounter> {
-    StrictCounter::new(CounterOptions::new(prefix.clone(), client(redis).await))
+    StrictCounter::new(common::counter_options(prefix.clone(), client(redis).await))
 }
 
 /// Runs `tasks` tasks that each make `calls` increments by 1, of keys picked in turn; returns
@@ -102,7 +102,7 @@ async fn an_increment_that_fails_in_a_group_fails_alone() {
     let counter = strict(&redis, &prefix).await;
     let (full, text, fine) = (key("full"), key("text"), key("fine"));
     bounded(counter.set(&full, i64::MAX - 100)).await.unwrap();
-    let values = format!("distkit:{{{prefix}}}:counter");
+    let values = common::counter_hash(&prefix, "text");
     assert_eq!(redis.cli(&["HSET", &values, "text", "not a number"]), "1");
     let keys = vec![full.clone(), text.clone(), fine.clone()];
     let answers = hammer(&counter, &keys, 48, 120).await;
@@ -154,7 +154,7 @@ async fn groups_cut_by_connection_kills_lose_nothing_acknowledged_and_apply_noth
         .build()
         .unwrap();
     bounded(impatient.init()).await.unwrap();
-    let counter = StrictCounter::new(CounterOptions::new(prefix.clone(), impatient));
+    let counter = StrictCounter::new(common::counter_options(prefix.clone(), impatient));
     let k = key("k");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let killer = {

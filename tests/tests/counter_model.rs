@@ -36,11 +36,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{bounded, fresh_key};
-use distkit::counter::{CounterError, CounterOptions, CounterTrait, LaxCounter, StrictCounter};
+use distkit::counter::{CounterError, CounterTrait, LaxCounter, StrictCounter};
 use distkit::fred::prelude::*;
 use distkit::icounter::{
-    InstanceAwareCounterTrait, LaxInstanceAwareCounter, LaxInstanceAwareCounterOptions,
-    StrictInstanceAwareCounter, StrictInstanceAwareCounterOptions,
+    InstanceAwareCounterTrait, LaxInstanceAwareCounter, StrictInstanceAwareCounter,
 };
 use distkit::{CounterComparator, DistkitError, DistkitRedisKey};
 use distkit_test_support::TestRedis;
@@ -462,7 +461,7 @@ impl PlainObject {
 }
 
 async fn plain_object(redis: &Server, prefix: &DistkitRedisKey, flavour: usize) -> PlainObject {
-    let mut options = CounterOptions::new(prefix.clone(), impatient_client(redis).await);
+    let mut options = common::counter_options(prefix.clone(), impatient_client(redis).await);
     match flavour {
         0 => PlainObject::Strict(StrictCounter::new(options)),
         1 => PlainObject::Lax(LaxCounter::new(options)),
@@ -571,6 +570,25 @@ async fn plain_operation(
                 ledgers[key].acknowledge(effect);
             }
         }
+        // A batch over several shards: the shards that answered applied their operations
+        // (every batch of this model applies them unconditionally in effect); the failing
+        // shard's operations follow its own error.
+        Err(DistkitError::CounterError(CounterError::ShardedBatchPartiallyApplied {
+            applied,
+            source,
+        })) => {
+            let unknown = is_outcome_unknown(&source);
+            if !unknown && !is_expected_under_faults(&source) {
+                fail(seed, &format!("unexpected error: {source:?}"));
+            }
+            for (position, &(key, effect)) in potential.iter().enumerate() {
+                if applied.contains(&position) {
+                    ledgers[key].acknowledge(effect);
+                } else if unknown {
+                    ledgers[key].maybe(effect);
+                }
+            }
+        }
         Err(error) if is_outcome_unknown(&error) => {
             for &(key, effect) in &potential {
                 ledgers[key].maybe(effect);
@@ -590,7 +608,7 @@ async fn plain_case(seed: u64) {
     for flavour in [0, 1, 2, 1] {
         objects.push(plain_object(&redis, &prefix, flavour).await);
     }
-    let reader = StrictCounter::new(CounterOptions::new(
+    let reader = StrictCounter::new(common::counter_options(
         prefix.clone(),
         patient_client(&redis).await,
     ));
@@ -800,14 +818,16 @@ async fn instance_object(
 ) -> InstanceObject {
     let client = impatient_client(redis).await;
     match flavour {
-        0 => InstanceObject::Strict(StrictInstanceAwareCounter::new(
-            StrictInstanceAwareCounterOptions::new(prefix.clone(), client),
-        )),
-        1 => InstanceObject::Lax(LaxInstanceAwareCounter::new(
-            LaxInstanceAwareCounterOptions::new(prefix.clone(), client),
-        )),
+        0 => InstanceObject::Strict(StrictInstanceAwareCounter::new(common::strict_ic_options(
+            prefix.clone(),
+            client,
+        ))),
+        1 => InstanceObject::Lax(LaxInstanceAwareCounter::new(common::lax_ic_options(
+            prefix.clone(),
+            client,
+        ))),
         _ => {
-            let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client);
+            let mut options = common::lax_ic_options(prefix.clone(), client);
             options.allowed_lag = Duration::ZERO;
             InstanceObject::Lax(LaxInstanceAwareCounter::new(options))
         }
@@ -910,6 +930,23 @@ async fn instance_operation(
                 slices.entry((slot, key)).or_default().acknowledge(effect);
             }
         }
+        // A batch over several shards: as for the plain counters.
+        Err(DistkitError::CounterError(CounterError::ShardedBatchPartiallyApplied {
+            applied,
+            source,
+        })) => {
+            let unknown = is_outcome_unknown(&source);
+            if !unknown && !is_expected_under_faults(&source) {
+                fail(seed, &format!("unexpected error: {source:?}"));
+            }
+            for (position, &(key, effect)) in potential.iter().enumerate() {
+                if applied.contains(&position) {
+                    slices.entry((slot, key)).or_default().acknowledge(effect);
+                } else if unknown {
+                    slices.entry((slot, key)).or_default().maybe(effect);
+                }
+            }
+        }
         Err(error) if is_outcome_unknown(&error) => {
             for &(key, effect) in &potential {
                 slices.entry((slot, key)).or_default().maybe(effect);
@@ -975,8 +1012,9 @@ async fn instance_case(seed: u64) {
         }
         // C as an instance reads it, and every instance's counted slice as Redis holds it:
         // C must be their sum (every instance is alive), and each must fit its model.
-        let slices_key = format!("distkit:{{{prefix}}}:ic:slices");
         for (index, k) in keys.iter().enumerate() {
+            let slices_key =
+                common::ic_key_of(&prefix, k.as_str(), "slices", common::test_shards());
             let (c, _) = bounded(objects[0].counter().get(k)).await.unwrap();
             let mut sum = 0_i128;
             let mut total = Ledger::default();

@@ -524,13 +524,16 @@ async fn instance_churn_under_load_keeps_the_total_equal_to_the_live_slices() {
         StrictInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
     watcher_options.dead_instance_threshold = Duration::from_secs(1);
     let watcher = StrictInstanceAwareCounter::new(watcher_options);
-    let alive = format!("distkit:{{{prefix}}}:ic:alive");
-    let due = format!("distkit:{{{prefix}}}:ic:due");
+    let shards = CounterOptions::DEFAULT_SHARDS;
+    let alive = common::ic_keys(&prefix, "alive", shards);
+    let due = common::ic_keys(&prefix, "due", shards);
     for round in 0..20 {
         let victim = &instances[round % instances.len()];
-        redis.cli(&["ZADD", &alive, "XX", "0", victim.instance_id()]);
-        // The script's header asks whoever edits `alive` by hand to delete `due`.
-        redis.cli(&["DEL", &due]);
+        for (alive, due) in alive.iter().zip(&due) {
+            redis.cli(&["ZADD", alive, "XX", "0", victim.instance_id()]);
+            // The script's header asks whoever edits `alive` by hand to delete `due`.
+            redis.cli(&["DEL", due]);
+        }
         bounded(watcher.get(&keys[round % keys.len()]))
             .await
             .unwrap();

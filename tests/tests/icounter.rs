@@ -20,7 +20,7 @@ async fn strict(
     prefix: &DistkitRedisKey,
     threshold_ms: u64,
 ) -> Arc<StrictInstanceAwareCounter> {
-    let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::strict_ic_options(prefix.clone(), client(redis).await);
     options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     StrictInstanceAwareCounter::new(options)
 }
@@ -30,7 +30,7 @@ async fn lax(
     prefix: &DistkitRedisKey,
     threshold_ms: u64,
 ) -> Arc<LaxInstanceAwareCounter> {
-    let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::lax_ic_options(prefix.clone(), client(redis).await);
     options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     LaxInstanceAwareCounter::new(options)
 }
@@ -41,7 +41,7 @@ async fn synchronous_lax(
     redis: &TestRedis,
     prefix: &DistkitRedisKey,
 ) -> Arc<LaxInstanceAwareCounter> {
-    let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::lax_ic_options(prefix.clone(), client(redis).await);
     options.allowed_lag = Duration::ZERO;
     LaxInstanceAwareCounter::new(options)
 }
@@ -62,17 +62,21 @@ async fn pair_of(redis: &TestRedis, lax_flavour: bool) -> (DynCounter, DynCounte
     }
 }
 
-/// Makes the Redis server believe `instance` has been silent for a minute.
+/// Makes the Redis server believe `instance` has been silent for a minute (in every shard
+/// it joined).
 fn silence(redis: &TestRedis, prefix: &DistkitRedisKey, instance: &str) {
-    let alive = format!("distkit:{{{prefix}}}:ic:alive");
-    assert_eq!(
-        redis.cli(&["ZADD", &alive, "XX", "CH", "0", instance]),
-        "1",
-        "the instance was not alive"
-    );
-    // As the script's header asks of whoever edits `alive` by hand: the next call scans.
-    let due = format!("distkit:{{{prefix}}}:ic:due");
-    redis.cli(&["DEL", &due]);
+    let silenced = raw_keys(prefix, "alive")
+        .iter()
+        .zip(raw_keys(prefix, "due"))
+        .filter(|(alive, due)| {
+            let was_alive = redis.cli(&["ZADD", alive, "XX", "CH", "0", instance]) == "1";
+            // As the script's header asks of whoever edits `alive` by hand: the next call
+            // scans.
+            redis.cli(&["DEL", due]);
+            was_alive
+        })
+        .count();
+    assert!(silenced > 0, "the instance was not alive");
 }
 
 #[tokio::test]
@@ -381,7 +385,7 @@ async fn a_reaped_instance_restores_its_current_slices_but_never_stale_ones() {
     // watcher judges it with a 1 s threshold.
     let sleeper = strict(&redis, &prefix, 60_000).await;
     let watcher = strict(&redis, &prefix, 1_000).await;
-    let (k1, k2, k3) = (key("k1"), key("k2"), key("k3"));
+    let [k1, k2, k3]: [DistkitRedisKey; 3] = one_shard_keys(3).try_into().unwrap();
     bounded(sleeper.inc(&k1, 5)).await.unwrap();
     bounded(sleeper.inc(&k2, -4)).await.unwrap();
     bounded(sleeper.inc(&k3, 7)).await.unwrap();
@@ -479,7 +483,7 @@ async fn lax_instances_deliver_after_load_stops_and_on_drop() {
     })
     .await;
 
-    let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
+    let mut options = common::lax_ic_options(prefix.clone(), client(&redis).await);
     options.flush_interval = Duration::from_secs(3600);
     options.allowed_lag = Duration::from_secs(3600);
     let dropped = LaxInstanceAwareCounter::new(options);
@@ -514,6 +518,50 @@ async fn a_threshold_below_one_second_is_raised_to_one_second() {
 }
 
 #[tokio::test]
+async fn an_idle_instance_stays_alive_in_every_shard_it_joined_and_only_there() {
+    let shards = common::test_shards();
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    // The 1 s threshold: heartbeats every 250 ms keep the idle instance alive.
+    let idle = strict(&redis, &prefix, 1_000).await;
+    let watcher = strict(&redis, &prefix, 1_000).await;
+    let a = key("a");
+    let others: Vec<DistkitRedisKey> = (0..)
+        .map(|n| key(&format!("b{n}")))
+        .filter(|b| {
+            shards < 2
+                || distkit_core::key_schema::shard_of(b.as_str(), shards)
+                    != distkit_core::key_schema::shard_of("a", shards)
+        })
+        .take(3)
+        .collect();
+    bounded(idle.inc(&a, 2)).await.unwrap();
+    for b in &others {
+        bounded(idle.inc(b, 3)).await.unwrap();
+    }
+    // Idle for four thresholds: only the heartbeat renews its leases.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    assert_eq!(bounded(watcher.get(&a)).await.unwrap(), (2, 0));
+    for b in &others {
+        assert_eq!(bounded(watcher.get(b)).await.unwrap(), (3, 0), "{b}");
+    }
+    // It holds a lease only in the shards it called.
+    let joined: Vec<String> = common::ic_keys(&prefix, "alive", shards)
+        .into_iter()
+        .filter(|alive| !redis.cli(&["ZSCORE", alive, idle.instance_id()]).is_empty())
+        .collect();
+    let mut called: Vec<String> = std::iter::once(&a)
+        .chain(&others)
+        .map(|k| common::ic_key_of(&prefix, k.as_str(), "alive", shards))
+        .collect();
+    called.sort();
+    called.dedup();
+    let mut joined = joined;
+    joined.sort();
+    assert_eq!(joined, called);
+}
+
+#[tokio::test]
 async fn counters_are_trait_objects_and_send_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<StrictInstanceAwareCounter>();
@@ -526,25 +574,55 @@ async fn counters_are_trait_objects_and_send_sync() {
     assert_eq!(bounded(handle).await.unwrap().unwrap(), (2, 2));
 }
 
-/// The Redis name of one of the instance-aware keys of `prefix`.
-fn raw_key(prefix: &DistkitRedisKey, kind: &str) -> String {
-    format!("distkit:{{{prefix}}}:ic:{kind}")
+/// `count` keys `k<n>` that share one shard: a dead instance is found dead, and a revived
+/// one restores its slices, per shard (its heartbeat revives it in every shard it joined
+/// within a quarter threshold); these tests follow one membership.
+fn one_shard_keys(count: usize) -> Vec<DistkitRedisKey> {
+    common::keys_in_one_shard("k", count, common::test_shards())
+        .iter()
+        .map(|name| key(name))
+        .collect()
+}
+
+/// The Redis names of one of the instance-aware keys of `prefix`, one per shard.
+fn raw_keys(prefix: &DistkitRedisKey, kind: &str) -> Vec<String> {
+    common::ic_keys(prefix, kind, common::test_shards())
+}
+
+/// The output of `command` on the key `kind` of every shard, one line per entry.
+#[expect(clippy::expect_used, reason = "a test helper fails its test")]
+fn read_all(redis: &TestRedis, prefix: &DistkitRedisKey, kind: &str, command: &[&str]) -> String {
+    raw_keys(prefix, kind)
+        .iter()
+        .map(|name| {
+            let (verb, rest) = command.split_first().expect("a command");
+            let mut args = vec![*verb, name.as_str()];
+            args.extend_from_slice(rest);
+            redis.cli(&args)
+        })
+        .filter(|output| !output.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// How many fields or members the key `kind` of `prefix` holds (0 when absent).
 #[expect(clippy::panic, reason = "a test helper fails its test")]
 fn size_of(redis: &TestRedis, prefix: &DistkitRedisKey, kind: &str) -> usize {
-    let name = raw_key(prefix, kind);
-    let command = match redis.cli(&["TYPE", &name]).as_str() {
-        "hash" => "HLEN",
-        "zset" => "ZCARD",
-        "none" => return 0,
-        other => panic!("{name} is a {other}"),
-    };
-    redis
-        .cli(&[command, &name])
-        .parse()
-        .unwrap_or_else(|_| panic!("{command} {name}"))
+    raw_keys(prefix, kind)
+        .iter()
+        .map(|name| {
+            let command = match redis.cli(&["TYPE", name]).as_str() {
+                "hash" => "HLEN",
+                "zset" => "ZCARD",
+                "none" => return 0,
+                other => panic!("{name} is a {other}"),
+            };
+            redis
+                .cli(&[command, name])
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("{command} {name}"))
+        })
+        .sum()
 }
 
 /// The fields and members that exist because keys were used: totals, slices, their
@@ -572,7 +650,7 @@ async fn strict_with_window(
     threshold_ms: u64,
     revival_window: Duration,
 ) -> Arc<StrictInstanceAwareCounter> {
-    let mut options = StrictInstanceAwareCounterOptions::new(prefix.clone(), client(redis).await);
+    let mut options = common::strict_ic_options(prefix.clone(), client(redis).await);
     options.dead_instance_threshold = Duration::from_millis(threshold_ms);
     options.revival_window = revival_window;
     StrictInstanceAwareCounter::new(options)
@@ -663,7 +741,7 @@ async fn a_short_lease_joining_long_ones_leaves_c_at_the_first_call_after_it_end
 async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let keys: Vec<DistkitRedisKey> = (0..40).map(|index| key(&format!("k{index}"))).collect();
+    let keys = one_shard_keys(40);
     let survivor = strict(&redis, &prefix, 60_000).await;
     // 24 instances x 40 keys = 960 slices, more than one call's reaping budget of 500.
     let mut doomed = Vec::new();
@@ -711,7 +789,7 @@ async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once
         assert_eq!((total, own), (25, 1), "{k}");
     }
     // Reaping finished: only the live instances' slices are counted.
-    let owned = redis.cli(&["ZRANGE", &raw_key(&prefix, "owned"), "0", "-1"]);
+    let owned = read_all(&redis, &prefix, "owned", &["ZRANGE", "0", "-1"]);
     let live = [survivor.instance_id(), doomed[23].instance_id()];
     assert!(owned.lines().count() >= 81, "{owned}");
     for field in owned.lines() {
@@ -726,11 +804,11 @@ async fn dead_slices_of_many_instances_dying_together_leave_every_answer_at_once
 async fn parked_state_of_instances_that_never_return_is_collected_after_their_revival_window() {
     let redis = TestRedis::start();
     let prefix = fresh_key();
-    let keys: Vec<DistkitRedisKey> = (0..10).map(|index| key(&format!("k{index}"))).collect();
+    let keys = one_shard_keys(10);
     let survivor = strict(&redis, &prefix, 1_000).await;
     // Five lax instances (each with a flush record) with the shortest window: the threshold.
     for _ in 0..5 {
-        let mut options = LaxInstanceAwareCounterOptions::new(prefix.clone(), client(&redis).await);
+        let mut options = common::lax_ic_options(prefix.clone(), client(&redis).await);
         options.dead_instance_threshold = Duration::from_secs(1);
         options.revival_window = Duration::from_millis(1);
         let doomed = LaxInstanceAwareCounter::new(options);
@@ -779,17 +857,19 @@ async fn an_instance_back_after_its_revival_window_restores_nothing() {
     let prefix = fresh_key();
     let survivor = strict(&redis, &prefix, 60_000).await;
     let late = strict(&redis, &prefix, 60_000).await;
-    let (k1, k2) = (key("k1"), key("k2"));
+    let [k1, k2]: [DistkitRedisKey; 2] = one_shard_keys(2).try_into().unwrap();
     bounded(late.inc(&k1, 5)).await.unwrap();
     bounded(late.inc(&k2, -3)).await.unwrap();
     bounded(survivor.inc(&k1, 1)).await.unwrap();
     silence(&redis, &prefix, late.instance_id());
     assert_eq!(bounded(survivor.get(&k1)).await.unwrap(), (1, 1), "reaped");
     // Its window ends before any call collects its parked slices.
-    let buried = raw_key(&prefix, "buried");
-    assert_eq!(
-        redis.cli(&["ZADD", &buried, "XX", "CH", "0", late.instance_id()]),
-        "1",
+    let buried: usize = raw_keys(&prefix, "buried")
+        .iter()
+        .filter(|buried| redis.cli(&["ZADD", buried, "XX", "CH", "0", late.instance_id()]) == "1")
+        .count();
+    assert!(
+        buried > 0,
         "the reaped instance was not waiting for its revival"
     );
     assert_eq!(
@@ -828,11 +908,10 @@ async fn a_lone_increment_whose_total_overflows_leaves_every_record_as_it_was() 
             ("totals", "HGETALL"),
         ]
         .map(|(kind, read)| {
-            let name = raw_key(&prefix, kind);
             let output = if read == "ZRANGE" {
-                redis.cli(&[read, &name, "0", "-1"])
+                read_all(&redis, &prefix, kind, &[read, "0", "-1"])
             } else {
-                redis.cli(&[read, &name])
+                read_all(&redis, &prefix, kind, &[read])
             };
             let mut lines: Vec<&str> = output.lines().collect();
             lines.sort_unstable();
@@ -1157,9 +1236,13 @@ async fn run_model_case(redis: &TestRedis, seed: u64, steps: usize) {
         // A 10-minute threshold: no heartbeat runs during a case, deaths come from `silence`.
         counters.push(strict(redis, &prefix, 600_000).await);
     }
-    let keys: Vec<DistkitRedisKey> = (0..KEYS).map(|index| key(&format!("m{index}"))).collect();
-    let alive = raw_key(&prefix, "alive");
-    let due = raw_key(&prefix, "due");
+    // The keys share one shard: liveness is judged per shard (an instance's call revives it
+    // in the shard it calls, its heartbeat in every shard it joined), and this model, like
+    // the script, has one membership. Sharding is covered by the tests that name it.
+    let keys: Vec<DistkitRedisKey> = common::keys_in_one_shard("m", KEYS, common::test_shards())
+        .iter()
+        .map(|name| key(name))
+        .collect();
     let mut model = Model((0..INSTANCES).map(|_| ModelInstance::default()).collect());
     let mut trace = Vec::new();
     for step in 0..steps {
@@ -1178,9 +1261,14 @@ async fn run_model_case(redis: &TestRedis, seed: u64, steps: usize) {
         if choice >= 17 {
             // Another instance (or this one) goes silent; a dead one stays dead.
             let victim = rng.below(INSTANCES);
-            redis.cli(&["ZADD", &alive, "XX", "0", counters[victim].instance_id()]);
-            // The script's header asks whoever edits `alive` by hand to delete `due`.
-            redis.cli(&["DEL", &due]);
+            for (alive, due) in raw_keys(&prefix, "alive")
+                .iter()
+                .zip(raw_keys(&prefix, "due"))
+            {
+                redis.cli(&["ZADD", alive, "XX", "0", counters[victim].instance_id()]);
+                // The script's header asks whoever edits `alive` by hand to delete `due`.
+                redis.cli(&["DEL", &due]);
+            }
             if !model.0[victim].dead {
                 model.0[victim].silenced = true;
             }

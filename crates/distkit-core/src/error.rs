@@ -100,6 +100,32 @@ pub enum CounterError {
         #[source]
         source: Box<DistkitError>,
     },
+    /// A batch spread over several shards of a prefix (see the counter options' `shards`)
+    /// failed in one shard: the operations whose indexes (in the batch, ascending) are in
+    /// `applied` took effect, the others did not. Shards are applied one after the other,
+    /// each chunk of a shard all or nothing.
+    #[error("the sharded batch failed after {} of its operations were applied", applied.len())]
+    ShardedBatchPartiallyApplied {
+        /// The indexes of the operations that were applied, ascending.
+        applied: Vec<usize>,
+        /// Why the next shard's chunk failed.
+        #[source]
+        source: Box<DistkitError>,
+    },
+    /// The counter handle is configured with another shard count than the one the prefix's
+    /// stored data was written with (recorded in Redis on first use). Nothing was read or
+    /// written. Use the stored count, or move the data (see the README's *Scaling out*).
+    #[error(
+        "the counters of prefix {prefix:?} are stored in {stored} shard(s), but this handle is configured with {configured}; nothing was applied"
+    )]
+    ShardCountMismatch {
+        /// The prefix.
+        prefix: String,
+        /// The shard count of the handle.
+        configured: u16,
+        /// The shard count recorded for the prefix.
+        stored: u16,
+    },
 }
 
 /// Why a lock operation failed.

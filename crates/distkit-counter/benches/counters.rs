@@ -87,6 +87,124 @@ async fn strict_versus_raw(client: &Client) -> BenchResult<()> {
     Ok(())
 }
 
+/// `StrictCounter::inc` with the default shard count against one shard, in the same run:
+/// uniform keys under one prefix (each call takes the next of 1 024 keys), 1 and 64 tasks.
+/// On a standalone server this is the cost of the default; on a cluster
+/// (`DISTKIT_TEST_DEPLOYMENT=cluster`) it is what spreading the prefix over the masters gains.
+///
+/// Paired rounds (`DISTKIT_BENCH_PAIRS`, default 9, of 1 s each, alternating which contender
+/// goes first): the figure is the median of the per-pair ratios, which a busy neighbour
+/// slowing one whole pair does not move.
+async fn sharded_versus_one_shard(client: &Client) -> BenchResult<()> {
+    const KEYS: usize = 1_024;
+    const PAIR_ROUND: Duration = Duration::from_secs(1);
+    let pairs: usize = std::env::var("DISTKIT_BENCH_PAIRS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(9);
+    let keys: Arc<Vec<DistkitRedisKey>> =
+        Arc::new((0..KEYS).map(|n| key(&format!("tenant-{n}"))).collect());
+    // `DISTKIT_BENCH_SHARDS` compares another count than the default (1: an A/A run that
+    // shows the noise of the machine).
+    let shards: u16 = std::env::var("DISTKIT_BENCH_SHARDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(CounterOptions::DEFAULT_SHARDS);
+    let mut options = CounterOptions::new(key(&unique_prefix()), client.clone());
+    options.shards = shards;
+    let default = StrictCounter::new(options);
+    let mut options = CounterOptions::new(key(&unique_prefix()), client.clone());
+    options.shards = 1;
+    let single = StrictCounter::new(options);
+    println!(
+        "StrictCounter::inc over {KEYS} keys of one prefix: {shards} shards vs 1 shard \
+         (calls/s; median of {pairs} paired rounds of {PAIR_ROUND:?})"
+    );
+    let rate = |counter: &Arc<StrictCounter>, tasks: usize| {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counter, keys) = (Arc::clone(counter), Arc::clone(&keys));
+        calls_per_second(tasks, PAIR_ROUND, move |_| {
+            let (counter, keys, next) =
+                (Arc::clone(&counter), Arc::clone(&keys), Arc::clone(&next));
+            async move {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counter.inc(&keys[index % KEYS], 1).await?;
+                Ok(())
+            }
+        })
+    };
+    // Standalone only: the server's script time per increment (`INFO commandstats`), which
+    // a busy machine disturbs far less than the throughput.
+    let server_usec = || async {
+        if client.is_clustered() {
+            return Ok::<f64, distkit_core::fred::error::Error>(0.0);
+        }
+        let stats: String = client
+            .info(Some(distkit_core::fred::types::InfoKind::CommandStats))
+            .await?;
+        Ok(stats
+            .lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
+            })
+            .filter_map(|line| {
+                line.split("usec=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .sum())
+    };
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    for tasks in [1, 64] {
+        let (mut sharded, mut one, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut sharded_usec, mut one_usec) = (Vec::new(), Vec::new());
+        for pair in 0..pairs {
+            for first in [pair % 2 == 0, pair % 2 != 0] {
+                let counter = if first { &default } else { &single };
+                let before = server_usec().await?;
+                let calls = rate(counter, tasks).await?;
+                let usec = (server_usec().await? - before) / (calls * PAIR_ROUND.as_secs_f64());
+                if first {
+                    sharded.push(calls);
+                    sharded_usec.push(usec);
+                } else {
+                    one.push(calls);
+                    one_usec.push(usec);
+                }
+            }
+            if let (Some(s), Some(o)) = (sharded.last(), one.last()) {
+                ratios.push(s / o);
+            }
+        }
+        let (low, high) = (
+            ratios.iter().copied().fold(f64::MAX, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "  {tasks:>2} task(s): {shards} shards {:>9.0}/s | 1 shard {:>9.0}/s (medians) -> \
+             median ratio {:.2} (pairs {low:.2}-{high:.2})",
+            median(sharded),
+            median(one),
+            median(ratios)
+        );
+        if !client.is_clustered() {
+            let (s, o) = (median(sharded_usec), median(one_usec));
+            println!(
+                "            server script time per increment: {shards} shards {s:.2} µs | \
+                 1 shard {o:.2} µs -> cost ratio {:.2}",
+                s / o
+            );
+        }
+    }
+    Ok(())
+}
+
 fn lax_warm_increments(runtime: &tokio::runtime::Runtime, client: &Client) -> BenchResult<()> {
     const CALLS: u64 = 2_000_000;
     let mut options = CounterOptions::new(key(&unique_prefix()), client.clone());
@@ -236,7 +354,7 @@ async fn replica_acks_cost() -> BenchResult<()> {
 }
 
 /// Whether the section `name` runs: `DISTKIT_BENCH` (comma-separated section names:
-/// `strict`, `lax`, `memory`, `replica_acks`) picks sections; unset runs them all.
+/// `strict`, `shards`, `lax`, `memory`, `replica_acks`) picks sections; unset runs them all.
 fn runs(name: &str) -> bool {
     std::env::var("DISTKIT_BENCH").map_or(true, |sections| {
         sections.split(',').any(|section| section.trim() == name)
@@ -252,6 +370,9 @@ fn main() -> BenchResult<()> {
     let client = runtime.block_on(connect(redis.url()))?;
     if runs("strict") {
         runtime.block_on(strict_versus_raw(&client))?;
+    }
+    if runs("shards") {
+        runtime.block_on(sharded_versus_one_shard(&client))?;
     }
     if runs("lax") {
         lax_warm_increments(&runtime, &client)?;

@@ -12,6 +12,7 @@ pub mod counter;
 pub mod icounter;
 mod observe;
 mod scripts;
+mod shards;
 mod wire;
 
 // Everything a project depending only on this crate needs besides the counters.

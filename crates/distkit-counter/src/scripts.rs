@@ -2,6 +2,10 @@
 
 use distkit_core::script::LuaScript;
 
+/// Reads (and on first use records) the shard count of a prefix.
+pub(crate) static SHARD_COUNT: LuaScript =
+    LuaScript::new("shard_count", include_str!("scripts/shard_count.lua"));
+
 /// Adds a delta to one counter (the hot path of `StrictCounter::inc`).
 pub(crate) static COUNTER_INC: LuaScript =
     LuaScript::new("counter_inc", include_str!("scripts/counter_inc.lua"));
@@ -11,6 +15,12 @@ pub(crate) static COUNTER_INC: LuaScript =
 pub(crate) static COUNTER_INC_GROUP: LuaScript = LuaScript::new(
     "counter_inc_group",
     include_str!("scripts/counter_inc_group.lua"),
+);
+
+/// [`COUNTER_INC_GROUP`] for a group over several shards, on a server that is not a cluster.
+pub(crate) static COUNTER_INC_GROUP_SHARDS: LuaScript = LuaScript::new(
+    "counter_inc_group_shards",
+    include_str!("scripts/counter_inc_group_shards.lua"),
 );
 
 /// Applies a sequence of inc/set/del operations, conditional or not, all or nothing.

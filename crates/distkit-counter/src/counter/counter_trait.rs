@@ -13,7 +13,12 @@ use distkit_core::{CounterComparator, DistkitError, DistkitRedisKey};
 /// - [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown) when the
 ///   connection failed after a write was sent;
 /// - [`CounterError::BatchPartiallyApplied`](distkit_core::CounterError::BatchPartiallyApplied)
-///   when a batch of more than 1 000 operations failed after its first chunks;
+///   when a batch of more than 1 000 operations of one shard failed after its first chunks;
+/// - [`CounterError::ShardedBatchPartiallyApplied`](distkit_core::CounterError::ShardedBatchPartiallyApplied)
+///   when a batch over several shards failed in one after others applied their part (the
+///   error lists the applied operations);
+/// - [`CounterError::ShardCountMismatch`](distkit_core::CounterError::ShardCountMismatch)
+///   when the prefix's data was written with another shard count (nothing was applied);
 /// - [`DistkitError::RedisError`] for other transport and server errors.
 #[async_trait::async_trait]
 pub trait CounterTrait {
@@ -32,7 +37,9 @@ pub trait CounterTrait {
     /// Removes `key`; returns its old value (0 when absent).
     async fn del(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError>;
 
-    /// Removes every key of this counter's prefix.
+    /// Removes every key of this counter's prefix: every shard, one after the other, each
+    /// atomically (a write racing it may land in a shard already cleared). The recorded shard
+    /// count stays.
     async fn clear(&self) -> Result<(), DistkitError>;
 
     /// Adds `count` when the current value satisfies `comparator`; returns `(new, old)`, or
@@ -63,7 +70,8 @@ pub trait CounterTrait {
         count: i64,
     ) -> Result<(i64, i64), DistkitError>;
 
-    /// The values of `keys`, in input order.
+    /// The values of `keys`, in input order; each shard (and each 1 000 keys of it) is read
+    /// at its own instant, not as one snapshot.
     async fn get_all<'k>(
         &self,
         keys: &[&'k DistkitRedisKey],

@@ -21,7 +21,7 @@ use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
 use tokio::sync::oneshot;
 
 use super::remote::RemoteCounters;
-use crate::scripts::COUNTER_INC_GROUP;
+use crate::scripts::{COUNTER_INC_GROUP, COUNTER_INC_GROUP_SHARDS};
 use crate::wire::{decode_array, decode_i64, script_error};
 
 /// How many script calls of one counter object may be in flight at a time.
@@ -151,16 +151,80 @@ impl Drop for OwnedSlot {
     }
 }
 
-/// Sends one group and answers each of its callers.
+/// Sends one group and answers each of its callers. With one shard, one `counter_inc_group`
+/// call. With several: on a server that is not a cluster, one `counter_inc_group_shards` call
+/// naming the hashes of the shards the group touches (no slot separates them there, and one
+/// script costs Redis what the single-shard group costs); on a cluster, one
+/// `counter_inc_group` call per shard, concurrently. Increments of one key stay in order.
 async fn send_group(remote: &RemoteCounters, group: Vec<Queued>) {
+    if remote.shard_count() <= 1 {
+        return send_shard_group(remote, 0, group).await;
+    }
+    if !remote.is_clustered() {
+        return send_group_over_shards(remote, group).await;
+    }
+    let mut by_shard: Vec<(usize, Vec<Queued>)> = Vec::new();
+    for queued in group {
+        let shard = remote.shard_of(queued.key.as_str());
+        match by_shard.iter_mut().find(|(index, _)| *index == shard) {
+            Some((_, members)) => members.push(queued),
+            None => by_shard.push((shard, vec![queued])),
+        }
+    }
+    futures_util::future::join_all(
+        by_shard
+            .into_iter()
+            .map(|(shard, members)| send_shard_group(remote, shard, members)),
+    )
+    .await;
+}
+
+/// Sends a group over several shards as one `counter_inc_group_shards` call (a server that
+/// is not a cluster only): the increments grouped by shard, in order within each shard.
+async fn send_group_over_shards(remote: &RemoteCounters, group: Vec<Queued>) {
+    let mut by_shard: Vec<(usize, Vec<Queued>)> = Vec::new();
+    for queued in group {
+        let shard = remote.shard_of(queued.key.as_str());
+        match by_shard.iter_mut().find(|(index, _)| *index == shard) {
+            Some((_, members)) => members.push(queued),
+            None => by_shard.push((shard, vec![queued])),
+        }
+    }
+    let shards: Vec<usize> = by_shard.iter().map(|&(shard, _)| shard).collect();
+    let mut args = Vec::new();
+    let mut group = Vec::new();
+    for (_, members) in by_shard {
+        args.push(Value::from(
+            i64::try_from(members.len()).unwrap_or(i64::MAX),
+        ));
+        for queued in &members {
+            args.push(Value::from(queued.key.as_str()));
+            args.push(Value::from(queued.delta));
+        }
+        group.extend(members);
+    }
+    let reply = remote
+        .run_script_on(&COUNTER_INC_GROUP_SHARDS, &shards, args, CallPolicy::ONCE)
+        .await;
+    answer_group(group, reply);
+}
+
+/// Sends the increments of one group that belong to shard `shard` as one script call.
+async fn send_shard_group(remote: &RemoteCounters, shard: usize, group: Vec<Queued>) {
     let mut args = Vec::with_capacity(group.len().saturating_mul(2));
     for queued in &group {
         args.push(Value::from(queued.key.as_str()));
         args.push(Value::from(queued.delta));
     }
     let reply = remote
-        .run_script(&COUNTER_INC_GROUP, args, CallPolicy::ONCE)
-        .await
+        .run_script(&COUNTER_INC_GROUP, shard, args, CallPolicy::ONCE)
+        .await;
+    answer_group(group, reply);
+}
+
+/// Answers each caller of a group from the reply of its script call.
+fn answer_group(group: Vec<Queued>, reply: Result<Value, FredError>) {
+    let reply = reply
         .map_err(|error| (error, Attempts::Once))
         .and_then(|reply| decode_array(reply).map_err(|error| (error_of(&error), Attempts::Once)));
     match reply {

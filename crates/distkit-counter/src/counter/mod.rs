@@ -30,11 +30,32 @@
 //!
 //! # Batches
 //!
-//! `*_all` operations apply in input order (a key repeated in a batch is applied once per
-//! occurrence, each reporting its own values). Up to 1 000 operations go in one atomic
-//! script; a larger batch is cut into such chunks, and if a later chunk fails the error is
-//! [`CounterError::BatchPartiallyApplied`](crate::counter::CounterError) with the number
-//! applied.
+//! `*_all` operations return their results in input order (a key repeated in a batch is
+//! applied once per occurrence, in order, each reporting its own values). A prefix's keys are
+//! spread over [`CounterOptions::shards`] shards (16 by default; see *Shards* below), and a
+//! batch runs one script per shard it touches, shard after shard in the order of each
+//! shard's first key. Within a shard, up to 1 000 operations go in one atomic script; a
+//! larger part is cut into such chunks. So a batch is all or nothing when all its keys share
+//! one shard (always with `shards = 1`) and has at most 1 000 operations. Otherwise, if a
+//! later chunk of a shard fails the error is
+//! [`CounterError::BatchPartiallyApplied`](crate::counter::CounterError) with the number of
+//! that shard's operations applied (when the batch is within one shard), and if a shard fails
+//! after other shards applied their part it is
+//! [`CounterError::ShardedBatchPartiallyApplied`](crate::counter::CounterError) listing the
+//! applied operations. `get_all` reads each shard (and each chunk of 1 000) at its own
+//! instant; `clear` removes one shard after the other, each atomically.
+//!
+//! # Shards
+//!
+//! Key `k` of a prefix lives in shard `FNV-1a-64(k) mod shards`, in the hash
+//! `distkit:{<prefix>:<shard>}:counter` (one hash tag, so one cluster slot, per shard;
+//! `distkit:{<prefix>}:counter` with one shard, the layout of earlier versions). Every
+//! operation on one key is one script on one slot, so a prefix's load spreads over the
+//! masters of a cluster. The count is fixed per prefix: it is recorded in Redis on first use
+//! and a handle configured with another count gets
+//! [`CounterError::ShardCountMismatch`](crate::counter::CounterError) before anything is
+//! applied (each handle checks once, then caches the answer). The README's *Scaling out*
+//! has the capacity arithmetic and how to change the count.
 //!
 //! # Connection loss
 //!

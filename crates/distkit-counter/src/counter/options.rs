@@ -31,8 +31,8 @@ const DEFAULT_ALLOWED_LAG: Duration = Duration::from_millis(20);
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct CounterOptions {
-    /// The namespace of the counter's keys: all values of one prefix live in the hash
-    /// `distkit:{<prefix>}:counter` (one cluster slot).
+    /// The namespace of the counter's keys: the values of one prefix live in one hash per
+    /// shard (see [`shards`](Self::shards)).
     pub prefix: DistkitRedisKey,
     /// A connected client (see [`distkit_core::connect`]); cheap to clone.
     pub client: Client,
@@ -49,19 +49,36 @@ pub struct CounterOptions {
     /// (but checked all the same, see [`ReplicaAcks::validate`]). Default `None`: a write is
     /// acknowledged as soon as the primary applied it.
     pub replica_acks: Option<ReplicaAcks>,
+    /// Over how many shards (hash tags, so cluster slots) the prefix's values are spread:
+    /// key `k` lives in the hash `distkit:{<prefix>:<s>}:counter` of shard
+    /// `s = FNV-1a-64(k) mod shards`; `1` is the single-slot layout of earlier versions,
+    /// `distkit:{<prefix>}:counter`. Every operation on one key is one script on one slot as
+    /// before; a batch runs one script per shard it touches (atomic per shard, see the
+    /// [module docs](super)). Fixed per prefix: it is recorded in Redis on first use, and a
+    /// handle with another count gets
+    /// [`CounterError::ShardCountMismatch`](distkit_core::CounterError::ShardCountMismatch)
+    /// before anything is applied (the README's *Scaling out* says how to change it).
+    /// 1 ..= 1024; default [`DEFAULT_SHARDS`](Self::DEFAULT_SHARDS) (16).
+    pub shards: u16,
 }
 
 impl CounterOptions {
     /// The longest `allowed_lag`: 1 hour.
     pub const MAX_ALLOWED_LAG: Duration = Duration::from_secs(60 * 60);
 
-    /// Options with the defaults: `allowed_lag` 20 ms, no replica acknowledgement.
+    /// The default [`shards`](Self::shards): 16, enough to spread a prefix over the masters
+    /// of a typical cluster at the standalone cost of one shard.
+    pub const DEFAULT_SHARDS: u16 = crate::shards::DEFAULT_SHARDS;
+
+    /// Options with the defaults: `allowed_lag` 20 ms, no replica acknowledgement,
+    /// [`DEFAULT_SHARDS`](Self::DEFAULT_SHARDS) shards.
     pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
         Self {
             prefix,
             client,
             allowed_lag: DEFAULT_ALLOWED_LAG,
             replica_acks: None,
+            shards: Self::DEFAULT_SHARDS,
         }
     }
 
@@ -83,8 +100,8 @@ impl CounterOptions {
     /// # Errors
     ///
     /// [`DistkitError::InvalidOption`] when `allowed_lag` is longer than
-    /// [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG), or `replica_acks` is out of range (see
-    /// [`ReplicaAcks::validate`]).
+    /// [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG), `replica_acks` is out of range (see
+    /// [`ReplicaAcks::validate`]), or `shards` is not in 1 ..= 1024.
     pub fn validate(&self) -> Result<(), DistkitError> {
         if self.allowed_lag > Self::MAX_ALLOWED_LAG {
             return Err(DistkitError::InvalidOption(format!(
@@ -96,7 +113,7 @@ impl CounterOptions {
         if let Some(acks) = &self.replica_acks {
             acks.validate()?;
         }
-        Ok(())
+        crate::shards::validate(self.shards)
     }
 }
 
@@ -116,6 +133,12 @@ impl CounterOptionsBuilder {
     /// Sets [`CounterOptions::replica_acks`].
     pub fn replica_acks(mut self, replica_acks: ReplicaAcks) -> Self {
         self.options.replica_acks = Some(replica_acks);
+        self
+    }
+
+    /// Sets [`CounterOptions::shards`].
+    pub fn shards(mut self, shards: u16) -> Self {
+        self.options.shards = shards;
         self
     }
 

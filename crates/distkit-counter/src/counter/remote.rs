@@ -1,12 +1,13 @@
 //! The Redis side of the counters, shared by [`StrictCounter`](super::StrictCounter) and
 //! [`LaxCounter`](super::LaxCounter): every stored value of a prefix is one field of the hash
-//! `distkit:{<prefix>}:counter`.
+//! of its shard, `distkit:{<prefix>:<shard>}:counter` (`distkit:{<prefix>}:counter` with one
+//! shard; see [`crate::shards`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use distkit_core::fred::clients::Client;
-use distkit_core::fred::interfaces::{HashesInterface, KeysInterface};
+use distkit_core::fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
 use distkit_core::fred::types::Value;
 use distkit_core::script::{
     AcknowledgementGroup, Attempts, CallPolicy, LuaScript, retry_redirected, wait_for_replicas,
@@ -18,6 +19,7 @@ use distkit_core::{
 use super::group_commit::{self, Entry, GroupCommit};
 use crate::checked::OptionsCheck;
 use crate::scripts::{COUNTER_APPLY, COUNTER_INC};
+use crate::shards::{self, ShardGate};
 use crate::wire::{decode_array, decode_i64, script_error};
 
 /// How many operations one `counter_apply` call carries at most, so that no single script
@@ -95,7 +97,10 @@ impl<'k> Operation<'k> {
 #[derive(Clone, Debug)]
 pub(crate) struct RemoteCounters {
     client: Client,
-    values_key: String,
+    /// The values hash of each shard, in shard order (one for the single-slot layout).
+    values_keys: Arc<[String]>,
+    /// Checks once that the prefix's recorded shard count is this handle's.
+    gate: Arc<ShardGate>,
     /// When set, every write waits for this many replica acknowledgements.
     replica_acks: Option<ReplicaAcks>,
     /// Lets concurrent acknowledged writes share one `WAIT`.
@@ -107,11 +112,22 @@ pub(crate) struct RemoteCounters {
 }
 
 impl RemoteCounters {
-    pub(crate) fn new(client: Client, prefix: &DistkitRedisKey) -> Self {
-        let values_key = key_schema::counter_values(prefix);
+    /// The counters of `prefix` spread over `shards` shards (see [`crate::shards`]).
+    pub(crate) fn new(client: Client, prefix: &DistkitRedisKey, shards: u16) -> Self {
+        let values_keys: Arc<[String]> = shards::all(shards)
+            .map(|shard| key_schema::counter_values_in(prefix, shard))
+            .collect();
+        let gate = ShardGate::new(
+            client.clone(),
+            prefix,
+            shards.max(1),
+            key_schema::counter_shard_count(prefix),
+            [key_schema::counter_values(prefix)],
+        );
         Self {
             client,
-            values_key,
+            values_keys,
+            gate: Arc::new(gate),
             replica_acks: None,
             acknowledgements: Arc::new(AcknowledgementGroup::new()),
             group_commit: group_commit::shared(),
@@ -131,6 +147,38 @@ impl RemoteCounters {
         self.check.ok()
     }
 
+    /// [`check`](Self::check), then the shard-count check (one script on a handle's first
+    /// call, an atomic load after): every Redis operation runs it first.
+    pub(crate) async fn ready(&self) -> Result<(), DistkitError> {
+        self.check()?;
+        self.gate.ensure().await
+    }
+
+    /// The shard-count check of this handle, shared with its lax flushes.
+    pub(crate) fn gate(&self) -> &Arc<ShardGate> {
+        &self.gate
+    }
+
+    /// How many shards the prefix is spread over.
+    pub(crate) fn shard_count(&self) -> u16 {
+        self.gate.count()
+    }
+
+    /// The shard of `key`, as an index into the values keys.
+    pub(crate) fn shard_of(&self, key: &str) -> usize {
+        usize::from(key_schema::shard_of(key, self.gate.count()))
+    }
+
+    /// The values hash of shard `shard`.
+    fn values_key_at(&self, shard: usize) -> &str {
+        self.values_keys.get(shard).map_or("", String::as_str)
+    }
+
+    /// The values hash holding `key`.
+    fn values_key(&self, key: &str) -> &str {
+        self.values_key_at(self.shard_of(key))
+    }
+
     /// The same counters, with every write waiting for `replica_acks`.
     pub(crate) fn with_replica_acks(mut self, replica_acks: Option<ReplicaAcks>) -> Self {
         self.replica_acks = replica_acks;
@@ -143,11 +191,12 @@ impl RemoteCounters {
     async fn write(
         &self,
         script: &LuaScript,
+        values_key: &str,
         args: Vec<Value>,
         key_at: impl Fn(usize) -> String,
     ) -> Result<Value, DistkitError> {
-        self.check()?;
-        let keys = [self.values_key.as_str()];
+        self.ready().await?;
+        let keys = [values_key];
         let to_error = |error| script_error(error, Attempts::Once, &key_at);
         let Some(acks) = self.replica_acks else {
             return script
@@ -176,16 +225,39 @@ impl RemoteCounters {
         &self.group_commit
     }
 
-    /// Runs a script on the values hash, as it is: no option check, no replica
-    /// acknowledgement, fred's error as it came.
+    /// Whether the client talks to a Redis Cluster (where each shard is its own slot).
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.client.is_clustered()
+    }
+
+    /// Runs a script on the values hashes of `shards` (several only on a server that is not
+    /// a cluster), as it is: no option check, no replica acknowledgement, fred's error as it
+    /// came.
+    pub(crate) async fn run_script_on(
+        &self,
+        script: &LuaScript,
+        shards: &[usize],
+        args: Vec<Value>,
+        policy: CallPolicy,
+    ) -> Result<Value, distkit_core::fred::error::Error> {
+        let keys: Vec<&str> = shards
+            .iter()
+            .map(|&shard| self.values_key_at(shard))
+            .collect();
+        script.run(&self.client, &keys, args, policy).await
+    }
+
+    /// Runs a script on the values hash of shard `shard`, as it is: no option check, no
+    /// replica acknowledgement, fred's error as it came.
     pub(crate) async fn run_script(
         &self,
         script: &LuaScript,
+        shard: usize,
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> Result<Value, distkit_core::fred::error::Error> {
         script
-            .run(&self.client, &[self.values_key.as_str()], args, policy)
+            .run(&self.client, &[self.values_key_at(shard)], args, policy)
             .await
     }
 
@@ -196,7 +268,7 @@ impl RemoteCounters {
         if self.replica_acks.is_some() {
             return self.inc_alone(key, delta).await;
         }
-        self.check()?;
+        self.ready().await?;
         match self.group_commit.enter(self, key, delta) {
             Entry::Alone(slot) => {
                 let result = self.inc_alone(key, delta).await;
@@ -212,6 +284,7 @@ impl RemoteCounters {
         let reply = self
             .write(
                 &COUNTER_INC,
+                self.values_key(key.as_str()),
                 vec![Value::from(key.as_str()), Value::from(delta)],
                 |_| key.to_string(),
             )
@@ -237,31 +310,59 @@ impl RemoteCounters {
 
     /// Reads one value (0 when absent).
     pub(crate) async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
-        self.check()?;
+        self.ready().await?;
+        let values_key = self.values_key(key.as_str());
         let (value, _sends) = retry_redirected(&self.client, None, || {
-            self.client
-                .hget::<Value, _, _>(&self.values_key, key.as_str())
+            self.client.hget::<Value, _, _>(values_key, key.as_str())
         })
         .await;
         let value = value?;
         decode_i64(&value, key)
     }
 
-    /// Reads many values, in order, `MAX_READS_PER_CALL` per round trip.
+    /// Reads many values, in order: per shard, `MAX_READS_PER_CALL` per round trip. Each
+    /// read is of its own instant (not one snapshot across shards or chunks).
     pub(crate) async fn get_many(
         &self,
         keys: &[&DistkitRedisKey],
     ) -> Result<Vec<i64>, DistkitError> {
-        self.check()?;
+        self.ready().await?;
+        if self.shard_count() <= 1 {
+            return self.read_shard(0, keys).await;
+        }
+        let mut values = vec![0_i64; keys.len()];
+        for (shard, positions) in shards::group(self.shard_count(), keys.iter().map(|k| k.as_str()))
+        {
+            let shard_keys: Vec<&DistkitRedisKey> = positions
+                .iter()
+                .filter_map(|&position| keys.get(position).copied())
+                .collect();
+            let shard_values = self.read_shard(shard, &shard_keys).await?;
+            for (position, value) in positions.into_iter().zip(shard_values) {
+                if let Some(slot) = values.get_mut(position) {
+                    *slot = value;
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    /// Reads `keys`, all of shard `shard`, in order, `MAX_READS_PER_CALL` per round trip.
+    async fn read_shard(
+        &self,
+        shard: usize,
+        keys: &[&DistkitRedisKey],
+    ) -> Result<Vec<i64>, DistkitError> {
+        let values_key = self.values_key_at(shard);
         let mut values = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(MAX_READS_PER_CALL) {
             let fields: Vec<&str> = chunk.iter().map(|key| key.as_str()).collect();
             let (reply, _sends) = retry_redirected(&self.client, None, || async {
                 if let [field] = fields.as_slice() {
-                    let value: Value = self.client.hget(&self.values_key, *field).await?;
+                    let value: Value = self.client.hget(values_key, *field).await?;
                     Ok(Value::Array(vec![value]))
                 } else {
-                    self.client.hmget(&self.values_key, fields.clone()).await
+                    self.client.hmget(values_key, fields.clone()).await
                 }
             })
             .await;
@@ -274,25 +375,36 @@ impl RemoteCounters {
         Ok(values)
     }
 
-    /// Removes every value of the prefix (`UNLINK`: a large hash is freed in the background).
+    /// Removes every value of the prefix: one `UNLINK` per shard, shard after shard (a large
+    /// hash is freed in the background). Each shard is cleared atomically, the prefix as a
+    /// whole is not: a concurrent write may land in a shard already cleared. The recorded
+    /// shard count stays.
     pub(crate) async fn clear(&self) -> Result<(), DistkitError> {
-        self.check()?;
+        self.ready().await?;
+        for shard in 0..self.values_keys.len() {
+            self.clear_shard(self.values_key_at(shard)).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the values hash `values_key` (and waits for the replicas when asked to).
+    async fn clear_shard(&self, values_key: &str) -> Result<(), DistkitError> {
         let Some(acks) = self.replica_acks else {
             let (removed, _sends) = retry_redirected(&self.client, None, || {
-                self.client.unlink::<i64, _>(&self.values_key)
+                self.client.unlink::<i64, _>(values_key)
             })
             .await;
             let _removed = removed?;
             return Ok(());
         };
         // Queued together, so the WAIT follows the UNLINK on the same connection.
-        let keys = [self.values_key.as_str()];
+        let keys = [values_key];
         // A redirected UNLINK is sent again with a new WAIT: the first one ran on the
         // node that redirected it.
         let acknowledged = AtomicUsize::new(0);
         let (removed, _sends) = retry_redirected(&self.client, None, || async {
             let (removed, count) = tokio::join!(
-                self.client.unlink::<i64, _>(&self.values_key),
+                self.client.unlink::<i64, _>(values_key),
                 wait_for_replicas(&self.client, &keys, acks)
             );
             acknowledged.store(count, Ordering::Relaxed);
@@ -314,10 +426,70 @@ impl RemoteCounters {
         &self,
         operations: &[Operation<'_>],
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
-        self.check()?;
+        self.ready().await?;
+        let groups = shards::group(
+            self.shard_count(),
+            operations.iter().map(|operation| operation.key.as_str()),
+        );
+        if let [(shard, _)] = groups.as_slice() {
+            return self.apply_in_shard(*shard, operations).await;
+        }
+        // Several shards: one after the other, in the order of their first operation.
+        let mut results = vec![(0_i64, 0_i64); operations.len()];
+        let mut applied: Vec<usize> = Vec::with_capacity(operations.len());
+        for (shard, positions) in groups {
+            let shard_operations: Vec<Operation<'_>> = positions
+                .iter()
+                .filter_map(|&position| operations.get(position).copied())
+                .collect();
+            match self.apply_in_shard(shard, &shard_operations).await {
+                Ok(shard_results) => {
+                    for (&position, result) in positions.iter().zip(shard_results) {
+                        if let Some(slot) = results.get_mut(position) {
+                            *slot = result;
+                        }
+                    }
+                    applied.extend(positions);
+                }
+                Err(error) => {
+                    // What this shard applied before failing (its earlier chunks, and the
+                    // failing one when only its replica acknowledgement failed).
+                    let (shard_applied, source) = match error {
+                        DistkitError::CounterError(CounterError::BatchPartiallyApplied {
+                            applied: shard_applied,
+                            source,
+                        }) => (shard_applied, *source),
+                        // The shard's first chunk was applied; its replicas did not confirm.
+                        DistkitError::CounterError(CounterError::NotReplicated { .. }) => {
+                            (positions.len().min(MAX_OPERATIONS_PER_CALL), error)
+                        }
+                        other => (0, other),
+                    };
+                    applied.extend(positions.iter().take(shard_applied));
+                    if applied.is_empty() {
+                        return Err(source);
+                    }
+                    applied.sort_unstable();
+                    return Err(CounterError::ShardedBatchPartiallyApplied {
+                        applied,
+                        source: Box::new(source),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// [`apply`](Self::apply) for operations that all belong to shard `shard`.
+    async fn apply_in_shard(
+        &self,
+        shard: usize,
+        operations: &[Operation<'_>],
+    ) -> Result<Vec<(i64, i64)>, DistkitError> {
         let mut results = Vec::with_capacity(operations.len());
         for chunk in operations.chunks(MAX_OPERATIONS_PER_CALL) {
-            match self.apply_chunk(chunk).await {
+            match self.apply_chunk(shard, chunk).await {
                 Ok(chunk_results) => results.extend(chunk_results),
                 Err(error) if results.is_empty() => return Err(error),
                 Err(error) => {
@@ -342,7 +514,11 @@ impl RemoteCounters {
         Ok(results)
     }
 
-    async fn apply_chunk(&self, chunk: &[Operation<'_>]) -> Result<Vec<(i64, i64)>, DistkitError> {
+    async fn apply_chunk(
+        &self,
+        shard: usize,
+        chunk: &[Operation<'_>],
+    ) -> Result<Vec<(i64, i64)>, DistkitError> {
         let mut args = Vec::with_capacity(chunk.len().saturating_mul(5));
         for operation in chunk {
             let (op, operand) = operation.condition.wire();
@@ -358,7 +534,9 @@ impl RemoteCounters {
                 .map(|operation| operation.key.to_string())
                 .unwrap_or_default()
         };
-        let reply = self.write(&COUNTER_APPLY, args, key_at).await?;
+        let reply = self
+            .write(&COUNTER_APPLY, self.values_key_at(shard), args, key_at)
+            .await?;
         let items = decode_array(reply)?;
         let mut results = Vec::with_capacity(chunk.len());
         for (operation, pair) in chunk.iter().zip(items.chunks_exact(2)) {

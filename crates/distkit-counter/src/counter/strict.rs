@@ -21,8 +21,11 @@ use crate::checked::OptionsCheck;
 ///   alone).
 /// - `get`/`get_all`: `HGET`/`HMGET` (reads, retried after a reconnect).
 /// - `set`, `del`, conditional operations and batches: the `counter_apply` script, all or
-///   nothing per call of up to 1 000 operations.
-/// - `clear`: `UNLINK` of the prefix's hash.
+///   nothing per call of up to 1 000 operations of one shard (one call per shard a batch
+///   touches, see the [module docs](super)).
+/// - `clear`: `UNLINK` of the prefix's hash in each shard, one after the other.
+/// - Before its first Redis operation a counter object checks, once, that the prefix's
+///   recorded shard count is its own (the `shard_count` script).
 ///
 /// Writes are sent once and never replayed: after a connection failure mid-call the result
 /// is [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown) (for
@@ -75,7 +78,7 @@ impl StrictCounter {
     pub fn new(options: CounterOptions) -> Arc<Self> {
         let check = OptionsCheck::of(options.validate());
         Arc::new(Self {
-            remote: RemoteCounters::new(options.client, &options.prefix)
+            remote: RemoteCounters::new(options.client, &options.prefix, options.shards)
                 .with_replica_acks(options.replica_acks)
                 .with_check(check),
             prefix: options.prefix,

@@ -16,7 +16,11 @@ pub type Pair = (i64, i64);
 /// [`CounterError::OutcomeUnknown`](distkit_core::CounterError::OutcomeUnknown) when the
 /// connection failed after a write was sent,
 /// [`CounterError::BatchPartiallyApplied`](distkit_core::CounterError::BatchPartiallyApplied)
-/// when a batch over 1 000 operations failed after its first chunks, and
+/// when a batch over 1 000 operations of one shard failed after its first chunks,
+/// [`CounterError::ShardedBatchPartiallyApplied`](distkit_core::CounterError::ShardedBatchPartiallyApplied)
+/// when a batch over several shards failed in one after others applied their part,
+/// [`CounterError::ShardCountMismatch`](distkit_core::CounterError::ShardCountMismatch) when
+/// the prefix's data was written with another shard count (nothing was applied), and
 /// [`DistkitError::RedisError`] for other transport and server errors.
 #[async_trait::async_trait]
 pub trait InstanceAwareCounterTrait {
@@ -48,10 +52,12 @@ pub trait InstanceAwareCounterTrait {
     /// Removes this instance's slice; returns `(new C, removed I)`.
     async fn del_on_instance(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError>;
 
-    /// Removes everything under the prefix, for every instance.
+    /// Removes everything under the prefix, for every instance: every shard, one after the
+    /// other, each atomically (not the prefix as a whole). The recorded shard count stays.
     async fn clear(&self) -> Result<(), DistkitError>;
 
-    /// Removes this instance's slices of every key (each `C` drops by them).
+    /// Removes this instance's slices of every key (each `C` drops by them): in every shard
+    /// this instance joined, one after the other, each all or nothing.
     async fn clear_on_instance(&self) -> Result<(), DistkitError>;
 
     /// [`inc`](Self::inc) when `C` satisfies `comparator`; returns `(new, old)` pairs, or the

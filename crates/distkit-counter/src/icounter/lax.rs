@@ -116,6 +116,7 @@ impl LaxInstanceAwareCounter {
         let remote = Arc::new(RemoteInstanceCounters::new(
             options.client,
             &options.prefix,
+            options.shards,
             lease,
             true,
             check,
@@ -288,7 +289,14 @@ impl LaxInstanceAwareCounter {
     async fn apply_ops(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
         self.start_tasks()?;
         let outbox = self.core.flushed().await?;
-        let outcomes = self.remote.run(ops).await?;
+        let outcomes = match self.remote.run(ops).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.relearn_applied(ops, &error).await;
+                drop(outbox);
+                return Err(error);
+            }
+        };
         // Recorded before any later flush can run; increments made meanwhile stay pending.
         let local = self.core.local();
         let tick = self.core.now();
@@ -305,6 +313,31 @@ impl LaxInstanceAwareCounter {
         }
         drop(outbox);
         Ok(outcomes)
+    }
+}
+
+impl LaxInstanceAwareCounter {
+    /// After a batch over several shards failed part-way, reads back the keys of the shards
+    /// that applied it (the outbox is still held), so local values do not stay stale. Best
+    /// effort: when the read fails, those keys are refreshed by the next flush's read-back.
+    async fn relearn_applied(&self, ops: &[Op<'_>], error: &DistkitError) {
+        let DistkitError::CounterError(distkit_core::CounterError::ShardedBatchPartiallyApplied {
+            applied,
+            ..
+        }) = error
+        else {
+            return;
+        };
+        let keys: Vec<&DistkitRedisKey> = applied
+            .iter()
+            .filter_map(|&position| ops.get(position).and_then(|op| op.key))
+            .collect();
+        if let Ok(outcomes) = self.remote.run(&Op::reads(&keys)).await {
+            let tick = self.core.now();
+            for (key, outcome) in keys.into_iter().zip(outcomes) {
+                self.core.local().refresh(key, snapshot(outcome.new), tick);
+            }
+        }
     }
 }
 

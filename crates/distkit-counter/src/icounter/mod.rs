@@ -52,6 +52,21 @@
 //! instance's parked slices at once (one step per slice); `clear_on_instance` removes all of
 //! the instance's slices at once, all or nothing; `clear` is a fixed number of `UNLINK`s.
 //!
+//! # Shards
+//!
+//! A prefix's keys are spread over `shards` shards (16 by default, see
+//! [`StrictInstanceAwareCounterOptions::shards`]): key `k` lives in shard
+//! `FNV-1a-64(k) mod shards`, and each shard is a complete instance-aware counter space with
+//! its own keys (`distkit:{<prefix>:<shard>}:ic:…`) and its own membership. `C` of a key is
+//! the sum of the live slices in that key's shard, where all its slices live, so everything
+//! above holds per key. An instance joins a shard with its first call there; the heartbeat
+//! then renews its lease in every shard it joined (one script per joined shard every quarter
+//! threshold), so an idle live instance stays alive wherever it holds slices. A reaped
+//! instance revives in a shard with its next call there or its next heartbeat. Batches run
+//! one script per shard they touch (atomic per shard); `clear` reaches every shard and
+//! `clear_on_instance` every shard the instance joined, each shard atomically. The count is
+//! fixed per prefix, as for the plain counters (see [`crate::counter`]).
+//!
 //! # Strict or lax
 //!
 //! [`StrictInstanceAwareCounter`] runs every call as one atomic script.

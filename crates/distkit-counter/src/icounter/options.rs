@@ -47,7 +47,8 @@ const MAX_DURATION: Duration = Duration::from_millis(MAX_DURATION_MS);
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StrictInstanceAwareCounterOptions {
-    /// The namespace of the counter's keys (`distkit:{<prefix>}:ic:…`, one cluster slot).
+    /// The namespace of the counter's keys (`distkit:{<prefix>:<s>}:ic:…` per shard, see
+    /// `shards`).
     pub prefix: DistkitRedisKey,
     /// A connected client.
     pub client: Client,
@@ -69,6 +70,17 @@ pub struct StrictInstanceAwareCounterOptions {
     /// never learnt gets [`CounterError::FlushExpired`](distkit_core::CounterError::FlushExpired)
     /// instead of counting it twice.
     pub revival_window: Duration,
+    /// Over how many shards (hash tags, so cluster slots) the prefix's keys are spread: key
+    /// `k` lives in shard `FNV-1a-64(k) mod shards`, whose twelve keys are
+    /// `distkit:{<prefix>:<s>}:ic:…`; `1` is the single-slot layout of earlier versions,
+    /// `distkit:{<prefix>}:ic:…`. Each shard is a complete instance-aware counter space: an
+    /// instance joins a shard's membership with its first call there and is kept alive there
+    /// by its calls and heartbeats (see the [module docs](super)). Fixed per prefix: recorded
+    /// in Redis on first use, and a handle with another count gets
+    /// [`CounterError::ShardCountMismatch`](distkit_core::CounterError::ShardCountMismatch)
+    /// before anything is applied. 1 ..= 1024; default
+    /// [`DEFAULT_SHARDS`](crate::counter::CounterOptions::DEFAULT_SHARDS) (16).
+    pub shards: u16,
 }
 
 impl StrictInstanceAwareCounterOptions {
@@ -85,6 +97,7 @@ impl StrictInstanceAwareCounterOptions {
             client,
             dead_instance_threshold: DEFAULT_DEAD_INSTANCE_THRESHOLD,
             revival_window: DEFAULT_REVIVAL_WINDOW,
+            shards: crate::shards::DEFAULT_SHARDS,
         }
     }
 
@@ -106,10 +119,9 @@ impl StrictInstanceAwareCounterOptions {
     ///
     /// # Errors
     ///
-    /// None today; [`DistkitError::InvalidOption`] for any option added later that is out of
-    /// its documented range.
+    /// [`DistkitError::InvalidOption`] when `shards` is not in 1 ..= 1024.
     pub fn validate(&self) -> Result<(), DistkitError> {
-        Ok(())
+        crate::shards::validate(self.shards)
     }
 }
 
@@ -129,6 +141,12 @@ impl StrictInstanceAwareCounterOptionsBuilder {
     /// Sets [`StrictInstanceAwareCounterOptions::revival_window`].
     pub fn revival_window(mut self, revival_window: Duration) -> Self {
         self.options.revival_window = revival_window;
+        self
+    }
+
+    /// Sets [`StrictInstanceAwareCounterOptions::shards`].
+    pub fn shards(mut self, shards: u16) -> Self {
+        self.options.shards = shards;
         self
     }
 
@@ -166,7 +184,8 @@ impl StrictInstanceAwareCounterOptionsBuilder {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LaxInstanceAwareCounterOptions {
-    /// The namespace of the counter's keys (`distkit:{<prefix>}:ic:…`, one cluster slot).
+    /// The namespace of the counter's keys (`distkit:{<prefix>:<s>}:ic:…` per shard, see
+    /// `shards`).
     pub prefix: DistkitRedisKey,
     /// A connected client.
     pub client: Client,
@@ -184,6 +203,8 @@ pub struct LaxInstanceAwareCounterOptions {
     /// How long an increment may stay in local memory; zero sends every increment at once.
     /// At most [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG) (1 hour). Default 20 ms.
     pub allowed_lag: Duration,
+    /// As [`StrictInstanceAwareCounterOptions::shards`]. Default 16.
+    pub shards: u16,
 }
 
 impl LaxInstanceAwareCounterOptions {
@@ -209,6 +230,7 @@ impl LaxInstanceAwareCounterOptions {
             revival_window: DEFAULT_REVIVAL_WINDOW,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             allowed_lag: DEFAULT_ALLOWED_LAG,
+            shards: crate::shards::DEFAULT_SHARDS,
         }
     }
 
@@ -234,8 +256,8 @@ impl LaxInstanceAwareCounterOptions {
     ///
     /// [`DistkitError::InvalidOption`] when `flush_interval` is outside
     /// [`MIN_FLUSH_INTERVAL`](Self::MIN_FLUSH_INTERVAL) to
-    /// [`MAX_FLUSH_INTERVAL`](Self::MAX_FLUSH_INTERVAL), or `allowed_lag` is longer than
-    /// [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG).
+    /// [`MAX_FLUSH_INTERVAL`](Self::MAX_FLUSH_INTERVAL), `allowed_lag` is longer than
+    /// [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG), or `shards` is not in 1 ..= 1024.
     pub fn validate(&self) -> Result<(), DistkitError> {
         if self.flush_interval < Self::MIN_FLUSH_INTERVAL
             || self.flush_interval > Self::MAX_FLUSH_INTERVAL
@@ -254,7 +276,7 @@ impl LaxInstanceAwareCounterOptions {
                 self.allowed_lag
             )));
         }
-        Ok(())
+        crate::shards::validate(self.shards)
     }
 }
 
@@ -286,6 +308,12 @@ impl LaxInstanceAwareCounterOptionsBuilder {
     /// Sets [`LaxInstanceAwareCounterOptions::allowed_lag`].
     pub fn allowed_lag(mut self, allowed_lag: Duration) -> Self {
         self.options.allowed_lag = allowed_lag;
+        self
+    }
+
+    /// Sets [`LaxInstanceAwareCounterOptions::shards`].
+    pub fn shards(mut self, shards: u16) -> Self {
+        self.options.shards = shards;
         self
     }
 

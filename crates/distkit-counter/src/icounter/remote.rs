@@ -1,5 +1,18 @@
 //! The Redis side of the instance-aware counters: the `icounter` script over the twelve keys
-//! of a prefix, and the heartbeat that keeps an idle instance alive.
+//! of a prefix's shard, and the heartbeat that keeps an idle instance alive.
+//!
+//! # Shards
+//!
+//! Each shard of a prefix (see [`crate::shards`]) is a complete instance-aware counter space
+//! with its own twelve keys: its own totals, slices, membership (`alive`, `reaping`,
+//! `buried`), flush records and `due`. A key's C is the sum of the live slices of that key,
+//! which all live in the key's shard, so C = Σ live slices holds per key exactly as with one
+//! shard. An instance *joins* a shard with its first call there (any call, a read too: the
+//! script renews its lease) and from then on its heartbeat renews its lease in that shard as
+//! well, so an idle live instance stays alive in every shard where it can hold slices. The
+//! heartbeat costs one `icounter` call per joined shard every quarter threshold (default
+//! threshold 30 s: at most 16 calls per 7.5 s per instance with the default 16 shards). An
+//! instance that dies is found dead in each shard by that shard's next calls.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -16,6 +29,7 @@ use crate::buffer::{Batch, Confirmation, DeltaSink, Snapshot};
 use crate::checked::OptionsCheck;
 use crate::observe;
 use crate::scripts::{INSTANCE_COUNTER, INSTANCE_COUNTER_INC};
+use crate::shards::{self, ShardGate};
 use crate::wire::{decode_array, decode_i64, script_error};
 
 /// The roles of the keys of one prefix, in the script's `KEYS` order.
@@ -161,21 +175,34 @@ struct Flush {
     stale: bool,
 }
 
+/// The keys of one shard of a prefix, and what this instance did there.
+#[derive(Debug)]
+struct ShardKeys {
+    keys: Vec<String>,
+    /// The keys of the `icounter_inc` fast path (see [`FAST_PATH_KEYS`]).
+    fast_path_keys: Vec<String>,
+    /// Whether this instance sent any call to this shard (it then holds a lease there, which
+    /// the heartbeat keeps renewing).
+    joined: AtomicBool,
+    /// For a lax instance: whether it has sent a flush to this shard yet. Until then every
+    /// call there records the instance in the shard's `flushes` hash, so that a first flush
+    /// resent after a lost reply is not mistaken for one whose record was collected. `None`
+    /// for a strict instance.
+    flushed: Option<AtomicBool>,
+}
+
 /// The keys of one prefix and the identity of one instance.
 #[derive(Clone, Debug)]
 pub(crate) struct RemoteInstanceCounters {
     client: Client,
     prefix: String,
-    keys: Vec<String>,
-    /// The keys of the `icounter_inc` fast path (see [`FAST_PATH_KEYS`]).
-    fast_path_keys: Vec<String>,
+    /// Per shard, in shard order (one for the single-slot layout).
+    shards: Arc<[ShardKeys]>,
+    /// Checks once that the prefix's recorded shard count is this handle's.
+    gate: Arc<ShardGate>,
     instance_id: String,
     threshold_ms: u64,
     window_ms: u64,
-    /// For a lax instance: whether it has sent a flush yet. Until then every call records the
-    /// instance in the `flushes` hash, so that a first flush resent after a lost reply is
-    /// not mistaken for one whose record was collected. `None` for a strict instance.
-    flushed: Option<Arc<AtomicBool>>,
     /// Whether the options were valid: every call checks it before any I/O.
     check: OptionsCheck,
 }
@@ -188,18 +215,38 @@ impl RemoteInstanceCounters {
     pub(crate) fn new(
         client: Client,
         prefix: &DistkitRedisKey,
+        shard_count: u16,
         lease: Lease,
         lax: bool,
         check: OptionsCheck,
     ) -> Self {
-        let keys: Vec<String> = KEY_KINDS
-            .iter()
-            .map(|kind| key_schema::instance_counter(prefix, kind))
+        let shard_count = shard_count.max(1);
+        let shards: Arc<[ShardKeys]> = shards::all(shard_count)
+            .map(|shard| {
+                let keys: Vec<String> = KEY_KINDS
+                    .iter()
+                    .map(|kind| key_schema::instance_counter_in(prefix, shard, kind))
+                    .collect();
+                let fast_path_keys = FAST_PATH_KEYS
+                    .iter()
+                    .filter_map(|&index| keys.get(index).cloned())
+                    .collect();
+                ShardKeys {
+                    keys,
+                    fast_path_keys,
+                    joined: AtomicBool::new(false),
+                    flushed: lax.then(|| AtomicBool::new(false)),
+                }
+            })
             .collect();
-        let fast_path_keys = FAST_PATH_KEYS
-            .iter()
-            .filter_map(|&index| keys.get(index).cloned())
-            .collect();
+        let gate = ShardGate::new(
+            client.clone(),
+            prefix,
+            shard_count,
+            key_schema::instance_counter_shard_count(prefix),
+            ["totals", "alive", "slices", "parked"]
+                .map(|kind| key_schema::instance_counter(prefix, kind)),
+        );
         let threshold_ms = u64::try_from(lease.threshold.as_millis())
             .unwrap_or(u64::MAX)
             .clamp(MIN_DEAD_INSTANCE_THRESHOLD_MS, MAX_DURATION_MS);
@@ -209,14 +256,18 @@ impl RemoteInstanceCounters {
         Self {
             client,
             prefix: prefix.to_string(),
-            keys,
-            fast_path_keys,
+            shards,
+            gate: Arc::new(gate),
             instance_id: ulid::Ulid::new().to_string(),
             threshold_ms,
             window_ms,
-            flushed: lax.then(|| Arc::new(AtomicBool::new(false))),
             check,
         }
+    }
+
+    /// How many shards the prefix is spread over.
+    fn shard_count(&self) -> u16 {
+        self.gate.count()
     }
 
     /// `Ok` when the options were valid, else their [`DistkitError::InvalidOption`].
@@ -250,9 +301,85 @@ impl RemoteInstanceCounters {
     /// connection failed after a write was sent, [`CounterError::BatchPartiallyApplied`]
     /// when a later chunk failed, or [`DistkitError::RedisError`].
     pub(crate) async fn run(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
+        self.check()?;
+        self.gate.ensure().await?;
+        if self.shard_count() <= 1 {
+            return self.run_in_shard(0, ops).await;
+        }
+        if let [op] = ops
+            && op.key.is_none()
+        {
+            return self.run_global(*op).await;
+        }
+        let groups = shards::group(
+            self.shard_count(),
+            ops.iter().map(|op| op.key.map_or("", |key| key.as_str())),
+        );
+        if let [(shard, _)] = groups.as_slice() {
+            return self.run_in_shard(*shard, ops).await;
+        }
+        // Several shards: one after the other, in the order of their first operation.
+        let mut outcomes = vec![Outcome::default(); ops.len()];
+        let mut applied: Vec<usize> = Vec::with_capacity(ops.len());
+        for (shard, positions) in groups {
+            let shard_ops: Vec<Op<'_>> = positions
+                .iter()
+                .filter_map(|&position| ops.get(position).copied())
+                .collect();
+            match self.run_in_shard(shard, &shard_ops).await {
+                Ok(shard_outcomes) => {
+                    for (&position, outcome) in positions.iter().zip(shard_outcomes) {
+                        if let Some(slot) = outcomes.get_mut(position) {
+                            *slot = outcome;
+                        }
+                    }
+                    applied.extend(positions);
+                }
+                Err(error) => {
+                    let (shard_applied, source) = match error {
+                        DistkitError::CounterError(CounterError::BatchPartiallyApplied {
+                            applied: shard_applied,
+                            source,
+                        }) => (shard_applied, *source),
+                        other => (0, other),
+                    };
+                    applied.extend(positions.iter().take(shard_applied));
+                    if applied.is_empty() {
+                        return Err(source);
+                    }
+                    applied.sort_unstable();
+                    return Err(CounterError::ShardedBatchPartiallyApplied {
+                        applied,
+                        source: Box::new(source),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// A global operation (`clear`, `cleari`, `beat`) over several shards, shard after
+    /// shard, each atomic on its own: `clear` reaches every shard, `cleari` and `beat` the
+    /// shards this instance joined (it holds no slice and no lease elsewhere).
+    async fn run_global(&self, op: Op<'_>) -> Result<Vec<Outcome>, DistkitError> {
+        for (shard, keys) in self.shards.iter().enumerate() {
+            if op.kind == Kind::Clear || keys.joined.load(Ordering::Acquire) {
+                self.run_in_shard(shard, &[op]).await?;
+            }
+        }
+        Ok(vec![Outcome::default()])
+    }
+
+    /// [`run`](Self::run) for operations that all belong to shard `shard`.
+    async fn run_in_shard(
+        &self,
+        shard: usize,
+        ops: &[Op<'_>],
+    ) -> Result<Vec<Outcome>, DistkitError> {
         let mut outcomes = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(MAX_OPERATIONS_PER_CALL) {
-            match self.call(chunk, None).await {
+            match self.call(shard, chunk, None).await {
                 Ok(chunk_outcomes) => outcomes.extend(chunk_outcomes),
                 Err(error) if outcomes.is_empty() => return Err(error),
                 Err(error) => {
@@ -269,11 +396,21 @@ impl RemoteInstanceCounters {
 
     async fn call(
         &self,
+        shard: usize,
         ops: &[Op<'_>],
         flush: Option<Flush>,
     ) -> Result<Vec<Outcome>, DistkitError> {
         self.check()?;
-        let register = self
+        self.gate.ensure().await?;
+        let Some(shard_keys) = self.shards.get(shard) else {
+            return Err(DistkitError::InvalidOption(format!(
+                "shard {shard} of {} does not exist",
+                self.shard_count()
+            )));
+        };
+        // Marked before sending: a call whose reply is lost may have made the lease.
+        shard_keys.joined.store(true, Ordering::Release);
+        let register = shard_keys
             .flushed
             .as_ref()
             .is_some_and(|flushed| !flushed.load(Ordering::Acquire));
@@ -281,7 +418,9 @@ impl RemoteInstanceCounters {
             && op.kind == Kind::Inc
             && op.condition == CounterComparator::Nil
             && let Some(key) = op.key
-            && let Some(outcome) = self.increment_on_fast_path(key, op.amount).await?
+            && let Some(outcome) = self
+                .increment_on_fast_path(shard_keys, key, op.amount)
+                .await?
         {
             return Ok(vec![outcome]);
         }
@@ -320,7 +459,7 @@ impl RemoteInstanceCounters {
             attempts,
             timeout: None,
         };
-        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        let keys: Vec<&str> = shard_keys.keys.iter().map(String::as_str).collect();
         let key_at = |index: usize| {
             ops.get(index)
                 .and_then(|op| op.key)
@@ -364,6 +503,7 @@ impl RemoteInstanceCounters {
     /// (it is sent once), or [`DistkitError::RedisError`].
     async fn increment_on_fast_path(
         &self,
+        shard_keys: &ShardKeys,
         key: &DistkitRedisKey,
         amount: i64,
     ) -> Result<Option<Outcome>, DistkitError> {
@@ -373,7 +513,11 @@ impl RemoteInstanceCounters {
             Value::from(key.as_str()),
             Value::from(amount.to_string()),
         ];
-        let keys: Vec<&str> = self.fast_path_keys.iter().map(String::as_str).collect();
+        let keys: Vec<&str> = shard_keys
+            .fast_path_keys
+            .iter()
+            .map(String::as_str)
+            .collect();
         let reply = INSTANCE_COUNTER_INC
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await
@@ -390,7 +534,8 @@ impl RemoteInstanceCounters {
     }
 
     /// Sends a heartbeat (and reaps dead instances' slices) without changing any value, in a
-    /// `distkit.icounter.heartbeat` span.
+    /// `distkit.icounter.heartbeat` span: to the one shard of the single-slot layout, else to
+    /// every shard this instance joined (one call each).
     pub(crate) async fn beat(&self) -> Result<(), DistkitError> {
         let span = tracing::debug_span!(
             "distkit.icounter.heartbeat",
@@ -420,31 +565,121 @@ impl DeltaSink for RemoteInstanceCounters {
     /// (collected after its revival window): it may have been applied before, so it is not
     /// applied again.
     async fn send(&self, batch: &Batch) -> Result<Confirmation, DistkitError> {
-        if let Some(flushed) = &self.flushed {
+        self.check()?;
+        self.gate.ensure().await?;
+        let count = self.shard_count();
+        let shard_of =
+            |key: &DistkitRedisKey| usize::from(key_schema::shard_of(key.as_str(), count));
+        // The batch's part in each shard it touches: positions of its deltas and reads.
+        let mut parts: Vec<(usize, Vec<usize>, Vec<usize>)> = Vec::new();
+        let mut part_of = |shard: usize| match parts.iter().position(|part| part.0 == shard) {
+            Some(index) => index,
+            None => {
+                parts.push((shard, Vec::new(), Vec::new()));
+                parts.len().saturating_sub(1)
+            }
+        };
+        let delta_parts: Vec<usize> = batch
+            .deltas
+            .iter()
+            .map(|(key, _)| part_of(shard_of(key)))
+            .collect();
+        let read_parts: Vec<usize> = batch
+            .reads
+            .iter()
+            .map(|key| part_of(shard_of(key)))
+            .collect();
+        for (position, &index) in delta_parts.iter().enumerate() {
+            if let Some(part) = parts.get_mut(index) {
+                part.1.push(position);
+            }
+        }
+        for (position, &index) in read_parts.iter().enumerate() {
+            if let Some(part) = parts.get_mut(index) {
+                part.2.push(position);
+            }
+        }
+        let replies = futures_util::future::join_all(parts.iter().map(|(shard, deltas, reads)| {
+            let deltas: Vec<(DistkitRedisKey, i64)> = deltas
+                .iter()
+                .filter_map(|&position| batch.deltas.get(position).cloned())
+                .collect();
+            let reads: Vec<DistkitRedisKey> = reads
+                .iter()
+                .filter_map(|&position| batch.reads.get(position).cloned())
+                .collect();
+            self.send_part(*shard, batch.sequence, batch.stale, deltas, reads)
+        }))
+        .await;
+        let mut confirmation = Confirmation {
+            deltas: vec![None; batch.deltas.len()],
+            reads: vec![None; batch.reads.len()],
+        };
+        for ((_, deltas, reads), reply) in parts.iter().zip(replies) {
+            let part = match reply {
+                Ok(part) => part,
+                Err(DistkitError::CounterError(CounterError::FlushExpired { .. })) => {
+                    return Err(CounterError::FlushExpired {
+                        deltas: batch.deltas.len(),
+                    }
+                    .into());
+                }
+                Err(error) => return Err(error),
+            };
+            for (&position, value) in deltas.iter().zip(part.deltas) {
+                if let Some(slot) = confirmation.deltas.get_mut(position) {
+                    *slot = value;
+                }
+            }
+            for (&position, value) in reads.iter().zip(part.reads) {
+                if let Some(slot) = confirmation.reads.get_mut(position) {
+                    *slot = value;
+                }
+            }
+        }
+        Ok(confirmation)
+    }
+}
+
+impl RemoteInstanceCounters {
+    /// Sends the part of a batch that belongs to shard `shard`: its deltas as `inc`
+    /// operations followed by `get` read-backs, numbered `sequence` for exactly-once in that
+    /// shard. A delta that would overflow is left out (and reported as dropped) and the rest
+    /// is sent again under the same number.
+    async fn send_part(
+        &self,
+        shard: usize,
+        sequence: u64,
+        stale: bool,
+        batch_deltas: Vec<(DistkitRedisKey, i64)>,
+        batch_reads: Vec<DistkitRedisKey>,
+    ) -> Result<Confirmation, DistkitError> {
+        if let Some(flushed) = self
+            .shards
+            .get(shard)
+            .and_then(|shard_keys| shard_keys.flushed.as_ref())
+        {
             flushed.store(true, Ordering::Release);
         }
-        let mut dropped = vec![false; batch.deltas.len()];
+        // A part that only reads applies nothing, so it cannot apply anything twice.
+        let stale = stale && !batch_deltas.is_empty();
+        let mut dropped = vec![false; batch_deltas.len()];
         loop {
-            let mut ops: Vec<Op<'_>> = batch
-                .deltas
+            let mut ops: Vec<Op<'_>> = batch_deltas
                 .iter()
                 .zip(&dropped)
                 .filter(|&(_, &dropped)| !dropped)
                 .map(|((key, delta), _)| Op::on(Kind::Inc, key, CounterComparator::Nil, *delta))
                 .collect();
             ops.extend(
-                batch
-                    .reads
+                batch_reads
                     .iter()
                     .map(|key| Op::on(Kind::Get, key, CounterComparator::Nil, 0)),
             );
             // After an overflow the rest is sent again under the same number: that call was
             // undone, so it is stale exactly when the batch is.
-            let flush = Flush {
-                sequence: batch.sequence,
-                stale: batch.stale,
-            };
-            match self.call(&ops, Some(flush)).await {
+            let flush = Flush { sequence, stale };
+            match self.call(shard, &ops, Some(flush)).await {
                 Ok(outcomes) => {
                     let mut outcomes = outcomes.into_iter();
                     let mut confirmation = Confirmation::default();
@@ -466,19 +701,13 @@ impl DeltaSink for RemoteInstanceCounters {
                     return Ok(confirmation);
                 }
                 Err(DistkitError::CounterError(CounterError::Overflow { key })) => {
-                    let position = batch.deltas.iter().zip(&dropped).position(
+                    let position = batch_deltas.iter().zip(&dropped).position(
                         |((candidate, _), &was_dropped)| !was_dropped && candidate.as_str() == key,
                     );
                     match position.and_then(|position| dropped.get_mut(position)) {
                         Some(flag) => *flag = true,
                         None => return Err(CounterError::Overflow { key }.into()),
                     }
-                }
-                Err(DistkitError::CounterError(CounterError::FlushExpired { .. })) => {
-                    return Err(CounterError::FlushExpired {
-                        deltas: batch.deltas.len(),
-                    }
-                    .into());
                 }
                 Err(error) => return Err(error),
             }
@@ -536,7 +765,7 @@ mod tests {
             threshold: Duration::from_secs(30),
             revival_window: Duration::from_secs(3_600),
         };
-        RemoteInstanceCounters::new(client, prefix, lease, true, OptionsCheck::default())
+        RemoteInstanceCounters::new(client, prefix, 1, lease, true, OptionsCheck::default())
     }
 
     fn batch(sequence: u64, stale: bool, key: &DistkitRedisKey, delta: i64) -> Batch {
@@ -618,6 +847,7 @@ mod tests {
         let remote = RemoteInstanceCounters::new(
             client.clone(),
             &prefix,
+            1,
             short,
             false,
             OptionsCheck::default(),
@@ -628,13 +858,13 @@ mod tests {
             revival_window: Duration::MAX,
         };
         let remote =
-            RemoteInstanceCounters::new(client, &prefix, huge, false, OptionsCheck::default());
+            RemoteInstanceCounters::new(client, &prefix, 1, huge, false, OptionsCheck::default());
         assert_eq!(
             (remote.threshold_ms, remote.window_ms),
             (MAX_DURATION_MS, MAX_DURATION_MS)
         );
         assert!(
-            remote.flushed.is_none(),
+            remote.shards.iter().all(|shard| shard.flushed.is_none()),
             "a strict instance never records flushes"
         );
     }

@@ -70,6 +70,7 @@ impl StrictInstanceAwareCounter {
         let remote = Arc::new(RemoteInstanceCounters::new(
             options.client,
             &options.prefix,
+            options.shards,
             lease,
             false,
             check,

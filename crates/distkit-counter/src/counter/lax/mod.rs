@@ -3,7 +3,7 @@ mod flush;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey, key_schema};
+use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKey};
 
 use self::flush::FlushTarget;
 use super::absolute::counter_impl;
@@ -143,16 +143,14 @@ impl LaxCounter {
             allowed_lag,
             // A lax counter's writes are flushes; replica acknowledgement is a strict option.
             replica_acks: _,
+            shards,
         } = options;
         let counter_id = ulid::Ulid::new().to_string();
-        let target = FlushTarget {
-            client: client.clone(),
-            values_key: key_schema::counter_values(&prefix),
-            sequence_key: key_schema::counter_flush_sequence(&prefix, &counter_id),
-        };
         let drop_bound = distkit_core::task::drop_bound(&client);
+        let remote = RemoteCounters::new(client.clone(), &prefix, shards).with_check(check);
+        let target = FlushTarget::new(client, &prefix, &counter_id, Arc::clone(remote.gate()));
         let counter = Arc::new(Self {
-            remote: RemoteCounters::new(client, &prefix).with_check(check),
+            remote,
             core: Arc::new(LaxCore::new(
                 target,
                 FlushLabels {
@@ -207,8 +205,9 @@ impl LaxCounter {
 
     /// Sends every pending delta to Redis now and waits for the confirmation.
     ///
-    /// Runs the `counter_flush` script once per batch of up to 1 000 keys; each batch is
-    /// atomic and applied exactly once, even when resent after a connection failure.
+    /// Runs the `counter_flush` script once per shard of each batch of up to 1 000 keys (the
+    /// shards of a batch concurrently); each shard's part is atomic and applied exactly once,
+    /// even when resent after a connection failure (each shard keeps its own record).
     ///
     /// # Errors
     ///
@@ -302,7 +301,14 @@ impl LaxCounter {
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
         self.ready()?;
         let outbox = self.core.flushed().await?;
-        let results = self.remote.apply(operations).await?;
+        let results = match self.remote.apply(operations).await {
+            Ok(results) => results,
+            Err(error) => {
+                self.relearn_applied(operations, &error).await;
+                drop(outbox);
+                return Err(error);
+            }
+        };
         // Recorded before any later flush can run; increments made meanwhile stay pending.
         let tick = self.core.now();
         for (operation, &(new, _old)) in operations.iter().zip(&results) {
@@ -312,6 +318,31 @@ impl LaxCounter {
         }
         drop(outbox);
         Ok(results)
+    }
+
+    /// After a batch over several shards failed part-way, reads back the keys of the shards
+    /// that applied it (the outbox is still held), so local values do not stay stale. Best
+    /// effort: when the read fails, those keys are refreshed by the next flush's read-back.
+    async fn relearn_applied(&self, operations: &[Operation<'_>], error: &DistkitError) {
+        let DistkitError::CounterError(CounterError::ShardedBatchPartiallyApplied {
+            applied, ..
+        }) = error
+        else {
+            return;
+        };
+        let keys: Vec<&DistkitRedisKey> = applied
+            .iter()
+            .filter_map(|&position| operations.get(position))
+            .map(|operation| operation.key)
+            .collect();
+        if let Ok(values) = self.remote.get_many(&keys).await {
+            let tick = self.core.now();
+            for (key, value) in keys.into_iter().zip(values) {
+                self.core
+                    .local()
+                    .refresh(key, Snapshot::single(value), tick);
+            }
+        }
     }
 }
 
