@@ -162,10 +162,12 @@ impl LaxSlidingWindowOptionsBuilder {
 /// object admitted that is still in the window, so **one object never admits more than
 /// `limit` units of a key in any stretch of time during which none of its units leave the
 /// window** (with a limit that varies between calls, read `limit` as the largest one used).
-/// What it does not see are the units other objects admitted after its last sync. Hence,
-/// for `N` lax objects sharing a key (in one process or many), in any stretch of time
-/// shorter than `window - bucket` (a unit may join a bucket that started up to `bucket`
-/// before it, and leaves the window with that bucket, as with the strict limiter):
+/// (A unit counts in Redis for a whole window after its delivery, which comes after its
+/// admission, whichever bucket it joins: so every unit this object admitted within the last
+/// window is in the count it reads back, or still unsent.) Hence one object never admits
+/// more than `limit` within any window, and what it does not see are the units other
+/// objects admitted after its last sync. For `N` lax objects sharing a key (in one process
+/// or many), within any window:
 ///
 /// `admitted <= N × limit`, that is at most `(N − 1) × limit` beyond the limit,
 ///

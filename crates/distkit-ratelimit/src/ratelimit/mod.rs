@@ -9,9 +9,10 @@
 //! - [`GcraLimiter`]: the generic cell rate algorithm — a smooth rate (`limit` units per
 //!   `period`) with a `burst`, kept in one small string per key. Admitted calls are spread
 //!   evenly: after a burst, one unit comes back every `period / limit`.
-//! - [`SlidingWindowLimiter`]: at most `limit` units within a sliding `window`, counted in
-//!   buckets of `bucket` width — the semantics of trypema's absolute limiter, so users of
-//!   [`distkit::trypema`](https://docs.rs/trypema) can switch without changing behaviour.
+//! - [`SlidingWindowLimiter`]: at most `limit` units within any sliding `window`, counted in
+//!   buckets of `bucket` width — the semantics of trypema's absolute limiter (users of
+//!   [`distkit::trypema`](https://docs.rs/trypema) can switch), except that a bucket counts
+//!   until its newest call leaves the window, so the bound holds in every window.
 //!
 //! And a **lax** (hybrid) mode of each, mirroring the strict and lax counters: decided from
 //! local memory (no I/O on a warm key) and synced with Redis in the background every

@@ -52,11 +52,12 @@ impl LeakyBucket {
     }
 }
 
-/// The sliding window as trypema's absolute limiter keeps it: buckets `(start_ms, count)`
-/// oldest first.
+/// The sliding window: buckets `(start_ms, count, last_ms)` oldest first, as trypema's
+/// absolute limiter keeps them, except that a bucket counts until its newest call (`last`)
+/// is a window old, not its start.
 #[derive(Debug, Default)]
 pub(crate) struct Window {
-    buckets: VecDeque<(u64, u64)>,
+    buckets: VecDeque<(u64, u64, u64)>,
 }
 
 impl Window {
@@ -68,20 +69,20 @@ impl Window {
         bucket_ms: u64,
         cost: u64,
     ) -> Outcome {
-        while let Some(&(start, _)) = self.buckets.front() {
-            if now_ms - start > window_ms {
+        while let Some(&(_, _, last)) = self.buckets.front() {
+            if now_ms - last > window_ms {
                 self.buckets.pop_front();
             } else {
                 break;
             }
         }
-        let total: u64 = self.buckets.iter().map(|(_, count)| count).sum();
+        let total: u64 = self.buckets.iter().map(|(_, count, _)| count).sum();
         if total + cost > limit {
             let mut freed = 0;
             let mut retry_after = 0;
-            for &(start, count) in &self.buckets {
+            for &(_, count, last) in &self.buckets {
                 freed += count;
-                retry_after = start + window_ms + 1 - now_ms;
+                retry_after = retry_after.max(last + window_ms + 1 - now_ms);
                 if total - freed + cost <= limit {
                     break;
                 }
@@ -93,8 +94,11 @@ impl Window {
             };
         }
         match self.buckets.back_mut() {
-            Some((start, count)) if now_ms - *start <= bucket_ms => *count += cost,
-            _ => self.buckets.push_back((now_ms, cost)),
+            Some((start, count, last)) if now_ms - *start <= bucket_ms => {
+                *count += cost;
+                *last = now_ms;
+            }
+            _ => self.buckets.push_back((now_ms, cost, now_ms)),
         }
         Outcome {
             allowed: true,

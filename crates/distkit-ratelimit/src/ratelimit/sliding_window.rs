@@ -41,7 +41,8 @@ pub struct SlidingWindowOptions {
     pub window: Duration,
     /// How close together calls are counted as one bucket: 100 ms by default (trypema's
     /// default). A call joins the newest bucket when that bucket started at most `bucket`
-    /// ago. Whole milliseconds, from 1 ms to `window`.
+    /// ago. Whole milliseconds, from 1 ms to `window`. A bucket counts until its newest call
+    /// is `window` old, so its first calls may count up to `bucket` longer than `window`.
     pub bucket: Duration,
 }
 
@@ -124,18 +125,30 @@ impl SlidingWindowOptionsBuilder {
 /// A strict sliding-window limiter: at most `limit` units of cost per key within any
 /// `window`, decided by one atomic script on Redis per call, on the server clock.
 ///
-/// The semantics are those of trypema's absolute limiter (`distkit::trypema`), so users can
-/// switch: calls close together (within `bucket` of the newest bucket's start) are counted
-/// in one bucket; a bucket counts while its age is at most `window`; a call is admitted when
-/// the count in the window plus its cost is at most `limit` (trypema's Redis provider's rule;
-/// with a cost of 1 it is the local provider's rule too). The one difference:
-/// `retry_after` is the time until a call of the same cost would be admitted — for a cost of
-/// 1 that is trypema's hint plus 1 ms, since trypema names the last millisecond in which the
-/// oldest bucket still counts.
+/// The semantics are close to those of trypema's absolute limiter (`distkit::trypema`), so
+/// users can switch: calls close together (within `bucket` of the newest bucket's start) are
+/// counted in one bucket; a call is admitted when the count in the window plus its cost is
+/// at most `limit` (trypema's Redis provider's rule; with a cost of 1 it is the local
+/// provider's rule too). The differences:
 ///
-/// A key's state is a list of buckets and their total,
-/// `distkit:rl:<prefix>:{<key>}:sw` and `…:sw:total`, in one slot; both expire when the
-/// newest bucket leaves the window. Cheap to clone; starts no background work.
+/// - A bucket counts until its **newest** call is `window` old (trypema: until its start
+///   is), so every call counts for a whole window and the bound holds for every
+///   `bucket <= window`: within any `window` (both ends included, to the millisecond of the
+///   server clock), at most `limit` units are admitted. trypema's rule lets the calls that
+///   joined a bucket late leave the window early (with `window = bucket = 1 s` and a limit
+///   of 10: 1 call at 0 ms, 9 at 800 ms and 10 more at 1030 ms, 19 units within one
+///   second). The price: a bucket's first calls may count up to `bucket` longer than a
+///   window, so a small `bucket` (the default is a hundredth of the window) keeps the
+///   limiter close to exact.
+/// - `retry_after` is the time until a call of the same cost would be admitted — for a cost
+///   of 1 and buckets of calls close together, trypema's hint plus 1 ms, since trypema names
+///   the last millisecond in which the oldest bucket still counts.
+///
+/// A key's state is a list of buckets (start, count and time of the newest call) and their
+/// total, `distkit:rl:<prefix>:{<key>}:sw` and `…:sw:total`, in one slot; both expire when
+/// the newest bucket leaves the window. Buckets written by earlier versions (start and count
+/// only) are read as if their newest call came `bucket` after their start, the latest it
+/// could have. Cheap to clone; starts no background work.
 ///
 /// ```no_run
 /// # use distkit_ratelimit as distkit; // the facade crate, as users name it

@@ -1,0 +1,250 @@
+//! `distkit::ratelimit` on the server clock, the additions of issue 33: the sliding
+//! window's bound in every window (strict and lax, real time, seeded schedules).
+//!
+//! `DISTKIT_RATELIMIT_SEED` replays a seed of the randomized tests (default: from the
+//! clock); `DISTKIT_RATELIMIT_CASES` (default 3) sets how many seeds each runs.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{bounded, client, fresh_key, key};
+use distkit::DistkitError;
+use distkit::fred::clients::Client;
+use distkit::ratelimit::{
+    Decision, LaxSlidingWindowLimiter, LaxSlidingWindowOptions, SlidingWindowLimiter,
+    SlidingWindowOptions,
+};
+use distkit_test_support::TestRedis;
+
+/// SplitMix64: a small seedable generator, so a seed replays the same schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `low..=high`.
+    #[expect(clippy::arithmetic_side_effects, reason = "small test ranges")]
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    let first = std::env::var("DISTKIT_RATELIMIT_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos());
+            u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(0)
+        });
+    let cases = std::env::var("DISTKIT_RATELIMIT_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(3_u64);
+    (0..cases).map(|case| first.wrapping_add(case)).collect()
+}
+
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+fn sliding(
+    prefix: &distkit::DistkitRedisKey,
+    client: Client,
+    window_ms: u64,
+    bucket_ms: u64,
+) -> SlidingWindowLimiter {
+    let options = SlidingWindowOptions::builder(prefix.clone(), client)
+        .window(Duration::from_millis(window_ms))
+        .bucket(Duration::from_millis(bucket_ms))
+        .build();
+    SlidingWindowLimiter::new(options).unwrap()
+}
+
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+fn lax_sliding(
+    prefix: &distkit::DistkitRedisKey,
+    client: Client,
+    window_ms: u64,
+    bucket_ms: u64,
+) -> Arc<LaxSlidingWindowLimiter> {
+    let options = LaxSlidingWindowOptions::builder(prefix.clone(), client)
+        .window(Duration::from_millis(window_ms))
+        .bucket(Duration::from_millis(bucket_ms))
+        .sync_interval(Duration::from_millis(5))
+        .build();
+    LaxSlidingWindowLimiter::new(options).unwrap()
+}
+
+/// Sleeps until `at`.
+async fn sleep_until(at: Instant) {
+    tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
+}
+
+/// Issue 33's case on the real clock (`window = bucket = 1 s`, limit 10): one call at 0 ms,
+/// nine at 800 ms, ten at 1100 ms. The nine of 800 ms count until 1800 ms, so none of the
+/// last ten is admitted, by a strict limiter or by one lax object (which sees its own units
+/// through its syncs). Before the fix both admitted the last ten: 19 units within one
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_window_of_one_second_admits_19_units_of_a_limit_of_10_strict_or_lax() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let strict = sliding(&fresh_key(), client.clone(), 1_000, 1_000);
+    let lax = lax_sliding(&fresh_key(), client, 1_000, 1_000);
+    let k = key("k");
+    let start = Instant::now();
+    assert!(bounded(strict.check(&k, 10, 1)).await.unwrap().is_allowed());
+    assert!(bounded(lax.check(&k, 10, 1)).await.unwrap().is_allowed());
+    sleep_until(start + Duration::from_millis(800)).await;
+    for _ in 0..9 {
+        assert!(bounded(strict.check(&k, 10, 1)).await.unwrap().is_allowed());
+        assert!(bounded(lax.check(&k, 10, 1)).await.unwrap().is_allowed());
+    }
+    sleep_until(start + Duration::from_millis(1_100)).await;
+    let (mut strict_admitted, mut lax_admitted) = (0, 0);
+    for _ in 0..10 {
+        if bounded(strict.check(&k, 10, 1)).await.unwrap().is_allowed() {
+            strict_admitted += 1;
+        }
+        if bounded(lax.check(&k, 10, 1)).await.unwrap().is_allowed() {
+            lax_admitted += 1;
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1_700),
+        "the machine was too slow for the schedule: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        (strict_admitted, lax_admitted),
+        (0, 0),
+        "calls admitted at 1100 ms while the 10 units of 0 and 800 ms count"
+    );
+}
+
+/// One admitted call: when it started and ended (local clock), and its cost.
+#[derive(Clone, Copy, Debug)]
+struct Admitted {
+    before: Instant,
+    after: Instant,
+    cost: u64,
+}
+
+/// The most units admitted among calls that certainly fall within one window, whatever the
+/// exact moment of each decision within its call: from call `i` to call `j`,
+/// `after_j - before_i <= window - 1 ms` (the 1 ms covers the ms rounding of the server
+/// clock the strict script and the deliveries run on).
+#[expect(clippy::indexing_slicing, reason = "i is an index of the slice")]
+fn most_within_one_window(admitted: &[Admitted], window: Duration) -> u64 {
+    let span = window.saturating_sub(Duration::from_millis(1));
+    let mut most = 0;
+    for (i, first) in admitted.iter().enumerate() {
+        let units: u64 = admitted[i..]
+            .iter()
+            .take_while(|call| call.after.duration_since(first.before) <= span)
+            .map(|call| call.cost)
+            .sum();
+        most = most.max(units);
+    }
+    most
+}
+
+/// Calls `call` on a seeded random schedule (bursts of calls, pauses from 0 to a window and
+/// a half, random costs) for `run_for`; returns the calls admitted.
+#[expect(
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    reason = "a test helper fails its test; small test durations"
+)]
+async fn run_schedule<F, Fut>(
+    rng: &mut Rng,
+    window_ms: u64,
+    limit: u64,
+    run_for: Duration,
+    mut call: F,
+) -> Vec<Admitted>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Decision, DistkitError>>,
+{
+    let started = Instant::now();
+    let mut admitted = Vec::new();
+    while started.elapsed() < run_for {
+        for _ in 0..rng.between(1, limit.min(8)) {
+            let cost = rng.between(1, limit.min(4));
+            let before = Instant::now();
+            let decision = bounded(call(cost)).await.unwrap();
+            if decision.is_allowed() {
+                admitted.push(Admitted {
+                    before,
+                    after: Instant::now(),
+                    cost,
+                });
+            }
+        }
+        let pause = match rng.between(0, 3) {
+            0 => 0,
+            1 => rng.between(0, window_ms / 4),
+            2 => rng.between(window_ms / 2, window_ms),
+            _ => rng.between(0, window_ms + window_ms / 2),
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    admitted
+}
+
+/// The bound in real time, on seeded schedules with `bucket <= window` (often
+/// `bucket == window`): a strict limiter, and one lax object alone on its key, never admit
+/// more than the limit within one window. Each seed runs both for about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_every_window_strict_and_lax_sliding_windows_admit_at_most_the_limit() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    for seed in seeds() {
+        eprintln!("seed {seed}");
+        let mut rng = Rng(seed);
+        let window_ms = rng.between(100, 200);
+        let bucket_ms = match rng.between(0, 2) {
+            0 => window_ms,
+            1 => rng.between(1, window_ms),
+            _ => rng.between(window_ms / 2, window_ms),
+        };
+        let limit = rng.between(2, 12);
+        let window = Duration::from_millis(window_ms);
+        let k = key("k");
+        let strict = sliding(&fresh_key(), client.clone(), window_ms, bucket_ms);
+        let lax = lax_sliding(&fresh_key(), client.clone(), window_ms, bucket_ms);
+        let mut strict_rng = Rng(rng.next());
+        let mut lax_rng = Rng(rng.next());
+        let run_for = Duration::from_millis(900);
+        let (strict_admitted, lax_admitted) = tokio::join!(
+            run_schedule(&mut strict_rng, window_ms, limit, run_for, |cost| strict
+                .check(&k, limit, cost)),
+            run_schedule(&mut lax_rng, window_ms, limit, run_for, |cost| lax
+                .check(&k, limit, cost)),
+        );
+        for (which, admitted) in [("strict", &strict_admitted), ("lax", &lax_admitted)] {
+            let most = most_within_one_window(admitted, window);
+            assert!(
+                most <= limit,
+                "seed {seed}: the {which} limiter admitted {most} units within {window_ms} ms \
+                 (bucket {bucket_ms} ms, limit {limit}); replay: DISTKIT_RATELIMIT_SEED={seed} \
+                 DISTKIT_RATELIMIT_CASES=1 cargo test -p distkit-tests --all-features --test \
+                 ratelimit_api within_every_window"
+            );
+            assert!(
+                admitted.len() > 2,
+                "seed {seed}: {which} admitted {} calls",
+                admitted.len()
+            );
+        }
+    }
+}
