@@ -176,6 +176,20 @@ async fn bad_rates_windows_costs_and_keys_are_clear_errors_never_panics() {
     is_invalid_option(GcraRate::new(MAX_GCRA_LIMIT + 1, second, 1), "limit");
     is_invalid_option(GcraRate::new(10, Duration::ZERO, 1), "period");
     is_invalid_option(GcraRate::new(10, Duration::from_nanos(999), 1), "period");
+    // Faster than one unit per µs: refused, not truncated (issue 33).
+    is_invalid_option(GcraRate::new(10, Duration::from_micros(9), 1), "per unit");
+    is_invalid_option(
+        GcraRate::new(10, Duration::from_nanos(9_999), 1),
+        "per unit",
+    );
+    is_invalid_option(GcraRate::per_second(1_000_001, 1), "per unit");
+    is_invalid_option(
+        GcraRate::new(MAX_GCRA_LIMIT, Duration::from_micros(1), 1),
+        "per unit",
+    );
+    // One unit per µs exactly is the fastest rate.
+    assert!(GcraRate::per_second(1_000_000, 1).is_ok());
+    assert!(GcraRate::new(10, Duration::from_micros(10), 1).is_ok());
     is_invalid_option(GcraRate::new(10, second, 0), "burst");
     is_invalid_option(GcraRate::new(1, Duration::MAX, 1), "drain");
     is_invalid_option(GcraRate::new(1, second, u64::MAX), "drain");
@@ -1344,7 +1358,13 @@ async fn bad_lax_gcra_options_and_costs_are_clear_errors_never_panics() {
             .is_allowed()
     );
     is_invalid_option(bounded(limiter.check(&k, &rate, 6)).await, "cost");
-    let huge = GcraRate::new(MAX_GCRA_LIMIT, Duration::from_micros(1), MAX_GCRA_LIMIT).unwrap();
+    // The fastest rate (one unit per µs) with the largest limit and burst.
+    let huge = GcraRate::new(
+        MAX_GCRA_LIMIT,
+        Duration::from_micros(MAX_GCRA_LIMIT),
+        MAX_GCRA_LIMIT,
+    )
+    .unwrap();
     let other = key("other");
     assert!(
         bounded(limiter.check(&other, &huge, MAX_GCRA_LIMIT))

@@ -46,8 +46,10 @@ impl GcraRate {
     /// # Errors
     ///
     /// [`DistkitError::InvalidOption`] when `limit` is 0 or above [`MAX_GCRA_LIMIT`], `period`
-    /// is shorter than 1 µs, `burst` is 0, or the burst takes longer than
-    /// [`MAX_GCRA_BURST_SPAN`] to drain.
+    /// is shorter than 1 µs, the period per unit (`period / limit`, the emission interval)
+    /// is shorter than 1 µs (more than a million units per second), `burst` is 0, or the
+    /// burst takes longer than [`MAX_GCRA_BURST_SPAN`] to drain. A fraction of a microsecond
+    /// in `period` is ignored (see [`period`](Self::period)).
     pub fn new(limit: u64, period: Duration, burst: u64) -> Result<Self, DistkitError> {
         if limit == 0 || limit > MAX_GCRA_LIMIT {
             return Err(invalid(format!(
@@ -58,6 +60,16 @@ impl GcraRate {
         if period_us == 0 {
             return Err(invalid(format!(
                 "the gcra period must be at least 1 µs, got {period:?}"
+            )));
+        }
+        // The emission interval, period / limit, is at least 1 µs: the state and every time
+        // the script keeps are whole microseconds, so a faster rate could not be kept apart
+        // from a slower one.
+        if period.as_nanos() < u128::from(limit).saturating_mul(1_000) {
+            return Err(invalid(format!(
+                "a gcra rate of {limit} per {period:?} is faster than one unit per microsecond: \
+                 the period per unit (period / limit) must be at least 1 µs; count in larger \
+                 units or over a longer period"
             )));
         }
         if burst == 0 {

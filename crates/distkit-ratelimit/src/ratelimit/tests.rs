@@ -95,8 +95,10 @@ async fn gcra_script_agrees_with_a_leaky_bucket_model_on_seeded_random_calls() {
         // 10 ms, 1 000 000 per 1 s).
         let rates: Vec<(u64, u64, u64)> = (0..4)
             .map(|_| {
-                let limit = [1, 3, 7, 10, 1_000, 1_000_000][rng.between(0, 5) as usize];
                 let period_us = [10_000, 1_000_000, 3_600_000_000][rng.between(0, 2) as usize];
+                // At most one unit per µs (faster rates are refused).
+                let limit =
+                    [1, 3, 7, 10, 1_000, 1_000_000][rng.between(0, 5) as usize].min(period_us);
                 (limit, period_us, rng.between(1, 20))
             })
             .collect();
