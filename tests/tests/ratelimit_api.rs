@@ -1,5 +1,6 @@
 //! `distkit::ratelimit` on the server clock, the additions of issue 33: the sliding
-//! window's bound in every window (strict and lax, real time, seeded schedules).
+//! window's bound in every window (strict and lax, real time, seeded schedules), and what a
+//! decision reports for the IETF headers.
 //!
 //! `DISTKIT_RATELIMIT_SEED` replays a seed of the randomized tests (default: from the
 //! clock); `DISTKIT_RATELIMIT_CASES` (default 3) sets how many seeds each runs.
@@ -13,8 +14,8 @@ use common::{bounded, client, fresh_key, key};
 use distkit::DistkitError;
 use distkit::fred::clients::Client;
 use distkit::ratelimit::{
-    Decision, LaxSlidingWindowLimiter, LaxSlidingWindowOptions, SlidingWindowLimiter,
-    SlidingWindowOptions,
+    Decision, GcraLimiter, GcraOptions, GcraRate, LaxGcraLimiter, LaxGcraOptions,
+    LaxSlidingWindowLimiter, LaxSlidingWindowOptions, SlidingWindowLimiter, SlidingWindowOptions,
 };
 use distkit_test_support::TestRedis;
 
@@ -247,4 +248,80 @@ async fn within_every_window_strict_and_lax_sliding_windows_admit_at_most_the_li
             );
         }
     }
+}
+
+/// `limit()`, `remaining()`, `reset_after()` and `retry_after()`: what the IETF headers
+/// need, from every limiter (strict exact, lax from its view).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_report_the_limit_the_quota_left_when_it_is_full_again_and_when_to_retry() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let k = key("k");
+    // GCRA, 10 per second up to 5 at once: 3 units put the TAT 300 ms ahead.
+    let rate = GcraRate::per_second(10, 5).unwrap();
+    let gcra = GcraLimiter::new(GcraOptions::new(fresh_key(), client.clone()));
+    let decision = bounded(gcra.check(&k, &rate, 3)).await.unwrap();
+    assert!(decision.is_allowed(), "{decision:?}");
+    assert_eq!(
+        (
+            decision.limit(),
+            decision.remaining(),
+            decision.retry_after()
+        ),
+        (5, 2, None)
+    );
+    assert_eq!(decision.reset_after(), Duration::from_millis(300));
+    let decision = bounded(gcra.check(&k, &rate, 3)).await.unwrap();
+    assert_eq!((decision.limit(), decision.remaining()), (5, 2));
+    let retry = decision.retry_after().unwrap();
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_millis(100),
+        "{decision:?}"
+    );
+    assert!(decision.reset_after() <= Duration::from_millis(300) && decision.reset_after() > retry);
+    // The lax GCRA: the same from its strict first call, then from its view.
+    let lax_gcra = LaxGcraLimiter::new(LaxGcraOptions::new(fresh_key(), client.clone())).unwrap();
+    let decision = bounded(lax_gcra.check(&k, &rate, 3)).await.unwrap();
+    assert_eq!((decision.limit(), decision.remaining()), (5, 2));
+    assert_eq!(decision.reset_after(), Duration::from_millis(300));
+    let decision = bounded(lax_gcra.check(&k, &rate, 1)).await.unwrap();
+    assert!(decision.is_allowed());
+    assert_eq!(decision.limit(), 5);
+    assert!(
+        decision.reset_after() > Duration::from_millis(200)
+            && decision.reset_after() <= Duration::from_millis(400),
+        "{decision:?}"
+    );
+    // The sliding window, 60 s: the units of now count for 60 s and 1 ms.
+    let window = sliding(&fresh_key(), client.clone(), 60_000, 100);
+    let decision = bounded(window.check(&k, 5, 3)).await.unwrap();
+    assert_eq!(
+        (
+            decision.limit(),
+            decision.remaining(),
+            decision.retry_after()
+        ),
+        (5, 2, None)
+    );
+    assert_eq!(decision.reset_after(), Duration::from_millis(60_001));
+    let decision = bounded(window.check(&k, 5, 3)).await.unwrap();
+    assert_eq!((decision.limit(), decision.remaining()), (5, 2));
+    let retry = decision.retry_after().unwrap();
+    assert!(retry > Duration::from_secs(59) && retry <= Duration::from_millis(60_001));
+    assert!(
+        decision.reset_after() >= retry && decision.reset_after() <= Duration::from_millis(60_001)
+    );
+    // The lax sliding window: from its strict first call, then from its view (its own
+    // units count for a window from their delivery, up to a sync interval later).
+    let lax_window = lax_sliding(&fresh_key(), client, 60_000, 100);
+    let decision = bounded(lax_window.check(&k, 5, 3)).await.unwrap();
+    assert_eq!((decision.limit(), decision.remaining()), (5, 2));
+    assert_eq!(decision.reset_after(), Duration::from_millis(60_001));
+    let decision = bounded(lax_window.check(&k, 5, 3)).await.unwrap();
+    assert_eq!((decision.limit(), decision.remaining()), (5, 2));
+    assert!(decision.retry_after().is_some());
+    assert!(
+        decision.reset_after() > Duration::from_secs(59),
+        "{decision:?}"
+    );
 }

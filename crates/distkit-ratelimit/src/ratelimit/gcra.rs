@@ -317,8 +317,15 @@ impl GcraRate {
     /// `ahead_scaled` (in `1/limit` µs) ahead of the time of the decision after it.
     pub(super) fn decision(&self, allowed: bool, ahead_scaled: u128, cost: u64) -> Decision {
         let remaining = self.remaining_at(ahead_scaled);
+        // The full burst is back once the TAT is reached: ceil(ahead / limit) µs.
+        let reset_us = ahead_scaled.div_ceil(u128::from(self.limit));
+        let reset_after = Duration::from_micros(u64::try_from(reset_us).unwrap_or(u64::MAX));
         if allowed {
-            return Decision::Allowed { remaining };
+            return Decision::Allowed {
+                remaining,
+                limit: self.burst,
+                reset_after,
+            };
         }
         // Admitted once the TAT plus this cost is within the burst: ceil(excess / limit) µs.
         let excess = ahead_scaled
@@ -328,6 +335,8 @@ impl GcraRate {
         Decision::Rejected {
             retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(u64::MAX)),
             remaining,
+            limit: self.burst,
+            reset_after,
         }
     }
 }

@@ -620,7 +620,7 @@ mod tests {
         // (a unit comes back every 333 ms, the test takes less).
         let decision = bounded(target.strict.check(&k, &rate, 1)).await.unwrap();
         assert!(
-            matches!(decision, Decision::Allowed { remaining } if (89..=90).contains(&remaining)),
+            matches!(decision, Decision::Allowed { remaining, .. } if (89..=90).contains(&remaining)),
             "{decision:?}"
         );
         // The record lives 2 × burst × T + 60 s = 2 × 33.3 s + 60 s.

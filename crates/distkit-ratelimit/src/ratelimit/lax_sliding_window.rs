@@ -11,7 +11,7 @@ use fred::types::Value;
 use super::lax::{self, Algorithm, Core, DEFAULT_SYNC_INTERVAL, Delivery};
 use super::sliding_window::check_limit_and_cost;
 use super::{
-    Decision, SlidingWindowLimiter, SlidingWindowOptions, non_negative, redis_key, three_integers,
+    Decision, SlidingWindowLimiter, SlidingWindowOptions, four_integers, non_negative, redis_key,
 };
 
 /// The delivery script of the lax sliding-window limiter.
@@ -267,6 +267,8 @@ struct View {
     total: u64,
     /// When the oldest bucket seen at the last sync leaves the window.
     oldest_leaves: Option<Instant>,
+    /// When the newest bucket seen at the last sync (or strict call) leaves the window.
+    newest_leaves: Option<Instant>,
 }
 
 /// What Redis holds for a key after a delivery.
@@ -274,12 +276,38 @@ struct View {
 struct Synced {
     total: u64,
     oldest_leaves: Duration,
+    newest_leaves: Duration,
 }
 
 impl SlidingWindowAlgorithm {
     /// The window.
     fn window(&self) -> Duration {
         Duration::from_millis(self.window_ms)
+    }
+
+    /// The view's guess of the time until the window is empty: when the newest bucket of
+    /// the last sync leaves it, or, when this object has units not yet delivered, a window
+    /// and a sync interval (they count for a window from their delivery).
+    fn reset_hint(&self, view: &View, own_units: bool) -> Duration {
+        let seen = view.newest_leaves.map_or_else(
+            || {
+                if view.total > 0 {
+                    self.window()
+                } else {
+                    Duration::ZERO
+                }
+            },
+            |leaves| leaves.saturating_duration_since(Instant::now()),
+        );
+        if own_units {
+            seen.max(
+                self.window()
+                    .saturating_add(self.sync_interval)
+                    .saturating_add(Duration::from_millis(1)),
+            )
+        } else {
+            seen
+        }
     }
 }
 
@@ -306,6 +334,8 @@ impl Algorithm for SlidingWindowAlgorithm {
         {
             return Decision::Allowed {
                 remaining: limit.saturating_sub(counted).saturating_sub(cost),
+                limit,
+                reset_after: self.reset_hint(view, true),
             };
         }
         let retry_after = view.oldest_leaves.map_or(self.sync_interval, |leaves| {
@@ -314,6 +344,8 @@ impl Algorithm for SlidingWindowAlgorithm {
         Decision::Rejected {
             retry_after: retry_after.max(Duration::from_millis(1)),
             remaining: limit.saturating_sub(counted),
+            limit,
+            reset_after: self.reset_hint(view, unsent > 0),
         }
     }
 
@@ -329,6 +361,7 @@ impl Algorithm for SlidingWindowAlgorithm {
             View {
                 total,
                 oldest_leaves: None,
+                newest_leaves: Instant::now().checked_add(decision.reset_after()),
             },
         ))
     }
@@ -365,12 +398,17 @@ impl Algorithm for SlidingWindowAlgorithm {
                 CallPolicy::RETRY,
             )
             .await?;
-        let (total, oldest_leaves_ms, _applied) = three_integers("sliding_window_sync", reply)?;
+        let [total, oldest_leaves_ms, _applied, newest_leaves_ms] =
+            four_integers("sliding_window_sync", reply)?;
         Ok(Synced {
             total: non_negative("sliding_window_sync", total)?,
             oldest_leaves: Duration::from_millis(non_negative(
                 "sliding_window_sync",
                 oldest_leaves_ms,
+            )?),
+            newest_leaves: Duration::from_millis(non_negative(
+                "sliding_window_sync",
+                newest_leaves_ms,
             )?),
         })
     }
@@ -378,7 +416,9 @@ impl Algorithm for SlidingWindowAlgorithm {
     /// The count read back becomes the view.
     fn confirm(&self, view: &mut View, synced: Synced, _pending: u64) {
         view.total = synced.total;
-        view.oldest_leaves = Instant::now().checked_add(synced.oldest_leaves);
+        let now = Instant::now();
+        view.oldest_leaves = now.checked_add(synced.oldest_leaves);
+        view.newest_leaves = now.checked_add(synced.newest_leaves);
     }
 
     async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
@@ -606,7 +646,11 @@ mod tests {
         let strict = SlidingWindowLimiter::new(options).unwrap();
         assert_eq!(
             bounded(strict.check(&k, 12, 2)).await.unwrap(),
-            Decision::Allowed { remaining: 0 }
+            Decision::Allowed {
+                remaining: 0,
+                limit: 12,
+                reset_after: Duration::from_millis(60_001)
+            }
         );
         assert!(!bounded(strict.check(&k, 12, 1)).await.unwrap().is_allowed());
         // The record lives 2 × window + 60 s.

@@ -80,7 +80,7 @@
 //! // 100 requests per second on average, up to 20 at once.
 //! let rate = GcraRate::new(100, Duration::from_secs(1), 20)?;
 //! match limiter.check(&DistkitRedisKey::try_from("tenant-42")?, &rate, 1).await? {
-//!     Decision::Allowed { remaining } => println!("go on, {remaining} left"),
+//!     Decision::Allowed { remaining, .. } => println!("go on, {remaining} left"),
 //!     Decision::Rejected { retry_after, .. } => println!("slow down, retry in {retry_after:?}"),
 //! }
 //! # Ok(())
@@ -127,6 +127,11 @@ pub use sliding_window::{
 };
 
 /// The answer of a rate limiter to one call.
+///
+/// Everything an HTTP service needs for the IETF `RateLimit-Limit`, `RateLimit-Remaining`,
+/// `RateLimit-Reset` and `Retry-After` headers: [`limit`](Self::limit),
+/// [`remaining`](Self::remaining), [`reset_after`](Self::reset_after) and
+/// [`retry_after`](Self::retry_after) (the `tower` feature's layer fills them in).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Decision {
     /// The call was admitted and its cost charged.
@@ -134,6 +139,11 @@ pub enum Decision {
         /// How many more units would be admitted right now (the rest of the burst, or of the
         /// window's limit).
         remaining: u64,
+        /// The most units admitted at once: the burst of a GCRA rate, the limit of a
+        /// sliding window.
+        limit: u64,
+        /// How long until the full `limit` is available again, if nothing else is admitted.
+        reset_after: Duration,
     },
     /// The call was refused; nothing was charged.
     Rejected {
@@ -144,6 +154,11 @@ pub enum Decision {
         retry_after: Duration,
         /// How many units would be admitted right now (less than the cost of this call).
         remaining: u64,
+        /// The most units admitted at once: the burst of a GCRA rate, the limit of a
+        /// sliding window.
+        limit: u64,
+        /// How long until the full `limit` is available again, if nothing else is admitted.
+        reset_after: Duration,
     },
 }
 
@@ -153,10 +168,38 @@ impl Decision {
         matches!(self, Self::Allowed { .. })
     }
 
-    /// The quota left at the time of the decision, for both outcomes.
+    /// The quota left at the time of the decision, for both outcomes (`RateLimit-Remaining`).
     pub fn remaining(&self) -> u64 {
         match *self {
-            Self::Allowed { remaining } | Self::Rejected { remaining, .. } => remaining,
+            Self::Allowed { remaining, .. } | Self::Rejected { remaining, .. } => remaining,
+        }
+    }
+
+    /// The most units admitted at once (`RateLimit-Limit`): the burst of a GCRA rate, the
+    /// limit of a sliding-window call.
+    pub fn limit(&self) -> u64 {
+        match *self {
+            Self::Allowed { limit, .. } | Self::Rejected { limit, .. } => limit,
+        }
+    }
+
+    /// How long until the full [`limit`](Self::limit) is available again if nothing else is
+    /// admitted (`RateLimit-Reset`): for GCRA, until the key's theoretical arrival time; for
+    /// a sliding window, until every unit counted now has left the window. Zero when the
+    /// full limit is available now. A lax limiter deciding in memory gives its view's
+    /// figure: a hint.
+    pub fn reset_after(&self) -> Duration {
+        match *self {
+            Self::Allowed { reset_after, .. } | Self::Rejected { reset_after, .. } => reset_after,
+        }
+    }
+
+    /// How long until a call of the same cost would be admitted (`Retry-After`): `None` when
+    /// this one was.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match *self {
+            Self::Allowed { .. } => None,
+            Self::Rejected { retry_after, .. } => Some(retry_after),
         }
     }
 }

@@ -7,7 +7,7 @@ use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
 use fred::types::Value;
 
-use super::{Decision, invalid, non_negative, redis_key, three_integers};
+use super::{Decision, four_integers, invalid, non_negative, redis_key};
 
 /// The sliding-window decision script.
 static SLIDING_WINDOW: LuaScript = LuaScript::new(
@@ -288,15 +288,23 @@ impl SlidingWindowLimiter {
                 CallPolicy::ONCE,
             )
             .await?;
-        let (allowed, total, retry_ms) = three_integers("sliding_window", reply)?;
+        let [allowed, total, retry_ms, reset_ms] = four_integers("sliding_window", reply)?;
         let total = non_negative("sliding_window", total)?;
         let remaining = limit.saturating_sub(total);
+        let reset_after = Duration::from_millis(non_negative("sliding_window", reset_ms)?);
         if allowed == 1 {
-            return Ok((Decision::Allowed { remaining }, total));
+            let decision = Decision::Allowed {
+                remaining,
+                limit,
+                reset_after,
+            };
+            return Ok((decision, total));
         }
         let decision = Decision::Rejected {
             retry_after: Duration::from_millis(non_negative("sliding_window", retry_ms)?),
             remaining,
+            limit,
+            reset_after,
         };
         Ok((decision, total))
     }

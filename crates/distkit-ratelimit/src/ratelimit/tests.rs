@@ -66,21 +66,14 @@ fn seeds() -> Vec<u64> {
     (0..cases).map(|case| first.wrapping_add(case)).collect()
 }
 
-fn outcome(decision: Decision, retry_unit: Duration) -> Outcome {
-    match decision {
-        Decision::Allowed { remaining } => Outcome {
-            allowed: true,
-            remaining,
-            retry_after: 0,
-        },
-        Decision::Rejected {
-            retry_after,
-            remaining,
-        } => Outcome {
-            allowed: false,
-            remaining,
-            retry_after: u64::try_from(retry_after.as_nanos() / retry_unit.as_nanos()).unwrap(),
-        },
+fn outcome(decision: Decision, unit: Duration) -> Outcome {
+    let in_units = |time: Duration| u64::try_from(time.as_nanos() / unit.as_nanos()).unwrap();
+    Outcome {
+        allowed: decision.is_allowed(),
+        remaining: decision.remaining(),
+        retry_after: decision.retry_after().map_or(0, in_units),
+        limit: decision.limit(),
+        reset_after: in_units(decision.reset_after()),
     }
 }
 
@@ -280,7 +273,9 @@ async fn gcra_admits_exactly_three_per_second_without_rounding_drift() {
         decision,
         Decision::Rejected {
             retry_after: Duration::from_micros(333_334),
-            remaining: 0
+            remaining: 0,
+            limit: 3,
+            reset_after: Duration::from_micros(1_000_000),
         }
     );
 }
@@ -370,7 +365,9 @@ async fn a_bucket_counts_until_its_newest_call_leaves_the_window_so_no_window_ho
             bounded(at(1_030)).await.unwrap(),
             Decision::Rejected {
                 retry_after: Duration::from_millis(771),
-                remaining: 0
+                remaining: 0,
+                limit: 10,
+                reset_after: Duration::from_millis(771),
             },
             "call {call} at 1030 ms"
         );
@@ -381,7 +378,11 @@ async fn a_bucket_counts_until_its_newest_call_leaves_the_window_so_no_window_ho
         bounded(limiter.check_at(&k, 10, 10, Some(t0 + 1_801)))
             .await
             .unwrap(),
-        Decision::Allowed { remaining: 0 }
+        Decision::Allowed {
+            remaining: 0,
+            limit: 10,
+            reset_after: Duration::from_millis(1_001),
+        }
     );
 }
 

@@ -16,9 +16,10 @@
 -- the window one ms later. So a call admitted at t counts through t + window, and the units
 -- admitted within any window of `window` ms (both ends included) are at most the limit. A
 -- call is admitted when total + cost <= limit, counting the buckets still in the window.
--- Returns { allowed, total, retry_after_ms }: allowed is 1 or 0; total is the count in the
--- window after the decision; retry_after_ms (0 when admitted) is the time until enough of the
--- oldest buckets have left the window for this cost to fit, if nothing else is admitted.
+-- Returns { allowed, total, retry_after_ms, reset_ms }: allowed is 1 or 0; total is the count
+-- in the window after the decision; retry_after_ms (0 when admitted) is the time until enough
+-- of the oldest buckets have left the window for this cost to fit, if nothing else is
+-- admitted; reset_ms is the time until every bucket has left it (0 when it is empty).
 -- Errors: 'DISTKIT_BAD_STATE' when the keys hold entries this script did not write.
 -- Every number stays an integer below 2^53, so the double arithmetic of Lua is exact.
 -- sliding_window_common.lua is prepended to this script (it defines sw_parse, sw_bad_state,
@@ -45,6 +46,18 @@ if not total then
   return evicted
 end
 
+-- The time until the newest bucket, whose last time is `newest_last`, leaves the window.
+local function reset_ms(newest_last)
+  if total == 0 then
+    return 0
+  end
+  local reset = newest_last + window + 1 - now
+  if reset < 0 then
+    reset = 0
+  end
+  return reset
+end
+
 local function store_total(newest_last)
   if total == 0 then
     redis.call('DEL', total_key)
@@ -65,11 +78,11 @@ local function store_total(newest_last)
 end
 
 if total + cost > limit then
+  local newest_last, err = sw_newest_last(buckets, now, bucket)
+  if not newest_last then
+    return err
+  end
   if evicted then
-    local newest_last, err = sw_newest_last(buckets, now, bucket)
-    if not newest_last then
-      return err
-    end
     store_total(newest_last)
   end
   -- Walk from the oldest bucket until enough has left for this cost.
@@ -90,7 +103,7 @@ if total + cost > limit then
       break
     end
   end
-  return { 0, total, retry }
+  return { 0, total, retry, reset_ms(newest_last) }
 end
 
 local newest_last, err = sw_add(buckets, now, bucket, cost)
@@ -99,4 +112,4 @@ if not newest_last then
 end
 total = total + cost
 store_total(newest_last)
-return { 1, total, 0 }
+return { 1, total, 0, reset_ms(newest_last) }

@@ -17,10 +17,11 @@
 -- server clock, and count for a whole window from now. The window saturates at 2^53 - 1
 -- units (far above any limit, which is at most 2^52), so every number stays an exact
 -- integer in Lua's doubles.
--- Returns { total, oldest_leaves_ms, applied }: total is the count in the window after the
--- delivery; oldest_leaves_ms is the time until the oldest bucket leaves the window (0 when
--- the window is empty); applied is 1 when the units were added now, 0 when they were added
--- by an earlier send of the same delivery (or there were none).
+-- Returns { total, oldest_leaves_ms, applied, newest_leaves_ms }: total is the count in the
+-- window after the delivery; oldest_leaves_ms is the time until the oldest bucket leaves the
+-- window (0 when the window is empty); applied is 1 when the units were added now, 0 when
+-- they were added by an earlier send of the same delivery (or there were none);
+-- newest_leaves_ms is the time until the newest bucket leaves (0 when the window is empty).
 -- Errors: 'DISTKIT_BAD_STATE' when the keys hold entries the sliding-window scripts did not
 -- write.
 -- sliding_window_common.lua is prepended to this script (it defines sw_parse, sw_bad_state,
@@ -75,16 +76,24 @@ if oldest then
   end
 end
 
+local newest_leaves = 0
+if oldest then
+  local newest_last, err = sw_newest_last(buckets, now, bucket)
+  if not newest_last then
+    return err
+  end
+  newest_leaves = newest_last + window + 1 - now
+  if newest_leaves < 0 then
+    newest_leaves = 0
+  end
+end
+
 if changed then
   if total == 0 then
     redis.call('DEL', total_key)
   else
     -- The newest bucket counts until now - last > window.
-    local newest_last, err = sw_newest_last(buckets, now, bucket)
-    if not newest_last then
-      return err
-    end
-    local ttl = newest_last + window + 1 - now
+    local ttl = newest_leaves
     if ttl < 1 then
       ttl = 1
     end
@@ -92,4 +101,4 @@ if changed then
     redis.call('PEXPIRE', buckets, ttl)
   end
 end
-return { total, oldest_leaves, applied }
+return { total, oldest_leaves, applied, newest_leaves }
