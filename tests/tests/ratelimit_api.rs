@@ -1,6 +1,6 @@
 //! `distkit::ratelimit` on the server clock, the additions of issue 33: the sliding
-//! window's bound in every window (strict and lax, real time, seeded schedules), and what a
-//! decision reports for the IETF headers.
+//! window's bound in every window (strict and lax, real time, seeded schedules), what a
+//! decision reports for the IETF headers, `peek` and `wait` on every limiter.
 //!
 //! `DISTKIT_RATELIMIT_SEED` replays a seed of the randomized tests (default: from the
 //! clock); `DISTKIT_RATELIMIT_CASES` (default 3) sets how many seeds each runs.
@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{bounded, client, fresh_key, key};
-use distkit::DistkitError;
 use distkit::fred::clients::Client;
 use distkit::ratelimit::{
     Decision, GcraLimiter, GcraOptions, GcraRate, LaxGcraLimiter, LaxGcraOptions,
     LaxSlidingWindowLimiter, LaxSlidingWindowOptions, SlidingWindowLimiter, SlidingWindowOptions,
 };
+use distkit::{DistkitError, DistkitRedisKey};
 use distkit_test_support::TestRedis;
 
 /// SplitMix64: a small seedable generator, so a seed replays the same schedule.
@@ -57,7 +57,7 @@ fn seeds() -> Vec<u64> {
 
 #[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
 fn sliding(
-    prefix: &distkit::DistkitRedisKey,
+    prefix: &DistkitRedisKey,
     client: Client,
     window_ms: u64,
     bucket_ms: u64,
@@ -71,7 +71,7 @@ fn sliding(
 
 #[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
 fn lax_sliding(
-    prefix: &distkit::DistkitRedisKey,
+    prefix: &DistkitRedisKey,
     client: Client,
     window_ms: u64,
     bucket_ms: u64,
@@ -324,4 +324,333 @@ async fn decisions_report_the_limit_the_quota_left_when_it_is_full_again_and_whe
         decision.reset_after() > Duration::from_secs(59),
         "{decision:?}"
     );
+}
+
+/// How many scripts the server ran so far (`EVAL` and `EVALSHA` calls).
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+fn scripts_run(redis: &TestRedis) -> u64 {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .map(|line| {
+            let calls = line.split("calls=").nth(1).unwrap();
+            calls.split(',').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+/// The count Redis holds for a sliding-window key (0 when it has none).
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+fn window_total(redis: &TestRedis, prefix: &DistkitRedisKey, k: &DistkitRedisKey) -> u64 {
+    let text = redis.cli(&["GET", &format!("distkit:rl:{prefix}:{{{k}}}:sw:total")]);
+    if text.is_empty() {
+        0
+    } else {
+        text.parse().unwrap()
+    }
+}
+
+/// Asserts `result` is `RateLimited` with a `retry_after` above `more_than`.
+#[expect(clippy::panic, reason = "a test helper fails its test")]
+fn rate_limited(result: Result<Decision, DistkitError>, more_than: Duration) {
+    match result {
+        Err(DistkitError::RateLimited { retry_after }) => {
+            assert!(retry_after > more_than, "retry after {retry_after:?}");
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+}
+
+/// A peek answers what a call of cost 1 would get and charges nothing, on every limiter;
+/// a lax limiter's peek on a cold key leaves it cold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_answers_like_a_call_of_cost_one_and_charges_nothing_on_every_limiter() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let k = key("k");
+    let hour = Duration::from_secs(3_600);
+    let rate = GcraRate::new(1, hour, 3).unwrap();
+
+    let gcra_prefix = fresh_key();
+    let gcra = GcraLimiter::new(GcraOptions::new(gcra_prefix.clone(), client.clone()));
+    for _ in 0..5 {
+        let decision = bounded(gcra.peek(&k, &rate)).await.unwrap();
+        assert_eq!((decision.is_allowed(), decision.remaining()), (true, 2));
+        assert_eq!(decision.reset_after(), hour);
+    }
+    assert_eq!(
+        bounded(gcra.check(&k, &rate, 3)).await.unwrap().remaining(),
+        0
+    );
+    let decision = bounded(gcra.peek(&k, &rate)).await.unwrap();
+    assert!(!decision.is_allowed());
+    assert!(decision.retry_after().unwrap() > hour - Duration::from_secs(60));
+
+    let window = sliding(&fresh_key(), client.clone(), 60_000, 100);
+    for _ in 0..5 {
+        let decision = bounded(window.peek(&k, 3)).await.unwrap();
+        assert_eq!((decision.is_allowed(), decision.remaining()), (true, 2));
+    }
+    assert!(bounded(window.check(&k, 3, 3)).await.unwrap().is_allowed());
+    assert!(!bounded(window.peek(&k, 3)).await.unwrap().is_allowed());
+
+    let lax_gcra = LaxGcraLimiter::new(LaxGcraOptions::new(gcra_prefix, client.clone())).unwrap();
+    let other = key("other");
+    for _ in 0..3 {
+        let decision = bounded(lax_gcra.peek(&other, &rate)).await.unwrap();
+        assert_eq!((decision.is_allowed(), decision.remaining()), (true, 2));
+    }
+    assert_eq!(
+        lax_gcra.tracked_keys(),
+        0,
+        "a peek on a cold key leaves it cold"
+    );
+    assert_eq!(
+        bounded(lax_gcra.check(&other, &rate, 2))
+            .await
+            .unwrap()
+            .remaining(),
+        1
+    );
+    // Warm: in memory, on the view.
+    for _ in 0..3 {
+        let decision = bounded(lax_gcra.peek(&other, &rate)).await.unwrap();
+        assert_eq!((decision.is_allowed(), decision.remaining()), (true, 0));
+    }
+    assert_eq!(
+        bounded(lax_gcra.check(&other, &rate, 1))
+            .await
+            .unwrap()
+            .remaining(),
+        0
+    );
+    assert!(
+        !bounded(lax_gcra.peek(&other, &rate))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    bounded(lax_gcra.flush()).await.unwrap();
+    // Redis holds the 3 units the lax object admitted, no more: a strict call of cost 1 is
+    // refused, and the refusal's wait is that of 3 units (about 3 hours), not 4.
+    let decision = bounded(gcra.check(&other, &rate, 1)).await.unwrap();
+    let retry = decision.retry_after().unwrap();
+    assert!(
+        retry > hour - Duration::from_secs(60) && retry <= hour,
+        "{decision:?}"
+    );
+
+    let lax_prefix = fresh_key();
+    let lax_window = lax_sliding(&lax_prefix, client, 60_000, 100);
+    for _ in 0..3 {
+        assert_eq!(
+            bounded(lax_window.peek(&k, 3)).await.unwrap().remaining(),
+            2
+        );
+    }
+    assert_eq!(lax_window.tracked_keys(), 0);
+    assert!(
+        bounded(lax_window.check(&k, 3, 2))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    for _ in 0..3 {
+        let decision = bounded(lax_window.peek(&k, 3)).await.unwrap();
+        assert_eq!((decision.is_allowed(), decision.remaining()), (true, 0));
+    }
+    bounded(lax_window.flush()).await.unwrap();
+    assert_eq!(window_total(&redis, &lax_prefix, &k), 2);
+}
+
+/// `wait` on every limiter: after one refusal it sleeps the refusal's `retry_after` and is
+/// admitted, charged once; when the wait would exceed `max_wait` it returns `RateLimited` at
+/// once and charges nothing. The strict limiters run one script per attempt (no polling).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_sleeps_until_admitted_charges_once_and_gives_up_at_once_charging_nothing() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let k = key("k");
+    let generous = Duration::from_secs(5);
+    let hour = Duration::from_secs(3_600);
+
+    // Strict GCRA: 10 per second, 1 at once: the second call waits about 100 ms.
+    let rate = GcraRate::per_second(10, 1).unwrap();
+    let gcra = GcraLimiter::new(GcraOptions::new(fresh_key(), client.clone()));
+    assert!(
+        bounded(gcra.check(&k, &rate, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let (scripts, started) = (scripts_run(&redis), Instant::now());
+    let decision = bounded(gcra.wait(&k, &rate, 1, generous)).await.unwrap();
+    let waited = started.elapsed();
+    assert!(decision.is_allowed());
+    assert!(
+        waited >= Duration::from_millis(50) && waited < generous,
+        "{waited:?}"
+    );
+    assert!(
+        scripts_run(&redis) - scripts <= 3,
+        "wait polled the limiter"
+    );
+    // Charged once: the TAT is one interval ahead, not two.
+    let retry = bounded(gcra.peek(&k, &rate))
+        .await
+        .unwrap()
+        .retry_after()
+        .unwrap();
+    assert!(retry <= Duration::from_millis(100), "{retry:?}");
+    // 1 per hour, 2 at once, 1 used: a cost of 2 would wait an hour.
+    let slow = GcraRate::new(1, hour, 2).unwrap();
+    let k2 = key("k2");
+    assert!(
+        bounded(gcra.check(&k2, &slow, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let started = Instant::now();
+    rate_limited(
+        bounded(gcra.wait(&k2, &slow, 2, Duration::from_secs(60))).await,
+        Duration::from_secs(60),
+    );
+    assert!(
+        started.elapsed() < generous,
+        "RateLimited came after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        bounded(gcra.check(&k2, &slow, 1))
+            .await
+            .unwrap()
+            .remaining(),
+        0,
+        "nothing charged"
+    );
+
+    // Strict sliding window: 300 ms, 2 units: the third waits until the first two leave.
+    let window_prefix = fresh_key();
+    let window = sliding(&window_prefix, client.clone(), 300, 10);
+    assert!(bounded(window.check(&k, 2, 2)).await.unwrap().is_allowed());
+    let (scripts, started) = (scripts_run(&redis), Instant::now());
+    let decision = bounded(window.wait(&k, 2, 1, generous)).await.unwrap();
+    let waited = started.elapsed();
+    assert!(decision.is_allowed());
+    assert!(
+        waited >= Duration::from_millis(250) && waited < generous,
+        "{waited:?}"
+    );
+    assert!(
+        scripts_run(&redis) - scripts <= 3,
+        "wait polled the limiter"
+    );
+    assert_eq!(window_total(&redis, &window_prefix, &k), 1, "charged once");
+    let long = sliding(&window_prefix, client.clone(), 60_000, 100);
+    assert!(bounded(long.check(&k2, 2, 2)).await.unwrap().is_allowed());
+    let started = Instant::now();
+    rate_limited(
+        bounded(long.wait(&k2, 2, 1, Duration::from_secs(10))).await,
+        Duration::from_secs(10),
+    );
+    assert!(started.elapsed() < generous);
+    assert_eq!(
+        window_total(&redis, &window_prefix, &k2),
+        2,
+        "nothing charged"
+    );
+
+    // Lax GCRA: the same, decided on its view.
+    let lax_gcra_prefix = fresh_key();
+    let lax_gcra =
+        LaxGcraLimiter::new(LaxGcraOptions::new(lax_gcra_prefix.clone(), client.clone())).unwrap();
+    assert!(
+        bounded(lax_gcra.check(&k, &rate, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let started = Instant::now();
+    assert!(
+        bounded(lax_gcra.wait(&k, &rate, 1, generous))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(50) && waited < generous,
+        "{waited:?}"
+    );
+    assert!(
+        bounded(lax_gcra.check(&k2, &slow, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let started = Instant::now();
+    rate_limited(
+        bounded(lax_gcra.wait(&k2, &slow, 2, Duration::from_secs(60))).await,
+        Duration::from_secs(60),
+    );
+    assert!(started.elapsed() < generous);
+    assert_eq!(
+        bounded(lax_gcra.check(&k2, &slow, 1))
+            .await
+            .unwrap()
+            .remaining(),
+        0,
+        "nothing charged"
+    );
+    bounded(lax_gcra.flush()).await.unwrap();
+    // Redis holds 2 units of `k` (the call and the wait, each once) at 10 per second.
+    let strict_view = GcraLimiter::new(GcraOptions::new(lax_gcra_prefix, client.clone()));
+    let retry = bounded(strict_view.peek(&k, &rate))
+        .await
+        .unwrap()
+        .retry_after()
+        .unwrap();
+    assert!(retry <= Duration::from_millis(100), "{retry:?}");
+
+    // Lax sliding window.
+    let lax_prefix = fresh_key();
+    let lax_window = lax_sliding(&lax_prefix, client.clone(), 300, 10);
+    assert!(
+        bounded(lax_window.check(&k, 2, 2))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let started = Instant::now();
+    assert!(
+        bounded(lax_window.wait(&k, 2, 1, generous))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < generous,
+        "{waited:?}"
+    );
+    bounded(lax_window.flush()).await.unwrap();
+    assert_eq!(window_total(&redis, &lax_prefix, &k), 1, "charged once");
+    let lax_long = lax_sliding(&lax_prefix, client, 60_000, 100);
+    assert!(
+        bounded(lax_long.check(&k2, 2, 2))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    bounded(lax_long.flush()).await.unwrap();
+    let started = Instant::now();
+    rate_limited(
+        bounded(lax_long.wait(&k2, 2, 1, Duration::from_secs(10))).await,
+        Duration::from_secs(10),
+    );
+    assert!(started.elapsed() < generous);
+    bounded(lax_long.flush()).await.unwrap();
+    assert_eq!(window_total(&redis, &lax_prefix, &k2), 2, "nothing charged");
 }

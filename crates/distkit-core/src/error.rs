@@ -1,4 +1,3 @@
-#[cfg(feature = "lock")]
 use std::time::Duration;
 
 /// The one error type of distkit.
@@ -20,6 +19,14 @@ pub enum DistkitError {
     /// stays closed; build a new one to go on.
     #[error("the object was closed; nothing was applied")]
     Closed,
+    /// A rate limiter's `wait` gave up at once: the call would have had to wait longer than
+    /// its `max_wait` to be admitted. Nothing was charged.
+    #[error("rate limited: a call would be admitted in {retry_after:?}, later than allowed")]
+    RateLimited {
+        /// How long until the call would have been admitted (the limiter's `retry_after`,
+        /// if nothing else is admitted in between).
+        retry_after: Duration,
+    },
     /// A counter or instance-aware counter operation failed.
     #[cfg(feature = "counter")]
     #[cfg_attr(docsrs, doc(cfg(feature = "counter")))]

@@ -243,7 +243,48 @@ impl GcraLimiter {
         rate: &GcraRate,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, rate, cost, None).await?.0)
+        Ok(self.decide(key, rate, cost, None, false).await?.0)
+    }
+
+    /// The decision a call of cost 1 on `key` at `rate` would get now, without charging
+    /// anything.
+    ///
+    /// Runs the `gcra` script in its peek mode (one `EVALSHA`, atomic, on the server clock,
+    /// writing nothing), sent once. Another call may change the answer right after it.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] for a transport failure, a server error, or a key
+    /// holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    pub async fn peek(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+    ) -> Result<Decision, DistkitError> {
+        Ok(self.decide(key, rate, 1, None, true).await?.0)
+    }
+
+    /// Charges `cost` units to `key` at `rate` as soon as they conform, sleeping until then,
+    /// unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` (computed on the server clock), once, and tries again, so it does not
+    /// poll. Other callers may take the quota meanwhile: then it waits again, within
+    /// `max_wait` in total. Cancelling it charges nothing unless an attempt was admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   lies more than `max_wait` after the first attempt (its `retry_after` says when).
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, rate, cost)).await
     }
 
     /// Forgets the state of `key`: it is back to its full burst. One `DEL`.
@@ -271,18 +312,19 @@ impl GcraLimiter {
         cost: u64,
         now_us: Option<u64>,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, rate, cost, now_us).await?.0)
+        Ok(self.decide(key, rate, cost, now_us, false).await?.0)
     }
 
     /// [`check`](Self::check) at the server's time, or at `now_us` (tests only), also
     /// returning the time of the decision (µs) and how far the TAT lies ahead of it after
-    /// the decision (in `1/limit` µs).
+    /// the decision (in `1/limit` µs). With `peek`, nothing is charged.
     pub(super) async fn decide(
         &self,
         key: &DistkitRedisKey,
         rate: &GcraRate,
         cost: u64,
         now_us: Option<u64>,
+        peek: bool,
     ) -> Result<(Decision, u64, u128), DistkitError> {
         check_cost(rate, cost)?;
         let (cost_us, cost_frac) = rate.span_of(cost);
@@ -295,6 +337,7 @@ impl GcraLimiter {
             Value::from(burst_us.to_string()),
             Value::from(burst_frac.to_string()),
             Value::from(now_us.map(|now| now.to_string()).unwrap_or_default()),
+            Value::from(if peek { "1" } else { "" }),
         ];
         let reply = GCRA
             .run(&self.client, &[state.as_str()], args, CallPolicy::ONCE)

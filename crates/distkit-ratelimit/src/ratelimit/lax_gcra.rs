@@ -225,7 +225,7 @@ struct GcraAlgorithm {
 }
 
 /// What one object knows of one key.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct View {
     /// The TAT, in `1/scale` µs on the server clock (since the Unix epoch).
     tat_scaled: u128,
@@ -315,7 +315,8 @@ impl Algorithm for GcraAlgorithm {
         rate: &GcraRate,
         cost: u64,
     ) -> Result<(Decision, View), DistkitError> {
-        let (decision, now_us, ahead_scaled) = self.strict.decide(key, rate, cost, None).await?;
+        let (decision, now_us, ahead_scaled) =
+            self.strict.decide(key, rate, cost, None, false).await?;
         let received = Instant::now();
         let mut view = View {
             tat_scaled: u128::from(now_us)
@@ -327,6 +328,14 @@ impl Algorithm for GcraAlgorithm {
         };
         self.anchor(&mut view, now_us, received);
         Ok((decision, view))
+    }
+
+    async fn peek_strict(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+    ) -> Result<Decision, DistkitError> {
+        Ok(self.strict.decide(key, rate, 1, None, true).await?.0)
     }
 
     /// The rate of the latest admitted call (a view without one has nothing to deliver:
@@ -480,6 +489,46 @@ impl LaxGcraLimiter {
         cost: u64,
     ) -> Result<Decision, DistkitError> {
         self.core.check(key, rate, cost).await
+    }
+
+    /// The decision a call of cost 1 on `key` at `rate` would get now, without charging
+    /// anything: from this object's view of a warm key, in memory (a hint, like every lax
+    /// decision), or from [`GcraLimiter::peek`] on a cold key (one script call; the key stays
+    /// cold).
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::Closed`] after [`close`](Self::close).
+    /// - For a cold key only, the errors of [`GcraLimiter::peek`].
+    pub async fn peek(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+    ) -> Result<Decision, DistkitError> {
+        self.core.peek(key, rate).await
+    }
+
+    /// Charges `cost` units to `key` at `rate` as soon as this object admits them, sleeping
+    /// until then, unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` once (computed on the view's estimate of the server clock), and tries
+    /// again, so it does not poll. Cancelling it charges nothing unless an attempt was
+    /// admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   (as far as the view tells) lies more than `max_wait` after the first attempt.
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, rate, cost)).await
     }
 
     /// Delivers the units admitted locally and reads back the state of every tracked key,

@@ -154,7 +154,10 @@ impl LaxSlidingWindowOptionsBuilder {
 ///
 /// A rejection charges nothing. Its `retry_after` is a hint, not the exact figure of the
 /// strict limiter: the time until the oldest bucket seen at the last sync leaves the window
-/// (at least 1 ms; the sync interval when none was seen). `remaining` is `limit - view`.
+/// (at least 1 ms), or the sync interval when none was seen or it has left already (the next
+/// sync shows it). `remaining` is `limit - view`, `limit` the call's limit, and
+/// `reset_after` the time until the newest bucket of the last sync leaves the window, or a
+/// window and a sync interval when this object has units not yet delivered.
 ///
 /// # Over-admission bound
 ///
@@ -261,7 +264,7 @@ struct SlidingWindowAlgorithm {
 }
 
 /// What one object knows of one key's window.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct View {
     /// The window's count at the last sync (or strict call).
     total: u64,
@@ -338,9 +341,13 @@ impl Algorithm for SlidingWindowAlgorithm {
                 reset_after: self.reset_hint(view, true),
             };
         }
-        let retry_after = view.oldest_leaves.map_or(self.sync_interval, |leaves| {
-            leaves.saturating_duration_since(Instant::now())
-        });
+        // Until the oldest bucket of the last sync leaves; once it has, until the next sync
+        // shows it (a sync interval at most).
+        let retry_after = view
+            .oldest_leaves
+            .map(|leaves| leaves.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+            .unwrap_or(self.sync_interval);
         Decision::Rejected {
             retry_after: retry_after.max(Duration::from_millis(1)),
             remaining: limit.saturating_sub(counted),
@@ -355,7 +362,7 @@ impl Algorithm for SlidingWindowAlgorithm {
         limit: &u64,
         cost: u64,
     ) -> Result<(Decision, View), DistkitError> {
-        let (decision, total) = self.strict.decide(key, *limit, cost, None).await?;
+        let (decision, total) = self.strict.decide(key, *limit, cost, None, false).await?;
         Ok((
             decision,
             View {
@@ -364,6 +371,14 @@ impl Algorithm for SlidingWindowAlgorithm {
                 newest_leaves: Instant::now().checked_add(decision.reset_after()),
             },
         ))
+    }
+
+    async fn peek_strict(
+        &self,
+        key: &DistkitRedisKey,
+        limit: &u64,
+    ) -> Result<Decision, DistkitError> {
+        Ok(self.strict.decide(key, *limit, 1, None, true).await?.0)
     }
 
     fn info(&self, _view: &View) {}
@@ -498,6 +513,44 @@ impl LaxSlidingWindowLimiter {
         cost: u64,
     ) -> Result<Decision, DistkitError> {
         self.core.check(key, &limit, cost).await
+    }
+
+    /// The decision a call of cost 1 on `key` within `limit` would get now, without charging
+    /// anything: from this object's view of a warm key, in memory (a hint, like every lax
+    /// decision), or from [`SlidingWindowLimiter::peek`] on a cold key (one script call; the
+    /// key stays cold).
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::Closed`] after [`close`](Self::close).
+    /// - [`DistkitError::InvalidOption`] when `limit` is 0 or above
+    ///   [`MAX_WINDOW_LIMIT`](super::MAX_WINDOW_LIMIT), before any I/O.
+    /// - For a cold key only, the errors of [`SlidingWindowLimiter::peek`].
+    pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
+        self.core.peek(key, &limit).await
+    }
+
+    /// Charges `cost` units to `key` within `limit` as soon as this object admits them,
+    /// sleeping until then, unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` once (a hint from the view: until the oldest bucket of the last sync
+    /// leaves the window, or a sync interval), and tries again, so it does not poll.
+    /// Cancelling it charges nothing unless an attempt was admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   (as far as the view tells) lies more than `max_wait` after the first attempt.
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        limit: u64,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, limit, cost)).await
     }
 
     /// Delivers the units admitted locally and reads back the count of every tracked key,

@@ -204,6 +204,33 @@ impl Decision {
     }
 }
 
+/// The loop of every limiter's `wait`: calls `check` until it admits, sleeping each
+/// refusal's `retry_after` once; gives up at once with [`DistkitError::RateLimited`] when the
+/// next admission lies beyond `max_wait` (counted from the first call). A refused call
+/// charges nothing, so giving up (or being cancelled) charges nothing.
+async fn wait_until_admitted<F, Fut>(
+    max_wait: Duration,
+    mut check: F,
+) -> Result<Decision, DistkitError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Decision, DistkitError>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        let decision = check().await?;
+        let Some(retry_after) = decision.retry_after() else {
+            return Ok(decision);
+        };
+        let waited = started.elapsed();
+        if waited.saturating_add(retry_after) > max_wait {
+            return Err(DistkitError::RateLimited { retry_after });
+        }
+        // A refusal always names a positive wait; at least 1 µs keeps a zero from spinning.
+        tokio::time::sleep(retry_after.max(Duration::from_micros(1))).await;
+    }
+}
+
 /// The Redis key of a limiter key: `distkit:rl:<prefix>:{<key>}:<part>`, tagged by the key.
 fn redis_key(prefix: &DistkitRedisKey, key: &DistkitRedisKey, part: &str) -> String {
     format!(

@@ -228,6 +228,46 @@ impl SlidingWindowLimiter {
         self.check_at(key, limit, cost, None).await
     }
 
+    /// The decision a call of cost 1 on `key` within `limit` would get now, without
+    /// charging anything.
+    ///
+    /// Runs the `sliding_window` script in its peek mode (one `EVALSHA`, atomic, on the
+    /// server clock; it only evicts buckets that left the window), sent once. Another call
+    /// may change the answer right after it.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::InvalidOption`] when `limit` is 0 or above [`MAX_WINDOW_LIMIT`],
+    ///   before any I/O.
+    /// - [`DistkitError::RedisError`] for a transport failure, a server error, or keys
+    ///   holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
+        Ok(self.decide(key, limit, 1, None, true).await?.0)
+    }
+
+    /// Charges `cost` units to `key` within `limit` as soon as they fit, sleeping until
+    /// then, unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` (computed on the server clock), once, and tries again, so it does not
+    /// poll. Other callers may take the quota meanwhile: then it waits again, within
+    /// `max_wait` in total. Cancelling it charges nothing unless an attempt was admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   lies more than `max_wait` after the first attempt (its `retry_after` says when).
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        limit: u64,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, limit, cost)).await
+    }
+
     /// Forgets the state of `key`: its window is empty. One `DEL` of both keys.
     ///
     /// # Errors
@@ -260,16 +300,18 @@ impl SlidingWindowLimiter {
         cost: u64,
         now_ms: Option<u64>,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, limit, cost, now_ms).await?.0)
+        Ok(self.decide(key, limit, cost, now_ms, false).await?.0)
     }
 
-    /// [`check_at`](Self::check_at), also returning the window's count after the decision.
+    /// [`check_at`](Self::check_at), also returning the window's count after the decision;
+    /// with `peek`, nothing is charged.
     pub(super) async fn decide(
         &self,
         key: &DistkitRedisKey,
         limit: u64,
         cost: u64,
         now_ms: Option<u64>,
+        peek: bool,
     ) -> Result<(Decision, u64), DistkitError> {
         check_limit_and_cost(limit, cost)?;
         let [buckets, total] = self.keys(key);
@@ -279,6 +321,7 @@ impl SlidingWindowLimiter {
             Value::from(self.bucket_ms.to_string()),
             Value::from(cost.to_string()),
             Value::from(now_ms.map(|now| now.to_string()).unwrap_or_default()),
+            Value::from(if peek { "1" } else { "" }),
         ];
         let reply = SLIDING_WINDOW
             .run(

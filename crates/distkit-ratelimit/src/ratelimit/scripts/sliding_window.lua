@@ -12,6 +12,8 @@
 -- ARGV[4]  cost of this call (1 .. limit)
 -- ARGV[5]  '' to read the server clock (redis.call('TIME')); tests give a time in ms
 --          instead, and the keys are then written without an expiry
+-- ARGV[6]  '1' to peek: the same decision and reply, but the cost is not charged (buckets
+--          that left the window are still evicted); '' to decide and charge
 -- A bucket counts while now - last <= window (last: the time of its newest call); it leaves
 -- the window one ms later. So a call admitted at t counts through t + window, and the units
 -- admitted within any window of `window` ms (both ends included) are at most the limit. A
@@ -31,6 +33,7 @@ local window = tonumber(ARGV[2])
 local bucket = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local explicit_time = ARGV[5] ~= ''
+local peek = ARGV[6] == '1'
 
 local now
 if explicit_time then
@@ -104,6 +107,23 @@ if total + cost > limit then
     end
   end
   return { 0, total, retry, reset_ms(newest_last) }
+end
+
+if peek then
+  local newest_last, err = sw_newest_last(buckets, now, bucket)
+  if not newest_last then
+    return err
+  end
+  if evicted then
+    store_total(newest_last)
+  end
+  -- As if charged: the cost would join a bucket whose last time becomes now (or stays
+  -- later, when the clock went back).
+  if now > newest_last then
+    newest_last = now
+  end
+  total = total + cost
+  return { 1, total, 0, reset_ms(newest_last) }
 end
 
 local newest_last, err = sw_add(buckets, now, bucket, cost)
