@@ -17,7 +17,7 @@ cargo fmt --all -- --check
 echo "== clippy (workspace, all features)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-for features in "" counter instance-aware-counter lock trypema tls full; do
+for features in "" counter instance-aware-counter lock trypema tower tls full; do
   echo "== clippy (facade, features: '${features:-none}')"
   cargo clippy -p distkit --all-targets --no-default-features --features "$features" -- -D warnings
 done
@@ -60,7 +60,7 @@ echo "== examples (against REDIS_URL, else a private redis-server this step star
     source scripts/private-redis.sh
     start_private_redis
   fi
-  for example in quickstart tour instance_aware lock ratelimit; do
+  for example in quickstart tour instance_aware lock ratelimit tower; do
     cargo run -q -p distkit --features full --example "$example" >/dev/null
   done
 )

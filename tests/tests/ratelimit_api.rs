@@ -654,3 +654,169 @@ async fn wait_sleeps_until_admitted_charges_once_and_gives_up_at_once_charging_n
     bounded(lax_long.flush()).await.unwrap();
     assert_eq!(window_total(&redis, &lax_prefix, &k2), 2, "nothing charged");
 }
+
+/// The application behind the layer in the tower tests: counts its calls.
+fn counting_service(
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl tower::Service<
+    http::Request<String>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(move |_request: http::Request<String>| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned())) }
+    })
+}
+
+/// A request from `tenant` (none: no `x-tenant` header).
+#[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
+fn request(tenant: Option<&str>) -> http::Request<String> {
+    let mut builder = http::Request::builder().uri("/things");
+    if let Some(tenant) = tenant {
+        builder = builder.header("x-tenant", tenant);
+    }
+    builder.body(String::new()).unwrap()
+}
+
+/// The tenant of a request, as a limiter key.
+fn tenant_key(request: &http::Request<String>) -> Option<DistkitRedisKey> {
+    let tenant = request.headers().get("x-tenant")?.to_str().ok()?;
+    DistkitRedisKey::try_from(tenant).ok()
+}
+
+/// A response header as text (`""` when absent).
+fn header(response: &http::Response<String>, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The tower layer over HTTP requests, with a strict GCRA and a lax sliding window: admitted
+/// requests reach the service and carry the `RateLimit-*` headers; refused ones get a 429
+/// with `Retry-After` and never reach it; tenants are limited apart; requests without a key
+/// are not limited; a failing limiter gives 503, or lets requests through when told to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_layer_answers_429_with_retry_after_and_ratelimit_headers_over_http() {
+    use distkit::ratelimit::tower::{OnLimiterError, RateLimitLayer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, ServiceExt};
+
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gcra_prefix = fresh_key();
+    let gcra = Arc::new(GcraLimiter::new(GcraOptions::new(
+        gcra_prefix.clone(),
+        client.clone(),
+    )));
+    // 1 per minute, bursts of 2.
+    let rate = GcraRate::new(1, Duration::from_secs(60), 2).unwrap();
+    let service =
+        RateLimitLayer::new(gcra, rate, tenant_key).layer(counting_service(Arc::clone(&calls)));
+    let first = bounded(service.clone().oneshot(request(Some("acme"))))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), http::StatusCode::OK);
+    assert_eq!(first.body(), "ok");
+    assert_eq!(
+        (
+            header(&first, "ratelimit-limit"),
+            header(&first, "ratelimit-remaining"),
+            header(&first, "ratelimit-reset")
+        ),
+        ("2".to_owned(), "1".to_owned(), "60".to_owned())
+    );
+    assert_eq!(header(&first, "retry-after"), "");
+    let second = bounded(service.clone().oneshot(request(Some("acme"))))
+        .await
+        .unwrap();
+    assert_eq!(second.status(), http::StatusCode::OK);
+    assert_eq!(header(&second, "ratelimit-remaining"), "0");
+    assert_eq!(header(&second, "ratelimit-reset"), "120");
+    let refused = bounded(service.clone().oneshot(request(Some("acme"))))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.body(), "");
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((59..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(header(&refused, "ratelimit-limit"), "2");
+    assert_eq!(header(&refused, "ratelimit-remaining"), "0");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "a refused request reached the service"
+    );
+    // Another tenant has its own quota; a request without a key is not limited.
+    let other = bounded(service.clone().oneshot(request(Some("globex"))))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), http::StatusCode::OK);
+    for _ in 0..3 {
+        let anonymous = bounded(service.clone().oneshot(request(None)))
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), http::StatusCode::OK);
+        assert_eq!(header(&anonymous, "ratelimit-limit"), "");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+
+    // A lax sliding window (60 s, 2 per window) through the same layer.
+    let lax = lax_sliding(&fresh_key(), client.clone(), 60_000, 100);
+    let service =
+        RateLimitLayer::new(lax, 2, tenant_key).layer(counting_service(Arc::clone(&calls)));
+    let statuses = [
+        bounded(service.clone().oneshot(request(Some("acme"))))
+            .await
+            .unwrap(),
+        bounded(service.clone().oneshot(request(Some("acme"))))
+            .await
+            .unwrap(),
+        bounded(service.clone().oneshot(request(Some("acme"))))
+            .await
+            .unwrap(),
+    ];
+    assert_eq!(
+        statuses
+            .iter()
+            .map(http::Response::status)
+            .collect::<Vec<_>>(),
+        [
+            http::StatusCode::OK,
+            http::StatusCode::OK,
+            http::StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let retry: u64 = header(&statuses[2], "retry-after").parse().unwrap();
+    assert!((1..=61).contains(&retry), "Retry-After {retry}");
+    assert_eq!(calls.load(Ordering::SeqCst), 8);
+
+    // A limiter that fails (the key holds data distkit did not write): 503 by default, or
+    // through with OnLimiterError::Admit.
+    let _: String = redis.cli(&[
+        "SET",
+        &format!("distkit:rl:{gcra_prefix}:{{broken}}:gcra"),
+        "hello",
+    ]);
+    let gcra = Arc::new(GcraLimiter::new(GcraOptions::new(gcra_prefix, client)));
+    let closed = RateLimitLayer::new(Arc::clone(&gcra), rate, tenant_key)
+        .layer(counting_service(Arc::clone(&calls)));
+    let response = bounded(closed.oneshot(request(Some("broken"))))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.load(Ordering::SeqCst), 8);
+    let open = RateLimitLayer::new(gcra, rate, tenant_key)
+        .on_limiter_error(OnLimiterError::Admit)
+        .layer(counting_service(Arc::clone(&calls)));
+    let response = bounded(open.oneshot(request(Some("broken"))))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 9);
+}

@@ -92,6 +92,9 @@ mod lax;
 mod lax_gcra;
 mod lax_sliding_window;
 mod sliding_window;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 #[cfg(test)]
 #[expect(
@@ -201,6 +204,74 @@ impl Decision {
             Self::Allowed { .. } => None,
             Self::Rejected { retry_after, .. } => Some(retry_after),
         }
+    }
+}
+
+/// What a limiter's check returns, boxed: see [`Limiter`].
+pub type CheckFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Decision, DistkitError>> + Send + 'a>,
+>;
+
+/// A rate limiter that generic code can drive (the `tower` feature's
+/// `RateLimitLayer` takes any): every limiter of this module implements it, with the
+/// semantics of its own `check`.
+pub trait Limiter: Send + Sync + 'static {
+    /// What a call names besides its key and cost: a [`GcraRate`] for the GCRA limiters,
+    /// the window's limit (`u64`) for the sliding-window limiters.
+    type Params: Send + Sync + 'static;
+
+    /// The limiter's `check`: charges `cost` units to `key` if they are admitted.
+    ///
+    /// # Errors
+    ///
+    /// Those of the limiter's own `check`.
+    fn check<'a>(
+        &'a self,
+        key: &'a DistkitRedisKey,
+        params: &'a Self::Params,
+        cost: u64,
+    ) -> CheckFuture<'a>;
+}
+
+impl Limiter for GcraLimiter {
+    type Params = GcraRate;
+
+    fn check<'a>(
+        &'a self,
+        key: &'a DistkitRedisKey,
+        rate: &'a GcraRate,
+        cost: u64,
+    ) -> CheckFuture<'a> {
+        Box::pin(GcraLimiter::check(self, key, rate, cost))
+    }
+}
+
+impl Limiter for LaxGcraLimiter {
+    type Params = GcraRate;
+
+    fn check<'a>(
+        &'a self,
+        key: &'a DistkitRedisKey,
+        rate: &'a GcraRate,
+        cost: u64,
+    ) -> CheckFuture<'a> {
+        Box::pin(LaxGcraLimiter::check(self, key, rate, cost))
+    }
+}
+
+impl Limiter for SlidingWindowLimiter {
+    type Params = u64;
+
+    fn check<'a>(&'a self, key: &'a DistkitRedisKey, limit: &'a u64, cost: u64) -> CheckFuture<'a> {
+        Box::pin(SlidingWindowLimiter::check(self, key, *limit, cost))
+    }
+}
+
+impl Limiter for LaxSlidingWindowLimiter {
+    type Params = u64;
+
+    fn check<'a>(&'a self, key: &'a DistkitRedisKey, limit: &'a u64, cost: u64) -> CheckFuture<'a> {
+        Box::pin(LaxSlidingWindowLimiter::check(self, key, *limit, cost))
     }
 }
 
