@@ -1,6 +1,7 @@
 //! `distkit::ratelimit` on the server clock, the additions of issue 33: the sliding
 //! window's bound in every window (strict and lax, real time, seeded schedules), what a
-//! decision reports for the IETF headers, `peek` and `wait` on every limiter.
+//! decision reports for the IETF headers, `peek` and `wait` on every limiter, the tower layer
+//! over HTTP requests, and failing open.
 //!
 //! `DISTKIT_RATELIMIT_SEED` replays a seed of the randomized tests (default: from the
 //! clock); `DISTKIT_RATELIMIT_CASES` (default 3) sets how many seeds each runs.
@@ -819,4 +820,151 @@ async fn the_tower_layer_answers_429_with_retry_after_and_ratelimit_headers_over
         .unwrap();
     assert_eq!(response.status(), http::StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 9);
+}
+
+/// A failure policy per limiter: failing open, every limiter admits a call Redis does not
+/// answer within the deadline (Redis stopped) or answers with an error (data distkit did
+/// not write), promptly and with the call's limit; failing closed (the default) returns the
+/// error. Bad calls and bad deadlines are errors either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiter_failing_open_admits_calls_redis_fails_or_does_not_answer_in_time() {
+    use distkit::ratelimit::{FailurePolicy, MAX_FAIL_OPEN_DEADLINE};
+
+    for bad in [
+        Duration::ZERO,
+        Duration::from_micros(999),
+        MAX_FAIL_OPEN_DEADLINE + Duration::from_millis(1),
+    ] {
+        assert!(
+            matches!(
+                FailurePolicy::fail_open(bad),
+                Err(DistkitError::InvalidOption(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let open = FailurePolicy::fail_open(Duration::from_millis(100)).unwrap();
+    assert_eq!(open.deadline(), Some(Duration::from_millis(100)));
+    assert!(!FailurePolicy::default().is_fail_open());
+
+    let redis = TestRedis::start();
+    // The client gives up on a command after 1 s.
+    let client = bounded(
+        distkit::ConnectOptions::new(redis.url())
+            .command_timeout(Duration::from_secs(1))
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let rate = GcraRate::per_second(10, 5).unwrap();
+    let gcra = GcraLimiter::new(
+        GcraOptions::builder(fresh_key(), client.clone())
+            .failure_policy(open)
+            .build(),
+    );
+    let closed = GcraLimiter::new(GcraOptions::new(fresh_key(), client.clone()));
+    let window = SlidingWindowLimiter::new(
+        SlidingWindowOptions::builder(fresh_key(), client.clone())
+            .failure_policy(open)
+            .build(),
+    )
+    .unwrap();
+    let lax_gcra = LaxGcraLimiter::new(
+        LaxGcraOptions::builder(fresh_key(), client.clone())
+            .failure_policy(open)
+            .build(),
+    )
+    .unwrap();
+    let lax_window = LaxSlidingWindowLimiter::new(
+        LaxSlidingWindowOptions::builder(fresh_key(), client.clone())
+            .failure_policy(open)
+            .build(),
+    )
+    .unwrap();
+    let k = key("k");
+    // Warm the connection (and the scripts) first.
+    assert!(
+        bounded(closed.check(&key("warm-up"), &rate, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+
+    redis.pause();
+    let timed = |started: Instant| started.elapsed();
+    let started = Instant::now();
+    let gcra_decision = bounded(gcra.check(&k, &rate, 2)).await;
+    let gcra_took = timed(started);
+    let started = Instant::now();
+    let window_decision = bounded(window.check(&k, 7, 2)).await;
+    let window_took = timed(started);
+    let started = Instant::now();
+    let lax_gcra_decision = bounded(lax_gcra.check(&k, &rate, 1)).await;
+    let lax_window_decision = bounded(lax_window.check(&k, 7, 1)).await;
+    let lax_took = timed(started);
+    let peeked = bounded(gcra.peek(&k, &rate)).await;
+    let waited = bounded(window.wait(&k, 7, 1, Duration::from_secs(1))).await;
+    let invalid = bounded(gcra.check(&k, &rate, 6)).await;
+    let started = Instant::now();
+    let closed_result = bounded(closed.check(&k, &rate, 1)).await;
+    let closed_took = timed(started);
+    redis.resume();
+
+    let generous = Duration::from_secs(3);
+    for (which, decision, took) in [
+        ("gcra", gcra_decision, gcra_took),
+        ("sliding window", window_decision, window_took),
+    ] {
+        let decision = decision.unwrap();
+        assert!(decision.is_allowed(), "{which}: {decision:?}");
+        assert_eq!(
+            (decision.remaining(), decision.reset_after()),
+            (0, Duration::ZERO),
+            "{which}"
+        );
+        assert!(
+            took >= Duration::from_millis(90) && took < generous,
+            "{which} took {took:?}"
+        );
+    }
+    assert_eq!(lax_gcra_decision.unwrap().limit(), 5);
+    assert_eq!(lax_window_decision.unwrap().limit(), 7);
+    assert!(lax_took < generous * 2, "the lax calls took {lax_took:?}");
+    assert!(peeked.unwrap().is_allowed());
+    assert!(waited.unwrap().is_allowed());
+    assert!(
+        matches!(invalid, Err(DistkitError::InvalidOption(_))),
+        "{invalid:?}"
+    );
+    assert!(
+        matches!(closed_result, Err(DistkitError::RedisError(_))),
+        "{closed_result:?}"
+    );
+    assert!(closed_took < Duration::from_secs(5), "{closed_took:?}");
+
+    // An error reply (the key holds data distkit did not write): admitted when failing open,
+    // the error when failing closed.
+    let broken = key("broken");
+    let shared = fresh_key();
+    let _: String = redis.cli(&[
+        "SET",
+        &format!("distkit:rl:{shared}:{{broken}}:gcra"),
+        "hello",
+    ]);
+    let open_gcra = GcraLimiter::new(
+        GcraOptions::builder(shared.clone(), client.clone())
+            .failure_policy(open)
+            .build(),
+    );
+    assert!(
+        bounded(open_gcra.check(&broken, &rate, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let closed_gcra = GcraLimiter::new(GcraOptions::new(shared, client));
+    assert!(matches!(
+        bounded(closed_gcra.check(&broken, &rate, 1)).await,
+        Err(DistkitError::RedisError(_))
+    ));
 }

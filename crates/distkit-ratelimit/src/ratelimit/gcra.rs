@@ -7,6 +7,7 @@ use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
 use fred::types::Value;
 
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
 use super::{Decision, four_integers, invalid, non_negative, redis_key};
 
 /// The GCRA decision script.
@@ -137,8 +138,8 @@ impl GcraRate {
 
 /// The options of a [`GcraLimiter`].
 ///
-/// Build them with [`new`](Self::new), or with [`builder`](Self::builder) like every other
-/// option struct (there is no optional field yet). The rate is given per call
+/// Build them with [`new`](Self::new) and set fields, or with [`builder`](Self::builder).
+/// The rate is given per call
 /// ([`GcraRate`], checked by [`GcraRate::new`]).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -147,12 +148,19 @@ pub struct GcraOptions {
     pub prefix: DistkitRedisKey,
     /// The Redis client.
     pub client: Client,
+    /// What a call does when Redis fails it or does not answer in time: fail closed (return
+    /// the error) by default; see [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl GcraOptions {
-    /// Options for a limiter of `prefix` on `client`.
+    /// Options for a limiter of `prefix` on `client`, failing closed.
     pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
-        Self { prefix, client }
+        Self {
+            prefix,
+            client,
+            failure_policy: FailurePolicy::default(),
+        }
     }
 
     /// A builder starting from [`new`](Self::new).
@@ -180,6 +188,12 @@ pub struct GcraOptionsBuilder {
 }
 
 impl GcraOptionsBuilder {
+    /// Sets [`GcraOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
+        self
+    }
+
     /// The options.
     pub fn build(self) -> GcraOptions {
         self.options
@@ -214,6 +228,7 @@ impl GcraOptionsBuilder {
 pub struct GcraLimiter {
     prefix: DistkitRedisKey,
     client: Client,
+    failure_policy: FailurePolicy,
 }
 
 impl GcraLimiter {
@@ -222,6 +237,7 @@ impl GcraLimiter {
         Self {
             prefix: options.prefix,
             client: options.client,
+            failure_policy: options.failure_policy,
         }
     }
 
@@ -236,14 +252,24 @@ impl GcraLimiter {
     ///   could never be admitted), before any I/O.
     /// - [`DistkitError::RedisError`] for a transport failure (when the connection failed
     ///   after the call was written, the cost may or may not have been charged), a server
-    ///   error, or a key holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    ///   error, or a key holding data distkit did not write (`DISTKIT_BAD_STATE`); never
+    ///   when the limiter fails open (see [`FailurePolicy`]): the call is admitted then.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
         rate: &GcraRate,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, rate, cost, None, false).await?.0)
+        let call = async { Ok(self.decide(key, rate, cost, None, false).await?.0) };
+        decide_under(
+            self.failure_policy,
+            LimiterKind::Gcra,
+            &self.prefix,
+            key,
+            rate.burst,
+            call,
+        )
+        .await
     }
 
     /// The decision a call of cost 1 on `key` at `rate` would get now, without charging
@@ -255,13 +281,23 @@ impl GcraLimiter {
     /// # Errors
     ///
     /// [`DistkitError::RedisError`] for a transport failure, a server error, or a key
-    /// holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    /// holding data distkit did not write (`DISTKIT_BAD_STATE`); never when the limiter
+    /// fails open (see [`FailurePolicy`]).
     pub async fn peek(
         &self,
         key: &DistkitRedisKey,
         rate: &GcraRate,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, rate, 1, None, true).await?.0)
+        let call = async { Ok(self.decide(key, rate, 1, None, true).await?.0) };
+        decide_under(
+            self.failure_policy,
+            LimiterKind::Gcra,
+            &self.prefix,
+            key,
+            rate.burst,
+            call,
+        )
+        .await
     }
 
     /// Charges `cost` units to `key` at `rate` as soon as they conform, sleeping until then,

@@ -10,6 +10,7 @@ use fred::types::Value;
 
 use super::gcra::check_cost;
 use super::lax::{self, Algorithm, Core, DEFAULT_SYNC_INTERVAL, Delivery};
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
 use super::{Decision, GcraLimiter, GcraOptions, GcraRate, non_negative, redis_key};
 
 /// The delivery script of the lax GCRA limiter.
@@ -45,6 +46,10 @@ pub struct LaxGcraOptions {
     /// (1 ms) to [`MAX_SYNC_INTERVAL`](super::MAX_SYNC_INTERVAL) (1 h). How much other
     /// objects' admissions a view misses grows with it (see [`LaxGcraLimiter`]).
     pub sync_interval: Duration,
+    /// What a call on a cold key does when Redis fails it or does not answer in time (warm
+    /// keys are decided in memory): fail closed (return the error) by default; see
+    /// [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl LaxGcraOptions {
@@ -54,6 +59,7 @@ impl LaxGcraOptions {
             prefix,
             client,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            failure_policy: FailurePolicy::default(),
         }
     }
 
@@ -86,6 +92,12 @@ impl LaxGcraOptionsBuilder {
     /// Sets [`LaxGcraOptions::sync_interval`].
     pub fn sync_interval(mut self, sync_interval: Duration) -> Self {
         self.options.sync_interval = sync_interval;
+        self
+    }
+
+    /// Sets [`LaxGcraOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
         self
     }
 
@@ -192,6 +204,7 @@ impl LaxGcraOptionsBuilder {
 /// ```
 pub struct LaxGcraLimiter {
     core: Arc<Core<GcraAlgorithm>>,
+    failure_policy: FailurePolicy,
 }
 
 impl Drop for LaxGcraLimiter {
@@ -455,6 +468,7 @@ impl LaxGcraLimiter {
         };
         Ok(Arc::new(Self {
             core: Core::new(algorithm, options.sync_interval, drop_bound),
+            failure_policy: options.failure_policy,
         }))
     }
 
@@ -488,7 +502,10 @@ impl LaxGcraLimiter {
         rate: &GcraRate,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        self.core.check(key, rate, cost).await
+        let call = self.core.check(key, rate, cost);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxGcra;
+        decide_under(self.failure_policy, kind, prefix, key, rate.burst, call).await
     }
 
     /// The decision a call of cost 1 on `key` at `rate` would get now, without charging
@@ -505,7 +522,10 @@ impl LaxGcraLimiter {
         key: &DistkitRedisKey,
         rate: &GcraRate,
     ) -> Result<Decision, DistkitError> {
-        self.core.peek(key, rate).await
+        let call = self.core.peek(key, rate);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxGcra;
+        decide_under(self.failure_policy, kind, prefix, key, rate.burst, call).await
     }
 
     /// Charges `cost` units to `key` at `rate` as soon as this object admits them, sleeping

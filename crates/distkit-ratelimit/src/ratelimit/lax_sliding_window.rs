@@ -9,6 +9,7 @@ use fred::clients::Client;
 use fred::types::Value;
 
 use super::lax::{self, Algorithm, Core, DEFAULT_SYNC_INTERVAL, Delivery};
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
 use super::sliding_window::check_limit_and_cost;
 use super::{
     Decision, SlidingWindowLimiter, SlidingWindowOptions, four_integers, non_negative, redis_key,
@@ -47,6 +48,10 @@ pub struct LaxSlidingWindowOptions {
     /// [`MAX_SYNC_INTERVAL`](super::MAX_SYNC_INTERVAL) (1 h). The over-admission of the limiter grows with it (see
     /// [`LaxSlidingWindowLimiter`]).
     pub sync_interval: Duration,
+    /// What a call on a cold key does when Redis fails it or does not answer in time (warm
+    /// keys are decided in memory): fail closed (return the error) by default; see
+    /// [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl LaxSlidingWindowOptions {
@@ -60,6 +65,7 @@ impl LaxSlidingWindowOptions {
             window: strict.window,
             bucket: strict.bucket,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            failure_policy: FailurePolicy::default(),
         }
     }
 
@@ -115,6 +121,12 @@ impl LaxSlidingWindowOptionsBuilder {
     /// Sets [`LaxSlidingWindowOptions::sync_interval`].
     pub fn sync_interval(mut self, sync_interval: Duration) -> Self {
         self.options.sync_interval = sync_interval;
+        self
+    }
+
+    /// Sets [`LaxSlidingWindowOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
         self
     }
 
@@ -228,6 +240,7 @@ impl LaxSlidingWindowOptionsBuilder {
 /// ```
 pub struct LaxSlidingWindowLimiter {
     core: Arc<Core<SlidingWindowAlgorithm>>,
+    failure_policy: FailurePolicy,
 }
 
 impl Drop for LaxSlidingWindowLimiter {
@@ -468,6 +481,7 @@ impl LaxSlidingWindowLimiter {
         };
         Ok(Arc::new(Self {
             core: Core::new(algorithm, options.sync_interval, drop_bound),
+            failure_policy: options.failure_policy,
         }))
     }
 
@@ -512,7 +526,10 @@ impl LaxSlidingWindowLimiter {
         limit: u64,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        self.core.check(key, &limit, cost).await
+        let call = self.core.check(key, &limit, cost);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxSlidingWindow;
+        decide_under(self.failure_policy, kind, prefix, key, limit, call).await
     }
 
     /// The decision a call of cost 1 on `key` within `limit` would get now, without charging
@@ -527,7 +544,10 @@ impl LaxSlidingWindowLimiter {
     ///   [`MAX_WINDOW_LIMIT`](super::MAX_WINDOW_LIMIT), before any I/O.
     /// - For a cold key only, the errors of [`SlidingWindowLimiter::peek`].
     pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
-        self.core.peek(key, &limit).await
+        let call = self.core.peek(key, &limit);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxSlidingWindow;
+        decide_under(self.failure_policy, kind, prefix, key, limit, call).await
     }
 
     /// Charges `cost` units to `key` within `limit` as soon as this object admits them,

@@ -63,8 +63,10 @@
 //! cost twice). When the connection fails after a call was written, the call returns
 //! [`DistkitError::RedisError`] with a transport error
 //! ([`error_is_transport_failure`](distkit_core::error_is_transport_failure) is true): the
-//! cost may or may not have been charged. Whether to admit the request then (fail open) or
-//! refuse it (fail closed) is the caller's choice. The lax limiters' deliveries are the
+//! cost may or may not have been charged. That is failing closed, the default; each
+//! limiter's options take a [`FailurePolicy`] to fail open instead: a call Redis fails, or
+//! does not answer within a deadline, is then admitted (logged, and counted in
+//! `distkit_ratelimit_failed_open_total` with the `metrics` feature). The lax limiters' deliveries are the
 //! exception: each carries a sequence number, so they are resent until confirmed and applied
 //! once (see [`LaxGcraLimiter`] and [`LaxSlidingWindowLimiter`]).
 //!
@@ -91,6 +93,7 @@ mod gcra;
 mod lax;
 mod lax_gcra;
 mod lax_sliding_window;
+mod policy;
 mod sliding_window;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -124,6 +127,7 @@ pub use lax_gcra::{LaxGcraLimiter, LaxGcraOptions, LaxGcraOptionsBuilder};
 pub use lax_sliding_window::{
     LaxSlidingWindowLimiter, LaxSlidingWindowOptions, LaxSlidingWindowOptionsBuilder,
 };
+pub use policy::{FailurePolicy, MAX_FAIL_OPEN_DEADLINE};
 pub use sliding_window::{
     MAX_WINDOW, MAX_WINDOW_LIMIT, SlidingWindowLimiter, SlidingWindowOptions,
     SlidingWindowOptionsBuilder,

@@ -7,6 +7,7 @@ use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
 use fred::types::Value;
 
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
 use super::{Decision, four_integers, invalid, non_negative, redis_key};
 
 /// The sliding-window decision script.
@@ -44,16 +45,21 @@ pub struct SlidingWindowOptions {
     /// ago. Whole milliseconds, from 1 ms to `window`. A bucket counts until its newest call
     /// is `window` old, so its first calls may count up to `bucket` longer than `window`.
     pub bucket: Duration,
+    /// What a call does when Redis fails it or does not answer in time: fail closed (return
+    /// the error) by default; see [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl SlidingWindowOptions {
-    /// Options for a limiter of `prefix` on `client`, with a 10 s window of 100 ms buckets.
+    /// Options for a limiter of `prefix` on `client`, with a 10 s window of 100 ms buckets,
+    /// failing closed.
     pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
         Self {
             prefix,
             client,
             window: Duration::from_secs(10),
             bucket: Duration::from_millis(100),
+            failure_policy: FailurePolicy::default(),
         }
     }
 
@@ -112,6 +118,12 @@ impl SlidingWindowOptionsBuilder {
     /// Sets [`SlidingWindowOptions::bucket`].
     pub fn bucket(mut self, bucket: Duration) -> Self {
         self.options.bucket = bucket;
+        self
+    }
+
+    /// Sets [`SlidingWindowOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
         self
     }
 
@@ -176,6 +188,7 @@ pub struct SlidingWindowLimiter {
     client: Client,
     window_ms: u64,
     bucket_ms: u64,
+    failure_policy: FailurePolicy,
 }
 
 impl SlidingWindowLimiter {
@@ -192,6 +205,7 @@ impl SlidingWindowLimiter {
             client: options.client,
             window_ms,
             bucket_ms,
+            failure_policy: options.failure_policy,
         })
     }
 
@@ -218,14 +232,17 @@ impl SlidingWindowLimiter {
     ///   `cost` is 0 or above `limit`, before any I/O.
     /// - [`DistkitError::RedisError`] for a transport failure (when the connection failed
     ///   after the call was written, the cost may or may not have been charged), a server
-    ///   error, or keys holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    ///   error, or keys holding data distkit did not write (`DISTKIT_BAD_STATE`); never when
+    ///   the limiter fails open (see [`FailurePolicy`]): the call is admitted then.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
         limit: u64,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        self.check_at(key, limit, cost, None).await
+        let call = self.check_at(key, limit, cost, None);
+        let kind = LimiterKind::SlidingWindow;
+        decide_under(self.failure_policy, kind, &self.prefix, key, limit, call).await
     }
 
     /// The decision a call of cost 1 on `key` within `limit` would get now, without
@@ -240,9 +257,12 @@ impl SlidingWindowLimiter {
     /// - [`DistkitError::InvalidOption`] when `limit` is 0 or above [`MAX_WINDOW_LIMIT`],
     ///   before any I/O.
     /// - [`DistkitError::RedisError`] for a transport failure, a server error, or keys
-    ///   holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    ///   holding data distkit did not write (`DISTKIT_BAD_STATE`); never when the limiter
+    ///   fails open (see [`FailurePolicy`]).
     pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, limit, 1, None, true).await?.0)
+        let call = async { Ok(self.decide(key, limit, 1, None, true).await?.0) };
+        let kind = LimiterKind::SlidingWindow;
+        decide_under(self.failure_policy, kind, &self.prefix, key, limit, call).await
     }
 
     /// Charges `cost` units to `key` within `limit` as soon as they fit, sleeping until
