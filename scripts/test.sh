@@ -52,7 +52,7 @@ cargo test -p distkit-core --test script_runner 2>&1 | tee -a "$log"
 
 echo "== test (the counter, instance-aware, lock and native rate limit suites again, on a three-master Redis Cluster)"
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
-  --test counter --test icounter --test lock --test lock_adversity --test ratelimit_native 2>&1 | tee -a "$log"
+  --test counter --test icounter --test lock --test lock_adversity --test ratelimit_native --test ratelimit_api 2>&1 | tee -a "$log"
 
 echo "== examples (against REDIS_URL, else a private redis-server this step starts and stops)"
 (
