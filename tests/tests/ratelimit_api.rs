@@ -968,3 +968,68 @@ async fn a_limiter_failing_open_admits_calls_redis_fails_or_does_not_answer_in_t
         Err(DistkitError::RedisError(_))
     ));
 }
+
+/// The lax bound with several objects on one key, in real time: three lax objects (each on
+/// its own client) and a strict limiter share a key, each on its own seeded schedule; each
+/// admits at most the limit within any window (a lax object sees its own units through its
+/// syncs; the strict limiter sees everything delivered), so together at most four limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lax_objects_sharing_a_key_each_admit_at_most_the_limit_within_every_window() {
+    let redis = TestRedis::start();
+    for seed in seeds() {
+        eprintln!("seed {seed}");
+        let mut rng = Rng(seed);
+        let window_ms = rng.between(100, 200);
+        let bucket_ms = match rng.between(0, 1) {
+            0 => window_ms,
+            _ => rng.between(1, window_ms),
+        };
+        let limit = rng.between(2, 10);
+        let prefix = fresh_key();
+        let k = key("k");
+        let mut laxes = Vec::new();
+        for _ in 0..3 {
+            laxes.push(lax_sliding(
+                &prefix,
+                client(&redis).await,
+                window_ms,
+                bucket_ms,
+            ));
+        }
+        let strict = sliding(&prefix, client(&redis).await, window_ms, bucket_ms);
+        let run_for = Duration::from_millis(700);
+        let mut rngs: Vec<Rng> = (0..4).map(|_| Rng(rng.next())).collect();
+        let [r0, r1, r2, r3] = &mut rngs[..] else {
+            unreachable!("four generators")
+        };
+        let (a, b, c, d) = tokio::join!(
+            run_schedule(r0, window_ms, limit, run_for, |cost| laxes[0]
+                .check(&k, limit, cost)),
+            run_schedule(r1, window_ms, limit, run_for, |cost| laxes[1]
+                .check(&k, limit, cost)),
+            run_schedule(r2, window_ms, limit, run_for, |cost| laxes[2]
+                .check(&k, limit, cost)),
+            run_schedule(r3, window_ms, limit, run_for, |cost| strict
+                .check(&k, limit, cost)),
+        );
+        let window = Duration::from_millis(window_ms);
+        let mut all = Vec::new();
+        for (which, admitted) in [("lax 0", a), ("lax 1", b), ("lax 2", c), ("strict", d)] {
+            let most = most_within_one_window(&admitted, window);
+            assert!(
+                most <= limit,
+                "seed {seed}: {which} admitted {most} units within {window_ms} ms (bucket \
+                 {bucket_ms} ms, limit {limit}); replay: DISTKIT_RATELIMIT_SEED={seed} \
+                 DISTKIT_RATELIMIT_CASES=1 cargo test -p distkit-tests --all-features --test \
+                 ratelimit_api lax_objects_sharing"
+            );
+            all.extend(admitted);
+        }
+        all.sort_by_key(|call| call.before);
+        let most = most_within_one_window(&all, window);
+        assert!(
+            most <= 4 * limit,
+            "seed {seed}: {most} units within {window_ms} ms, limit {limit}"
+        );
+    }
+}
