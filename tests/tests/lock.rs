@@ -38,14 +38,17 @@ async fn options_have_the_documented_defaults_and_builder() {
     assert_eq!(defaults.retry_interval, Duration::from_millis(50));
     assert_eq!(defaults.owner_id, None);
     assert_eq!(defaults.max_wait, None);
+    assert_eq!(defaults.key_retention, Duration::from_secs(600));
     let built = LockOptions::builder(name, client)
         .namespace(fresh_key())
         .ttl(Duration::from_secs(2))
         .owner_id("worker-1")
         .max_wait(Duration::from_secs(1))
         .retry_interval(Duration::from_millis(5))
+        .key_retention(Duration::from_secs(1))
         .build();
     assert_eq!(built.ttl, Duration::from_secs(2));
+    assert_eq!(built.key_retention, Duration::from_secs(1));
     assert_eq!(built.owner_id.as_deref(), Some("worker-1"));
     assert_eq!(built.max_wait, Some(Duration::from_secs(1)));
     assert_eq!(built.retry_interval, Duration::from_millis(5));
@@ -606,10 +609,9 @@ async fn readers_share_and_writers_exclude() {
         LockGuardState::Released
     );
     let reader = bounded(a.try_read_with_retries(1)).await.unwrap();
-    assert_eq!(
-        reader.fencing_token(),
-        token,
-        "readers see the current fencing token"
+    assert!(
+        reader.fencing_token() >= token,
+        "a reader's fencing token is at least the last writer's"
     );
     bounded(reader.extend()).await.unwrap();
     let writer = bounded(b.try_write_for(Duration::from_millis(100))).await;

@@ -1028,7 +1028,7 @@ async fn lax_objects_sharing_a_key_each_admit_at_most_the_limit_within_every_win
         all.sort_by_key(|call| call.before);
         let most = most_within_one_window(&all, window);
         assert!(
-            most <= 4 * limit,
+            most <= limit.saturating_mul(4),
             "seed {seed}: {most} units within {window_ms} ms, limit {limit}"
         );
     }

@@ -49,6 +49,7 @@ pub(crate) static OWNER_EXTEND: LuaScript =
 pub(crate) static RW_ACQUIRE_READ: LuaScript = LuaScript::new(
     "rw_acquire_read",
     concat!(
+        include_str!("scripts/fence.lua"),
         include_str!("scripts/loss_guard.lua"),
         include_str!("scripts/rw_common.lua"),
         include_str!("scripts/rw_acquire_read.lua")

@@ -22,12 +22,13 @@ use crate::scripts::{
 /// What kind of entry a lease is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LeaseKind {
-    /// The writer of a rwlock: an owner key holding the token (`keys[0]`).
+    /// The writer of a rwlock: an owner key holding the token (`keys[0]`), then the
+    /// rwlock's fence and epoch keys.
     Owner,
-    /// A mutex: its owner key (`keys[0]`) and its line of waiters (the five mutex keys); a
+    /// A mutex: its owner key (`keys[0]`) and its line of waiters (the seven mutex keys); a
     /// release hands the lock to the first waiter.
     Mutex,
-    /// A reader entry of a rwlock (`keys` are the six rwlock keys).
+    /// A reader entry of a rwlock (`keys` are the eight rwlock keys).
     Reader,
 }
 
@@ -48,6 +49,9 @@ pub(crate) struct LeaseTarget {
     pub(crate) loss_guard: &'static str,
     /// [`LockOptions::replica_acks`](super::LockOptions::replica_acks).
     pub(crate) replica_acks: Option<ReplicaAcks>,
+    /// The retention of the fence and epoch keys after a grant or renewal, in ms (see
+    /// [`LockOptions::key_retention`](super::LockOptions::key_retention)).
+    pub(crate) keep_ms: i64,
 }
 
 /// Runs `script`, then, with `acks`, waits for the replicas (`LuaScript::run_acknowledged`);
@@ -105,6 +109,24 @@ impl LeaseTarget {
         self.keys.iter().take(1).map(String::as_str).collect()
     }
 
+    /// `owner_extend`'s keys: the owner key, then the fence and the epoch it keeps for
+    /// their retention.
+    fn owner_extend_keys(&self) -> Vec<&str> {
+        let picked: &[usize] = match self.kind {
+            // owner, fence, waitlist, waiters, handover, epoch, quarantine
+            LeaseKind::Mutex => &[0, 1, 5],
+            // writer, fence, epoch (see `RwLock::attempt_write`)
+            LeaseKind::Owner => &[0, 1, 2],
+            // (A reader renews with `rw_extend_read`, which takes every rwlock key.)
+            LeaseKind::Reader => &[],
+        };
+        picked
+            .iter()
+            .filter_map(|&index| self.keys.get(index))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Renews the lease to a full ttl if it still holds the token (`owner_extend` or
     /// `rw_extend_read`, atomic). Idempotent, so it may be replayed after a reconnect.
     ///
@@ -112,10 +134,14 @@ impl LeaseTarget {
     /// error ([`LockError::NotReplicated`]): it confirms nothing.
     pub(crate) async fn extend_once(&self, timeout: Duration) -> Result<bool, DistkitError> {
         let (script, keys): (&LuaScript, _) = match self.kind {
-            LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_key()),
+            LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_extend_keys()),
             LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys()),
         };
-        let args = vec![Value::from(self.token.as_str()), Value::from(self.ttl_ms())];
+        let args = vec![
+            Value::from(self.token.as_str()),
+            Value::from(self.ttl_ms()),
+            Value::from(self.keep_ms),
+        ];
         let (reply, shortfall) = run_script(
             &self.client,
             self.replica_acks,
@@ -146,24 +172,45 @@ impl LeaseTarget {
         ];
         if self.kind == LeaseKind::Mutex {
             // The loss guard of the handover to the next waiter.
-            args.extend([Value::from(self.loss_guard), Value::from(self.ttl_ms())]);
+            args.extend([
+                Value::from(self.loss_guard),
+                Value::from(self.ttl_ms()),
+                Value::from(self.keep_ms),
+            ]);
         }
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
-        Ok(reply.as_i64() == Some(1))
+        match reply.as_i64() {
+            Some(1) => Ok(true),
+            // Released, but the announcement was refused (the release scripts publish last,
+            // so their writes stand): waiters find the lock by polling.
+            Some(2) => {
+                announcement_refused(&self.channel);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
-/// The lease an acquisition was granted.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Granted {
-    /// A full ttl: an attempt took the lock (or confirmed a handover to it).
-    FullTtl,
-    /// A handover's provisional lease (the waiter's heartbeat window, when shorter than the
-    /// ttl), so that a waiter that died just before its turn blocks the lock only that
-    /// long. A guard that outlives a third of it renews it to a full ttl.
-    Provisional(Duration),
+/// Logs that Redis refused a release's announcement to the waiters (an ACL without the
+/// lock's channels): at WARN the first time in the process, at DEBUG afterwards.
+fn announcement_refused(channel: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(
+            channel,
+            "a lock release was announced to nobody: PUBLISH refused"
+        );
+    } else {
+        tracing::warn!(
+            channel,
+            "a lock release was applied, but Redis refused to announce it to the waiters (an \
+             ACL without the namespace's channels?): waiters fall back to polling; grant \
+             `&<namespace>:*` (logged once)"
+        );
+    }
 }
 
 /// What the holder knows about its lease.
@@ -178,7 +225,7 @@ struct Health {
     /// runs at least `valid_for` from then, so a holder that counts from here learns of a
     /// lapse no later than Redis expires the key.
     confirmed_at: Instant,
-    /// The lease the last confirmation guarantees: the ttl, or a provisional lease.
+    /// The lease the last confirmation guarantees (the ttl).
     valid_for: Duration,
 }
 
@@ -257,22 +304,19 @@ fn renewal_period(ttl: Duration) -> Duration {
 }
 
 impl Lease {
-    /// Queues the renewal of a lease `granted` by Redis after a request sent at `sent_at`
-    /// (a provisional lease, too, is renewed a third into it, to a full ttl). Must be called within a
-    /// Tokio runtime (acquisition is async, so it always is).
+    /// Queues the renewal of a lease of a full ttl granted by Redis after a request sent at
+    /// `sent_at` (an attempt took the lock, or confirmed a handover to it, which renews the
+    /// handover's provisional lease to a full ttl). Must be called within a Tokio runtime
+    /// (acquisition is async, so it always is).
     pub(crate) fn start(
         scheduler: &Arc<RenewalScheduler>,
         target: LeaseTarget,
         sent_at: Instant,
-        granted: Granted,
         fencing_token: u64,
         attempt: usize,
     ) -> Self {
         let scheduler = Arc::clone(scheduler);
-        let valid_for = match granted {
-            Granted::FullTtl => target.ttl,
-            Granted::Provisional(lease) => lease.min(target.ttl),
-        };
+        let valid_for = target.ttl;
         let shared = Arc::new(LeaseShared {
             target,
             health: StdMutex::new(Health {
@@ -285,8 +329,7 @@ impl Lease {
             slot: StdMutex::new(None),
             changed: Notify::new(),
         });
-        // The first renewal comes a third into the granted lease, like every later one: a
-        // provisional lease is renewed to a full ttl only if the guard outlives a third of it.
+        // The first renewal comes a third into the lease, like every later one.
         queue(
             &scheduler,
             &shared,
@@ -534,6 +577,19 @@ pub(crate) struct AttemptGuard {
     armed: bool,
 }
 
+/// What a winning attempt got from Redis.
+#[derive(Debug)]
+pub(crate) struct Won {
+    /// What the lease renews and releases.
+    pub(crate) target: LeaseTarget,
+    /// When the attempt was sent: the lease runs at least from then.
+    pub(crate) sent_at: Instant,
+    /// The fencing token Redis issued.
+    pub(crate) fencing_token: u64,
+    /// Whether the attempt confirmed a handover to its token (rather than taking the lock).
+    pub(crate) handed_over: bool,
+}
+
 impl AttemptGuard {
     /// Watches an attempt for `target`; `armed` says whether an abandoned attempt is cleaned up.
     pub(crate) fn new(target: LeaseTarget, armed: bool) -> Self {
@@ -552,9 +608,7 @@ impl AttemptGuard {
     /// with `keys` and `args`, sent once. A reply, granted or refused, settles the outcome;
     /// a transport error, or the caller dropping this future (cancelled, or cut off by its
     /// time bound), leaves the guard armed, and its drop releases whatever the attempt may
-    /// have taken. Returns, when granted, the lease target, when the attempt was sent (the
-    /// lease runs at least from then) and the fencing token; when refused, what the script
-    /// reported with the refusal.
+    /// have taken. Returns, when granted, what it [`Won`].
     ///
     /// # Errors
     ///
@@ -564,10 +618,10 @@ impl AttemptGuard {
         script: &LuaScript,
         keys: &[&str],
         args: Vec<Value>,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<Won>, DistkitError> {
         let (client, acks) = match &self.target {
             Some(target) => (target.client.clone(), target.replica_acks),
-            None => return Ok(Attempt::Refused { fence: 0 }),
+            None => return Ok(Attempt::Refused),
         };
         let sent_at = Instant::now();
         let (reply, shortfall) =
@@ -575,7 +629,7 @@ impl AttemptGuard {
         let reply = decode_grant(reply)?;
         let target = self.disarm();
         Ok(match (reply, target, shortfall) {
-            (Reply::Granted(_), Some(target), Some(shortfall)) => {
+            (Reply::Granted(..), Some(target), Some(shortfall)) => {
                 // Not acknowledged by enough replicas: give back what was taken (its own
                 // token only), in a task of its own so that a cancelled caller still does.
                 let released =
@@ -591,11 +645,13 @@ impl AttemptGuard {
                 }
                 return Err(shortfall.into());
             }
-            (Reply::Granted(fencing_token), Some(target), None) => {
-                Attempt::Won((target, sent_at, fencing_token))
-            }
-            (Reply::Refused(fence), _, _) => Attempt::Refused { fence },
-            (Reply::Granted(_), None, _) => Attempt::Refused { fence: 0 },
+            (Reply::Granted(fencing_token, handed_over), Some(target), None) => Attempt::Won(Won {
+                target,
+                sent_at,
+                fencing_token,
+                handed_over,
+            }),
+            (Reply::Refused, _, _) | (Reply::Granted(..), None, _) => Attempt::Refused,
         })
     }
 }

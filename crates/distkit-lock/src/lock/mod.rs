@@ -22,30 +22,44 @@
 //!
 //! Waiters are woken by notifications, through one pub/sub subscriber per client shared by
 //! all its locks: a [`Mutex`] release hands the lock to the first waiter in line and tells
-//! only that waiter's client (its *inbox* channel), so one waiter wakes, already holding the
-//! lock, however many wait; an [`RwLock`] release is announced on the lock's channel to all
+//! only that waiter's client (its *inbox* channel), so one waiter wakes however many wait,
+//! and confirms the handover in one round trip (a notification only wakes: only Redis's
+//! reply to an attempt makes a holder); an [`RwLock`] release is announced on the lock's channel to all
 //! its waiters. Waiters also poll every `retry_interval` with jitter, so a handoff takes a
 //! couple of round trips, and correctness never depends on a notification arriving.
 //!
 //! # Fencing tokens
 //!
 //! Every acquisition (every write acquisition, for a [`RwLock`]) gets a fencing token that
-//! strictly increases per lock key. Pass it to the resource you protect, and have the resource
+//! strictly increases per lock key; a read lease of a [`RwLock`] gets a token at least every
+//! earlier one and below every later write token. Pass it to the resource you protect, and have the resource
 //! refuse tokens older than the newest it has seen: that keeps a holder that lost its lease
 //! (a long GC pause, a partition) from writing after the next holder.
 //!
 //! A token is `max(previous token + 1, the Redis server clock in microseconds)`, computed in
-//! the granting script (`TIME`) and stored in a key without TTL (`…:fence`, `…:rw:fence`).
-//! Tokens are therefore large (about 1.8 × 10¹⁵ in 2026) and not consecutive; they are exact
-//! integers below 2⁶³.
+//! the granting script (`TIME`) and stored in the lock's fence key (`…:fence`,
+//! `…:rw:fence`). Tokens are therefore large (about 1.8 × 10¹⁵ in 2026) and not
+//! consecutive; they are exact integers below 2⁶³.
+//!
+//! # Retention: no key lives forever
+//!
+//! Every key of a lock expires, so locks on many distinct names (one per order, per
+//! document) do not fill Redis. Leases, queues and handovers expire with themselves; the
+//! fence and the loss guard's epoch expire [`ttl + key_retention`](LockOptions::key_retention)
+//! (10 minutes by default) after the lock's last grant or renewal, the fence later while
+//! its counter runs ahead of the server clock. Tokens still only rise across that expiry:
+//! the fence expires only once the server clock has passed its last token by the
+//! retention, and the next token is then the clock itself — above every earlier token
+//! unless the server clock stepped back by more than the retention.
 //!
 //! # After data loss
 //!
 //! What holds when Redis loses a lock's keys (a restart without persistence, a failover to a
 //! replica that missed the last writes, eviction, `FLUSHALL`):
 //!
-//! - **Fencing tokens never go backwards.** While the fence key is kept, tokens strictly
-//!   increase whatever the server clock does (the `+ 1` part). After the key was lost, the
+//! - **Fencing tokens never go backwards** (readers' tokens included: a read lease gets
+//!   `max(last token, clock)` like a writer's floor). While the fence key is kept, tokens
+//!   strictly increase whatever the server clock does (the `+ 1` part). After the key was lost, the
 //!   next token comes from the clock alone, so it is above every earlier token as long as
 //!   the clock of the server issuing it is not behind the clock that issued the earlier ones
 //!   by more than the time between the two grants (a restart, or a failover to a replica
@@ -72,10 +86,10 @@
 //!   persistence looks like a fresh one, so with the quarantine on the first use of a lock
 //!   on a server younger than a ttl waits too (tests and development servers included);
 //!   and a lock with no state at all on a server up for longer than a ttl is granted at
-//!   once — its first use, but also its keys lost to `FLUSHALL`, to eviction (use
-//!   `maxmemory-policy noeviction`, or a `volatile-*` policy: the fence and epoch keys have
-//!   no TTL), or to a failover to a replica that never received any state of this lock (its
-//!   very first grant was not replicated). Without the quarantine, a new holder may be
+//!   once — its first use or its first use after its keys' retention, but also its keys
+//!   lost to `FLUSHALL`, to eviction (use `maxmemory-policy noeviction`: every lock key has
+//!   an expiry, so `volatile-*` policies may evict them too), or to a failover to a replica
+//!   that received none of this lock's writes for longer than its retention. Without the quarantine, a new holder may be
 //!   granted right after a loss while the old one still believes it holds the lock until
 //!   its next renewal (up to `ttl / 3`); its fencing token is still the larger one.
 //! - **Replica acknowledgement** ([`replica_acks`](LockOptions::replica_acks)) makes a
@@ -94,7 +108,10 @@
 //! With `owner_id: None` every acquisition has its own random token: locks are not
 //! re-entrant and a stale guard can never extend or delete a later holder's lease. With
 //! `owner_id: Some(id)`, `id` is the token, and acquiring a lock held by the same id
-//! re-attaches to it (e.g. a restarted worker taking back its job).
+//! re-attaches to it (e.g. a restarted worker taking back its job). A re-attach is an
+//! acquisition like any other: it gets a fencing token above every earlier one of the lock,
+//! also when the lock was just handed over to the same id (another guard of the id may
+//! already hold the handover's token), so the guard it supersedes is fenced off.
 //!
 //! A cancelled acquisition (dropped, or cut off by its time bound) releases in the background
 //! whatever it may have taken, except with an explicit `owner_id`: then the lock (a mutex, or
@@ -160,11 +177,12 @@ impl LockServices {
 /// An acquire script's reply: `{ 1, fencing token }` or `{ 0, n }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reply {
-    /// Acquired, with this fencing token.
-    Granted(u64),
-    /// Refused; the script's second value (for `mutex_acquire`, the lock's fencing counter
-    /// when it refused; other scripts report something else, or 0).
-    Refused(u64),
+    /// Acquired, with this fencing token; `true` when the attempt confirmed a handover
+    /// (`mutex_acquire` replies `{ 1, fencing token, 1 }`).
+    Granted(u64, bool),
+    /// Refused (the script's second value, a fencing counter or a queue position, is not
+    /// used).
+    Refused,
 }
 
 /// Decodes `{ 1, fencing token }` (granted) or `{ 0, n }` (refused) from an acquire script.
@@ -182,9 +200,11 @@ fn decode_grant(reply: Value) -> Result<Reply, DistkitError> {
             .unwrap_or(0)
     };
     match parts.as_slice() {
-        [granted, token, ..] if granted.as_i64() == Some(1) => Ok(Reply::Granted(number(token))),
-        [_, second, ..] => Ok(Reply::Refused(number(second))),
-        [_] => Ok(Reply::Refused(0)),
+        [granted, token, rest @ ..] if granted.as_i64() == Some(1) => Ok(Reply::Granted(
+            number(token),
+            rest.first().and_then(Value::as_i64) == Some(1),
+        )),
+        [_, ..] => Ok(Reply::Refused),
         [] => Err(distkit_core::fred::error::Error::new(
             distkit_core::fred::error::ErrorKind::Parse,
             "unexpected reply from a lock script",

@@ -11,6 +11,8 @@ const DEFAULT_TTL: Duration = Duration::from_secs(30);
 const MIN_QUEUE_WINDOW: Duration = Duration::from_millis(250);
 /// The default fallback poll gap while waiting.
 const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(50);
+/// The default retention of a lock's bookkeeping keys beyond its lease.
+const DEFAULT_KEY_RETENTION: Duration = Duration::from_secs(10 * 60);
 
 /// How to build a [`Mutex`](super::Mutex) or an [`RwLock`](super::RwLock).
 ///
@@ -44,11 +46,14 @@ pub struct LockOptions {
     /// background. This holds for [`Mutex`](super::Mutex) and [`RwLock`](super::RwLock)
     /// alike. Guards sharing an id share the hold: releasing (or dropping) one releases it
     /// for all of them, and each renews it with its own object's `ttl` (give lock objects
-    /// that share an id the same options).
+    /// that share an id the same options). Each of them still gets its own fencing token,
+    /// above every earlier one: of several objects of one id waiting for the same handover,
+    /// one takes the handed-over token and the others re-attach with new ones.
     ///
-    /// An id is non-empty and has no whitespace or control characters: the scripts store
-    /// it next to numbers separated by spaces, and an id with a space could be read as a
-    /// prefix of another (`"job"` of `"job 1"`).
+    /// An id is non-empty, at most [`MAX_OWNER_ID_BYTES`](Self::MAX_OWNER_ID_BYTES) long
+    /// (like a key: it is stored, and sent with every renewal) and has no whitespace or
+    /// control characters: the scripts store it next to numbers separated by spaces, and an
+    /// id with a space could be read as a prefix of another (`"job"` of `"job 1"`).
     pub owner_id: Option<String>,
     /// The bound of `lock()`, `read()` and `write()`; `None` waits forever. Default `None`.
     pub max_wait: Option<Duration>,
@@ -59,9 +64,9 @@ pub struct LockOptions {
     /// Refuse grants after Redis may have lost the lock's state, until every earlier
     /// holder's lease has surely run out. Default `false`.
     ///
-    /// On: the grant scripts keep two more keys under the lock's hash tag, `…:epoch` (no
-    /// TTL: the run id of the Redis process that last checked the lock) and
-    /// `…:quarantine`, and call `INFO server` (a few µs). Nothing is granted (attempts are
+    /// On: the grant scripts keep two more keys under the lock's hash tag, `…:epoch` (the
+    /// run id of the Redis process that last checked the lock, kept for the
+    /// [`key_retention`](Self::key_retention)) and `…:quarantine`, and call `INFO server` (a few µs). Nothing is granted (attempts are
     /// refused as if the lock were held, and a release deletes the lock instead of handing
     /// it over) for one `ttl` after a grant finds the lock's state written by another Redis
     /// process (a restart that kept its data, a failover), and until the server has been up
@@ -87,6 +92,21 @@ pub struct LockOptions {
     ///
     /// Checked by [`validate`](Self::validate) ([`ReplicaAcks::validate`]).
     pub replica_acks: Option<ReplicaAcks>,
+    /// How long a lock's bookkeeping keys outlive its last use. Default 10 minutes; at most
+    /// [`MAX_TTL`](Self::MAX_TTL) (longer values count as that).
+    ///
+    /// Every key of a lock expires. Leases, queues and handovers expire with themselves;
+    /// the fence (`…:fence`, `…:rw:fence`: the last fencing token) and the loss guard's
+    /// epoch (`…:epoch`, `…:rw:epoch`) expire `ttl + key_retention` after the lock's last
+    /// grant or renewal (so at least `key_retention` after it was last held), and the fence
+    /// later while its counter runs ahead of the server clock: it expires only once the
+    /// clock has passed the last token by that much. A lock unused for that long leaves no
+    /// key behind, and its next fencing token comes from the server clock, above every
+    /// earlier one unless the clock stepped back by more than the retention (see *After
+    /// data loss* in the [module docs](super)). Longer: more tolerance of clock steps, more
+    /// keys kept for locks on many distinct names. Give every lock object of one key the
+    /// same value.
+    pub key_retention: Duration,
 }
 
 impl LockOptions {
@@ -94,11 +114,14 @@ impl LockOptions {
     pub const MIN_TTL: Duration = Duration::from_millis(1);
     /// The longest `ttl`: 30 days.
     pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    /// The longest `owner_id`, in bytes (the longest key's length).
+    pub const MAX_OWNER_ID_BYTES: usize = 255;
     /// The longest `retry_interval`: 1 hour.
     pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
     /// Options with the defaults: namespace `distkit-locks`, ttl 30 s, no owner id, no
-    /// `max_wait`, retry interval 50 ms, no loss quarantine, no replica acknowledgement.
+    /// `max_wait`, retry interval 50 ms, no loss quarantine, no replica acknowledgement,
+    /// key retention 10 minutes.
     pub fn new(key: DistkitRedisKey, client: Client) -> Self {
         Self {
             key,
@@ -110,6 +133,7 @@ impl LockOptions {
             retry_interval: DEFAULT_RETRY_INTERVAL,
             loss_quarantine: false,
             replica_acks: None,
+            key_retention: DEFAULT_KEY_RETENTION,
         }
     }
 
@@ -129,8 +153,9 @@ impl LockOptions {
     /// [`LockError::InvalidTtl`] when `ttl` is outside [`MIN_TTL`](Self::MIN_TTL) to
     /// [`MAX_TTL`](Self::MAX_TTL); [`LockError::InvalidRetryInterval`] when `retry_interval`
     /// is longer than [`MAX_RETRY_INTERVAL`](Self::MAX_RETRY_INTERVAL);
-    /// [`LockError::InvalidOwner`] when `owner_id` is empty or contains whitespace or a
-    /// control character;
+    /// [`LockError::InvalidOwner`] when `owner_id` is empty, longer than
+    /// [`MAX_OWNER_ID_BYTES`](Self::MAX_OWNER_ID_BYTES) or contains whitespace or a control
+    /// character;
     /// [`LockError::InvalidReplicaAcks`] when `replica_acks` is out of range (see
     /// [`ReplicaAcks::validate`]).
     pub fn validate(&self) -> Result<(), DistkitError> {
@@ -141,7 +166,9 @@ impl LockOptions {
             return Err(LockError::InvalidRetryInterval(millis(self.retry_interval)).into());
         }
         if self.owner_id.as_deref().is_some_and(|id| {
-            id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control())
+            id.is_empty()
+                || id.len() > Self::MAX_OWNER_ID_BYTES
+                || id.chars().any(|c| c.is_whitespace() || c.is_control())
         }) {
             return Err(LockError::InvalidOwner.into());
         }
@@ -160,14 +187,6 @@ impl LockOptions {
         i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// The provisional lease of a mutex handed over to a waiter with these options: its
-    /// heartbeat window, or the ttl when that is shorter (what `mutex_hand_over` sets, in
-    /// whole milliseconds).
-    pub(crate) fn handover_lease(&self) -> Duration {
-        let lease_ms = self.queue_window_ms().min(self.ttl_ms());
-        Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0))
-    }
-
     /// `'1'` when grants refuse after a data loss (the scripts' loss-guard argument).
     pub(crate) fn loss_guard_argument(&self) -> &'static str {
         if self.loss_quarantine { "1" } else { "0" }
@@ -176,6 +195,14 @@ impl LockOptions {
     /// The lease in whole milliseconds.
     pub(crate) fn ttl_ms(&self) -> i64 {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// How long the fence and epoch keys live after a grant or renewal, in whole
+    /// milliseconds: the lease plus [`key_retention`](Self::key_retention) (at most
+    /// [`MAX_TTL`](Self::MAX_TTL) each, so the sum fits every `PEXPIRE`).
+    pub(crate) fn keep_ms(&self) -> i64 {
+        millis(self.ttl.min(Self::MAX_TTL))
+            .saturating_add(millis(self.key_retention.min(Self::MAX_TTL)))
     }
 }
 
@@ -224,6 +251,12 @@ impl LockOptionsBuilder {
     /// Sets [`LockOptions::loss_quarantine`].
     pub fn loss_quarantine(mut self, loss_quarantine: bool) -> Self {
         self.options.loss_quarantine = loss_quarantine;
+        self
+    }
+
+    /// Sets [`LockOptions::key_retention`].
+    pub fn key_retention(mut self, key_retention: Duration) -> Self {
+        self.options.key_retention = key_retention;
         self
     }
 

@@ -7,7 +7,7 @@ use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
 use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
-use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
+use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
 use super::{LockGuardState, LockOptions, LockServices};
@@ -21,7 +21,8 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 /// its lease expiry on the server clock), `…:rw:queue` and `…:rw:alive` (waiting writers in
 /// arrival order, and their heartbeats), `…:rw:tickets`, `…:rw:fence` (the last fencing
 /// token) and, with [`loss_quarantine`](LockOptions::loss_quarantine), `…:rw:epoch` and
-/// `…:rw:quarantine` (see *After data loss* in the [module docs](super)).
+/// `…:rw:quarantine` (see *After data loss* in the [module docs](super)). Every one of them
+/// expires (see [`key_retention`](LockOptions::key_retention)).
 ///
 /// - A waiting writer holds a place in the queue; while anyone is queued no new reader gets
 ///   in, and queued writers are served in arrival order.
@@ -145,8 +146,6 @@ impl RwLock {
                 channel: &self.channel,
             },
             retry_interval: self.options.retry_interval,
-            handover_lease: None,
-            trust_handovers: true,
         }
     }
 
@@ -159,6 +158,7 @@ impl RwLock {
             token,
             ttl: self.options.ttl,
             loss_guard: self.options.loss_guard_argument(),
+            keep_ms: self.options.keep_ms(),
             replica_acks: self.options.replica_acks,
         }
     }
@@ -207,7 +207,7 @@ impl RwLock {
         patience: Patience,
     ) -> Result<RwLockReadGuard, DistkitError> {
         self.options.validate()?;
-        let (acquired, attempt) = acquire(self.waiting(), patience, |_| {
+        let (won, attempt) = acquire(self.waiting(), patience, |_| {
             // Each read guard is its own reader entry.
             let reader = ulid::Ulid::new().to_string();
             let token = match &self.options.owner_id {
@@ -217,28 +217,24 @@ impl RwLock {
             self.attempt_read(token)
         })
         .await?;
-        let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockReadGuard {
             lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
-                target,
-                sent_at,
-                Granted::FullTtl,
-                fencing_token,
+                won.target,
+                won.sent_at,
+                won.fencing_token,
                 attempt,
             ),
         })
     }
 
-    async fn attempt_read(
-        &self,
-        token: String,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    async fn attempt_read(&self, token: String) -> Result<Attempt<Won>, DistkitError> {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
             .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
@@ -269,22 +265,20 @@ impl RwLock {
             ],
             armed: true,
         });
-        let (acquired, attempt) = Box::pin(acquire(self.waiting(), patience, |_| {
+        let (won, attempt) = Box::pin(acquire(self.waiting(), patience, |_| {
             self.attempt_write(token.clone(), queued, explicit_owner)
         }))
         .await?;
         if let Some(place) = place {
             place.disarm();
         }
-        let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockWriteGuard {
             lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
-                target,
-                sent_at,
-                Granted::FullTtl,
-                fencing_token,
+                won.target,
+                won.sent_at,
+                won.fencing_token,
                 attempt,
             ),
         })
@@ -295,7 +289,7 @@ impl RwLock {
         token: String,
         queued: bool,
         explicit_owner: bool,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<Won>, DistkitError> {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
@@ -303,10 +297,15 @@ impl RwLock {
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
             Value::from(self.options.loss_guard_argument()),
+            Value::from(self.options.keep_ms()),
         ];
         let mut target = self.target(LeaseKind::Owner, token);
-        // The writer key comes first: an owner lease renews and releases keys[0].
-        target.keys.truncate(1);
+        // An owner lease releases keys[0] (the writer key) and renews it, keeping the fence
+        // and the epoch (keys[1] and keys[2]) for their retention.
+        target.keys = [0, 5, 6]
+            .into_iter()
+            .filter_map(|index| self.keys.get(index).cloned())
+            .collect();
         AttemptGuard::new(target, !explicit_owner)
             .run(&RW_ACQUIRE_WRITE, &self.key_refs(), args)
             .await
@@ -391,8 +390,12 @@ impl RwLockReadGuard {
         "Removes this reader (`rw_release_read`, atomic); the last reader to leave wakes the waiting writers."
     );
 
-    /// The fencing token of the last write acquisition when this read lease was granted
-    /// (0 when the lock was never written).
+    /// The fencing token of this read lease: `max(the last token issued on this lock, the
+    /// Redis server clock in microseconds)`, computed by `rw_acquire_read`. It is at least
+    /// every token issued before this lease was granted (writers' and readers'), after a
+    /// data loss too (the clock part, as for writers: see *After data loss* in the
+    /// [module docs](super)), and below every write token issued after it. Readers may
+    /// share a token: one reader does not fence off another.
     pub fn fencing_token(&self) -> u64 {
         self.lease.fencing_token()
     }

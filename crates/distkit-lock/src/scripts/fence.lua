@@ -1,5 +1,5 @@
 -- Fencing tokens: helpers prepended to every script that grants a lock (no KEYS or ARGV of
--- their own: the caller names the fence key).
+-- their own: the caller names the fence key and its retention).
 -- A fencing token is max(the lock's last token + 1, the server clock in microseconds). While
 -- the fence key is kept, tokens strictly increase (the counter part), whatever the clock
 -- does; when the key was lost (a restart without persistence, a failover to a replica that
@@ -20,18 +20,64 @@ local function fence_less(a, b)
   return a < b
 end
 
--- The next fencing token of the lock whose fence counter is `key` (a string key without
--- TTL), stored back in `key` and returned as a decimal string.
+-- Retention: the fence key lives `keep` ms (the lease plus LockOptions::key_retention)
+-- after the last grant or renewal, and longer while the counter is ahead of the clock: it
+-- expires only once the server clock has passed the last token by `keep`, so the next token
+-- (the clock alone) is still above every earlier one unless the clock stepped back by more
+-- than that.
+
+-- Makes `key` live at least `ms` longer, never shorter (a key without expiry gets one; a
+-- missing key stays missing).
+local function fence_keep_for(key, ms)
+  local left = redis.call('PTTL', key)
+  if left ~= -2 and left < tonumber(ms) then
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+
+-- Keeps the fence `key`, whose value `value` is at or ahead of the clock reading `now` (both
+-- decimal strings), until `keep` ms after the clock passed it. (Lua numbers are doubles: the
+-- difference is rounded, hence the extra millisecond, and capped at about 30 years.)
+local function fence_keep_ahead(key, value, now, keep)
+  local ahead = math.floor((tonumber(value) - tonumber(now)) / 1000) + 1
+  ahead = math.min(math.max(ahead, 0), 1000000000000)
+  fence_keep_for(key, string.format('%d', tonumber(keep) + ahead))
+end
+
+local function fence_now()
+  local time = redis.call('TIME')
+  return time[1] .. string.format('%06d', tonumber(time[2]))
+end
+
+-- The next fencing token of the lock whose fence counter is `key`, stored back in `key` and
+-- returned as a decimal string; `keep` is the retention in ms (see above).
 -- max(last + 1, now) is now whenever last < now (the usual case: one write); otherwise the
 -- counter goes up by one (only while the clock is behind the last token).
-local function fence_next(key)
-  local time = redis.call('TIME')
-  local now = time[1] .. string.format('%06d', tonumber(time[2]))
+local function fence_next(key, keep)
+  local now = fence_now()
   local last = redis.call('GET', key)
   if not last or fence_less(last, now) then
-    redis.call('SET', key, now)
+    redis.call('SET', key, now, 'PX', keep)
     return now
   end
   redis.call('INCR', key)
-  return redis.call('GET', key)
+  local next = redis.call('GET', key)
+  fence_keep_ahead(key, next, now, keep)
+  return next
+end
+
+-- The fencing token of a reader of the lock whose fence counter is `key`: max(last, now), a
+-- decimal string; `keep` as for fence_next. Readers share tokens (one reader does not fence
+-- off another), but a reader's token is at least every token issued before it, after a
+-- data loss too (the clock part, as for writers), and below every write token issued after
+-- it (it is stored when it raised the counter, so the next writer's `last + 1` passes it).
+local function fence_floor(key, keep)
+  local now = fence_now()
+  local last = redis.call('GET', key)
+  if not last or fence_less(last, now) then
+    redis.call('SET', key, now, 'PX', keep)
+    return now
+  end
+  fence_keep_ahead(key, last, now, keep)
+  return last
 end

@@ -1,8 +1,10 @@
 -- Refusal after data loss (LockOptions::loss_quarantine): a helper prepended to every
 -- script that grants a lock (no KEYS or ARGV of its own: the caller passes them).
---   epoch       string key without TTL, in the lock's hash tag: the run id of the Redis
---               process that last checked the lock (written with the lock's other keys, so
---               it is replicated and persisted with them)
+--   epoch       string key, in the lock's hash tag: the run id of the Redis process that
+--               last checked the lock (written with the lock's other keys, so it is
+--               replicated and persisted with them); it expires `keep` ms (the lease plus
+--               the key retention) after the last check, grant or renewal, so it outlives
+--               every lease Redis may still hold
 --   quarantine  string key with a PX expiry, in the lock's hash tag: while it exists the
 --               lock is granted to nobody
 -- What it catches:
@@ -14,12 +16,14 @@
 --     nothing is granted until the server has been up for a ttl and 1 s (uptime is whole
 --     seconds).
 -- What it cannot catch: a lock without state on a server up for longer than a ttl (its
--- first use, or its keys lost to FLUSHALL, eviction, or a failover to a replica that never
--- received this lock's state at all) is granted at once.
+-- first use, its epoch expired with its retention, or its keys lost to FLUSHALL, eviction,
+-- or a failover to a replica that received none of this lock's writes for longer than the
+-- retention) is granted at once.
 
 -- Whether the lock must not be granted now. `ttl` is the lease in ms (a decimal string),
--- `enabled` is '1' when the option is on (anything else: never refuses, touches nothing).
-local function loss_guard_refuses(epoch, quarantine, ttl, enabled)
+-- `enabled` is '1' when the option is on (anything else: never refuses, touches nothing),
+-- `keep` the epoch's retention in ms.
+local function loss_guard_refuses(epoch, quarantine, ttl, enabled, keep)
   if enabled ~= '1' then
     return false
   end
@@ -30,9 +34,12 @@ local function loss_guard_refuses(epoch, quarantine, ttl, enabled)
   local run_id = string.match(info, 'run_id:(%x+)') or ''
   local stored = redis.call('GET', epoch)
   if stored == run_id then
+    if redis.call('PTTL', epoch) < tonumber(keep) then
+      redis.call('PEXPIRE', epoch, keep)
+    end
     return false
   end
-  redis.call('SET', epoch, run_id)
+  redis.call('SET', epoch, run_id, 'PX', keep)
   local wait = tonumber(ttl)
   if not stored then
     local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)') or '0')

@@ -11,19 +11,22 @@
 --          (SPUBLISH, a sharded channel in the lock's slot), or '' (nowhere: it polls)
 -- ARGV[7]  the release channel of the lock (names the lock in handover announcements)
 -- ARGV[8]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
--- Returns { 1, fencing token } when acquired, { 0, the fencing counter } when not (a waiter
--- checks a handover announced to it against this: see acquire.rs); tokens and counters are
+-- ARGV[9]  the retention of the fence and epoch keys, in ms (the lease plus
+--          LockOptions::key_retention; see fence.lua)
+-- Returns { 1, fencing token } when acquired ({ 1, fencing token, 1 } when it confirmed a
+-- handover to this token), { 0, the fencing counter } when not; tokens and counters are
 -- decimal strings (see fence.lua).
 local token = ARGV[1]
 local ttl = ARGV[2]
+local keep = ARGV[9]
 
-if loss_guard_refuses(KEYS[6], KEYS[7], ttl, ARGV[8]) then
+if loss_guard_refuses(KEYS[6], KEYS[7], ttl, ARGV[8], keep) then
   return { 0, redis.call('GET', KEYS[2]) or '0' }
 end
 
 -- The fast path: nobody waits and the lock is free.
 if redis.call('LLEN', KEYS[3]) == 0 and redis.call('SET', KEYS[1], token, 'NX', 'PX', ttl) then
-  return { 1, fence_next(KEYS[2]) }
+  return { 1, fence_next(KEYS[2], keep) }
 end
 -- (The helpers of mutex_common.lua and the line handling of mutex_acquire_queue.lua follow:
 -- the fast path above returns before they are set up.)

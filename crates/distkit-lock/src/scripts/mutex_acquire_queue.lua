@@ -1,17 +1,21 @@
 -- mutex_acquire, continued: the lock is held or waiters are in line.
 local owner = redis.call('GET', KEYS[1])
 if owner == token then
-  local handed = mutex_handover_fence(token)
+  -- A per-acquisition token confirms a handover to it whose announcement it missed (or
+  -- ignored): only this acquisition knows the token, so nobody else can have taken the
+  -- handover's fencing token. An explicit owner id re-attaches, and always with a new
+  -- fencing token: another acquisition with the id may already have taken the handover's
+  -- token from its announcement (that took nothing in Redis), and no token is issued twice.
+  local handed = ARGV[5] ~= '1' and mutex_handover_fence(token)
   if handed or ARGV[5] == '1' then
-    -- A handover to this waiter whose announcement it missed (or ignored), or a re-attach.
     -- A confirmed handover is no longer pending: nothing may pass it on any more.
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('DEL', KEYS[5])
     mutex_forget_waiter(token)
     if handed then
-      return { 1, handed }
+      return { 1, handed, 1 }
     end
-    return { 1, fence_next(KEYS[2]) }
+    return { 1, fence_next(KEYS[2], keep) }
   end
 end
 
@@ -29,10 +33,10 @@ if owner == false then
       redis.call('LPOP', KEYS[3])
       redis.call('HDEL', KEYS[4], token)
     end
-    return { 1, fence_next(KEYS[2]) }
+    return { 1, fence_next(KEYS[2], keep) }
   end
   -- (The loss guard passed at the top of this call.)
-  mutex_hand_over(ARGV[7], ttl, '0')
+  mutex_hand_over(ARGV[7], ttl, '0', keep)
 end
 
 if ARGV[4] == '1' then

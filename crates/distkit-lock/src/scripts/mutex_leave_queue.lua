@@ -8,15 +8,16 @@
 --          holds must not be touched), else '0'
 -- ARGV[4]  '1' to refuse a handover after a data loss (see loss_guard.lua), else '0'
 -- ARGV[5]  the lease, in ms (the loss guard's quarantine)
+-- ARGV[6]  the retention of the fence and epoch keys, in ms (see fence.lua)
 -- Returns 1 when a lock held by this per-acquisition token was passed on, else 0.
 mutex_forget_waiter(ARGV[1])
 -- A per-acquisition token can only hold the lock through a handover (or an attempt whose
 -- reply was lost): either way nobody holds a guard for it. An explicit owner id may hold it
 -- through another acquisition with the same id (another lock object, or a handover another
--- waiter of that id took up without a round trip): it is never passed on; a handover to it
+-- waiter of that id confirmed): it is never passed on; a handover to it
 -- that nobody takes up runs out with its provisional lease (the waiter's heartbeat window).
 if ARGV[3] ~= '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
-  mutex_hand_over(ARGV[2], ARGV[5], ARGV[4])
+  mutex_hand_over(ARGV[2], ARGV[5], ARGV[4], ARGV[6])
   return 1
 end
 return 0

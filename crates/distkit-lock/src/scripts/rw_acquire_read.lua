@@ -3,14 +3,19 @@
 -- ARGV[1]  the reader's token (unique per read guard)
 -- ARGV[2]  the lease, in ms
 -- ARGV[3]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
--- Returns { 1, current fencing token } when acquired, { 0, 0 } when not.
-if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[3]) then
+-- ARGV[4]  the retention of the fence and epoch keys, in ms (the lease plus
+--          LockOptions::key_retention; see fence.lua)
+-- Returns { 1, the reader's fencing token (see fence_floor in fence.lua) } when acquired,
+-- { 0, 0 } when not.
+if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[3], ARGV[4]) then
   return { 0, 0 }
 end
 local now = rw_now_ms()
 -- The common case in one call: no writer holds the lock and none waits.
 if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- GET, not EXISTS: a writer key of another type fails with WRONGTYPE, as in
+  -- rw_acquire_write, rather than reading as a writer that holds the lock for ever.
+  if redis.call('GET', KEYS[1]) then
     return { 0, 0 }
   end
   -- Writers wait: drop those whose heartbeat stopped, then look again.
@@ -24,4 +29,4 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 rw_keep_for(KEYS[2], ttl)
-return { 1, rw_current_fence() }
+return { 1, fence_floor(KEYS[6], ARGV[4]) }

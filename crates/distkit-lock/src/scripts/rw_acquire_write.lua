@@ -8,9 +8,11 @@
 -- ARGV[4]  '1' to join (or stay in) the queue when the lock is not free, '0' for a one-shot
 -- ARGV[5]  '1' when the token is an explicit owner id that may re-attach, else '0'
 -- ARGV[6]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
+-- ARGV[7]  the retention of the fence and epoch keys, in ms (the lease plus
+--          LockOptions::key_retention; see fence.lua)
 -- Returns { 1, fencing token (a decimal string, see fence.lua) } when acquired,
 -- { 0, position in the queue or -1 } when not.
-if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[6]) then
+if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[6], ARGV[7]) then
   return { 0, -1 }
 end
 local now = rw_now_ms()
@@ -24,7 +26,7 @@ local function acquire()
   redis.call('SET', KEYS[1], token, 'PX', ttl)
   redis.call('ZREM', KEYS[3], token)
   redis.call('ZREM', KEYS[4], token)
-  return { 1, fence_next(KEYS[6]) }
+  return { 1, fence_next(KEYS[6], ARGV[7]) }
 end
 
 if writer ~= false and ARGV[5] == '1' and writer == token then
@@ -46,4 +48,7 @@ end
 redis.call('ZADD', KEYS[4], now + window, token)
 rw_keep_for(KEYS[3], window)
 rw_keep_for(KEYS[4], window)
+-- The tickets expire with the queue (the same expiry, set in the same call): a new queue
+-- starts its tickets anew.
+rw_keep_for(KEYS[5], window)
 return { 0, redis.call('ZRANK', KEYS[3], token) }

@@ -4,8 +4,9 @@
 --   KEYS[2] readers  sorted set: reader token -> lease expiry (server ms)
 --   KEYS[3] queue    sorted set: waiting writer token -> arrival ticket
 --   KEYS[4] alive    sorted set: waiting writer token -> heartbeat expiry (server ms)
---   KEYS[5] tickets  integer: the last arrival ticket handed out
---   KEYS[6] fence    integer: the last fencing token handed out (never expires)
+--   KEYS[5] tickets  integer: the last arrival ticket handed out (expires with the queue)
+--   KEYS[6] fence    integer: the last fencing token handed out (expires with its
+--                    retention, see fence.lua)
 --   KEYS[7] epoch    the loss guard's epoch (see loss_guard.lua)
 --   KEYS[8] quarantine the loss guard's quarantine (see loss_guard.lua)
 
@@ -24,28 +25,25 @@ local function rw_purge(now)
   end
 end
 
--- Makes a sorted set live at least `ms` longer, so abandoned structures disappear.
+-- Makes a key live at least `ms` longer (never shorter), so abandoned structures disappear.
 local function rw_keep_for(key, ms)
-  if redis.call('PTTL', key) < ms then
+  if redis.call('PTTL', key) < tonumber(ms) then
     redis.call('PEXPIRE', key, ms)
   end
 end
 
--- The last fencing token, as a decimal string (see fence.lua).
-local function rw_current_fence()
-  return redis.call('GET', KEYS[6]) or '0'
-end
-
 -- Announces `message` on the lock's release channel. `target` is 'S<channel>' (a sharded
 -- channel, in a cluster: SPUBLISH, or PUBLISH where the server does not know SPUBLISH) or
--- 'P<channel>' (PUBLISH).
+-- 'P<channel>' (PUBLISH). Called after a script's writes: a refused announcement (an ACL
+-- without the channel) leaves them standing (waiters poll) and returns false; else true.
 local function rw_announce(target, message)
   local channel = string.sub(target, 2)
   if string.sub(target, 1, 1) == 'S' then
     local reply = redis.pcall('SPUBLISH', channel, message)
     if type(reply) ~= 'table' or not reply.err then
-      return
+      return true
     end
   end
-  redis.call('PUBLISH', channel, message)
+  local reply = redis.pcall('PUBLISH', channel, message)
+  return type(reply) ~= 'table' or not reply.err
 end
