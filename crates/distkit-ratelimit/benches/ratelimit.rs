@@ -9,8 +9,10 @@
 //!   is distkit's overhead (argument encoding, reply parsing, exact arithmetic, its header);
 //! - the **floor**, one `INCR` in a script: the ratio to it includes the Lua work itself.
 //!
-//! Then the native limiters again on a three-master Redis Cluster (trypema's providers don't
-//! support one).
+//! Then the lax limiters' local decision alone (one task, one warm key, nanoseconds per
+//! check) against an in-process floor (a mutex-guarded map lookup and add: the least a
+//! shared in-memory counter costs), and the native limiters again on a three-master Redis
+//! Cluster (trypema's providers don't support one).
 //!
 //! `cargo bench -p distkit-ratelimit --bench ratelimit` (private redis-server processes, or
 //! `REDIS_URL` for the standalone part). `DISTKIT_BENCH_TASKS` lists the concurrencies to
@@ -458,6 +460,77 @@ async fn trypema(url: &str, client: &Client, tasks: usize) -> Result<(), BenchEr
     Ok(())
 }
 
+/// Nanoseconds per call of `operation`, called `CALLS` times in a row from one task.
+async fn ns_per_call<F, Fut>(mut operation: F) -> Result<f64, BenchError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), BenchError>>,
+{
+    const CALLS: u32 = 200_000;
+    let started = Instant::now();
+    for _ in 0..CALLS {
+        operation().await?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e9 / f64::from(CALLS))
+}
+
+/// The lax limiters' decision in memory on a warm key, against an in-process floor.
+async fn local_decisions(client: &Client) -> Result<(), BenchError> {
+    use std::collections::HashMap;
+    let prefix = unique_prefix();
+    let k = key("warm")?;
+    let floor_map = std::sync::Mutex::new(HashMap::from([(k.clone(), 0_u64)]));
+    let floor = ns_per_call(|| {
+        let mut map = floor_map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&k) {
+            *count = count.wrapping_add(1);
+        }
+        drop(map);
+        std::future::ready(Ok(()))
+    })
+    .await?;
+    println!("-- lax limiters' local decision: 1 task, 1 warm key, ns per check");
+    println!(
+        "{:<36} {floor:>8.0} ns/check",
+        "floor: Mutex<HashMap> lookup and add"
+    );
+    let rate = GcraRate::per_second(1_000_000, 1_000_000)?;
+    let options = LaxGcraOptions::builder(key(&format!("{prefix}-local-gcra"))?, client.clone())
+        .sync_interval(Duration::from_millis(20))
+        .build();
+    let lax_gcra = LaxGcraLimiter::new(options)?;
+    lax_gcra.check(&k, &rate, 1).await?;
+    let ns = ns_per_call(|| async {
+        lax_gcra.check(&k, &rate, 1).await?;
+        Ok(())
+    })
+    .await?;
+    println!(
+        "{:<36} {ns:>8.0} ns/check  ({:>5.2}x floor)",
+        "distkit LaxGcraLimiter",
+        ns / floor
+    );
+    let options =
+        LaxSlidingWindowOptions::builder(key(&format!("{prefix}-local-sw"))?, client.clone())
+            .sync_interval(Duration::from_millis(20))
+            .build();
+    let lax = LaxSlidingWindowLimiter::new(options)?;
+    lax.check(&k, u64::MAX >> 12, 1).await?;
+    let ns = ns_per_call(|| async {
+        lax.check(&k, u64::MAX >> 12, 1).await?;
+        Ok(())
+    })
+    .await?;
+    println!(
+        "{:<36} {ns:>8.0} ns/check  ({:>5.2}x floor)",
+        "distkit LaxSlidingWindowLimiter",
+        ns / floor
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BenchError> {
     let standalone = TestRedis::start_standalone();
@@ -465,6 +538,7 @@ async fn main() -> Result<(), BenchError> {
     for tasks in task_counts() {
         native(&client, "standalone", tasks).await?;
     }
+    local_decisions(&client).await?;
     for tasks in task_counts() {
         trypema(standalone.url(), &client, tasks).await?;
     }
