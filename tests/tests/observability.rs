@@ -13,6 +13,7 @@ use distkit::icounter::{
     StrictInstanceAwareCounterOptions,
 };
 use distkit::lock::{LockOptions, Mutex, RwLock};
+use distkit::ratelimit::{FailurePolicy, GcraLimiter, GcraOptions, GcraRate};
 use distkit_test_support::TestRedis;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
@@ -143,7 +144,8 @@ fn find<'r>(recorded: &'r Recorded, name: &str, label: (&str, &str)) -> Option<&
 }
 
 #[tokio::test]
-async fn a_lock_acquisition_records_its_wait_and_a_lax_flush_records_its_lag_and_pending_keys() {
+async fn a_lock_acquisition_records_its_wait_a_lax_flush_its_lag_and_pending_keys_and_a_limiter_its_calls()
+ {
     let snapshotter = snapshotter();
     drop(snapshotter.snapshot());
     let redis = TestRedis::start();
@@ -240,6 +242,60 @@ async fn a_lock_acquisition_records_its_wait_and_a_lax_flush_records_its_lag_and
     assert_eq!(
         find(&recorded, "distkit_lax_pending_keys", label),
         Some(&DebugValue::Gauge(0.0.into())),
+        "{recorded:?}"
+    );
+
+    // A rate limiter failing open: its calls by outcome, and one call Redis did not answer
+    // within the deadline, counted as failed open.
+    let prefix = fresh_key();
+    let open = FailurePolicy::fail_open(Duration::from_millis(50)).unwrap();
+    let limiter = GcraLimiter::new(
+        GcraOptions::builder(prefix.clone(), client.clone())
+            .failure_policy(open)
+            .build(),
+    );
+    let rate = GcraRate::per_second(1, 1).unwrap();
+    assert!(
+        bounded(limiter.check(&a, &rate, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    assert!(
+        !bounded(limiter.check(&a, &rate, 1))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    redis.pause();
+    let failed_open = bounded(limiter.check(&b, &rate, 1)).await;
+    redis.resume();
+    assert!(failed_open.unwrap().is_allowed());
+    let recorded = take("prefix", prefix.as_str());
+    for outcome in ["admitted", "rejected"] {
+        assert_eq!(
+            find(
+                &recorded,
+                "distkit_ratelimit_calls_total",
+                ("outcome", outcome)
+            ),
+            Some(&DebugValue::Counter(1)),
+            "{outcome}: {recorded:?}"
+        );
+    }
+    assert_eq!(
+        find(
+            &recorded,
+            "distkit_ratelimit_failed_open_total",
+            ("reason", "deadline")
+        ),
+        Some(&DebugValue::Counter(1)),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded
+            .iter()
+            .all(|(_, _, labels, _)| labels.contains(&("limiter".to_owned(), "gcra".to_owned()))),
         "{recorded:?}"
     );
 }

@@ -54,6 +54,11 @@ fn is_invalid_option<T: std::fmt::Debug>(result: Result<T, DistkitError>, words:
     }
 }
 
+/// The quota left after an admitted call, `None` after a refusal.
+fn allowed(decision: Decision) -> Option<u64> {
+    decision.is_allowed().then(|| decision.remaining())
+}
+
 /// Asserts that `decision` is a rejection leaving `remaining`, with
 /// `after < retry_after <= at_most`; returns its `retry_after`.
 #[expect(clippy::panic, reason = "a test helper fails its test")]
@@ -61,6 +66,7 @@ fn rejected(decision: Decision, remaining: u64, after: Duration, at_most: Durati
     let Decision::Rejected {
         retry_after,
         remaining: left,
+        ..
     } = decision
     else {
         panic!("expected a rejection leaving {remaining}, got {decision:?}");
@@ -110,8 +116,8 @@ async fn weighted_calls_charge_their_cost_and_report_what_is_left() {
     let gcra = GcraLimiter::new(GcraOptions::new(prefix.clone(), client.clone()));
     let rate = GcraRate::new(1, Duration::from_secs(3_600), 5).unwrap();
     assert_eq!(
-        bounded(gcra.check(&k, &rate, 3)).await.unwrap(),
-        Decision::Allowed { remaining: 2 }
+        allowed(bounded(gcra.check(&k, &rate, 3)).await.unwrap()),
+        Some(2)
     );
     // A cost of 3 with 2 left: one more unit must come back, about an hour.
     rejected(
@@ -121,14 +127,14 @@ async fn weighted_calls_charge_their_cost_and_report_what_is_left() {
         Duration::from_secs(3_600),
     );
     assert_eq!(
-        bounded(gcra.check(&k, &rate, 2)).await.unwrap(),
-        Decision::Allowed { remaining: 0 }
+        allowed(bounded(gcra.check(&k, &rate, 2)).await.unwrap()),
+        Some(0)
     );
 
     let window = sliding(prefix, client, 60_000, 100);
     assert_eq!(
-        bounded(window.check(&k, 5, 3)).await.unwrap(),
-        Decision::Allowed { remaining: 2 }
+        allowed(bounded(window.check(&k, 5, 3)).await.unwrap()),
+        Some(2)
     );
     // A cost of 3 with 2 left.
     rejected(
@@ -138,13 +144,13 @@ async fn weighted_calls_charge_their_cost_and_report_what_is_left() {
         Duration::from_millis(60_001),
     );
     assert_eq!(
-        bounded(window.check(&k, 5, 2)).await.unwrap(),
-        Decision::Allowed { remaining: 0 }
+        allowed(bounded(window.check(&k, 5, 2)).await.unwrap()),
+        Some(0)
     );
     // The limit is given per call: a larger one admits more on the same window.
     assert_eq!(
-        bounded(window.check(&k, 8, 3)).await.unwrap(),
-        Decision::Allowed { remaining: 0 }
+        allowed(bounded(window.check(&k, 8, 3)).await.unwrap()),
+        Some(0)
     );
 }
 
@@ -176,6 +182,20 @@ async fn bad_rates_windows_costs_and_keys_are_clear_errors_never_panics() {
     is_invalid_option(GcraRate::new(MAX_GCRA_LIMIT + 1, second, 1), "limit");
     is_invalid_option(GcraRate::new(10, Duration::ZERO, 1), "period");
     is_invalid_option(GcraRate::new(10, Duration::from_nanos(999), 1), "period");
+    // Faster than one unit per µs: refused, not truncated (issue 33).
+    is_invalid_option(GcraRate::new(10, Duration::from_micros(9), 1), "per unit");
+    is_invalid_option(
+        GcraRate::new(10, Duration::from_nanos(9_999), 1),
+        "per unit",
+    );
+    is_invalid_option(GcraRate::per_second(1_000_001, 1), "per unit");
+    is_invalid_option(
+        GcraRate::new(MAX_GCRA_LIMIT, Duration::from_micros(1), 1),
+        "per unit",
+    );
+    // One unit per µs exactly is the fastest rate.
+    assert!(GcraRate::per_second(1_000_000, 1).is_ok());
+    assert!(GcraRate::new(10, Duration::from_micros(10), 1).is_ok());
     is_invalid_option(GcraRate::new(10, second, 0), "burst");
     is_invalid_option(GcraRate::new(1, Duration::MAX, 1), "drain");
     is_invalid_option(GcraRate::new(1, second, u64::MAX), "drain");
@@ -376,12 +396,12 @@ async fn both_limiters_work_on_every_master_of_a_cluster_with_each_keys_state_on
     let rate = GcraRate::new(1, Duration::from_secs(3_600), 2).unwrap();
     for (node, k) in key_per_master(&cluster, &prefix) {
         assert_eq!(
-            bounded(gcra.check(&k, &rate, 1)).await.unwrap(),
-            Decision::Allowed { remaining: 1 }
+            allowed(bounded(gcra.check(&k, &rate, 1)).await.unwrap()),
+            Some(1)
         );
         assert_eq!(
-            bounded(gcra.check(&k, &rate, 1)).await.unwrap(),
-            Decision::Allowed { remaining: 0 }
+            allowed(bounded(gcra.check(&k, &rate, 1)).await.unwrap()),
+            Some(0)
         );
         assert!(
             !bounded(gcra.check(&k, &rate, 1))
@@ -390,8 +410,8 @@ async fn both_limiters_work_on_every_master_of_a_cluster_with_each_keys_state_on
                 .is_allowed()
         );
         assert_eq!(
-            bounded(window.check(&k, 2, 2)).await.unwrap(),
-            Decision::Allowed { remaining: 0 }
+            allowed(bounded(window.check(&k, 2, 2)).await.unwrap()),
+            Some(0)
         );
         assert!(!bounded(window.check(&k, 2, 1)).await.unwrap().is_allowed());
         // Every key of the limiter key lives on the master that owns its hash tag.
@@ -475,18 +495,18 @@ async fn a_lax_limiter_decides_warm_keys_in_memory_on_the_window_it_shares_with_
     let strict = SlidingWindowLimiter::new(options).unwrap();
     // Cold: one strict call.
     assert_eq!(
-        bounded(limiter.check(&k, 10, 3)).await.unwrap(),
-        Decision::Allowed { remaining: 7 }
+        allowed(bounded(limiter.check(&k, 10, 3)).await.unwrap()),
+        Some(7)
     );
     assert_eq!(
-        bounded(strict.check(&k, 10, 2)).await.unwrap(),
-        Decision::Allowed { remaining: 5 }
+        allowed(bounded(strict.check(&k, 10, 2)).await.unwrap()),
+        Some(5)
     );
     // Warm: decided in memory, on the count of the last sync (3) plus its own units; the
     // strict limiter's 2 units are not seen yet, and nothing reaches Redis.
     assert_eq!(
-        bounded(limiter.check(&k, 10, 4)).await.unwrap(),
-        Decision::Allowed { remaining: 3 }
+        allowed(bounded(limiter.check(&k, 10, 4)).await.unwrap()),
+        Some(3)
     );
     assert_eq!(window_total(&redis, &prefix, &k), 5);
     bounded(limiter.flush()).await.unwrap();
@@ -500,8 +520,8 @@ async fn a_lax_limiter_decides_warm_keys_in_memory_on_the_window_it_shares_with_
         Duration::from_millis(60_001),
     );
     assert_eq!(
-        bounded(limiter.check(&k, 10, 1)).await.unwrap(),
-        Decision::Allowed { remaining: 0 }
+        allowed(bounded(limiter.check(&k, 10, 1)).await.unwrap()),
+        Some(0)
     );
     assert_eq!(limiter.tracked_keys(), 1);
     // Flushing twice delivers once.
@@ -514,8 +534,8 @@ async fn a_lax_limiter_decides_warm_keys_in_memory_on_the_window_it_shares_with_
     assert_eq!(limiter.tracked_keys(), 0);
     assert_eq!(window_total(&redis, &prefix, &k), 0);
     assert_eq!(
-        bounded(limiter.check(&k, 10, 10)).await.unwrap(),
-        Decision::Allowed { remaining: 0 }
+        allowed(bounded(limiter.check(&k, 10, 10)).await.unwrap()),
+        Some(0)
     );
 }
 
@@ -872,12 +892,12 @@ async fn the_lax_limiter_works_on_every_master_of_a_cluster_with_each_keys_state
     );
     for (node, k) in key_per_master(&cluster, &prefix) {
         assert_eq!(
-            bounded(limiter.check(&k, 5, 2)).await.unwrap(),
-            Decision::Allowed { remaining: 3 }
+            allowed(bounded(limiter.check(&k, 5, 2)).await.unwrap()),
+            Some(3)
         );
         assert_eq!(
-            bounded(limiter.check(&k, 5, 3)).await.unwrap(),
-            Decision::Allowed { remaining: 0 }
+            allowed(bounded(limiter.check(&k, 5, 3)).await.unwrap()),
+            Some(0)
         );
         assert!(!bounded(limiter.check(&k, 5, 1)).await.unwrap().is_allowed());
         bounded(limiter.flush()).await.unwrap();
@@ -967,8 +987,8 @@ async fn a_delivery_whose_reply_was_lost_is_resent_and_counted_once() {
             .is_allowed()
     );
     assert_eq!(
-        bounded(limiter.check(&k, 25, 1)).await.unwrap(),
-        Decision::Allowed { remaining: 0 }
+        allowed(bounded(limiter.check(&k, 25, 1)).await.unwrap()),
+        Some(0)
     );
 }
 
@@ -1202,13 +1222,7 @@ async fn lax_gcra_contention_within_the_bound(redis: &TestRedis, seed: u64) {
         let decision = bounded(strict.check(&k, &rate, 1)).await.unwrap();
         let now_us = server_time_us(redis);
         if admitted < burst {
-            assert_eq!(
-                decision,
-                Decision::Allowed {
-                    remaining: burst - admitted - 1
-                },
-                "{context}"
-            );
+            assert_eq!(allowed(decision), Some(burst - admitted - 1), "{context}");
         } else {
             let Decision::Rejected { retry_after, .. } = decision else {
                 panic!("a strict call admitted above the burst: {context}");
@@ -1307,8 +1321,8 @@ async fn a_lax_gcra_delivery_whose_reply_was_lost_is_resent_and_counted_once() {
             .is_allowed()
     );
     assert_eq!(
-        bounded(limiter.check(&k, &burst(25), 1)).await.unwrap(),
-        Decision::Allowed { remaining: 0 }
+        allowed(bounded(limiter.check(&k, &burst(25), 1)).await.unwrap()),
+        Some(0)
     );
 }
 
@@ -1344,7 +1358,13 @@ async fn bad_lax_gcra_options_and_costs_are_clear_errors_never_panics() {
             .is_allowed()
     );
     is_invalid_option(bounded(limiter.check(&k, &rate, 6)).await, "cost");
-    let huge = GcraRate::new(MAX_GCRA_LIMIT, Duration::from_micros(1), MAX_GCRA_LIMIT).unwrap();
+    // The fastest rate (one unit per µs) with the largest limit and burst.
+    let huge = GcraRate::new(
+        MAX_GCRA_LIMIT,
+        Duration::from_micros(MAX_GCRA_LIMIT),
+        MAX_GCRA_LIMIT,
+    )
+    .unwrap();
     let other = key("other");
     assert!(
         bounded(limiter.check(&other, &huge, MAX_GCRA_LIMIT))
@@ -1367,12 +1387,12 @@ async fn the_lax_gcra_limiter_works_on_every_master_of_a_cluster_with_each_keys_
     let rate = GcraRate::new(1, Duration::from_secs(3_600), 5).unwrap();
     for (node, k) in key_per_master(&cluster, &prefix) {
         assert_eq!(
-            bounded(limiter.check(&k, &rate, 2)).await.unwrap(),
-            Decision::Allowed { remaining: 3 }
+            allowed(bounded(limiter.check(&k, &rate, 2)).await.unwrap()),
+            Some(3)
         );
         assert_eq!(
-            bounded(limiter.check(&k, &rate, 3)).await.unwrap(),
-            Decision::Allowed { remaining: 0 }
+            allowed(bounded(limiter.check(&k, &rate, 3)).await.unwrap()),
+            Some(0)
         );
         assert!(
             !bounded(limiter.check(&k, &rate, 1))

@@ -1,4 +1,3 @@
-#[cfg(feature = "lock")]
 use std::time::Duration;
 
 /// The one error type of distkit.
@@ -20,6 +19,14 @@ pub enum DistkitError {
     /// stays closed; build a new one to go on.
     #[error("the object was closed; nothing was applied")]
     Closed,
+    /// A rate limiter's `wait` gave up at once: the call would have had to wait longer than
+    /// its `max_wait` to be admitted. Nothing was charged.
+    #[error("rate limited: a call would be admitted in {retry_after:?}, later than allowed")]
+    RateLimited {
+        /// How long until the call would have been admitted (the limiter's `retry_after`,
+        /// if nothing else is admitted in between).
+        retry_after: Duration,
+    },
     /// A counter or instance-aware counter operation failed.
     #[cfg(feature = "counter")]
     #[cfg_attr(docsrs, doc(cfg(feature = "counter")))]
@@ -207,12 +214,14 @@ impl DistkitError {
 
     /// Whether the call failed only because someone else holds what it asked for, not
     /// because anything broke: a one-shot lock attempt that found the lock held
-    /// ([`LockError::AcquireFail`]) or ran out of retries ([`LockError::RetriesExhausted`]).
-    /// Back off and try again later.
+    /// ([`LockError::AcquireFail`]) or ran out of retries ([`LockError::RetriesExhausted`]),
+    /// or a rate limiter's `wait` that would have waited too long
+    /// ([`DistkitError::RateLimited`]). Back off and try again later.
     pub fn is_contention(&self) -> bool {
         match self {
             #[cfg(feature = "lock")]
             Self::LockError(LockError::AcquireFail | LockError::RetriesExhausted { .. }) => true,
+            Self::RateLimited { .. } => true,
             _ => false,
         }
     }
@@ -284,6 +293,12 @@ mod tests {
         assert!(!refused.is_timeout() && !refused.is_transport() && !refused.is_outcome_unknown());
         let closed = DistkitError::Closed;
         assert!(!closed.is_timeout() && !closed.is_contention() && !closed.is_transport());
+        let limited = DistkitError::RateLimited {
+            retry_after: Duration::from_secs(3),
+        };
+        assert!(limited.is_contention() && !limited.is_timeout() && !limited.is_transport());
+        assert!(!limited.is_outcome_unknown());
+        assert!(limited.to_string().contains("3s"), "{limited}");
     }
 
     #[cfg(feature = "lock")]

@@ -7,6 +7,7 @@ use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
 use fred::types::Value;
 
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
 use super::{Decision, four_integers, invalid, non_negative, redis_key};
 
 /// The GCRA decision script.
@@ -46,8 +47,10 @@ impl GcraRate {
     /// # Errors
     ///
     /// [`DistkitError::InvalidOption`] when `limit` is 0 or above [`MAX_GCRA_LIMIT`], `period`
-    /// is shorter than 1 µs, `burst` is 0, or the burst takes longer than
-    /// [`MAX_GCRA_BURST_SPAN`] to drain.
+    /// is shorter than 1 µs, the period per unit (`period / limit`, the emission interval)
+    /// is shorter than 1 µs (more than a million units per second), `burst` is 0, or the
+    /// burst takes longer than [`MAX_GCRA_BURST_SPAN`] to drain. A fraction of a microsecond
+    /// in `period` is ignored (see [`period`](Self::period)).
     pub fn new(limit: u64, period: Duration, burst: u64) -> Result<Self, DistkitError> {
         if limit == 0 || limit > MAX_GCRA_LIMIT {
             return Err(invalid(format!(
@@ -58,6 +61,16 @@ impl GcraRate {
         if period_us == 0 {
             return Err(invalid(format!(
                 "the gcra period must be at least 1 µs, got {period:?}"
+            )));
+        }
+        // The emission interval, period / limit, is at least 1 µs: the state and every time
+        // the script keeps are whole microseconds, so a faster rate could not be kept apart
+        // from a slower one.
+        if period.as_nanos() < u128::from(limit).saturating_mul(1_000) {
+            return Err(invalid(format!(
+                "a gcra rate of {limit} per {period:?} is faster than one unit per microsecond: \
+                 the period per unit (period / limit) must be at least 1 µs; count in larger \
+                 units or over a longer period"
             )));
         }
         if burst == 0 {
@@ -125,8 +138,8 @@ impl GcraRate {
 
 /// The options of a [`GcraLimiter`].
 ///
-/// Build them with [`new`](Self::new), or with [`builder`](Self::builder) like every other
-/// option struct (there is no optional field yet). The rate is given per call
+/// Build them with [`new`](Self::new) and set fields, or with [`builder`](Self::builder).
+/// The rate is given per call
 /// ([`GcraRate`], checked by [`GcraRate::new`]).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -135,12 +148,19 @@ pub struct GcraOptions {
     pub prefix: DistkitRedisKey,
     /// The Redis client.
     pub client: Client,
+    /// What a call does when Redis fails it or does not answer in time: fail closed (return
+    /// the error) by default; see [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl GcraOptions {
-    /// Options for a limiter of `prefix` on `client`.
+    /// Options for a limiter of `prefix` on `client`, failing closed.
     pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
-        Self { prefix, client }
+        Self {
+            prefix,
+            client,
+            failure_policy: FailurePolicy::default(),
+        }
     }
 
     /// A builder starting from [`new`](Self::new).
@@ -168,6 +188,12 @@ pub struct GcraOptionsBuilder {
 }
 
 impl GcraOptionsBuilder {
+    /// Sets [`GcraOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
+        self
+    }
+
     /// The options.
     pub fn build(self) -> GcraOptions {
         self.options
@@ -202,6 +228,7 @@ impl GcraOptionsBuilder {
 pub struct GcraLimiter {
     prefix: DistkitRedisKey,
     client: Client,
+    failure_policy: FailurePolicy,
 }
 
 impl GcraLimiter {
@@ -210,6 +237,7 @@ impl GcraLimiter {
         Self {
             prefix: options.prefix,
             client: options.client,
+            failure_policy: options.failure_policy,
         }
     }
 
@@ -224,14 +252,75 @@ impl GcraLimiter {
     ///   could never be admitted), before any I/O.
     /// - [`DistkitError::RedisError`] for a transport failure (when the connection failed
     ///   after the call was written, the cost may or may not have been charged), a server
-    ///   error, or a key holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    ///   error, or a key holding data distkit did not write (`DISTKIT_BAD_STATE`); never
+    ///   when the limiter fails open (see [`FailurePolicy`]): the call is admitted then.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
         rate: &GcraRate,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, rate, cost, None).await?.0)
+        let call = async { Ok(self.decide(key, rate, cost, None, false).await?.0) };
+        decide_under(
+            self.failure_policy,
+            LimiterKind::Gcra,
+            &self.prefix,
+            key,
+            rate.burst,
+            call,
+        )
+        .await
+    }
+
+    /// The decision a call of cost 1 on `key` at `rate` would get now, without charging
+    /// anything.
+    ///
+    /// Runs the `gcra` script in its peek mode (one `EVALSHA`, atomic, on the server clock,
+    /// writing nothing), sent once. Another call may change the answer right after it.
+    ///
+    /// # Errors
+    ///
+    /// [`DistkitError::RedisError`] for a transport failure, a server error, or a key
+    /// holding data distkit did not write (`DISTKIT_BAD_STATE`); never when the limiter
+    /// fails open (see [`FailurePolicy`]).
+    pub async fn peek(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+    ) -> Result<Decision, DistkitError> {
+        let call = async { Ok(self.decide(key, rate, 1, None, true).await?.0) };
+        decide_under(
+            self.failure_policy,
+            LimiterKind::Gcra,
+            &self.prefix,
+            key,
+            rate.burst,
+            call,
+        )
+        .await
+    }
+
+    /// Charges `cost` units to `key` at `rate` as soon as they conform, sleeping until then,
+    /// unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` (computed on the server clock), once, and tries again, so it does not
+    /// poll. Other callers may take the quota meanwhile: then it waits again, within
+    /// `max_wait` in total. Cancelling it charges nothing unless an attempt was admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   lies more than `max_wait` after the first attempt (its `retry_after` says when).
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, rate, cost)).await
     }
 
     /// Forgets the state of `key`: it is back to its full burst. One `DEL`.
@@ -259,18 +348,19 @@ impl GcraLimiter {
         cost: u64,
         now_us: Option<u64>,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, rate, cost, now_us).await?.0)
+        Ok(self.decide(key, rate, cost, now_us, false).await?.0)
     }
 
     /// [`check`](Self::check) at the server's time, or at `now_us` (tests only), also
     /// returning the time of the decision (µs) and how far the TAT lies ahead of it after
-    /// the decision (in `1/limit` µs).
+    /// the decision (in `1/limit` µs). With `peek`, nothing is charged.
     pub(super) async fn decide(
         &self,
         key: &DistkitRedisKey,
         rate: &GcraRate,
         cost: u64,
         now_us: Option<u64>,
+        peek: bool,
     ) -> Result<(Decision, u64, u128), DistkitError> {
         check_cost(rate, cost)?;
         let (cost_us, cost_frac) = rate.span_of(cost);
@@ -283,6 +373,7 @@ impl GcraLimiter {
             Value::from(burst_us.to_string()),
             Value::from(burst_frac.to_string()),
             Value::from(now_us.map(|now| now.to_string()).unwrap_or_default()),
+            Value::from(if peek { "1" } else { "" }),
         ];
         let reply = GCRA
             .run(&self.client, &[state.as_str()], args, CallPolicy::ONCE)
@@ -305,8 +396,15 @@ impl GcraRate {
     /// `ahead_scaled` (in `1/limit` µs) ahead of the time of the decision after it.
     pub(super) fn decision(&self, allowed: bool, ahead_scaled: u128, cost: u64) -> Decision {
         let remaining = self.remaining_at(ahead_scaled);
+        // The full burst is back once the TAT is reached: ceil(ahead / limit) µs.
+        let reset_us = ahead_scaled.div_ceil(u128::from(self.limit));
+        let reset_after = Duration::from_micros(u64::try_from(reset_us).unwrap_or(u64::MAX));
         if allowed {
-            return Decision::Allowed { remaining };
+            return Decision::Allowed {
+                remaining,
+                limit: self.burst,
+                reset_after,
+            };
         }
         // Admitted once the TAT plus this cost is within the burst: ceil(excess / limit) µs.
         let excess = ahead_scaled
@@ -316,6 +414,8 @@ impl GcraRate {
         Decision::Rejected {
             retry_after: Duration::from_micros(u64::try_from(retry_us).unwrap_or(u64::MAX)),
             remaining,
+            limit: self.burst,
+            reset_after,
         }
     }
 }

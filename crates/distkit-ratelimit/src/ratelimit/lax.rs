@@ -63,7 +63,7 @@ pub(super) fn record_ttl_ms(give_up: Duration) -> u64 {
 /// The algorithm-specific part of a lax limiter.
 pub(super) trait Algorithm: Send + Sync + 'static {
     /// What one object knows of one key's server state, plus its own units since.
-    type View: Default + std::fmt::Debug + Send;
+    type View: Clone + Default + std::fmt::Debug + Send;
     /// What a call names besides its key and cost (a limit, a rate).
     type Params: ?Sized + Sync;
     /// What a delivery carries besides its units (the rate to charge them at), kept for
@@ -95,6 +95,14 @@ pub(super) trait Algorithm: Send + Sync + 'static {
         params: &Self::Params,
         cost: u64,
     ) -> impl Future<Output = Result<(Decision, Self::View), DistkitError>> + Send;
+
+    /// The decision a cost-1 call on a cold key would get from the strict limiter, nothing
+    /// charged.
+    fn peek_strict(
+        &self,
+        key: &DistkitRedisKey,
+        params: &Self::Params,
+    ) -> impl Future<Output = Result<Decision, DistkitError>> + Send;
 
     /// What a delivery taken from `view` carries besides its units.
     fn info(&self, view: &Self::View) -> Self::Info;
@@ -310,6 +318,28 @@ impl<A: Algorithm> Core<A> {
             Box::pin(self.flush()).await?;
         }
         Ok(decision)
+    }
+
+    /// The decision a cost-1 call would get now, nothing charged: from the view of a warm
+    /// key (in memory), from the strict limiter's peek on a cold one (which stays cold).
+    pub(super) async fn peek(
+        &self,
+        key: &DistkitRedisKey,
+        params: &A::Params,
+    ) -> Result<Decision, DistkitError> {
+        self.ensure_open()?;
+        self.algorithm.check_call(params, 1)?;
+        let in_memory = {
+            let state = self.state();
+            state.keys.get(key).filter(|entry| entry.warm).map(|entry| {
+                let mut view = entry.view.clone();
+                self.algorithm.decide(&mut view, entry.unsent(), params, 1)
+            })
+        };
+        match in_memory {
+            Some(decision) => Ok(decision),
+            None => self.algorithm.peek_strict(key, params).await,
+        }
     }
 
     /// Stops accepting calls, delivers every admitted unit, and stops the sync task.

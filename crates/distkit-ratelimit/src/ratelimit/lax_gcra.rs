@@ -10,6 +10,7 @@ use fred::types::Value;
 
 use super::gcra::check_cost;
 use super::lax::{self, Algorithm, Core, DEFAULT_SYNC_INTERVAL, Delivery};
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
 use super::{Decision, GcraLimiter, GcraOptions, GcraRate, non_negative, redis_key};
 
 /// The delivery script of the lax GCRA limiter.
@@ -45,6 +46,10 @@ pub struct LaxGcraOptions {
     /// (1 ms) to [`MAX_SYNC_INTERVAL`](super::MAX_SYNC_INTERVAL) (1 h). How much other
     /// objects' admissions a view misses grows with it (see [`LaxGcraLimiter`]).
     pub sync_interval: Duration,
+    /// What a call on a cold key does when Redis fails it or does not answer in time (warm
+    /// keys are decided in memory): fail closed (return the error) by default; see
+    /// [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl LaxGcraOptions {
@@ -54,6 +59,7 @@ impl LaxGcraOptions {
             prefix,
             client,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            failure_policy: FailurePolicy::default(),
         }
     }
 
@@ -86,6 +92,12 @@ impl LaxGcraOptionsBuilder {
     /// Sets [`LaxGcraOptions::sync_interval`].
     pub fn sync_interval(mut self, sync_interval: Duration) -> Self {
         self.options.sync_interval = sync_interval;
+        self
+    }
+
+    /// Sets [`LaxGcraOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
         self
     }
 
@@ -192,6 +204,7 @@ impl LaxGcraOptionsBuilder {
 /// ```
 pub struct LaxGcraLimiter {
     core: Arc<Core<GcraAlgorithm>>,
+    failure_policy: FailurePolicy,
 }
 
 impl Drop for LaxGcraLimiter {
@@ -225,7 +238,7 @@ struct GcraAlgorithm {
 }
 
 /// What one object knows of one key.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct View {
     /// The TAT, in `1/scale` µs on the server clock (since the Unix epoch).
     tat_scaled: u128,
@@ -315,7 +328,8 @@ impl Algorithm for GcraAlgorithm {
         rate: &GcraRate,
         cost: u64,
     ) -> Result<(Decision, View), DistkitError> {
-        let (decision, now_us, ahead_scaled) = self.strict.decide(key, rate, cost, None).await?;
+        let (decision, now_us, ahead_scaled) =
+            self.strict.decide(key, rate, cost, None, false).await?;
         let received = Instant::now();
         let mut view = View {
             tat_scaled: u128::from(now_us)
@@ -327,6 +341,14 @@ impl Algorithm for GcraAlgorithm {
         };
         self.anchor(&mut view, now_us, received);
         Ok((decision, view))
+    }
+
+    async fn peek_strict(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+    ) -> Result<Decision, DistkitError> {
+        Ok(self.strict.decide(key, rate, 1, None, true).await?.0)
     }
 
     /// The rate of the latest admitted call (a view without one has nothing to deliver:
@@ -446,6 +468,7 @@ impl LaxGcraLimiter {
         };
         Ok(Arc::new(Self {
             core: Core::new(algorithm, options.sync_interval, drop_bound),
+            failure_policy: options.failure_policy,
         }))
     }
 
@@ -479,7 +502,53 @@ impl LaxGcraLimiter {
         rate: &GcraRate,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        self.core.check(key, rate, cost).await
+        let call = self.core.check(key, rate, cost);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxGcra;
+        decide_under(self.failure_policy, kind, prefix, key, rate.burst, call).await
+    }
+
+    /// The decision a call of cost 1 on `key` at `rate` would get now, without charging
+    /// anything: from this object's view of a warm key, in memory (a hint, like every lax
+    /// decision), or from [`GcraLimiter::peek`] on a cold key (one script call; the key stays
+    /// cold).
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::Closed`] after [`close`](Self::close).
+    /// - For a cold key only, the errors of [`GcraLimiter::peek`].
+    pub async fn peek(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+    ) -> Result<Decision, DistkitError> {
+        let call = self.core.peek(key, rate);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxGcra;
+        decide_under(self.failure_policy, kind, prefix, key, rate.burst, call).await
+    }
+
+    /// Charges `cost` units to `key` at `rate` as soon as this object admits them, sleeping
+    /// until then, unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` once (computed on the view's estimate of the server clock), and tries
+    /// again, so it does not poll. Cancelling it charges nothing unless an attempt was
+    /// admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   (as far as the view tells) lies more than `max_wait` after the first attempt.
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        rate: &GcraRate,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, rate, cost)).await
     }
 
     /// Delivers the units admitted locally and reads back the state of every tracked key,
@@ -620,7 +689,7 @@ mod tests {
         // (a unit comes back every 333 ms, the test takes less).
         let decision = bounded(target.strict.check(&k, &rate, 1)).await.unwrap();
         assert!(
-            matches!(decision, Decision::Allowed { remaining } if (89..=90).contains(&remaining)),
+            matches!(decision, Decision::Allowed { remaining, .. } if (89..=90).contains(&remaining)),
             "{decision:?}"
         );
         // The record lives 2 × burst × T + 60 s = 2 × 33.3 s + 60 s.

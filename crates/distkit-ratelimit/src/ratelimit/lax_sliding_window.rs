@@ -9,9 +9,10 @@ use fred::clients::Client;
 use fred::types::Value;
 
 use super::lax::{self, Algorithm, Core, DEFAULT_SYNC_INTERVAL, Delivery};
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
 use super::sliding_window::check_limit_and_cost;
 use super::{
-    Decision, SlidingWindowLimiter, SlidingWindowOptions, non_negative, redis_key, three_integers,
+    Decision, SlidingWindowLimiter, SlidingWindowOptions, four_integers, non_negative, redis_key,
 };
 
 /// The delivery script of the lax sliding-window limiter.
@@ -47,6 +48,10 @@ pub struct LaxSlidingWindowOptions {
     /// [`MAX_SYNC_INTERVAL`](super::MAX_SYNC_INTERVAL) (1 h). The over-admission of the limiter grows with it (see
     /// [`LaxSlidingWindowLimiter`]).
     pub sync_interval: Duration,
+    /// What a call on a cold key does when Redis fails it or does not answer in time (warm
+    /// keys are decided in memory): fail closed (return the error) by default; see
+    /// [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl LaxSlidingWindowOptions {
@@ -60,6 +65,7 @@ impl LaxSlidingWindowOptions {
             window: strict.window,
             bucket: strict.bucket,
             sync_interval: DEFAULT_SYNC_INTERVAL,
+            failure_policy: FailurePolicy::default(),
         }
     }
 
@@ -118,6 +124,12 @@ impl LaxSlidingWindowOptionsBuilder {
         self
     }
 
+    /// Sets [`LaxSlidingWindowOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
+        self
+    }
+
     /// The options, unchecked: [`LaxSlidingWindowLimiter::new`] checks them, and
     /// [`LaxSlidingWindowOptions::validate`] checks them on demand.
     pub fn build(self) -> LaxSlidingWindowOptions {
@@ -154,7 +166,10 @@ impl LaxSlidingWindowOptionsBuilder {
 ///
 /// A rejection charges nothing. Its `retry_after` is a hint, not the exact figure of the
 /// strict limiter: the time until the oldest bucket seen at the last sync leaves the window
-/// (at least 1 ms; the sync interval when none was seen). `remaining` is `limit - view`.
+/// (at least 1 ms), or the sync interval when none was seen or it has left already (the next
+/// sync shows it). `remaining` is `limit - view`, `limit` the call's limit, and
+/// `reset_after` the time until the newest bucket of the last sync leaves the window, or a
+/// window and a sync interval when this object has units not yet delivered.
 ///
 /// # Over-admission bound
 ///
@@ -162,10 +177,12 @@ impl LaxSlidingWindowOptionsBuilder {
 /// object admitted that is still in the window, so **one object never admits more than
 /// `limit` units of a key in any stretch of time during which none of its units leave the
 /// window** (with a limit that varies between calls, read `limit` as the largest one used).
-/// What it does not see are the units other objects admitted after its last sync. Hence,
-/// for `N` lax objects sharing a key (in one process or many), in any stretch of time
-/// shorter than `window - bucket` (a unit may join a bucket that started up to `bucket`
-/// before it, and leaves the window with that bucket, as with the strict limiter):
+/// (A unit counts in Redis for a whole window after its delivery, which comes after its
+/// admission, whichever bucket it joins: so every unit this object admitted within the last
+/// window is in the count it reads back, or still unsent.) Hence one object never admits
+/// more than `limit` within any window, and what it does not see are the units other
+/// objects admitted after its last sync. For `N` lax objects sharing a key (in one process
+/// or many), within any window:
 ///
 /// `admitted <= N × limit`, that is at most `(N − 1) × limit` beyond the limit,
 ///
@@ -223,6 +240,7 @@ impl LaxSlidingWindowOptionsBuilder {
 /// ```
 pub struct LaxSlidingWindowLimiter {
     core: Arc<Core<SlidingWindowAlgorithm>>,
+    failure_policy: FailurePolicy,
 }
 
 impl Drop for LaxSlidingWindowLimiter {
@@ -259,12 +277,14 @@ struct SlidingWindowAlgorithm {
 }
 
 /// What one object knows of one key's window.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct View {
     /// The window's count at the last sync (or strict call).
     total: u64,
     /// When the oldest bucket seen at the last sync leaves the window.
     oldest_leaves: Option<Instant>,
+    /// When the newest bucket seen at the last sync (or strict call) leaves the window.
+    newest_leaves: Option<Instant>,
 }
 
 /// What Redis holds for a key after a delivery.
@@ -272,12 +292,38 @@ struct View {
 struct Synced {
     total: u64,
     oldest_leaves: Duration,
+    newest_leaves: Duration,
 }
 
 impl SlidingWindowAlgorithm {
     /// The window.
     fn window(&self) -> Duration {
         Duration::from_millis(self.window_ms)
+    }
+
+    /// The view's guess of the time until the window is empty: when the newest bucket of
+    /// the last sync leaves it, or, when this object has units not yet delivered, a window
+    /// and a sync interval (they count for a window from their delivery).
+    fn reset_hint(&self, view: &View, own_units: bool) -> Duration {
+        let seen = view.newest_leaves.map_or_else(
+            || {
+                if view.total > 0 {
+                    self.window()
+                } else {
+                    Duration::ZERO
+                }
+            },
+            |leaves| leaves.saturating_duration_since(Instant::now()),
+        );
+        if own_units {
+            seen.max(
+                self.window()
+                    .saturating_add(self.sync_interval)
+                    .saturating_add(Duration::from_millis(1)),
+            )
+        } else {
+            seen
+        }
     }
 }
 
@@ -304,14 +350,22 @@ impl Algorithm for SlidingWindowAlgorithm {
         {
             return Decision::Allowed {
                 remaining: limit.saturating_sub(counted).saturating_sub(cost),
+                limit,
+                reset_after: self.reset_hint(view, true),
             };
         }
-        let retry_after = view.oldest_leaves.map_or(self.sync_interval, |leaves| {
-            leaves.saturating_duration_since(Instant::now())
-        });
+        // Until the oldest bucket of the last sync leaves; once it has, until the next sync
+        // shows it (a sync interval at most).
+        let retry_after = view
+            .oldest_leaves
+            .map(|leaves| leaves.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
+            .unwrap_or(self.sync_interval);
         Decision::Rejected {
             retry_after: retry_after.max(Duration::from_millis(1)),
             remaining: limit.saturating_sub(counted),
+            limit,
+            reset_after: self.reset_hint(view, unsent > 0),
         }
     }
 
@@ -321,14 +375,23 @@ impl Algorithm for SlidingWindowAlgorithm {
         limit: &u64,
         cost: u64,
     ) -> Result<(Decision, View), DistkitError> {
-        let (decision, total) = self.strict.decide(key, *limit, cost, None).await?;
+        let (decision, total) = self.strict.decide(key, *limit, cost, None, false).await?;
         Ok((
             decision,
             View {
                 total,
                 oldest_leaves: None,
+                newest_leaves: Instant::now().checked_add(decision.reset_after()),
             },
         ))
+    }
+
+    async fn peek_strict(
+        &self,
+        key: &DistkitRedisKey,
+        limit: &u64,
+    ) -> Result<Decision, DistkitError> {
+        Ok(self.strict.decide(key, *limit, 1, None, true).await?.0)
     }
 
     fn info(&self, _view: &View) {}
@@ -363,12 +426,17 @@ impl Algorithm for SlidingWindowAlgorithm {
                 CallPolicy::RETRY,
             )
             .await?;
-        let (total, oldest_leaves_ms, _applied) = three_integers("sliding_window_sync", reply)?;
+        let [total, oldest_leaves_ms, _applied, newest_leaves_ms] =
+            four_integers("sliding_window_sync", reply)?;
         Ok(Synced {
             total: non_negative("sliding_window_sync", total)?,
             oldest_leaves: Duration::from_millis(non_negative(
                 "sliding_window_sync",
                 oldest_leaves_ms,
+            )?),
+            newest_leaves: Duration::from_millis(non_negative(
+                "sliding_window_sync",
+                newest_leaves_ms,
             )?),
         })
     }
@@ -376,7 +444,9 @@ impl Algorithm for SlidingWindowAlgorithm {
     /// The count read back becomes the view.
     fn confirm(&self, view: &mut View, synced: Synced, _pending: u64) {
         view.total = synced.total;
-        view.oldest_leaves = Instant::now().checked_add(synced.oldest_leaves);
+        let now = Instant::now();
+        view.oldest_leaves = now.checked_add(synced.oldest_leaves);
+        view.newest_leaves = now.checked_add(synced.newest_leaves);
     }
 
     async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
@@ -411,6 +481,7 @@ impl LaxSlidingWindowLimiter {
         };
         Ok(Arc::new(Self {
             core: Core::new(algorithm, options.sync_interval, drop_bound),
+            failure_policy: options.failure_policy,
         }))
     }
 
@@ -455,7 +526,51 @@ impl LaxSlidingWindowLimiter {
         limit: u64,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        self.core.check(key, &limit, cost).await
+        let call = self.core.check(key, &limit, cost);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxSlidingWindow;
+        decide_under(self.failure_policy, kind, prefix, key, limit, call).await
+    }
+
+    /// The decision a call of cost 1 on `key` within `limit` would get now, without charging
+    /// anything: from this object's view of a warm key, in memory (a hint, like every lax
+    /// decision), or from [`SlidingWindowLimiter::peek`] on a cold key (one script call; the
+    /// key stays cold).
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::Closed`] after [`close`](Self::close).
+    /// - [`DistkitError::InvalidOption`] when `limit` is 0 or above
+    ///   [`MAX_WINDOW_LIMIT`](super::MAX_WINDOW_LIMIT), before any I/O.
+    /// - For a cold key only, the errors of [`SlidingWindowLimiter::peek`].
+    pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
+        let call = self.core.peek(key, &limit);
+        let prefix = &self.core.algorithm.prefix;
+        let kind = LimiterKind::LaxSlidingWindow;
+        decide_under(self.failure_policy, kind, prefix, key, limit, call).await
+    }
+
+    /// Charges `cost` units to `key` within `limit` as soon as this object admits them,
+    /// sleeping until then, unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` once (a hint from the view: until the oldest bucket of the last sync
+    /// leaves the window, or a sync interval), and tries again, so it does not poll.
+    /// Cancelling it charges nothing unless an attempt was admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   (as far as the view tells) lies more than `max_wait` after the first attempt.
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        limit: u64,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, limit, cost)).await
     }
 
     /// Delivers the units admitted locally and reads back the count of every tracked key,
@@ -604,7 +719,11 @@ mod tests {
         let strict = SlidingWindowLimiter::new(options).unwrap();
         assert_eq!(
             bounded(strict.check(&k, 12, 2)).await.unwrap(),
-            Decision::Allowed { remaining: 0 }
+            Decision::Allowed {
+                remaining: 0,
+                limit: 12,
+                reset_after: Duration::from_millis(60_001)
+            }
         );
         assert!(!bounded(strict.check(&k, 12, 1)).await.unwrap().is_allowed());
         // The record lives 2 × window + 60 s.

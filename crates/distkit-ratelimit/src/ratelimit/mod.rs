@@ -9,9 +9,10 @@
 //! - [`GcraLimiter`]: the generic cell rate algorithm — a smooth rate (`limit` units per
 //!   `period`) with a `burst`, kept in one small string per key. Admitted calls are spread
 //!   evenly: after a burst, one unit comes back every `period / limit`.
-//! - [`SlidingWindowLimiter`]: at most `limit` units within a sliding `window`, counted in
-//!   buckets of `bucket` width — the semantics of trypema's absolute limiter, so users of
-//!   [`distkit::trypema`](https://docs.rs/trypema) can switch without changing behaviour.
+//! - [`SlidingWindowLimiter`]: at most `limit` units within any sliding `window`, counted in
+//!   buckets of `bucket` width — the semantics of trypema's absolute limiter (users of
+//!   [`distkit::trypema`](https://docs.rs/trypema) can switch), except that a bucket counts
+//!   until its newest call leaves the window, so the bound holds in every window.
 //!
 //! And a **lax** (hybrid) mode of each, mirroring the strict and lax counters: decided from
 //! local memory (no I/O on a warm key) and synced with Redis in the background every
@@ -62,8 +63,10 @@
 //! cost twice). When the connection fails after a call was written, the call returns
 //! [`DistkitError::RedisError`] with a transport error
 //! ([`error_is_transport_failure`](distkit_core::error_is_transport_failure) is true): the
-//! cost may or may not have been charged. Whether to admit the request then (fail open) or
-//! refuse it (fail closed) is the caller's choice. The lax limiters' deliveries are the
+//! cost may or may not have been charged. That is failing closed, the default; each
+//! limiter's options take a [`FailurePolicy`] to fail open instead: a call Redis fails, or
+//! does not answer within a deadline, is then admitted (logged, and counted in
+//! `distkit_ratelimit_failed_open_total` with the `metrics` feature). The lax limiters' deliveries are the
 //! exception: each carries a sequence number, so they are resent until confirmed and applied
 //! once (see [`LaxGcraLimiter`] and [`LaxSlidingWindowLimiter`]).
 //!
@@ -79,7 +82,7 @@
 //! // 100 requests per second on average, up to 20 at once.
 //! let rate = GcraRate::new(100, Duration::from_secs(1), 20)?;
 //! match limiter.check(&DistkitRedisKey::try_from("tenant-42")?, &rate, 1).await? {
-//!     Decision::Allowed { remaining } => println!("go on, {remaining} left"),
+//!     Decision::Allowed { remaining, .. } => println!("go on, {remaining} left"),
 //!     Decision::Rejected { retry_after, .. } => println!("slow down, retry in {retry_after:?}"),
 //! }
 //! # Ok(())
@@ -90,7 +93,11 @@ mod gcra;
 mod lax;
 mod lax_gcra;
 mod lax_sliding_window;
+mod policy;
 mod sliding_window;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 #[cfg(test)]
 #[expect(
@@ -120,12 +127,18 @@ pub use lax_gcra::{LaxGcraLimiter, LaxGcraOptions, LaxGcraOptionsBuilder};
 pub use lax_sliding_window::{
     LaxSlidingWindowLimiter, LaxSlidingWindowOptions, LaxSlidingWindowOptionsBuilder,
 };
+pub use policy::{FailurePolicy, MAX_FAIL_OPEN_DEADLINE};
 pub use sliding_window::{
     MAX_WINDOW, MAX_WINDOW_LIMIT, SlidingWindowLimiter, SlidingWindowOptions,
     SlidingWindowOptionsBuilder,
 };
 
 /// The answer of a rate limiter to one call.
+///
+/// Everything an HTTP service needs for the IETF `RateLimit-Limit`, `RateLimit-Remaining`,
+/// `RateLimit-Reset` and `Retry-After` headers: [`limit`](Self::limit),
+/// [`remaining`](Self::remaining), [`reset_after`](Self::reset_after) and
+/// [`retry_after`](Self::retry_after) (the `tower` feature's layer fills them in).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Decision {
     /// The call was admitted and its cost charged.
@@ -133,6 +146,11 @@ pub enum Decision {
         /// How many more units would be admitted right now (the rest of the burst, or of the
         /// window's limit).
         remaining: u64,
+        /// The most units admitted at once: the burst of a GCRA rate, the limit of a
+        /// sliding window.
+        limit: u64,
+        /// How long until the full `limit` is available again, if nothing else is admitted.
+        reset_after: Duration,
     },
     /// The call was refused; nothing was charged.
     Rejected {
@@ -143,6 +161,11 @@ pub enum Decision {
         retry_after: Duration,
         /// How many units would be admitted right now (less than the cost of this call).
         remaining: u64,
+        /// The most units admitted at once: the burst of a GCRA rate, the limit of a
+        /// sliding window.
+        limit: u64,
+        /// How long until the full `limit` is available again, if nothing else is admitted.
+        reset_after: Duration,
     },
 }
 
@@ -152,11 +175,134 @@ impl Decision {
         matches!(self, Self::Allowed { .. })
     }
 
-    /// The quota left at the time of the decision, for both outcomes.
+    /// The quota left at the time of the decision, for both outcomes (`RateLimit-Remaining`).
     pub fn remaining(&self) -> u64 {
         match *self {
-            Self::Allowed { remaining } | Self::Rejected { remaining, .. } => remaining,
+            Self::Allowed { remaining, .. } | Self::Rejected { remaining, .. } => remaining,
         }
+    }
+
+    /// The most units admitted at once (`RateLimit-Limit`): the burst of a GCRA rate, the
+    /// limit of a sliding-window call.
+    pub fn limit(&self) -> u64 {
+        match *self {
+            Self::Allowed { limit, .. } | Self::Rejected { limit, .. } => limit,
+        }
+    }
+
+    /// How long until the full [`limit`](Self::limit) is available again if nothing else is
+    /// admitted (`RateLimit-Reset`): for GCRA, until the key's theoretical arrival time; for
+    /// a sliding window, until every unit counted now has left the window. Zero when the
+    /// full limit is available now. A lax limiter deciding in memory gives its view's
+    /// figure: a hint.
+    pub fn reset_after(&self) -> Duration {
+        match *self {
+            Self::Allowed { reset_after, .. } | Self::Rejected { reset_after, .. } => reset_after,
+        }
+    }
+
+    /// How long until a call of the same cost would be admitted (`Retry-After`): `None` when
+    /// this one was.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match *self {
+            Self::Allowed { .. } => None,
+            Self::Rejected { retry_after, .. } => Some(retry_after),
+        }
+    }
+}
+
+/// What a limiter's check returns, boxed: see [`Limiter`].
+pub type CheckFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Decision, DistkitError>> + Send + 'a>,
+>;
+
+/// A rate limiter that generic code can drive (the `tower` feature's
+/// `RateLimitLayer` takes any): every limiter of this module implements it, with the
+/// semantics of its own `check`.
+pub trait Limiter: Send + Sync + 'static {
+    /// What a call names besides its key and cost: a [`GcraRate`] for the GCRA limiters,
+    /// the window's limit (`u64`) for the sliding-window limiters.
+    type Params: Send + Sync + 'static;
+
+    /// The limiter's `check`: charges `cost` units to `key` if they are admitted.
+    ///
+    /// # Errors
+    ///
+    /// Those of the limiter's own `check`.
+    fn check<'a>(
+        &'a self,
+        key: &'a DistkitRedisKey,
+        params: &'a Self::Params,
+        cost: u64,
+    ) -> CheckFuture<'a>;
+}
+
+impl Limiter for GcraLimiter {
+    type Params = GcraRate;
+
+    fn check<'a>(
+        &'a self,
+        key: &'a DistkitRedisKey,
+        rate: &'a GcraRate,
+        cost: u64,
+    ) -> CheckFuture<'a> {
+        Box::pin(GcraLimiter::check(self, key, rate, cost))
+    }
+}
+
+impl Limiter for LaxGcraLimiter {
+    type Params = GcraRate;
+
+    fn check<'a>(
+        &'a self,
+        key: &'a DistkitRedisKey,
+        rate: &'a GcraRate,
+        cost: u64,
+    ) -> CheckFuture<'a> {
+        Box::pin(LaxGcraLimiter::check(self, key, rate, cost))
+    }
+}
+
+impl Limiter for SlidingWindowLimiter {
+    type Params = u64;
+
+    fn check<'a>(&'a self, key: &'a DistkitRedisKey, limit: &'a u64, cost: u64) -> CheckFuture<'a> {
+        Box::pin(SlidingWindowLimiter::check(self, key, *limit, cost))
+    }
+}
+
+impl Limiter for LaxSlidingWindowLimiter {
+    type Params = u64;
+
+    fn check<'a>(&'a self, key: &'a DistkitRedisKey, limit: &'a u64, cost: u64) -> CheckFuture<'a> {
+        Box::pin(LaxSlidingWindowLimiter::check(self, key, *limit, cost))
+    }
+}
+
+/// The loop of every limiter's `wait`: calls `check` until it admits, sleeping each
+/// refusal's `retry_after` once; gives up at once with [`DistkitError::RateLimited`] when the
+/// next admission lies beyond `max_wait` (counted from the first call). A refused call
+/// charges nothing, so giving up (or being cancelled) charges nothing.
+async fn wait_until_admitted<F, Fut>(
+    max_wait: Duration,
+    mut check: F,
+) -> Result<Decision, DistkitError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Decision, DistkitError>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        let decision = check().await?;
+        let Some(retry_after) = decision.retry_after() else {
+            return Ok(decision);
+        };
+        let waited = started.elapsed();
+        if waited.saturating_add(retry_after) > max_wait {
+            return Err(DistkitError::RateLimited { retry_after });
+        }
+        // A refusal always names a positive wait; at least 1 µs keeps a zero from spinning.
+        tokio::time::sleep(retry_after.max(Duration::from_micros(1))).await;
     }
 }
 

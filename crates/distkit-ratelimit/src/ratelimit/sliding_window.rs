@@ -7,7 +7,8 @@ use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
 use fred::types::Value;
 
-use super::{Decision, invalid, non_negative, redis_key, three_integers};
+use super::policy::{FailurePolicy, LimiterKind, decide_under};
+use super::{Decision, four_integers, invalid, non_negative, redis_key};
 
 /// The sliding-window decision script.
 static SLIDING_WINDOW: LuaScript = LuaScript::new(
@@ -41,18 +42,24 @@ pub struct SlidingWindowOptions {
     pub window: Duration,
     /// How close together calls are counted as one bucket: 100 ms by default (trypema's
     /// default). A call joins the newest bucket when that bucket started at most `bucket`
-    /// ago. Whole milliseconds, from 1 ms to `window`.
+    /// ago. Whole milliseconds, from 1 ms to `window`. A bucket counts until its newest call
+    /// is `window` old, so its first calls may count up to `bucket` longer than `window`.
     pub bucket: Duration,
+    /// What a call does when Redis fails it or does not answer in time: fail closed (return
+    /// the error) by default; see [`FailurePolicy`].
+    pub failure_policy: FailurePolicy,
 }
 
 impl SlidingWindowOptions {
-    /// Options for a limiter of `prefix` on `client`, with a 10 s window of 100 ms buckets.
+    /// Options for a limiter of `prefix` on `client`, with a 10 s window of 100 ms buckets,
+    /// failing closed.
     pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
         Self {
             prefix,
             client,
             window: Duration::from_secs(10),
             bucket: Duration::from_millis(100),
+            failure_policy: FailurePolicy::default(),
         }
     }
 
@@ -114,6 +121,12 @@ impl SlidingWindowOptionsBuilder {
         self
     }
 
+    /// Sets [`SlidingWindowOptions::failure_policy`].
+    pub fn failure_policy(mut self, failure_policy: FailurePolicy) -> Self {
+        self.options.failure_policy = failure_policy;
+        self
+    }
+
     /// The options, unchecked: [`SlidingWindowLimiter::new`] checks them, and
     /// [`SlidingWindowOptions::validate`] checks them on demand.
     pub fn build(self) -> SlidingWindowOptions {
@@ -124,18 +137,30 @@ impl SlidingWindowOptionsBuilder {
 /// A strict sliding-window limiter: at most `limit` units of cost per key within any
 /// `window`, decided by one atomic script on Redis per call, on the server clock.
 ///
-/// The semantics are those of trypema's absolute limiter (`distkit::trypema`), so users can
-/// switch: calls close together (within `bucket` of the newest bucket's start) are counted
-/// in one bucket; a bucket counts while its age is at most `window`; a call is admitted when
-/// the count in the window plus its cost is at most `limit` (trypema's Redis provider's rule;
-/// with a cost of 1 it is the local provider's rule too). The one difference:
-/// `retry_after` is the time until a call of the same cost would be admitted — for a cost of
-/// 1 that is trypema's hint plus 1 ms, since trypema names the last millisecond in which the
-/// oldest bucket still counts.
+/// The semantics are close to those of trypema's absolute limiter (`distkit::trypema`), so
+/// users can switch: calls close together (within `bucket` of the newest bucket's start) are
+/// counted in one bucket; a call is admitted when the count in the window plus its cost is
+/// at most `limit` (trypema's Redis provider's rule; with a cost of 1 it is the local
+/// provider's rule too). The differences:
 ///
-/// A key's state is a list of buckets and their total,
-/// `distkit:rl:<prefix>:{<key>}:sw` and `…:sw:total`, in one slot; both expire when the
-/// newest bucket leaves the window. Cheap to clone; starts no background work.
+/// - A bucket counts until its **newest** call is `window` old (trypema: until its start
+///   is), so every call counts for a whole window and the bound holds for every
+///   `bucket <= window`: within any `window` (both ends included, to the millisecond of the
+///   server clock), at most `limit` units are admitted. trypema's rule lets the calls that
+///   joined a bucket late leave the window early (with `window = bucket = 1 s` and a limit
+///   of 10: 1 call at 0 ms, 9 at 800 ms and 10 more at 1030 ms, 19 units within one
+///   second). The price: a bucket's first calls may count up to `bucket` longer than a
+///   window, so a small `bucket` (the default is a hundredth of the window) keeps the
+///   limiter close to exact.
+/// - `retry_after` is the time until a call of the same cost would be admitted — for a cost
+///   of 1 and buckets of calls close together, trypema's hint plus 1 ms, since trypema names
+///   the last millisecond in which the oldest bucket still counts.
+///
+/// A key's state is a list of buckets (start, count and time of the newest call) and their
+/// total, `distkit:rl:<prefix>:{<key>}:sw` and `…:sw:total`, in one slot; both expire when
+/// the newest bucket leaves the window. Buckets written by earlier versions (start and count
+/// only) are read as if their newest call came `bucket` after their start, the latest it
+/// could have. Cheap to clone; starts no background work.
 ///
 /// ```no_run
 /// # use distkit_ratelimit as distkit; // the facade crate, as users name it
@@ -163,6 +188,7 @@ pub struct SlidingWindowLimiter {
     client: Client,
     window_ms: u64,
     bucket_ms: u64,
+    failure_policy: FailurePolicy,
 }
 
 impl SlidingWindowLimiter {
@@ -179,6 +205,7 @@ impl SlidingWindowLimiter {
             client: options.client,
             window_ms,
             bucket_ms,
+            failure_policy: options.failure_policy,
         })
     }
 
@@ -205,14 +232,60 @@ impl SlidingWindowLimiter {
     ///   `cost` is 0 or above `limit`, before any I/O.
     /// - [`DistkitError::RedisError`] for a transport failure (when the connection failed
     ///   after the call was written, the cost may or may not have been charged), a server
-    ///   error, or keys holding data distkit did not write (`DISTKIT_BAD_STATE`).
+    ///   error, or keys holding data distkit did not write (`DISTKIT_BAD_STATE`); never when
+    ///   the limiter fails open (see [`FailurePolicy`]): the call is admitted then.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
         limit: u64,
         cost: u64,
     ) -> Result<Decision, DistkitError> {
-        self.check_at(key, limit, cost, None).await
+        let call = self.check_at(key, limit, cost, None);
+        let kind = LimiterKind::SlidingWindow;
+        decide_under(self.failure_policy, kind, &self.prefix, key, limit, call).await
+    }
+
+    /// The decision a call of cost 1 on `key` within `limit` would get now, without
+    /// charging anything.
+    ///
+    /// Runs the `sliding_window` script in its peek mode (one `EVALSHA`, atomic, on the
+    /// server clock; it only evicts buckets that left the window), sent once. Another call
+    /// may change the answer right after it.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::InvalidOption`] when `limit` is 0 or above [`MAX_WINDOW_LIMIT`],
+    ///   before any I/O.
+    /// - [`DistkitError::RedisError`] for a transport failure, a server error, or keys
+    ///   holding data distkit did not write (`DISTKIT_BAD_STATE`); never when the limiter
+    ///   fails open (see [`FailurePolicy`]).
+    pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
+        let call = async { Ok(self.decide(key, limit, 1, None, true).await?.0) };
+        let kind = LimiterKind::SlidingWindow;
+        decide_under(self.failure_policy, kind, &self.prefix, key, limit, call).await
+    }
+
+    /// Charges `cost` units to `key` within `limit` as soon as they fit, sleeping until
+    /// then, unless that is later than `max_wait` from now.
+    ///
+    /// Each attempt is a [`check`](Self::check); after a refusal it sleeps the refusal's
+    /// `retry_after` (computed on the server clock), once, and tries again, so it does not
+    /// poll. Other callers may take the quota meanwhile: then it waits again, within
+    /// `max_wait` in total. Cancelling it charges nothing unless an attempt was admitted.
+    ///
+    /// # Errors
+    ///
+    /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
+    ///   lies more than `max_wait` after the first attempt (its `retry_after` says when).
+    /// - The errors of [`check`](Self::check).
+    pub async fn wait(
+        &self,
+        key: &DistkitRedisKey,
+        limit: u64,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<Decision, DistkitError> {
+        super::wait_until_admitted(max_wait, || self.check(key, limit, cost)).await
     }
 
     /// Forgets the state of `key`: its window is empty. One `DEL` of both keys.
@@ -247,16 +320,18 @@ impl SlidingWindowLimiter {
         cost: u64,
         now_ms: Option<u64>,
     ) -> Result<Decision, DistkitError> {
-        Ok(self.decide(key, limit, cost, now_ms).await?.0)
+        Ok(self.decide(key, limit, cost, now_ms, false).await?.0)
     }
 
-    /// [`check_at`](Self::check_at), also returning the window's count after the decision.
+    /// [`check_at`](Self::check_at), also returning the window's count after the decision;
+    /// with `peek`, nothing is charged.
     pub(super) async fn decide(
         &self,
         key: &DistkitRedisKey,
         limit: u64,
         cost: u64,
         now_ms: Option<u64>,
+        peek: bool,
     ) -> Result<(Decision, u64), DistkitError> {
         check_limit_and_cost(limit, cost)?;
         let [buckets, total] = self.keys(key);
@@ -266,6 +341,7 @@ impl SlidingWindowLimiter {
             Value::from(self.bucket_ms.to_string()),
             Value::from(cost.to_string()),
             Value::from(now_ms.map(|now| now.to_string()).unwrap_or_default()),
+            Value::from(if peek { "1" } else { "" }),
         ];
         let reply = SLIDING_WINDOW
             .run(
@@ -275,15 +351,23 @@ impl SlidingWindowLimiter {
                 CallPolicy::ONCE,
             )
             .await?;
-        let (allowed, total, retry_ms) = three_integers("sliding_window", reply)?;
+        let [allowed, total, retry_ms, reset_ms] = four_integers("sliding_window", reply)?;
         let total = non_negative("sliding_window", total)?;
         let remaining = limit.saturating_sub(total);
+        let reset_after = Duration::from_millis(non_negative("sliding_window", reset_ms)?);
         if allowed == 1 {
-            return Ok((Decision::Allowed { remaining }, total));
+            let decision = Decision::Allowed {
+                remaining,
+                limit,
+                reset_after,
+            };
+            return Ok((decision, total));
         }
         let decision = Decision::Rejected {
             retry_after: Duration::from_millis(non_negative("sliding_window", retry_ms)?),
             remaining,
+            limit,
+            reset_after,
         };
         Ok((decision, total))
     }

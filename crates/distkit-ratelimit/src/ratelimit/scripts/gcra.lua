@@ -9,6 +9,8 @@
 -- ARGV[5]  the rest of burst * T, in units of 1/L microsecond (0 .. L-1)
 -- ARGV[6]  '' to read the server clock (redis.call('TIME')); tests give a time in
 --          microseconds instead, and the state is then written without an expiry
+-- ARGV[7]  '1' to peek: the same decision and reply, but nothing is written (nothing
+--          charged); '' to decide and charge
 -- Returns { allowed, d_us, d_frac, now }: allowed is 1 or 0; d = d_us + d_frac / L is how far
 -- the TAT lies ahead of now after the decision (0 when idle); now is the time of the decision
 -- in microseconds (the server clock, or ARGV[6]). The caller computes the remaining quota and
@@ -23,6 +25,7 @@ local cost_frac = tonumber(ARGV[3])
 local burst_us = tonumber(ARGV[4])
 local burst_frac = tonumber(ARGV[5])
 local explicit_time = ARGV[6] ~= ''
+local peek = ARGV[7] == '1'
 
 local now
 if explicit_time then
@@ -47,6 +50,9 @@ if new_frac >= limit then
 end
 
 if new_us < burst_us or (new_us == burst_us and new_frac <= burst_frac) then
+  if peek then
+    return { 1, new_us, new_frac, now }
+  end
   local state = string.format('%.0f %.0f %.0f', now + new_us, new_frac, limit)
   if explicit_time then
     redis.call('SET', KEYS[1], state)

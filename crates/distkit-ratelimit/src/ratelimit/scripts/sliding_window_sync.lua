@@ -1,7 +1,8 @@
 -- sliding_window_sync: deliver the units a lax sliding-window limiter object admitted locally
 -- for one limiter key, exactly once, and read back the window's total. Same keys and bucket
 -- rules as the sliding_window script, so strict and lax limiters of one prefix share state.
--- KEYS[1]  the buckets of the key, oldest first: a list of '<start_ms> <count>' strings
+-- KEYS[1]  the buckets of the key, oldest first: a list of '<start_ms> <count> <last_ms>'
+--          strings (see sliding_window_common.lua)
 -- KEYS[2]  the total count of those buckets (decimal integer)
 -- KEYS[3]  the delivery record of this limiter object for this key: the last sequence
 --          number applied (decimal integer), expiring ARGV[5] ms after the last delivery
@@ -13,16 +14,18 @@
 -- ARGV[5]  how long the delivery record lives, in ms (>= 1)
 -- The units were admitted already: they are added without a limit check, to the newest
 -- bucket (when it started at most ARGV[3] ms ago) or to a new bucket starting now, on the
--- server clock. The window saturates at 2^53 - 1 units (far above any limit, which is at most
--- 2^52), so every number stays an exact integer in Lua's doubles.
--- Returns { total, oldest_leaves_ms, applied }: total is the count in the window after the
--- delivery; oldest_leaves_ms is the time until the oldest bucket leaves the window (0 when
--- the window is empty); applied is 1 when the units were added now, 0 when they were added
--- by an earlier send of the same delivery (or there were none).
+-- server clock, and count for a whole window from now. The window saturates at 2^53 - 1
+-- units (far above any limit, which is at most 2^52), so every number stays an exact
+-- integer in Lua's doubles.
+-- Returns { total, oldest_leaves_ms, applied, newest_leaves_ms }: total is the count in the
+-- window after the delivery; oldest_leaves_ms is the time until the oldest bucket leaves the
+-- window (0 when the window is empty); applied is 1 when the units were added now, 0 when
+-- they were added by an earlier send of the same delivery (or there were none);
+-- newest_leaves_ms is the time until the newest bucket leaves (0 when the window is empty).
 -- Errors: 'DISTKIT_BAD_STATE' when the keys hold entries the sliding-window scripts did not
 -- write.
--- sliding_window_common.lua is prepended to this script (it defines sw_parse, sw_bad_state
--- and sw_evict).
+-- sliding_window_common.lua is prepended to this script (it defines sw_parse, sw_bad_state,
+-- sw_evict, sw_add and sw_newest_last).
 local buckets = KEYS[1]
 local total_key = KEYS[2]
 local record_key = KEYS[3]
@@ -36,11 +39,8 @@ local saturation = 9007199254740991
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
-local parse = sw_parse
-local bad_state = sw_bad_state
-
 -- Evict the buckets that left the window.
-local total, changed = sw_evict(buckets, total_key, now, window)
+local total, changed = sw_evict(buckets, total_key, now, window, bucket)
 if not total then
   return changed
 end
@@ -52,21 +52,9 @@ if units > 0 then
     if units > saturation - total then
       units = saturation - total
     end
-    local newest = redis.call('LINDEX', buckets, -1)
-    local joined = false
-    if newest then
-      local start, count = parse(newest)
-      if not start then
-        return bad_state()
-      end
-      -- Join the newest bucket while it is young enough (or when the clock went back).
-      if now - start <= bucket then
-        redis.call('LSET', buckets, -1, string.format('%.0f %.0f', start, count + units))
-        joined = true
-      end
-    end
-    if not joined then
-      redis.call('RPUSH', buckets, string.format('%.0f %.0f', now, units))
+    local newest_last, err = sw_add(buckets, now, bucket, units)
+    if not newest_last then
+      return err
     end
     total = total + units
     changed = true
@@ -78,13 +66,25 @@ end
 local oldest_leaves = 0
 local oldest = redis.call('LINDEX', buckets, 0)
 if oldest then
-  local start = parse(oldest)
+  local start, _, last = sw_parse(oldest, bucket)
   if not start then
-    return bad_state()
+    return sw_bad_state()
   end
-  oldest_leaves = start + window + 1 - now
+  oldest_leaves = last + window + 1 - now
   if oldest_leaves < 0 then
     oldest_leaves = 0
+  end
+end
+
+local newest_leaves = 0
+if oldest then
+  local newest_last, err = sw_newest_last(buckets, now, bucket)
+  if not newest_last then
+    return err
+  end
+  newest_leaves = newest_last + window + 1 - now
+  if newest_leaves < 0 then
+    newest_leaves = 0
   end
 end
 
@@ -92,13 +92,8 @@ if changed then
   if total == 0 then
     redis.call('DEL', total_key)
   else
-    -- The newest bucket counts until now - start > window.
-    local newest = redis.call('LINDEX', buckets, -1)
-    local newest_start = now
-    if newest then
-      newest_start = parse(newest) or now
-    end
-    local ttl = newest_start + window + 1 - now
+    -- The newest bucket counts until now - last > window.
+    local ttl = newest_leaves
     if ttl < 1 then
       ttl = 1
     end
@@ -106,4 +101,4 @@ if changed then
     redis.call('PEXPIRE', buckets, ttl)
   end
 end
-return { total, oldest_leaves, applied }
+return { total, oldest_leaves, applied, newest_leaves }
