@@ -17,7 +17,7 @@ cargo fmt --all -- --check
 echo "== clippy (workspace, all features)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-for features in "" counter instance-aware-counter lock trypema tls full; do
+for features in "" counter instance-aware-counter lock semaphore trypema tls full; do
   echo "== clippy (facade, features: '${features:-none}')"
   cargo clippy -p distkit --all-targets --no-default-features --features "$features" -- -D warnings
 done
@@ -52,7 +52,7 @@ cargo test -p distkit-core --test script_runner 2>&1 | tee -a "$log"
 
 echo "== test (the counter, instance-aware, lock and native rate limit suites again, on a three-master Redis Cluster)"
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
-  --test counter --test icounter --test lock --test lock_adversity --test ratelimit_native 2>&1 | tee -a "$log"
+  --test counter --test icounter --test lock --test lock_adversity --test semaphore --test ratelimit_native 2>&1 | tee -a "$log"
 
 echo "== examples (against REDIS_URL, else a private redis-server this step starts and stops)"
 (
@@ -60,7 +60,7 @@ echo "== examples (against REDIS_URL, else a private redis-server this step star
     source scripts/private-redis.sh
     start_private_redis
   fi
-  for example in quickstart tour instance_aware lock ratelimit; do
+  for example in quickstart tour instance_aware lock semaphore ratelimit; do
     cargo run -q -p distkit --features full --example "$example" >/dev/null
   done
 )

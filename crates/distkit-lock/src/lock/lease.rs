@@ -29,6 +29,9 @@ pub(crate) enum LeaseKind {
     Mutex,
     /// A reader entry of a rwlock (`keys` are the six rwlock keys).
     Reader,
+    /// The permits of a semaphore holder (`keys` are the eight semaphore keys).
+    #[cfg(feature = "semaphore")]
+    Permit,
 }
 
 /// Where a lease lives in Redis.
@@ -82,6 +85,8 @@ impl LeaseKind {
             Self::Owner => LockKind::Write,
             Self::Mutex => LockKind::Mutex,
             Self::Reader => LockKind::Read,
+            #[cfg(feature = "semaphore")]
+            Self::Permit => LockKind::Semaphore,
         }
     }
 }
@@ -114,6 +119,8 @@ impl LeaseTarget {
         let (script, keys): (&LuaScript, _) = match self.kind {
             LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_key()),
             LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys()),
+            #[cfg(feature = "semaphore")]
+            LeaseKind::Permit => (&crate::scripts::SEMAPHORE_EXTEND, self.all_keys()),
         };
         let args = vec![Value::from(self.token.as_str()), Value::from(self.ttl_ms())];
         let (reply, shortfall) = run_script(
@@ -139,6 +146,8 @@ impl LeaseTarget {
             LeaseKind::Owner => (&RW_RELEASE_WRITE, self.owner_key()),
             LeaseKind::Mutex => (&MUTEX_RELEASE, self.all_keys()),
             LeaseKind::Reader => (&RW_RELEASE_READ, self.all_keys()),
+            #[cfg(feature = "semaphore")]
+            LeaseKind::Permit => (&crate::scripts::SEMAPHORE_RELEASE, self.all_keys()),
         };
         let mut args = vec![
             Value::from(self.token.as_str()),

@@ -1,0 +1,19 @@
+-- semaphore_release: give back a holder's permits and wake the waiters.
+-- KEYS     the eight semaphore keys (see semaphore_common)
+-- ARGV[1]  the holder's token
+-- ARGV[2]  where to announce it: 'S' or 'P' and the release channel (see sem_announce)
+-- Returns 1 when the holder was registered and within its lease, else 0 (nothing of
+-- anybody else's is touched).
+local now = sem_now_ms()
+local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expiry then
+  return 0
+end
+sem_remove_holder(ARGV[1])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  sem_announce(ARGV[2], 'released')
+end
+if tonumber(expiry) >= now then
+  return 1
+end
+return 0
