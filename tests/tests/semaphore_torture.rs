@@ -99,7 +99,9 @@ impl Rng {
         if self.percent(60) {
             1
         } else {
-            u32::try_from(self.below(u64::from(permits))).unwrap_or(0) + 1
+            u32::try_from(self.below(u64::from(permits)))
+                .unwrap_or(0)
+                .saturating_add(1)
         }
     }
 }
