@@ -545,3 +545,116 @@ async fn every_key_of_a_semaphore_has_an_expiry() {
     assert_eq!(keys_of(&redis, &name), vec![redis_key(&name, "fence")]);
     assert_eq!(no_expiry(&redis), Vec::<String>::new());
 }
+
+/// Takes `n` permits once Redis answers again (errors while the client reconnects are
+/// retried).
+async fn acquire_eventually(semaphore: &Semaphore, n: u32) -> distkit::semaphore::SemaphorePermit {
+    let started = Instant::now();
+    loop {
+        match semaphore
+            .try_acquire_many_for(n, Duration::from_secs(1))
+            .await
+        {
+            Ok(permit) => return permit,
+            Err(error) => assert!(
+                started.elapsed() < common::LIMIT,
+                "no permits within {:?}: {error}",
+                common::LIMIT
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_without_persistence_tokens_still_rise_and_with_loss_quarantine_the_old_holder_is_lost_first()
+ {
+    let mut redis = TestRedis::start_standalone();
+    let name = fresh_key();
+    let ttl = Duration::from_millis(1500);
+    let build = |client, quarantine: bool| {
+        Semaphore::new(
+            SemaphoreOptions::builder(name.clone(), client, 2)
+                .ttl(ttl)
+                .retry_interval(Duration::from_millis(20))
+                .loss_quarantine(quarantine)
+                .build(),
+        )
+    };
+    let holder = build(client(&redis).await, true);
+    let contender = build(client(&redis).await, true);
+    // On a fresh server the first grant waits until it has been up for ttl + 1 s.
+    let permit = bounded(holder.acquire_many(2)).await.unwrap();
+    let old_token = permit.fencing_token();
+    tokio::task::block_in_place(|| redis.restart());
+    let loss_at = Instant::now();
+    let contending = tokio::spawn(async move {
+        let permit = acquire_eventually(&contender, 2).await;
+        (Instant::now(), permit)
+    });
+    bounded(permit.lost()).await;
+    let lost = Instant::now();
+    assert_eq!(permit.get_state().await, LockGuardState::Lost);
+    let (granted_at, new_permit) = bounded(contending).await.unwrap();
+    assert!(
+        lost < granted_at,
+        "the new holder was granted before the old one reported Lost"
+    );
+    assert!(
+        granted_at.duration_since(loss_at) >= ttl,
+        "granted {:?} after the loss, within one ttl",
+        granted_at.duration_since(loss_at)
+    );
+    assert!(new_permit.fencing_token() > old_token);
+    bounded(new_permit.release()).await.unwrap();
+
+    // Without the quarantine a grant may come at once, but its token is still larger.
+    let plain = build(client(&redis).await, false);
+    let before = acquire_eventually(&plain, 1).await;
+    let before_token = before.fencing_token();
+    drop(before);
+    tokio::task::block_in_place(|| redis.restart());
+    let after = acquire_eventually(&plain, 1).await;
+    assert!(
+        after.fencing_token() > before_token,
+        "{} <= {before_token}",
+        after.fencing_token()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replica_acks_a_grant_the_replicas_do_not_acknowledge_is_given_back_and_never_returned()
+ {
+    let topology = tokio::task::block_in_place(|| distkit_test_support::ReplicatedRedis::start(1));
+    let url = topology.primary_url();
+    let name = fresh_key();
+    let connected = bounded(distkit::connect(&url)).await.unwrap();
+    let acked = |replicas: usize| {
+        Semaphore::new(
+            SemaphoreOptions::builder(name.clone(), connected.clone(), 2)
+                .retry_interval(Duration::from_millis(20))
+                .replica_acks(distkit::ReplicaAcks::new(
+                    replicas,
+                    Duration::from_millis(300),
+                ))
+                .build(),
+        )
+    };
+    let plain = semaphore(&name, connected.clone(), 2);
+    // With the replica in sync, grants and renewals are acknowledged.
+    let permit = bounded(acked(1).try_acquire()).await.unwrap();
+    bounded(Box::pin(permit.extend())).await.unwrap();
+    bounded(permit.release()).await.unwrap();
+    // Asking for more replicas than exist: never Acquired, nothing left behind.
+    let error = lock_error(bounded(acked(2).try_acquire_many(2)).await.unwrap_err());
+    assert_eq!(
+        error,
+        LockError::NotReplicated {
+            acknowledged: 1,
+            required: 2
+        }
+    );
+    eventually("the unacknowledged grant was given back", || async {
+        plain.available_permits().await.ok() == Some(2)
+    })
+    .await;
+}
