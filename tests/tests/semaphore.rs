@@ -658,3 +658,41 @@ async fn with_replica_acks_a_grant_the_replicas_do_not_acknowledge_is_given_back
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_outlives_the_runtime_that_acquired_it_and_keeps_being_renewed() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let ttl = Duration::from_millis(600);
+    // The client lives on this runtime; the permit is acquired on a current-thread runtime
+    // (the first to use the semaphore machinery) that ends right after.
+    let semaphore = Semaphore::new(
+        SemaphoreOptions::builder(name.clone(), client(&redis).await, 1)
+            .ttl(ttl)
+            .build(),
+    );
+    let acquiring = Arc::clone(&semaphore);
+    let permit = bounded(tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move { acquiring.acquire().await.unwrap() })
+    }))
+    .await
+    .unwrap();
+    // Several ttls later the lease is still renewed (from distkit's background runtime).
+    tokio::time::sleep(ttl * 3).await;
+    assert_eq!(permit.get_state().await, LockGuardState::Acquired);
+    let other = self::semaphore(&name, client(&redis).await, 1);
+    assert_eq!(
+        lock_error(bounded(other.try_acquire()).await.unwrap_err()),
+        LockError::AcquireFail
+    );
+    assert_eq!(
+        bounded(permit.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    drop(semaphore);
+    assert_eq!(bounded(other.available_permits()).await.unwrap(), 1);
+}
