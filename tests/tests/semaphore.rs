@@ -544,6 +544,20 @@ async fn every_key_of_a_semaphore_has_an_expiry() {
     // Released: only the fence is left, kept for its retention.
     assert_eq!(keys_of(&redis, &name), vec![redis_key(&name, "fence")]);
     assert_eq!(no_expiry(&redis), Vec::<String>::new());
+    // The loss quarantine's keys expire too (on this fresh server the first grant waits
+    // until it has been up for a ttl and a second).
+    let guarded = Semaphore::new(
+        SemaphoreOptions::builder(name.clone(), client(&redis).await, 1)
+            .ttl(Duration::from_millis(300))
+            .retry_interval(Duration::from_millis(20))
+            .loss_quarantine(true)
+            .build(),
+    );
+    let permit = bounded(guarded.acquire()).await.unwrap();
+    assert_eq!(no_expiry(&redis), Vec::<String>::new());
+    bounded(permit.release()).await.unwrap();
+    assert!(keys_of(&redis, &name).contains(&redis_key(&name, "epoch")));
+    assert_eq!(no_expiry(&redis), Vec::<String>::new());
 }
 
 /// Takes `n` permits once Redis answers again (errors while the client reconnects are
