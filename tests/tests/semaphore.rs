@@ -134,7 +134,7 @@ async fn permits_are_counted_released_and_fenced() {
     let redis = TestRedis::start();
     let client = client(&redis).await;
     let name = fresh_key();
-    let semaphore = semaphore(&name, client, 3);
+    let semaphore = semaphore(&name, client.clone(), 3);
     assert_eq!(bounded(semaphore.available_permits()).await.unwrap(), 3);
 
     let two = bounded(semaphore.acquire_many(2)).await.unwrap();
@@ -155,7 +155,21 @@ async fn permits_are_counted_released_and_fenced() {
             .unwrap_err(),
     );
     assert!(matches!(waited, LockError::Timeout { .. }), "{waited:?}");
-    // The timed-out waiter leaves the line in the background.
+    // `max_wait` bounds acquire() and acquire_many().
+    let bounded_handle = Semaphore::new(
+        SemaphoreOptions::builder(name.clone(), client.clone(), 3)
+            .ttl(Duration::from_secs(5))
+            .max_wait(Duration::from_millis(150))
+            .build(),
+    );
+    for error in [
+        bounded(bounded_handle.acquire()).await.unwrap_err(),
+        bounded(bounded_handle.acquire_many(3)).await.unwrap_err(),
+    ] {
+        let error = lock_error(error);
+        assert!(matches!(error, LockError::Timeout { .. }), "{error:?}");
+    }
+    // The timed-out waiters leave the line in the background.
     eventually("the timed-out waiter left", || async {
         redis.cli(&["EXISTS", &redis_key(&name, "queue")]) == "0"
     })
