@@ -393,7 +393,12 @@ async fn crashes(shared: Arc<Shared>, url: String, mut rng: Rng) {
         let (Some(name), Some(&permits)) = (shared.names.get(index), PERMITS.get(index)) else {
             continue;
         };
-        let n = rng.permits(permits);
+        // Half ask for every permit, so that many wait (and die waiting).
+        let n = if rng.percent(50) {
+            permits
+        } else {
+            rng.permits(permits)
+        };
         let spawned = std::process::Command::new(env!("CARGO_BIN_EXE_semaphore_holder"))
             .args([
                 url.as_str(),
