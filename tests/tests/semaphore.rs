@@ -724,3 +724,41 @@ async fn a_permit_outlives_the_runtime_that_acquired_it_and_keeps_being_renewed(
     drop(semaphore);
     assert_eq!(bounded(other.available_permits()).await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_redis_believes_it_holds_no_longer_than_redis_keeps_its_permits() {
+    use distkit_test_support::{Direction, Proxy};
+    let redis = TestRedis::start_standalone();
+    let proxy = Proxy::start(redis.port());
+    let name = fresh_key();
+    let ttl = Duration::from_millis(900);
+    let build = |client| {
+        Semaphore::new(
+            SemaphoreOptions::builder(name.clone(), client, 2)
+                .ttl(ttl)
+                .retry_interval(Duration::from_millis(10))
+                .build(),
+        )
+    };
+    let cut_off = build(bounded(distkit::connect(&proxy.url())).await.unwrap());
+    let direct = build(client(&redis).await);
+    let permit = bounded(cut_off.acquire_many(2)).await.unwrap();
+    // Let a renewal or two go through, then cut the holder off both ways.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.hold(Direction::Upstream, true);
+    proxy.hold(Direction::Downstream, true);
+    let cut_at = Instant::now();
+    let granted = bounded(direct.acquire()).await.unwrap();
+    // Redis let the permits go only once the lease ran out, and the holder counts its lease
+    // from when it sent its last confirmed renewal: it no longer believes it holds them.
+    let state = permit.get_state().await;
+    let waited = cut_at.elapsed();
+    proxy.heal();
+    assert_eq!(
+        state,
+        LockGuardState::Lost,
+        "granted {waited:?} after the cut while the holder still believed it held the permits"
+    );
+    assert!(waited <= ttl + Duration::from_secs(3), "{waited:?}");
+    assert!(granted.fencing_token() > permit.fencing_token());
+}
