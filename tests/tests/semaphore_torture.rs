@@ -221,8 +221,14 @@ async fn worker(shared: Arc<Shared>, client: Client, mut rng: Rng, name: String)
         let returned = Instant::now();
         add(&figures.acquisitions, 1);
         add(&figures.permits_taken, u64::from(n));
+        // Mostly short holds; some span a ttl or more, so faults catch holders mid-hold.
+        let hold = if rng.percent(15) {
+            rng.millis(300, 1_500)
+        } else {
+            rng.millis(0, 150)
+        };
         let hold_until = Instant::now()
-            .checked_add(rng.millis(0, 150))
+            .checked_add(hold)
             .unwrap_or_else(Instant::now);
         let (mut first, mut last) = (None, None);
         loop {
@@ -328,7 +334,7 @@ async fn faults(
         let length = rng.millis(50, 1_300);
         let proxy = proxies.get(rng.index(proxies.len()));
         add(&shared.figures.faults, 1);
-        match rng.below(6) {
+        match rng.below(7) {
             0 => {
                 let redis = Arc::clone(&redis);
                 off_runtime(move || {
@@ -354,7 +360,7 @@ async fn faults(
                 })
                 .await;
             }
-            3 => {
+            3 | 6 => {
                 if let Some(proxy) = proxy {
                     proxy.hold(Direction::Downstream, true);
                     if rng.percent(50) {
