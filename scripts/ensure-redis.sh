@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Makes sure redis-server and redis-cli are on PATH (the tests and the tour start private
-# servers on loopback ports). Installs Debian's package when they are missing.
+# servers on loopback ports), and python3 (the MSRV check reads `cargo metadata` with it).
+# Installs Debian's packages when they are missing.
 set -euo pipefail
-if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
-  exit 0
+missing=()
+if [ -z "${REDIS_URL:-}" ] && ! { command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; }; then
+  missing+=(redis-server)
 fi
-if [ -n "${REDIS_URL:-}" ]; then
+if ! command -v python3 >/dev/null 2>&1; then
+  missing+=(python3)
+fi
+if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 if command -v apt-get >/dev/null 2>&1; then
-  echo "redis-server is missing: installing it with apt-get" >&2
+  echo "missing: ${missing[*]}; installing with apt-get" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-  # Debian starts a system service on port 6379; the tests never use it.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian starts a system redis service on port 6379; the tests never use it.
 else
-  echo "redis-server is missing; install it (e.g. 'brew install redis') or set REDIS_URL" >&2
+  echo "missing: ${missing[*]}; install them (e.g. 'brew install redis python3') or set REDIS_URL" >&2
   exit 1
 fi

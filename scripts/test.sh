@@ -29,18 +29,22 @@ echo "== sub-crates alone (scratch projects depending only on distkit-lock, -cou
 bash scripts/check-subcrates.sh
 
 echo "== package (every published crate in dependency order, verified against the packaged dependencies; no upload)"
-# Packages of an earlier run have the same version: cargo would verify against their stale
-# builds, and against their sources unpacked into cargo's registry cache (the temporary
-# registry that holds the packaged dependencies unpacks them there, under the same path on
-# every run). Only our own crates' directories are removed.
-rm -rf target/package
-for unpacked in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/distkit-*; do
-  case "$(basename "$unpacked")" in
-    distkit-core-* | distkit-counter-* | distkit-lock-* | distkit-ratelimit-*) rm -rf "$unpacked" ;;
-  esac
+# cargo unpacks the packaged crates of its temporary registry into $CARGO_HOME/registry/src,
+# under the same path on every run: a stale copy of an earlier run (same version) would be
+# verified instead. So packaging runs with a private CARGO_HOME inside target/ (the downloaded
+# index and crates copied in, read-only for us), and this script never writes to the user's
+# cargo home.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+package_home="$PWD/target/package-cargo-home"
+rm -rf target/package "$package_home"
+mkdir -p "$package_home/registry"
+cp -R "$cargo_home/registry/index" "$cargo_home/registry/cache" "$package_home/registry/"
+for config in config.toml config; do
+  if [ -f "$cargo_home/$config" ]; then cp "$cargo_home/$config" "$package_home/"; fi
 done
-cargo package --offline --allow-dirty -p distkit-core -p distkit-counter -p distkit-lock \
-  -p distkit-ratelimit -p distkit
+CARGO_HOME="$package_home" cargo package --offline --allow-dirty -p distkit-core \
+  -p distkit-counter -p distkit-lock -p distkit-ratelimit -p distkit
+rm -rf "$package_home"
 
 echo "== test"
 log="$(mktemp)"
@@ -50,9 +54,10 @@ cargo test --workspace --all-features 2>&1 | tee "$log"
 echo "== test (core without optional features: rediss:// without TLS is refused)"
 cargo test -p distkit-core --test script_runner 2>&1 | tee -a "$log"
 
-echo "== test (the counter, instance-aware, lock and native rate limit suites again, on a three-master Redis Cluster)"
+echo "== test (the counter, instance-aware, lock, semaphore, native rate limit and security suites again, on a three-master Redis Cluster)"
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
-  --test counter --test icounter --test lock --test lock_adversity --test semaphore --test ratelimit_native 2>&1 | tee -a "$log"
+  --test counter --test icounter --test lock --test lock_adversity --test semaphore \
+  --test ratelimit_native --test security 2>&1 | tee -a "$log"
 
 echo "== examples (against REDIS_URL, else a private redis-server this step starts and stops)"
 (

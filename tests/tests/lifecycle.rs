@@ -11,9 +11,6 @@
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
     reason = "tests: a failure fails the test"
 )]
 
@@ -540,7 +537,7 @@ async fn zoo_operation(zoo: &Zoo, choice: u64) {
                 }
                 drop(held);
                 // Half released, half dropped.
-                if choice % 2 == 0 {
+                if choice.is_multiple_of(2) {
                     let _ = guard.release().await;
                 } else {
                     drop(guard);
@@ -618,16 +615,17 @@ fn the_runtime_zoo_loses_nothing_and_never_hangs() {
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
+            u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos(),
+            ) | 1
         });
     println!(
         "runtime zoo seed {seed} (replay: DISTKIT_ZOO_SEED={seed} cargo test -p distkit-tests --test lifecycle the_runtime_zoo)"
     );
-    let mut schedule = Schedule(seed);
+    let mut schedule = Schedule(seed | 1);
     let main = multi_thread_runtime();
     let redis = TestRedis::start();
     let prefix = fresh_key();
@@ -640,7 +638,7 @@ fn the_runtime_zoo_loses_nothing_and_never_hangs() {
             connected.clone(),
         )),
         lax: LaxCounter::new(lax_options),
-        mutex_options: LockOptions::builder(fresh_key(), connected.clone())
+        mutex_options: LockOptions::builder(fresh_key(), connected)
             .ttl(Duration::from_millis(600))
             .retry_interval(Duration::from_millis(50))
             .build(),

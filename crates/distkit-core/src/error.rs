@@ -134,8 +134,11 @@ pub enum LockError {
     /// whole milliseconds (`i64::MAX` when it does not fit).
     #[error("the lock retry interval must be at most 1 hour, got {0} ms")]
     InvalidRetryInterval(i64),
-    /// The explicit owner id is empty or contains whitespace or a control character.
-    #[error("the lock owner id must not be empty nor contain whitespace or control characters")]
+    /// The explicit owner id is empty, longer than 255 bytes, or contains whitespace or a
+    /// control character.
+    #[error(
+        "the lock owner id must not be empty, be longer than 255 bytes, nor contain whitespace or control characters"
+    )]
     InvalidOwner,
     /// The replica acknowledgement option is out of range (see
     /// [`ReplicaAcks::validate`](crate::ReplicaAcks::validate)); the value says why.
@@ -182,6 +185,74 @@ pub enum LockError {
     },
 }
 
+impl DistkitError {
+    /// Whether the call gave up because time ran out: a bounded lock acquisition
+    /// ([`LockError::Timeout`]) or a command that hit the client's command timeout (alone, or
+    /// as the cause of an unknown outcome or a partly applied batch).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            #[cfg(feature = "lock")]
+            Self::LockError(LockError::Timeout { .. }) => true,
+            Self::RedisError(error) => *error.kind() == fred::error::ErrorKind::Timeout,
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::OutcomeUnknown { source }) => {
+                *source.kind() == fred::error::ErrorKind::Timeout
+            }
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::BatchPartiallyApplied { source, .. }) => {
+                source.is_timeout()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the call failed only because someone else holds what it asked for, not
+    /// because anything broke: a one-shot lock attempt that found the lock held
+    /// ([`LockError::AcquireFail`]) or ran out of retries ([`LockError::RetriesExhausted`]).
+    /// Back off and try again later.
+    pub fn is_contention(&self) -> bool {
+        match self {
+            #[cfg(feature = "lock")]
+            Self::LockError(LockError::AcquireFail | LockError::RetriesExhausted { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the operation may or may not have been applied: the connection failed after
+    /// the command was sent. distkit never resends such a command; retrying it yourself may
+    /// apply it twice. True for [`CounterError::OutcomeUnknown`], for a transport failure
+    /// reported as [`DistkitError::RedisError`], and for a partly applied batch whose failing
+    /// chunk has an unknown outcome.
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            Self::RedisError(error) => is_transport_failure(error),
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::OutcomeUnknown { .. }) => true,
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::BatchPartiallyApplied { source, .. }) => {
+                source.is_outcome_unknown()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the failure came from the connection (I/O, timeout, cancelled, back-pressure)
+    /// rather than from a reply of the server or from the arguments: worth retrying once
+    /// Redis is reachable, if [`is_outcome_unknown`](Self::is_outcome_unknown) allows.
+    pub fn is_transport(&self) -> bool {
+        match self {
+            Self::RedisError(error) => is_transport_failure(error),
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::OutcomeUnknown { .. }) => true,
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::BatchPartiallyApplied { source, .. }) => {
+                source.is_transport()
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Whether `error` came from the connection rather than from a reply of the server.
 ///
 /// For a command that is not idempotent such an error means its outcome is unknown: it may
@@ -204,6 +275,45 @@ mod tests {
     use fred::error::{Error as FredError, ErrorKind};
 
     use super::*;
+
+    #[test]
+    fn the_questions_a_caller_asks_have_answers() {
+        let timeout: DistkitError = FredError::new(ErrorKind::Timeout, "slow").into();
+        assert!(timeout.is_timeout() && timeout.is_transport() && timeout.is_outcome_unknown());
+        assert!(!timeout.is_contention());
+        let refused: DistkitError = FredError::new(ErrorKind::Unknown, "ERR wrong").into();
+        assert!(!refused.is_timeout() && !refused.is_transport() && !refused.is_outcome_unknown());
+        let closed = DistkitError::Closed;
+        assert!(!closed.is_timeout() && !closed.is_contention() && !closed.is_transport());
+    }
+
+    #[cfg(feature = "lock")]
+    #[test]
+    fn a_held_lock_is_contention_and_a_bounded_wait_a_timeout() {
+        assert!(DistkitError::from(LockError::AcquireFail).is_contention());
+        assert!(DistkitError::from(LockError::RetriesExhausted { retries: 3 }).is_contention());
+        let waited = DistkitError::from(LockError::Timeout {
+            waited: Duration::from_millis(5),
+        });
+        assert!(waited.is_timeout() && !waited.is_contention() && !waited.is_transport());
+        assert!(!DistkitError::from(LockError::NotOwner).is_contention());
+    }
+
+    #[cfg(feature = "counter")]
+    #[test]
+    fn an_unknown_outcome_is_transport_and_unknown_even_inside_a_batch() {
+        let unknown = DistkitError::from(CounterError::OutcomeUnknown {
+            source: FredError::new(ErrorKind::IO, "reset"),
+        });
+        assert!(unknown.is_outcome_unknown() && unknown.is_transport() && !unknown.is_timeout());
+        let partial = DistkitError::from(CounterError::BatchPartiallyApplied {
+            applied: 2,
+            source: Box::new(unknown),
+        });
+        assert!(partial.is_outcome_unknown() && partial.is_transport());
+        let overflow = DistkitError::from(CounterError::Overflow { key: "k".into() });
+        assert!(!overflow.is_outcome_unknown() && !overflow.is_transport());
+    }
 
     #[test]
     fn invalid_key_message_names_the_rule() {

@@ -80,6 +80,16 @@ pub fn lock_release_channel(namespace: &DistkitRedisKey, key: &DistkitRedisKey) 
     lock_part(namespace, key, "released")
 }
 
+/// The prefix of the per-client inbox channels of a lock namespace on a standalone server
+/// (`<namespace>:inbox:`, followed by the id of a client's subscriber), where mutex
+/// handovers are announced: under the namespace, like every key and channel of its locks,
+/// so that an ACL scoped to `<namespace>:*` covers them. (In a Redis Cluster each lock has
+/// its own inbox channels, under its release channel, in its slot.)
+#[cfg(feature = "lock")]
+pub fn lock_inbox_prefix(namespace: &DistkitRedisKey) -> String {
+    format!("{}:inbox:", hash_tag(namespace))
+}
+
 /// The cluster slot of a Redis key (CRC16 of its hash tag, modulo 16384).
 pub fn slot_of(redis_key: &str) -> u16 {
     fred::util::redis_keyslot(redis_key.as_bytes())

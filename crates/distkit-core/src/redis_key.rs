@@ -22,7 +22,7 @@ const MAX_KEY_BYTES: usize = 255;
 ///
 /// assert!(DistkitRedisKey::new("tenant:42".to_string()).is_err());
 /// let sanitized = DistkitRedisKey::try_sanitize("tenant:42".to_string())?;
-/// assert_eq!(&*sanitized, "tenant42");
+/// assert_eq!(&*sanitized, "tenant%3A42");
 /// # Ok::<(), distkit_core::DistkitError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +49,7 @@ impl DistkitRedisKey {
         }
         if key.contains(':') {
             return Err(DistkitError::InvalidRedisKey(format!(
-                "a key must not contain ':' (found in {key:?}); try_sanitize removes it"
+                "a key must not contain ':' (found in {key:?}); try_sanitize escapes it"
             )));
         }
         Ok(Self(key))
@@ -70,16 +70,30 @@ impl DistkitRedisKey {
         }
     }
 
-    /// Removes every `:` from `key`, then validates the rest.
+    /// Escapes `key` into a valid key, then validates it: every `%` becomes `%25` and every
+    /// `:` becomes `%3A` (percent-encoding of those two characters only).
     ///
-    /// `"tenant:42"` becomes `"tenant42"`.
+    /// The escape is **injective**: two different inputs never give the same key (every `%`
+    /// of the result starts an escape, so the input can be read back), so sanitized
+    /// user-supplied names never share a counter or a lock by accident. `"tenant:42"` becomes
+    /// `"tenant%3A42"` and `"tenant4:2"` becomes `"tenant4%3A2"`. A name with neither `:`
+    /// nor `%` is unchanged.
     ///
     /// # Errors
     ///
-    /// [`DistkitError::InvalidRedisKey`] when what is left is empty or longer than 255 bytes.
+    /// [`DistkitError::InvalidRedisKey`] when the key is empty or, escaped, longer than 255
+    /// bytes.
     pub fn try_sanitize(key: String) -> Result<Self, DistkitError> {
-        if key.contains(':') {
-            Self::new(key.replace(':', ""))
+        if key.contains([':', '%']) {
+            let mut escaped = String::with_capacity(key.len().saturating_add(8));
+            for character in key.chars() {
+                match character {
+                    '%' => escaped.push_str("%25"),
+                    ':' => escaped.push_str("%3A"),
+                    other => escaped.push(other),
+                }
+            }
+            Self::new(escaped)
         } else {
             Self::new(key)
         }
@@ -184,19 +198,54 @@ mod tests {
     }
 
     #[test]
-    fn colon_is_rejected_and_sanitize_removes_it() {
+    fn colon_is_rejected_and_sanitize_escapes_it() {
         assert!(rule_of(DistkitRedisKey::new("tenant:42".into())).contains("':'"));
         assert_eq!(
             DistkitRedisKey::try_sanitize("tenant:42".into())
                 .unwrap()
                 .as_str(),
-            "tenant42"
+            "tenant%3A42"
         );
         assert_eq!(
             DistkitRedisKey::sanitize_or_panic("::a::b".into()).as_str(),
-            "ab"
+            "%3A%3Aa%3A%3Ab"
         );
-        assert!(rule_of(DistkitRedisKey::try_sanitize(":::".into())).contains("empty"));
+        assert_eq!(
+            DistkitRedisKey::try_sanitize("plain".into())
+                .unwrap()
+                .as_str(),
+            "plain"
+        );
+        assert!(rule_of(DistkitRedisKey::try_sanitize(String::new())).contains("empty"));
+        // Escaping can make a key too long.
+        assert!(rule_of(DistkitRedisKey::try_sanitize(":".repeat(100))).contains("bytes"));
+    }
+
+    #[test]
+    fn sanitizing_never_maps_two_names_to_one_key() {
+        let names = [
+            "tenant:42",
+            "tenant4:2",
+            "tenant42",
+            "tenant%3A42",
+            "tenant%42",
+            "a:b:c",
+            "a::bc",
+            "ab:c",
+            ":",
+            "%",
+            "%3A",
+            "%25",
+            "a%",
+            "a:",
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for name in names {
+            let key = DistkitRedisKey::try_sanitize(name.to_owned()).unwrap();
+            if let Some(other) = seen.insert(key.as_str().to_owned(), name) {
+                panic!("{name:?} and {other:?} both became {key}");
+            }
+        }
     }
 
     #[test]
@@ -214,8 +263,8 @@ mod tests {
 
     #[test]
     #[should_panic(expected = "empty")]
-    fn sanitize_or_panic_panics_when_nothing_is_left() {
-        let _ = DistkitRedisKey::sanitize_or_panic(":".into());
+    fn sanitize_or_panic_panics_on_an_empty_name() {
+        let _ = DistkitRedisKey::sanitize_or_panic(String::new());
     }
 
     #[test]

@@ -88,11 +88,16 @@ pub fn on_background_thread() -> bool {
 /// Spawns background work on the library's runtime (see the module docs); falls back to the
 /// current runtime when the library's runtime could not be built, and returns `None` only
 /// when neither exists. Works from any thread, in a runtime or not.
+///
+/// The work logs to the `tracing` subscriber that is the caller's default when it is
+/// spawned (a scoped one included), as it would on the caller's own runtime.
 pub fn spawn_background<F>(future: F) -> Option<JoinHandle<F::Output>>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    use tracing::instrument::WithSubscriber;
+    let future = future.with_current_subscriber();
     match background_handle() {
         Some(handle) => Some(handle.spawn(future)),
         None => spawn_if_in_runtime(future),

@@ -205,3 +205,93 @@ async fn the_eviction_policy_is_read_so_that_anything_but_noeviction_can_be_warn
         assert_eq!(policy, "allkeys-lru");
     }
 }
+
+/// The WARN events of distkit's connect target, as text (message and fields).
+#[derive(Clone, Default)]
+struct ConnectWarnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+struct EventText<'a>(&'a mut String);
+
+impl tracing::field::Visit for EventText<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?} ", field.name()));
+    }
+}
+
+impl tracing::Subscriber for ConnectWarnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let metadata = event.metadata();
+        if *metadata.level() == tracing::Level::WARN && metadata.target() == "distkit::connect" {
+            let mut text = String::new();
+            event.record(&mut EventText(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_rotated_password_is_logged_at_warn_when_the_client_reconnects() {
+    let redis = TestRedis::start_standalone();
+    let warnings = ConnectWarnings::default();
+    // Everything on this thread, so the scoped subscriber sees the client's tasks too.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(warnings.clone(), || {
+        runtime.block_on(async {
+            let user = distkit_test_support::unique_prefix();
+            assert_eq!(
+                redis.cli(&[
+                    "ACL",
+                    "SETUSER",
+                    &user,
+                    "on",
+                    ">first-s3cret",
+                    "+@all",
+                    "~*",
+                    "&*"
+                ]),
+                "OK"
+            );
+            let url = format!("redis://{user}:first-s3cret@127.0.0.1:{}", redis.port());
+            let client = bounded(
+                ConnectOptions::new(url)
+                    .reconnect_policy(ReconnectPolicy::constant(Duration::from_millis(100)))
+                    .connect(),
+            )
+            .await
+            .unwrap();
+            let _: Option<String> = bounded(client.get("distkit-connect-test")).await.unwrap();
+            // The password is rotated and the connection dropped: every reconnection is refused.
+            redis.cli(&["ACL", "SETUSER", &user, "resetpass", ">second-s3cret"]);
+            redis.cli(&["CLIENT", "KILL", "USER", &user]);
+            let started = Instant::now();
+            while warnings.0.lock().unwrap().is_empty() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "no warning about the refused password"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.quit()).await;
+        });
+    });
+    let warnings = warnings.0.lock().unwrap();
+    // Rate-limited: not one per reconnection attempt (every 100 ms).
+    assert!(warnings.len() <= 2, "{warnings:?}");
+    for warning in warnings.iter() {
+        assert!(!warning.contains("s3cret"), "{warning}");
+        assert!(warning.contains("127.0.0.1"), "names the server: {warning}");
+    }
+}

@@ -18,6 +18,7 @@ pub(crate) static COUNTER_APPLY: LuaScript = LuaScript::new(
     "counter_apply",
     concat!(
         include_str!("scripts/int64.lua"),
+        include_str!("scripts/int64_arith.lua"),
         include_str!("scripts/counter_apply.lua")
     ),
 );

@@ -1,6 +1,8 @@
 //! Connecting to Redis: [`connect`] and [`ConnectOptions`].
 
 mod options;
+#[cfg(feature = "tls")]
+mod tls;
 
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
@@ -42,6 +44,13 @@ const TLS_SCHEMES: [&str; 6] = [
 /// first connection after 5 s, and bounds every command by 10 s. Commands in flight when a
 /// connection drops are retried by the client; distkit's own non-idempotent scripts opt out
 /// of that per command, so they are never applied twice.
+///
+/// The client keeps the credentials of the URL for every reconnection. When the server
+/// refuses them (a rotated or revoked password), calls fail with routing errors or
+/// timeouts while the client keeps retrying, and distkit logs it at WARN (target
+/// `distkit::connect`, at most once a minute). To rotate a password without an outage, give
+/// the ACL user both passwords (`ACL SETUSER name >new`), connect new clients with the new
+/// one, then remove the old one (`ACL SETUSER name <old`).
 ///
 /// In a cluster the client follows no `MOVED`/`ASK` redirection itself: fred 10.1 mishandles
 /// `ASK` (a slot being migrated) so badly that the client stops working for good. A
@@ -107,6 +116,7 @@ impl ConnectOptions {
         match tokio::time::timeout(self.connect_timeout, client.init()).await {
             Ok(Ok(_connection_task)) => {
                 warn_about_eviction_in_background(&client);
+                warn_about_refused_authentication(&client, &hosts);
                 Ok(client)
             }
             Ok(Err(error)) => Err(with_context(
@@ -187,6 +197,73 @@ fn warn_about_eviction_in_background(client: &Client) {
     }));
 }
 
+/// How often a client that keeps failing to authenticate logs it at WARN (every failure is
+/// logged at DEBUG).
+const AUTH_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs at WARN (target `distkit::connect`) when the server refuses the client's
+/// credentials on a reconnection (a rotated or revoked password: fred then retries for
+/// ever, and calls fail with routing errors or timeouts), at most once per
+/// [`AUTH_WARNING_PERIOD`]. The listener holds only the client's error events: it ends with
+/// the client.
+fn warn_about_refused_authentication(client: &Client, hosts: &str) {
+    use fred::interfaces::EventInterface;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut errors = client.error_rx();
+    let hosts = hosts.to_owned();
+    drop(runtime.spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut last_warning: Option<std::time::Instant> = None;
+        loop {
+            let (error, server) = match errors.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            if !is_refused_authentication(&error) {
+                continue;
+            }
+            // fred names the server only sometimes: else the URL's hosts.
+            let server = server.map_or_else(
+                || hosts.clone(),
+                |server| shorten(&server.to_string(), MAX_HOST_SHOWN).into_owned(),
+            );
+            let details = shorten(error.details(), MAX_DETAILS_SHOWN);
+            if last_warning.is_some_and(|at| at.elapsed() < AUTH_WARNING_PERIOD) {
+                tracing::debug!(target: "distkit::connect", %server, error = %details, "redis refused the credentials again");
+                continue;
+            }
+            last_warning = Some(std::time::Instant::now());
+            tracing::warn!(
+                target: "distkit::connect",
+                %server,
+                error = %details,
+                "redis refused the client's credentials on reconnecting (a rotated or revoked \
+                 password?): calls fail until the credentials are accepted; connect a new client \
+                 with the new password (logged at most once a minute)"
+            );
+        }
+    }));
+}
+
+/// Whether `error` says the server refused the credentials.
+fn is_refused_authentication(error: &FredError) -> bool {
+    if *error.kind() == ErrorKind::Auth {
+        return true;
+    }
+    let details = error.details();
+    [
+        "WRONGPASS",
+        "NOAUTH",
+        "invalid username-password",
+        "invalid password",
+    ]
+    .iter()
+    .any(|marker| details.contains(marker))
+}
+
 /// Quits a client whose first connection timed out, without waiting for it: its connection
 /// task ends by itself when the attempt fails, and a connection made just after the deadline
 /// is closed instead of living on unused.
@@ -202,9 +279,29 @@ fn stop_in_background(client: Client) {
 fn with_context(error: &FredError, context: &str) -> DistkitError {
     FredError::new(
         error.kind().clone(),
-        format!("{context}: {}", error.details()),
+        format!("{context}: {}", shorten(error.details(), MAX_DETAILS_SHOWN)),
     )
     .into()
+}
+
+/// The most characters of one host name an error message shows.
+const MAX_HOST_SHOWN: usize = 128;
+/// The most characters of the client's own error details an error message shows (they may
+/// repeat a host name).
+const MAX_DETAILS_SHOWN: usize = 512;
+
+/// `text`, cut after `max` characters (the cut marked with how long it was), so that a
+/// huge input never makes a huge error message.
+fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!(
+            "{}… ({} bytes)",
+            text.get(..cut).unwrap_or_default(),
+            text.len()
+        )
+        .into(),
+        None => text.into(),
+    }
 }
 
 /// Checks `options` and builds fred's config; also returns the hosts, for error messages.
@@ -246,8 +343,24 @@ fn parse(options: &ConnectOptions) -> Result<(Config, String), DistkitError> {
              `tls` feature)"
         )));
     }
+    // fred builds its default TLS connector for a TLS scheme with rustls' process-level
+    // crypto provider, which panics when the process has both of rustls' providers (ring,
+    // ours, and aws-lc-rs, which many other crates bring) and installed neither. So fred
+    // parses the plain spelling of the URL, and the connector is set here: the caller's, or
+    // one with an explicit provider.
+    let plain_url;
+    let parsed_url = if tls {
+        let (_, rest) = url.split_once("://").unwrap_or((url, ""));
+        let plain_scheme = scheme
+            .replacen("rediss", "redis", 1)
+            .replacen("valkeys", "valkey", 1);
+        plain_url = format!("{plain_scheme}://{rest}");
+        plain_url.as_str()
+    } else {
+        url
+    };
     #[allow(unused_mut)]
-    let mut config = Config::from_url(url).map_err(|error| {
+    let mut config = Config::from_url(parsed_url).map_err(|error| {
         FredError::new(
             error.kind().clone(),
             format!("invalid redis url: {}", error.details()),
@@ -256,12 +369,14 @@ fn parse(options: &ConnectOptions) -> Result<(Config, String), DistkitError> {
     #[cfg(feature = "tls")]
     if let Some(connector) = &options.tls_connector {
         config.tls = Some(connector.clone().into());
+    } else if tls {
+        config.tls = Some(tls::default_connector()?.into());
     }
     let hosts = config
         .server
         .hosts()
         .iter()
-        .map(ToString::to_string)
+        .map(|host| shorten(&host.to_string(), MAX_HOST_SHOWN).into_owned())
         .collect::<Vec<_>>()
         .join(", ");
     Ok((config, hosts))
@@ -315,6 +430,8 @@ mod tests {
             "redis://:hunter2@127.0.0.1:notaport",
             "redis://",
             "redis://hunter2@/0",
+            "redis-sentinel://h:notaport?sentinelServiceName=m&sentinelPassword=hunter2",
+            "redis://alice:hunter2/x@h:6379",
         ] {
             let text = message(&ConnectOptions::new(url));
             assert!(text.contains("invalid redis url"), "{url}: {text}");
@@ -337,6 +454,19 @@ mod tests {
             let text = message(&ConnectOptions::new(url));
             assert!(text.contains("TLS"), "{url}: {text}");
         }
+    }
+
+    #[test]
+    fn huge_host_names_are_cut_in_messages() {
+        let url = format!("redis://{}:6379", "h".repeat(10_000));
+        let (_, hosts) = parse(&ConnectOptions::new(url)).unwrap_or_else(|error| panic!("{error}"));
+        assert!(hosts.len() < 200, "{hosts}");
+        assert!(
+            hosts.starts_with("hhhh") && hosts.contains("bytes"),
+            "{hosts}"
+        );
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("ééé", 2), "éé… (6 bytes)");
     }
 
     #[test]

@@ -118,7 +118,9 @@ impl Default for ReconnectPolicy {
 /// pipelines all commands over one connection per Redis node and is cheap to clone. Connect
 /// several clients and hand them to different primitives to spread load over connections.
 ///
-/// The `Debug` output never shows the URL's password.
+/// The `Debug` output never shows a secret of the URL (its password, or a token as user
+/// information; `sentinelPassword`); neither do distkit's errors. fred's own configuration
+/// does: never log `client.client_config()` (its `Debug` output prints the password).
 ///
 /// ```no_run
 /// # use distkit_core as distkit; // the facade crate, as users name it
@@ -189,7 +191,41 @@ impl ConnectOptions {
 
     /// Connects with TLS through `connector` (for instance one built from a
     /// `rustls::ClientConfig` with your own root certificates), whatever the URL's scheme.
-    /// Without it, `rediss://` URLs use the system's root certificates.
+    ///
+    /// Without it, `rediss://` URLs use the system's root certificates (`SSL_CERT_FILE` or
+    /// `SSL_CERT_DIR` point elsewhere, e.g. at a private CA's certificate) with rustls' `ring`
+    /// provider, named explicitly: a process that also links rustls' `aws-lc-rs` provider
+    /// (through reqwest, tonic or the AWS SDK) needs no process-level default provider.
+    ///
+    /// To trust a private CA in code, build the configuration with `distkit::fred::rustls`
+    /// (name a provider explicitly, as here, for the same reason):
+    ///
+    /// ```no_run
+    /// # use distkit_core as distkit; // the facade crate, as users name it
+    /// use std::sync::Arc;
+    /// use distkit::fred::rustls::pki_types::CertificateDer;
+    /// use distkit::fred::rustls::pki_types::pem::PemObject;
+    /// use distkit::fred::rustls::{ClientConfig, RootCertStore, crypto};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut roots = RootCertStore::empty();
+    /// for certificate in CertificateDer::pem_file_iter("/etc/redis/ca.pem")? {
+    ///     roots.add(certificate?)?;
+    /// }
+    /// let config = ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let client = distkit::ConnectOptions::new("rediss://redis.internal:6380")
+    ///     .tls_connector(config.into())
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Never log fred's `client.client_config()`: its `Debug` output shows the password.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[must_use]
@@ -230,25 +266,61 @@ impl fmt::Debug for ConnectOptions {
     }
 }
 
-/// `url` with any password (the part between `:` and `@` after the scheme) replaced.
+/// `url` with every secret it can carry replaced by `***`: the values of query parameters
+/// whose name ends in `password` (any case: fred's `sentinelPassword`), then the password
+/// of the user information (or, without a `:`, the whole user information, which may be a
+/// token).
+///
+/// Conservative where the URL is malformed: the user information runs up to the *last* `@`
+/// (after the query's passwords were hidden), so a password with an unencoded `/`, `?`, `#`
+/// or `@` is hidden too; the price is that an `@` elsewhere in the query hides the host.
 pub(super) fn redact(url: &str) -> String {
+    let url = redact_query_passwords(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return url;
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let user = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_owned()
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
             };
-            format!("{scheme}://{user}@{host}{tail}")
+            format!("{scheme}://{user}@{host}")
         }
-        None => url.to_owned(),
+        None => url,
     }
+}
+
+/// `url` with the value of every `?…password=` or `&…password=` parameter (the name's case
+/// ignored) replaced by `***`, up to the next `&` or `#`.
+fn redact_query_passwords(url: &str) -> String {
+    const NAME: &str = "password=";
+    let lower = url.to_ascii_lowercase();
+    let mut redacted = String::with_capacity(url.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = lower.get(from..).and_then(|tail| tail.find(NAME)) {
+        let name_end = from.saturating_add(found).saturating_add(NAME.len());
+        // The parameter's name starts after the last `?` or `&` before it.
+        let parameter = lower
+            .get(..from.saturating_add(found))
+            .and_then(|head| head.rfind(['?', '&', '=']));
+        let is_parameter = parameter
+            .and_then(|at| lower.get(at..=at))
+            .is_some_and(|separator| separator != "=");
+        let value_end = lower
+            .get(name_end..)
+            .and_then(|tail| tail.find(['&', '#']))
+            .map_or(lower.len(), |end| name_end.saturating_add(end));
+        if is_parameter {
+            redacted.push_str(url.get(copied..name_end).unwrap_or_default());
+            redacted.push_str("***");
+            copied = value_end;
+        }
+        from = name_end.max(value_end);
+    }
+    redacted.push_str(url.get(copied..).unwrap_or_default());
+    redacted
 }
 
 #[cfg(test)]
@@ -263,6 +335,44 @@ mod tests {
         assert!(text.contains("alice:***@example.com:6380/2"), "{text}");
         let token_only = format!("{:?}", ConnectOptions::new("redis://t0ken@example.com"));
         assert!(!token_only.contains("t0ken"), "{token_only}");
+    }
+
+    #[test]
+    fn debug_output_hides_every_secret_the_url_can_carry() {
+        for (url, shown) in [
+            (
+                "redis-sentinel://alice:s3cret@h:26379?sentinelServiceName=m&sentinelPassword=s3cret",
+                "redis-sentinel://alice:***@h:26379?sentinelServiceName=m&sentinelPassword=***",
+            ),
+            (
+                "redis-sentinel://h:26379?sentinelPassword=s3cret&sentinelServiceName=m",
+                "redis-sentinel://h:26379?sentinelPassword=***&sentinelServiceName=m",
+            ),
+            (
+                "redis-sentinel://h:26379?SENTINELPASSWORD=s3cret#x",
+                "redis-sentinel://h:26379?SENTINELPASSWORD=***#x",
+            ),
+            // Unencoded `/`, `?`, `#` and `@` in a password.
+            (
+                "redis://alice:s3/cret@h:6379/0",
+                "redis://alice:***@h:6379/0",
+            ),
+            ("redis://alice:s3?cret@h:6379", "redis://alice:***@h:6379"),
+            ("redis://alice:s3#cret@h:6379", "redis://alice:***@h:6379"),
+            ("redis://alice:s3@cret@h:6379", "redis://alice:***@h:6379"),
+            ("redis://:s3cret@h", "redis://:***@h"),
+            // A secret in the password parameter with an `@` of its own.
+            (
+                "redis-sentinel://alice:s3cret@h?sentinelPassword=s3@cret",
+                "redis-sentinel://alice:***@h?sentinelPassword=***",
+            ),
+            ("redis://h:6379/0", "redis://h:6379/0"),
+        ] {
+            let text = format!("{:?}", ConnectOptions::new(url));
+            assert!(!text.contains("s3"), "{url}: {text}");
+            assert!(!text.contains("cret"), "{url}: {text}");
+            assert!(text.contains(shown), "{url}: {text}");
+        }
     }
 
     #[test]

@@ -55,8 +55,8 @@ impl std::fmt::Debug for StrictInstanceAwareCounter {
 impl StrictInstanceAwareCounter {
     /// A counter over the keys of `options.prefix`, with a fresh instance id.
     ///
-    /// The heartbeat task starts on the current Tokio runtime; outside a runtime it starts
-    /// with the first operation (this never panics).
+    /// The heartbeat task runs on distkit's background runtime (see
+    /// [`distkit_core::task`]), whichever runtime built this object; this never panics.
     ///
     /// The options are checked here, without any I/O, but this cannot fail: when
     /// [`StrictInstanceAwareCounterOptions::validate`] refuses them, no heartbeat starts and

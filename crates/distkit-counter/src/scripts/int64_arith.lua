@@ -1,5 +1,5 @@
 -- Exact signed 64-bit addition on canonical decimal strings (prepended to the
--- instance-aware counter script). Never uses Lua numbers for values.
+-- instance-aware counter script and to counter_apply). Never uses Lua numbers for values.
 
 -- Compares two unsigned digit strings without leading zeros.
 local function distkit_magnitude_compare(a, b)

@@ -46,11 +46,6 @@ pub(crate) struct Waiting<'a> {
     pub(crate) notifier: &'a Arc<ReleaseNotifier>,
     pub(crate) wake_on: WakeOn<'a>,
     pub(crate) retry_interval: Duration,
-    /// The provisional lease a handover grants, for locks that hand over.
-    pub(crate) handover_lease: Option<Duration>,
-    /// Whether a handover message may count as the grant (see [`acquire`]); off with replica
-    /// acknowledgement, whose grants must be confirmed by an attempt that waits for replicas.
-    pub(crate) trust_handovers: bool,
 }
 
 /// What one acquisition attempt found.
@@ -58,40 +53,8 @@ pub(crate) struct Waiting<'a> {
 pub(crate) enum Attempt<T> {
     /// It took the lock (or confirmed a handover to it); what it returned.
     Won(T),
-    /// Redis refused it. `fence` is the lock's fencing counter when Redis refused it, for
-    /// locks that hand over (`mutex_acquire` reports it); 0 for the others.
-    Refused { fence: u64 },
-}
-
-/// How an acquisition ended.
-#[derive(Debug)]
-pub(crate) enum Acquired<T> {
-    /// An attempt took the lock; what it returned.
-    ByAttempt(T),
-    /// A release handed the lock to this waiter by name (a `granted` message in its
-    /// client's inbox), and the message is proven current: see [`acquire`].
-    ByHandover {
-        fencing_token: u64,
-        /// When the last refused attempt was sent: the handover happened after Redis
-        /// processed it, so the lease (a provisional lease from the handover) runs at least
-        /// that long from here.
-        since: Instant,
-    },
-}
-
-impl<T> Acquired<T> {
-    /// What the winning attempt returned, for locks whose waiters are never handed the lock
-    /// by name (they register without a token, so no handover can reach them).
-    pub(crate) fn by_attempt(self) -> Result<T, DistkitError> {
-        match self {
-            Self::ByAttempt(acquired) => Ok(acquired),
-            Self::ByHandover { .. } => Err(distkit_core::fred::error::Error::new(
-                distkit_core::fred::error::ErrorKind::Unknown,
-                "a lock was handed to a waiter that registered without a token",
-            )
-            .into()),
-        }
-    }
+    /// Redis refused it.
+    Refused,
 }
 
 /// The least time a bounded acquisition gives its first attempt before it is cut off: a
@@ -99,8 +62,8 @@ impl<T> Acquired<T> {
 const FIRST_ATTEMPT_GRACE: Duration = Duration::from_millis(100);
 
 /// Calls `attempt(index)` until it wins, waiting between attempts for a release
-/// notification or the jittered `retry_interval`, whichever comes first. Returns how the lock
-/// was acquired and the 0-based index of the winning attempt.
+/// notification or the jittered `retry_interval`, whichever comes first. Returns what the
+/// winning attempt returned and its 0-based index.
 ///
 /// A bounded acquisition (`patience` with a bound) returns [`LockError::Timeout`] once the
 /// bound has passed (at least [`FIRST_ATTEMPT_GRACE`] when the first attempt gets no answer),
@@ -109,19 +72,16 @@ const FIRST_ATTEMPT_GRACE: Duration = Duration::from_millis(100);
 /// releases in the background whatever it may have taken; the caller's `QueuePlace` leaves
 /// the queue).
 ///
-/// # Handovers are hints
+/// # Notifications only wake
 ///
-/// A `granted` message only says that a release handed the lock to this waiter at some
-/// point; the waiter may have stalled since (a blocked runtime, a GC-like pause) and the
-/// provisional lease may have run out and the lock gone to someone else. The message counts
-/// as the grant only with proof that it is the latest state: the lock's fencing token before
-/// the handover (the message carries it) must be the one a refused attempt of this waiter
-/// saw (no acquisition came between that refusal and the handover, so the handover came
-/// after the refusal and its lease runs at least from when that attempt was sent), and at
-/// least half of that lease must be left. With replica acknowledgement on, messages never
-/// count as the grant (`trust_handovers` is off): the waiter's next attempt confirms the
-/// handover and waits for the replicas. Otherwise the message only wakes the waiter, and its next attempt asks
-/// Redis, which confirms a handover that still stands (and renews it to a full ttl).
+/// A notification (a `granted` message in the client's inbox, a release broadcast) only
+/// ends the wait before the next attempt: it never counts as the grant. Pub/sub messages
+/// cannot be authenticated (anyone who may `PUBLISH` on the channel can forge one, and
+/// everything a message could carry is readable in Redis by such a neighbour), so only a
+/// script reply from Redis makes a waiter a holder: after a handover, the waiter's next
+/// attempt finds the lock handed to its token and confirms it (`mutex_acquire`), with the
+/// fencing token Redis issued and a full lease. A forged message costs the waiter one
+/// refused attempt.
 ///
 /// # Errors
 ///
@@ -130,7 +90,7 @@ pub(crate) async fn acquire<T, F, Fut>(
     waiting: Waiting<'_>,
     patience: Patience,
     attempt: F,
-) -> Result<(Acquired<T>, usize), DistkitError>
+) -> Result<(T, usize), DistkitError>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<Attempt<T>, DistkitError>>,
@@ -154,7 +114,7 @@ async fn acquire_loop<T, F, Fut>(
     patience: Patience,
     started: Instant,
     mut attempt: F,
-) -> Result<(Acquired<T>, usize), DistkitError>
+) -> Result<(T, usize), DistkitError>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<Attempt<T>, DistkitError>>,
@@ -168,36 +128,8 @@ where
     } else {
         None
     };
-    // When the last refused attempt was sent, and the fencing counter Redis reported with it.
-    let mut last_refused: Option<(Instant, u64)> = None;
     let mut index = 0_usize;
     loop {
-        if let (Some(grant), Some((since, refused_fence))) = (
-            interest
-                .as_ref()
-                .and_then(Interest::take_grant)
-                .filter(|_| waiting.trust_handovers),
-            last_refused,
-        ) {
-            // Proof that the message is the latest state (see the function docs): the
-            // fencing token right after the one the refusal saw, and at least half of the
-            // lease left.
-            let fencing_token = grant.fence;
-            let next = grant.previous == refused_fence && fencing_token > refused_fence;
-            let fresh = waiting
-                .handover_lease
-                .is_none_or(|lease| since.elapsed() < lease.checked_div(2).unwrap_or_default());
-            if next && fresh {
-                return Ok((
-                    Acquired::ByHandover {
-                        fencing_token,
-                        since,
-                    },
-                    index,
-                ));
-            }
-        }
-        let sent = Instant::now();
         let outcome = match remaining(started) {
             // An attempt must not outlive the caller's bound (its cleanup guard covers a
             // cut-off attempt that did acquire); a cut-off attempt tells nothing.
@@ -205,9 +137,8 @@ where
             _ => Some(attempt(index).await),
         };
         match outcome.transpose()? {
-            Some(Attempt::Won(acquired)) => return Ok((Acquired::ByAttempt(acquired), index)),
-            Some(Attempt::Refused { fence }) => last_refused = Some((sent, fence)),
-            None => {}
+            Some(Attempt::Won(acquired)) => return Ok((acquired, index)),
+            Some(Attempt::Refused) | None => {}
         }
         match patience {
             Patience::Once => return Err(LockError::AcquireFail.into()),

@@ -160,19 +160,36 @@ impl LeaseTarget {
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
-        Ok(reply.as_i64() == Some(1))
+        match reply.as_i64() {
+            Some(1) => Ok(true),
+            // Released, but the announcement was refused (the release scripts publish last,
+            // so their writes stand): waiters find the lock by polling.
+            Some(2) => {
+                announcement_refused(&self.channel);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
-/// The lease an acquisition was granted.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Granted {
-    /// A full ttl: an attempt took the lock (or confirmed a handover to it).
-    FullTtl,
-    /// A handover's provisional lease (the waiter's heartbeat window, when shorter than the
-    /// ttl), so that a waiter that died just before its turn blocks the lock only that
-    /// long. A guard that outlives a third of it renews it to a full ttl.
-    Provisional(Duration),
+/// Logs that Redis refused a release's announcement to the waiters (an ACL without the
+/// lock's channels): at WARN the first time in the process, at DEBUG afterwards.
+fn announcement_refused(channel: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(
+            channel,
+            "a lock release was announced to nobody: PUBLISH refused"
+        );
+    } else {
+        tracing::warn!(
+            channel,
+            "a lock release was applied, but Redis refused to announce it to the waiters (an \
+             ACL without the namespace's channels?): waiters fall back to polling; grant \
+             `&<namespace>:*` (logged once)"
+        );
+    }
 }
 
 /// What the holder knows about its lease.
@@ -187,7 +204,7 @@ struct Health {
     /// runs at least `valid_for` from then, so a holder that counts from here learns of a
     /// lapse no later than Redis expires the key.
     confirmed_at: Instant,
-    /// The lease the last confirmation guarantees: the ttl, or a provisional lease.
+    /// The lease the last confirmation guarantees (the ttl).
     valid_for: Duration,
 }
 
@@ -266,22 +283,19 @@ fn renewal_period(ttl: Duration) -> Duration {
 }
 
 impl Lease {
-    /// Queues the renewal of a lease `granted` by Redis after a request sent at `sent_at`
-    /// (a provisional lease, too, is renewed a third into it, to a full ttl). Must be called within a
-    /// Tokio runtime (acquisition is async, so it always is).
+    /// Queues the renewal of a lease of a full ttl granted by Redis after a request sent at
+    /// `sent_at` (an attempt took the lock, or confirmed a handover to it, which renews the
+    /// handover's provisional lease to a full ttl). Must be called within a Tokio runtime
+    /// (acquisition is async, so it always is).
     pub(crate) fn start(
         scheduler: &Arc<RenewalScheduler>,
         target: LeaseTarget,
         sent_at: Instant,
-        granted: Granted,
         fencing_token: u64,
         attempt: usize,
     ) -> Self {
         let scheduler = Arc::clone(scheduler);
-        let valid_for = match granted {
-            Granted::FullTtl => target.ttl,
-            Granted::Provisional(lease) => lease.min(target.ttl),
-        };
+        let valid_for = target.ttl;
         let shared = Arc::new(LeaseShared {
             target,
             health: StdMutex::new(Health {
@@ -294,8 +308,7 @@ impl Lease {
             slot: StdMutex::new(None),
             changed: Notify::new(),
         });
-        // The first renewal comes a third into the granted lease, like every later one: a
-        // provisional lease is renewed to a full ttl only if the guard outlives a third of it.
+        // The first renewal comes a third into the lease, like every later one.
         queue(
             &scheduler,
             &shared,
@@ -543,6 +556,19 @@ pub(crate) struct AttemptGuard {
     armed: bool,
 }
 
+/// What a winning attempt got from Redis.
+#[derive(Debug)]
+pub(crate) struct Won {
+    /// What the lease renews and releases.
+    pub(crate) target: LeaseTarget,
+    /// When the attempt was sent: the lease runs at least from then.
+    pub(crate) sent_at: Instant,
+    /// The fencing token Redis issued.
+    pub(crate) fencing_token: u64,
+    /// Whether the attempt confirmed a handover to its token (rather than taking the lock).
+    pub(crate) handed_over: bool,
+}
+
 impl AttemptGuard {
     /// Watches an attempt for `target`; `armed` says whether an abandoned attempt is cleaned up.
     pub(crate) fn new(target: LeaseTarget, armed: bool) -> Self {
@@ -561,9 +587,7 @@ impl AttemptGuard {
     /// with `keys` and `args`, sent once. A reply, granted or refused, settles the outcome;
     /// a transport error, or the caller dropping this future (cancelled, or cut off by its
     /// time bound), leaves the guard armed, and its drop releases whatever the attempt may
-    /// have taken. Returns, when granted, the lease target, when the attempt was sent (the
-    /// lease runs at least from then) and the fencing token; when refused, what the script
-    /// reported with the refusal.
+    /// have taken. Returns, when granted, what it [`Won`].
     ///
     /// # Errors
     ///
@@ -573,10 +597,10 @@ impl AttemptGuard {
         script: &LuaScript,
         keys: &[&str],
         args: Vec<Value>,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<Won>, DistkitError> {
         let (client, acks) = match &self.target {
             Some(target) => (target.client.clone(), target.replica_acks),
-            None => return Ok(Attempt::Refused { fence: 0 }),
+            None => return Ok(Attempt::Refused),
         };
         let sent_at = Instant::now();
         let (reply, shortfall) =
@@ -584,7 +608,7 @@ impl AttemptGuard {
         let reply = decode_grant(reply)?;
         let target = self.disarm();
         Ok(match (reply, target, shortfall) {
-            (Reply::Granted(_), Some(target), Some(shortfall)) => {
+            (Reply::Granted(..), Some(target), Some(shortfall)) => {
                 // Not acknowledged by enough replicas: give back what was taken (its own
                 // token only), in a task of its own so that a cancelled caller still does.
                 let released =
@@ -600,11 +624,13 @@ impl AttemptGuard {
                 }
                 return Err(shortfall.into());
             }
-            (Reply::Granted(fencing_token), Some(target), None) => {
-                Attempt::Won((target, sent_at, fencing_token))
-            }
-            (Reply::Refused(fence), _, _) => Attempt::Refused { fence },
-            (Reply::Granted(_), None, _) => Attempt::Refused { fence: 0 },
+            (Reply::Granted(fencing_token, handed_over), Some(target), None) => Attempt::Won(Won {
+                target,
+                sent_at,
+                fencing_token,
+                handed_over,
+            }),
+            (Reply::Refused, _, _) | (Reply::Granted(..), None, _) => Attempt::Refused,
         })
     }
 }

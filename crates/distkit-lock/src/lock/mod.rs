@@ -22,8 +22,9 @@
 //!
 //! Waiters are woken by notifications, through one pub/sub subscriber per client shared by
 //! all its locks: a [`Mutex`] release hands the lock to the first waiter in line and tells
-//! only that waiter's client (its *inbox* channel), so one waiter wakes, already holding the
-//! lock, however many wait; an [`RwLock`] release is announced on the lock's channel to all
+//! only that waiter's client (its *inbox* channel), so one waiter wakes however many wait,
+//! and confirms the handover in one round trip (a notification only wakes: only Redis's
+//! reply to an attempt makes a holder); an [`RwLock`] release is announced on the lock's channel to all
 //! its waiters. Waiters also poll every `retry_interval` with jitter, so a handoff takes a
 //! couple of round trips, and correctness never depends on a notification arriving.
 //!
@@ -162,11 +163,12 @@ impl LockServices {
 /// An acquire script's reply: `{ 1, fencing token }` or `{ 0, n }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reply {
-    /// Acquired, with this fencing token.
-    Granted(u64),
-    /// Refused; the script's second value (for `mutex_acquire`, the lock's fencing counter
-    /// when it refused; other scripts report something else, or 0).
-    Refused(u64),
+    /// Acquired, with this fencing token; `true` when the attempt confirmed a handover
+    /// (`mutex_acquire` replies `{ 1, fencing token, 1 }`).
+    Granted(u64, bool),
+    /// Refused (the script's second value, a fencing counter or a queue position, is not
+    /// used).
+    Refused,
 }
 
 /// Decodes `{ 1, fencing token }` (granted) or `{ 0, n }` (refused) from an acquire script.
@@ -184,9 +186,11 @@ fn decode_grant(reply: Value) -> Result<Reply, DistkitError> {
             .unwrap_or(0)
     };
     match parts.as_slice() {
-        [granted, token, ..] if granted.as_i64() == Some(1) => Ok(Reply::Granted(number(token))),
-        [_, second, ..] => Ok(Reply::Refused(number(second))),
-        [_] => Ok(Reply::Refused(0)),
+        [granted, token, rest @ ..] if granted.as_i64() == Some(1) => Ok(Reply::Granted(
+            number(token),
+            rest.first().and_then(Value::as_i64) == Some(1),
+        )),
+        [_, ..] => Ok(Reply::Refused),
         [] => Err(distkit_core::fred::error::Error::new(
             distkit_core::fred::error::ErrorKind::Parse,
             "unexpected reply from a lock script",

@@ -5,10 +5,8 @@ use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
-use super::acquire::{
-    Acquired, Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods,
-};
-use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
+use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
+use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
 use super::{LockGuardState, LockOptions, LockServices};
@@ -26,26 +24,19 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 /// - Acquisition runs the `mutex_acquire` script (atomic: take the lock if it is free and no
 ///   earlier waiter is in line, bump the fencing token; otherwise join the line).
 /// - Waiters are served first come, first served: `mutex_release` hands the lock straight to
-///   the first live waiter and announces it in the inbox channel of that waiter's client, so
-///   only that waiter wakes, however many wait, and it holds the lock without another round
-///   trip. A waiter that misses the announcement finds the handover on its next attempt.
-/// - The guard renews the lease every ttl/3 in the background and releases on drop. A
-///   handover grants only a provisional lease (the waiter's heartbeat window, when shorter
-///   than the ttl), which the new guard renews to a full ttl a third into it, like any lease.
-/// - A handover is a hint to the waiter, never authority: the `granted` message counts only
-///   when it provably is the latest state of the lock (its fencing token follows the fencing
-///   counter that a refused attempt of the waiter saw, and at least half of the provisional
-///   lease is left); otherwise the waiter's next attempt asks Redis, which confirms a handover
-///   that still stands. A waiter stalled across its handover (a blocked runtime, a GC-like
-///   pause) so never takes an old message for a grant.
-/// - Trade-off of the provisional lease: until its first renewal (a third into it), a
-///   handed-over holder tolerates a stall of only about two thirds of its heartbeat window
-///   (some 170 ms with the default `retry_interval`) before its guard turns `Lost`, where an
-///   established holder tolerates most of a ttl. It is deliberate: the lock is handed over
-///   without the waiter taking part, and the waiter may have died just before its turn; a
-///   full-ttl handover would let such a dead waiter block everybody for a whole ttl. Safety
-///   does not suffer (the guard reports `Lost`, never two holders); callers that expect long
-///   stalls right after acquiring raise `retry_interval` (the window is four of them).
+///   the first live waiter (the lock holds the waiter's token under a provisional lease, its
+///   heartbeat window) and announces it in the inbox channel of that waiter's client, so
+///   only that waiter wakes, however many wait. The waiter's next attempt confirms the
+///   handover (`mutex_acquire` finds the lock handed to its token, renews it to a full ttl
+///   and returns the fencing token of the handover): one round trip after the announcement.
+///   A waiter that misses the announcement finds the handover on its next poll.
+/// - The guard renews the lease every ttl/3 in the background and releases on drop.
+/// - A notification is never authority: pub/sub messages cannot be authenticated (a
+///   neighbour allowed to `PUBLISH` on the inbox channel could forge one), so a `granted`
+///   message only wakes the waiter, and only Redis's reply to its attempt makes it the
+///   holder, with the fencing token Redis issued. A forged message costs one refused attempt.
+/// - A waiter that died just before its turn blocks the lock only for the provisional lease
+///   of the handover to it (its heartbeat window), not for a whole ttl.
 /// - A waiter renews its place in line with every attempt (at least every
 ///   `1.5 × retry_interval`); a cancelled or timed-out waiter leaves at once. A crashed one
 ///   blocks the others no longer than its heartbeat window (`max(4 × retry_interval,
@@ -89,6 +80,9 @@ pub struct Mutex {
     /// owner, fence, waitlist, waiters, handover, epoch, quarantine (see `mutex_common.lua`).
     keys: Vec<String>,
     channel: String,
+    /// Where handovers to this client are announced on a standalone server (see
+    /// [`key_schema::lock_inbox_prefix`]).
+    inbox_prefix: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
     name: Arc<str>,
 }
@@ -125,11 +119,13 @@ impl Mutex {
         );
         let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
         let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
+        let inbox_prefix = key_schema::lock_inbox_prefix(&options.namespace);
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
             keys,
             channel,
+            inbox_prefix,
             name,
         })
     }
@@ -179,10 +175,9 @@ impl Mutex {
             wake_on: WakeOn::Handover {
                 lock: &self.channel,
                 token: &token,
+                inbox_prefix: &self.inbox_prefix,
             },
             retry_interval: self.options.retry_interval,
-            handover_lease: Some(self.options.handover_lease()),
-            trust_handovers: self.options.replica_acks.is_none(),
         };
         let queued = patience.waits();
         // A queued acquisition leaves the queue (passing on a handover not yet confirmed)
@@ -200,7 +195,7 @@ impl Mutex {
             ],
             armed: true,
         });
-        let (acquired, attempt) = Box::pin(acquire(waiting, patience, |_| {
+        let (won, attempt) = Box::pin(acquire(waiting, patience, |_| {
             let token = token.clone();
             async move { self.attempt(token, queued, explicit_owner).await }
         }))
@@ -208,32 +203,16 @@ impl Mutex {
         if let Some(place) = place {
             place.disarm();
         }
-        let (lease_target, sent_at, granted, fencing_token) = match acquired {
-            Acquired::ByAttempt((target, sent_at, fencing_token)) => {
-                (target, sent_at, Granted::FullTtl, fencing_token)
-            }
-            // The release gave it the lease `mutex_hand_over` computes from our arguments.
-            Acquired::ByHandover {
-                fencing_token,
-                since,
-            } => (
-                {
-                    observe::handed_over(&self.options.namespace);
-                    self.target(token)
-                },
-                since,
-                Granted::Provisional(self.options.handover_lease()),
-                fencing_token,
-            ),
-        };
+        if won.handed_over {
+            observe::handed_over(&self.options.namespace);
+        }
         Ok(MutexGuard {
             lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
-                lease_target,
-                sent_at,
-                granted,
-                fencing_token,
+                won.target,
+                won.sent_at,
+                won.fencing_token,
                 attempt,
             ),
         })
@@ -257,7 +236,7 @@ impl Mutex {
         token: String,
         queued: bool,
         explicit_owner: bool,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<Won>, DistkitError> {
         let target = self.target(token);
         let args = vec![
             Value::from(target.token.as_str()),
@@ -265,7 +244,11 @@ impl Mutex {
             Value::from(self.options.queue_window_ms()),
             Value::from(if queued { "1" } else { "0" }),
             Value::from(if explicit_owner { "1" } else { "0" }),
-            Value::from(self.services.notifier.inbox_argument(&self.channel)),
+            Value::from(
+                self.services
+                    .notifier
+                    .inbox_argument(&self.channel, &self.inbox_prefix),
+            ),
             Value::from(self.channel.as_str()),
             Value::from(self.options.loss_guard_argument()),
         ];

@@ -46,9 +46,10 @@ pub struct LockOptions {
     /// for all of them, and each renews it with its own object's `ttl` (give lock objects
     /// that share an id the same options).
     ///
-    /// An id is non-empty and has no whitespace or control characters: the scripts store
-    /// it next to numbers separated by spaces, and an id with a space could be read as a
-    /// prefix of another (`"job"` of `"job 1"`).
+    /// An id is non-empty, at most [`MAX_OWNER_ID_BYTES`](Self::MAX_OWNER_ID_BYTES) long
+    /// (like a key: it is stored, and sent with every renewal) and has no whitespace or
+    /// control characters: the scripts store it next to numbers separated by spaces, and an
+    /// id with a space could be read as a prefix of another (`"job"` of `"job 1"`).
     pub owner_id: Option<String>,
     /// The bound of `lock()`, `read()` and `write()`; `None` waits forever. Default `None`.
     pub max_wait: Option<Duration>,
@@ -94,6 +95,8 @@ impl LockOptions {
     pub const MIN_TTL: Duration = Duration::from_millis(1);
     /// The longest `ttl`: 30 days.
     pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    /// The longest `owner_id`, in bytes (the longest key's length).
+    pub const MAX_OWNER_ID_BYTES: usize = 255;
     /// The longest `retry_interval`: 1 hour.
     pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
@@ -129,8 +132,9 @@ impl LockOptions {
     /// [`LockError::InvalidTtl`] when `ttl` is outside [`MIN_TTL`](Self::MIN_TTL) to
     /// [`MAX_TTL`](Self::MAX_TTL); [`LockError::InvalidRetryInterval`] when `retry_interval`
     /// is longer than [`MAX_RETRY_INTERVAL`](Self::MAX_RETRY_INTERVAL);
-    /// [`LockError::InvalidOwner`] when `owner_id` is empty or contains whitespace or a
-    /// control character;
+    /// [`LockError::InvalidOwner`] when `owner_id` is empty, longer than
+    /// [`MAX_OWNER_ID_BYTES`](Self::MAX_OWNER_ID_BYTES) or contains whitespace or a control
+    /// character;
     /// [`LockError::InvalidReplicaAcks`] when `replica_acks` is out of range (see
     /// [`ReplicaAcks::validate`]).
     pub fn validate(&self) -> Result<(), DistkitError> {
@@ -141,7 +145,9 @@ impl LockOptions {
             return Err(LockError::InvalidRetryInterval(millis(self.retry_interval)).into());
         }
         if self.owner_id.as_deref().is_some_and(|id| {
-            id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control())
+            id.is_empty()
+                || id.len() > Self::MAX_OWNER_ID_BYTES
+                || id.chars().any(|c| c.is_whitespace() || c.is_control())
         }) {
             return Err(LockError::InvalidOwner.into());
         }
@@ -158,14 +164,6 @@ impl LockOptions {
     pub(crate) fn queue_window_ms(&self) -> i64 {
         let window = self.retry_interval.saturating_mul(4).max(MIN_QUEUE_WINDOW);
         i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// The provisional lease of a mutex handed over to a waiter with these options: its
-    /// heartbeat window, or the ttl when that is shorter (what `mutex_hand_over` sets, in
-    /// whole milliseconds).
-    pub(crate) fn handover_lease(&self) -> Duration {
-        let lease_ms = self.queue_window_ms().min(self.ttl_ms());
-        Duration::from_millis(u64::try_from(lease_ms).unwrap_or(0))
     }
 
     /// `'1'` when grants refuse after a data loss (the scripts' loss-guard argument).

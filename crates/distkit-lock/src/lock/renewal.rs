@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use distkit_core::fred::clients::Client;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber;
 
 use super::lease::LeaseShared;
 use super::per_client::PerClient;
@@ -141,10 +142,11 @@ async fn run(scheduler: Weak<RenewalScheduler>, wake: Arc<Notify>) {
             };
             let (due, next) = scheduler.take_due(Instant::now());
             for lease in due {
-                drop(tokio::spawn(super::lease::renew_once(
-                    lease,
-                    Arc::clone(&scheduler),
-                )));
+                // Under the scheduler's subscriber (the one of the caller that started it).
+                drop(tokio::spawn(
+                    super::lease::renew_once(lease, Arc::clone(&scheduler))
+                        .with_current_subscriber(),
+                ));
             }
             next
         };

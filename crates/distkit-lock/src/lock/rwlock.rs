@@ -7,7 +7,7 @@ use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
 use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
-use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
+use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
 use super::{LockGuardState, LockOptions, LockServices};
@@ -145,8 +145,6 @@ impl RwLock {
                 channel: &self.channel,
             },
             retry_interval: self.options.retry_interval,
-            handover_lease: None,
-            trust_handovers: true,
         }
     }
 
@@ -207,7 +205,7 @@ impl RwLock {
         patience: Patience,
     ) -> Result<RwLockReadGuard, DistkitError> {
         self.options.validate()?;
-        let (acquired, attempt) = acquire(self.waiting(), patience, |_| {
+        let (won, attempt) = acquire(self.waiting(), patience, |_| {
             // Each read guard is its own reader entry.
             let reader = ulid::Ulid::new().to_string();
             let token = match &self.options.owner_id {
@@ -217,24 +215,19 @@ impl RwLock {
             self.attempt_read(token)
         })
         .await?;
-        let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockReadGuard {
             lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
-                target,
-                sent_at,
-                Granted::FullTtl,
-                fencing_token,
+                won.target,
+                won.sent_at,
+                won.fencing_token,
                 attempt,
             ),
         })
     }
 
-    async fn attempt_read(
-        &self,
-        token: String,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    async fn attempt_read(&self, token: String) -> Result<Attempt<Won>, DistkitError> {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),
@@ -269,22 +262,20 @@ impl RwLock {
             ],
             armed: true,
         });
-        let (acquired, attempt) = Box::pin(acquire(self.waiting(), patience, |_| {
+        let (won, attempt) = Box::pin(acquire(self.waiting(), patience, |_| {
             self.attempt_write(token.clone(), queued, explicit_owner)
         }))
         .await?;
         if let Some(place) = place {
             place.disarm();
         }
-        let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(RwLockWriteGuard {
             lock: Arc::clone(&self.name),
             lease: Lease::start(
                 &self.services.renewals,
-                target,
-                sent_at,
-                Granted::FullTtl,
-                fencing_token,
+                won.target,
+                won.sent_at,
+                won.fencing_token,
                 attempt,
             ),
         })
@@ -295,7 +286,7 @@ impl RwLock {
         token: String,
         queued: bool,
         explicit_owner: bool,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<Won>, DistkitError> {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(self.options.ttl_ms()),

@@ -11,8 +11,8 @@
 --          (SPUBLISH, a sharded channel in the lock's slot), or '' (nowhere: it polls)
 -- ARGV[7]  the release channel of the lock (names the lock in handover announcements)
 -- ARGV[8]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
--- Returns { 1, fencing token } when acquired, { 0, the fencing counter } when not (a waiter
--- checks a handover announced to it against this: see acquire.rs); tokens and counters are
+-- Returns { 1, fencing token } when acquired ({ 1, fencing token, 1 } when it confirmed a
+-- handover to this token), { 0, the fencing counter } when not; tokens and counters are
 -- decimal strings (see fence.lua).
 local token = ARGV[1]
 local ttl = ARGV[2]

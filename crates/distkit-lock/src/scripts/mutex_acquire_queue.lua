@@ -9,7 +9,7 @@ if owner == token then
     redis.call('DEL', KEYS[5])
     mutex_forget_waiter(token)
     if handed then
-      return { 1, handed }
+      return { 1, handed, 1 }
     end
     return { 1, fence_next(KEYS[2]) }
   end

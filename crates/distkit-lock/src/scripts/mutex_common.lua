@@ -62,21 +62,24 @@ end
 
 -- After the holder's token was checked: hands the lock to the first live waiter and
 -- announces 'granted <fencing token> <previous fencing token> <length of lock> <lock><token>'
--- in the waiter's inbox
--- (the waiter holds the lock from then on, as if its own attempt had taken it; `lock` names
--- the lock to the waiter's client). The lease is provisional, the waiter's heartbeat window
--- at most (its guard renews it to a full one): a waiter that died just before its turn
+-- in the waiter's inbox (the lock holds the waiter's token from then on; the message only
+-- wakes the waiter, whose next mutex_acquire confirms the handover; `lock` names the lock
+-- to the waiter's client). The lease is provisional, the waiter's heartbeat window at most
+-- (the confirming attempt renews it to a full ttl): a waiter that died just before its turn
 -- blocks the lock no longer than that. A waiter without an inbox finds the handover on its
 -- next attempt. Without live waiters, the lock is deleted; so it is when more than 100 dead
 -- waiters stand first in line (live waiters behind them then take the lock on their next
 -- attempt, which drops the next hundred, rather than by a handover). `ttl` and `guard` are
 -- the loss guard's arguments (see loss_guard.lua): while it refuses grants, the lock is
 -- deleted rather than handed over, and waiters are refused until the quarantine ends.
+-- The announcement comes last and may be refused (an ACL without the channel): the writes
+-- stand all the same (the waiter finds the handover on its next poll), and the call
+-- returns false; otherwise true.
 local function mutex_hand_over(lock, ttl, guard)
   local head, lease, inbox = mutex_live_head(mutex_now_ms())
   if not head or loss_guard_refuses(KEYS[6], KEYS[7], ttl, guard) then
     redis.call('DEL', KEYS[1])
-    return
+    return true
   end
   redis.call('SET', KEYS[1], head, 'PX', lease)
   local previous = redis.call('GET', KEYS[2]) or '0'
@@ -87,6 +90,10 @@ local function mutex_hand_over(lock, ttl, guard)
   if inbox ~= '' then
     local publish = string.sub(inbox, 1, 1) == 'S' and 'SPUBLISH' or 'PUBLISH'
     local message = 'granted ' .. fence .. ' ' .. previous .. ' ' .. #lock .. ' ' .. lock .. head
-    redis.call(publish, string.sub(inbox, 2), message)
+    local reply = redis.pcall(publish, string.sub(inbox, 2), message)
+    if type(reply) == 'table' and reply.err then
+      return false
+    end
   end
+  return true
 end

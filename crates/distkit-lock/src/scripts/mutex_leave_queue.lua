@@ -13,7 +13,7 @@ mutex_forget_waiter(ARGV[1])
 -- A per-acquisition token can only hold the lock through a handover (or an attempt whose
 -- reply was lost): either way nobody holds a guard for it. An explicit owner id may hold it
 -- through another acquisition with the same id (another lock object, or a handover another
--- waiter of that id took up without a round trip): it is never passed on; a handover to it
+-- waiter of that id confirmed): it is never passed on; a handover to it
 -- that nobody takes up runs out with its provisional lease (the waiter's heartbeat window).
 if ARGV[3] ~= '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
   mutex_hand_over(ARGV[2], ARGV[5], ARGV[4])

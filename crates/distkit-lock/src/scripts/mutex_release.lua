@@ -5,7 +5,9 @@
 -- ARGV[2]  the release channel of the lock (names the lock in handover announcements)
 -- ARGV[3]  '1' to refuse a handover after a data loss (see loss_guard.lua), else '0'
 -- ARGV[4]  the lease, in ms (the loss guard's quarantine)
--- Returns 1 when this token was released, 0 when the lease was gone or someone else's.
+-- Returns 1 when this token was released, 0 when the lease was gone or someone else's, 2
+-- when it was released and handed over but the announcement to the waiter was refused (an
+-- ACL without the waiter's inbox channel): the waiter finds the handover on its next poll.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end

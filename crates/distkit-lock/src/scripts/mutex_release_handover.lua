@@ -1,3 +1,6 @@
 -- mutex_release, continued: waiters are in line; hand the lock to the first live one.
-mutex_hand_over(ARGV[2], ARGV[4], ARGV[3])
-return 1
+-- 2: released and handed over, but the announcement was refused (see mutex_hand_over).
+if mutex_hand_over(ARGV[2], ARGV[4], ARGV[3]) then
+  return 1
+end
+return 2

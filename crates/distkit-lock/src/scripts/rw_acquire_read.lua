@@ -10,7 +10,9 @@ end
 local now = rw_now_ms()
 -- The common case in one call: no writer holds the lock and none waits.
 if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- GET, not EXISTS: a writer key of another type fails with WRONGTYPE, as in
+  -- rw_acquire_write, rather than reading as a writer that holds the lock for ever.
+  if redis.call('GET', KEYS[1]) then
     return { 0, 0 }
   end
   -- Writers wait: drop those whose heartbeat stopped, then look again.

@@ -38,14 +38,16 @@ end
 
 -- Announces `message` on the lock's release channel. `target` is 'S<channel>' (a sharded
 -- channel, in a cluster: SPUBLISH, or PUBLISH where the server does not know SPUBLISH) or
--- 'P<channel>' (PUBLISH).
+-- 'P<channel>' (PUBLISH). Called after a script's writes: a refused announcement (an ACL
+-- without the channel) leaves them standing (waiters poll) and returns false; else true.
 local function rw_announce(target, message)
   local channel = string.sub(target, 2)
   if string.sub(target, 1, 1) == 'S' then
     local reply = redis.pcall('SPUBLISH', channel, message)
     if type(reply) ~= 'table' or not reply.err then
-      return
+      return true
     end
   end
-  redis.call('PUBLISH', channel, message)
+  local reply = redis.pcall('PUBLISH', channel, message)
+  return type(reply) ~= 'table' or not reply.err
 end

@@ -2,52 +2,38 @@
 //! lock> <lock><token>`, published by `mutex_hand_over` (mutex_common.lua) in the new
 //! holder's inbox. The lock is named by its release channel; the length prefix lets the
 //! token contain anything, spaces included.
-
-/// A handover as announced: its fencing token, and the lock's fencing token before it (the
-/// waiter's proof that no acquisition came between its refused attempt and the handover:
-/// fencing tokens follow the server clock, so they do not simply count up by one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct HandoverGrant {
-    /// The fencing token of the handover.
-    pub(crate) fence: u64,
-    /// The lock's last fencing token before the handover (0 when it had none).
-    pub(crate) previous: u64,
-}
+//!
+//! The message only wakes the waiter it names: anyone allowed to publish on the inbox can
+//! forge it, so its fencing tokens are never used (the waiter's next attempt confirms the
+//! handover and takes the fencing token from Redis's reply).
 
 /// Parses `granted <fence> <previous fence> <length of lock> <lock><token>` (the lock is the
-/// lock's release channel; the token may contain anything, spaces included).
-pub(super) fn parse_handover(payload: &str) -> Option<(&str, &str, HandoverGrant)> {
+/// lock's release channel; the token may contain anything, spaces included) into the lock
+/// and the token.
+pub(super) fn parse_handover(payload: &str) -> Option<(&str, &str)> {
     let rest = payload.strip_prefix("granted ")?;
     let (fence, rest) = rest.split_once(' ')?;
     let (previous, rest) = rest.split_once(' ')?;
     let (length, rest) = rest.split_once(' ')?;
     let (lock, token) = rest.split_at_checked(length.parse().ok()?)?;
-    let grant = HandoverGrant {
-        fence: fence.parse().ok()?,
-        previous: previous.parse().ok()?,
-    };
-    Some((lock, token, grant))
+    // Well-formed numbers, or not a handover announcement.
+    fence.parse::<u64>().ok()?;
+    previous.parse::<u64>().ok()?;
+    Some((lock, token))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{HandoverGrant, parse_handover};
+    use super::parse_handover;
 
     #[test]
-    fn handover_messages_name_lock_token_and_fence() {
+    fn handover_messages_name_lock_and_token() {
         let lock = "distkit-locks:{a b}:released";
         let payload = format!(
             "granted 1796135456937809 41 {} {lock}owner with spaces",
             lock.len()
         );
-        let grant = HandoverGrant {
-            fence: 1_796_135_456_937_809,
-            previous: 41,
-        };
-        assert_eq!(
-            parse_handover(&payload),
-            Some((lock, "owner with spaces", grant))
-        );
+        assert_eq!(parse_handover(&payload), Some((lock, "owner with spaces")));
     }
 
     #[test]

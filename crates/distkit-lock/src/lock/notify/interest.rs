@@ -1,19 +1,16 @@
 //! A waiter's registration with its client's notifier.
 
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use super::ReleaseNotifier;
-use super::handover::HandoverGrant;
 
-/// Where a waiter is woken, and where a handover to it is left.
+/// Where a waiter is woken.
 #[derive(Debug, Default)]
 pub(super) struct WaiterSlot {
     pub(super) notify: Notify,
-    /// A handover announced for this waiter's token.
-    pub(super) grant: StdMutex<Option<HandoverGrant>>,
 }
 
 /// Where an [`Interest`] is registered.
@@ -21,11 +18,9 @@ pub(super) struct WaiterSlot {
 pub(super) enum Registration {
     /// On a release channel.
     Channel(String),
-    /// For handovers of a lock to a token, through the per-client inbox.
-    Handover((String, String)),
-    /// For handovers of a lock to a token, through the lock's inbox (kept subscribed while
-    /// waited on).
-    LockInboxHandover((String, String), String),
+    /// For handovers of a lock to a token, through an inbox (kept subscribed while waited
+    /// on).
+    Handover((String, String), String),
 }
 
 /// A waiter's registration, withdrawn on drop. A release channel stays subscribed for
@@ -43,15 +38,6 @@ impl Interest {
     /// is kept, so none is missed between two waits).
     pub(crate) async fn notified(&self) {
         self.slot.notify.notified().await;
-    }
-
-    /// A handover announced for this waiter, if one arrived.
-    pub(crate) fn take_grant(&self) -> Option<HandoverGrant> {
-        self.slot
-            .grant
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
     }
 
     fn leave_channel(&self, channel: &str) {
@@ -98,8 +84,7 @@ impl Drop for Interest {
     fn drop(&mut self) {
         match &self.registration {
             Registration::Channel(channel) => self.leave_channel(channel),
-            Registration::Handover(key) => self.leave_handovers(key),
-            Registration::LockInboxHandover(key, inbox) => {
+            Registration::Handover(key, inbox) => {
                 self.leave_handovers(key);
                 self.leave_channel(inbox);
             }

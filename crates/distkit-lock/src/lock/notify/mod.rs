@@ -5,10 +5,13 @@
 //!
 //! - **Handovers** (mutex waiters). A mutex waiter leaves an *inbox* of its client in the
 //!   lock's line with each attempt, and a release that hands the lock to it publishes
-//!   `granted <fence> <previous fence> <lock> <token>` there, so exactly one process and one waiter wake,
-//!   however many wait. On a standalone server the inbox is one channel per client
-//!   (`distkit-locks:inbox:<ulid>`); in a Redis Cluster it is one channel per lock and client
-//!   (`<lock channel>:inbox:<ulid>`, in the lock's slot).
+//!   `granted <fence> <previous fence> <lock> <token>` there, so exactly one process and one
+//!   waiter wake, however many wait. The message only wakes the waiter: its next attempt
+//!   confirms the handover in Redis (a neighbour allowed to publish could forge the message).
+//!   On a standalone server the inbox is one channel per client and lock namespace
+//!   (`<namespace>:inbox:<ulid>`); in a Redis Cluster it is one channel per lock and client
+//!   (`<lock channel>:inbox:<ulid>`, in the lock's slot). Either way it lies under the
+//!   namespace, so an ACL scoped to `&<namespace>:*` covers it.
 //! - **Release broadcasts** (rwlock waiters). Release scripts publish on the lock's channel
 //!   (`<namespace>:{<key>}:…released`); every waiter of that channel wakes and tries again.
 //!
@@ -44,7 +47,7 @@ use super::per_client::PerClient;
 mod handover;
 mod interest;
 
-use handover::{HandoverGrant, parse_handover};
+use handover::parse_handover;
 pub(crate) use interest::Interest;
 use interest::{Registration, WaiterSlot};
 
@@ -58,9 +61,6 @@ const LINGER: Duration = Duration::from_secs(10);
 
 /// How often the listener looks for lingering channels to unsubscribe.
 const SWEEP_PERIOD: Duration = Duration::from_secs(2);
-
-/// The prefix of every subscriber's per-client inbox channel.
-const INBOX_PREFIX: &str = "distkit-locks:inbox:";
 
 /// What a waiter's attempt passes to the script as its inbox: `P<channel>` for a channel to
 /// `PUBLISH` to, `S<channel>` for a sharded channel to `SPUBLISH` to.
@@ -76,16 +76,21 @@ pub(crate) enum WakeOn<'a> {
     /// Any message on the lock's release channel.
     Release { channel: &'a str },
     /// A handover of the lock (named by its release channel) to this token, sent to an
-    /// inbox of the client.
-    Handover { lock: &'a str, token: &'a str },
+    /// inbox of the client; `inbox_prefix` is the namespace's (see
+    /// [`key_schema::lock_inbox_prefix`](distkit_core::key_schema::lock_inbox_prefix)).
+    Handover {
+        lock: &'a str,
+        token: &'a str,
+        inbox_prefix: &'a str,
+    },
 }
 
-/// One subscribed (or being subscribed) channel: a release channel, or the inbox of a lock
-/// (in a cluster); and its waiters in this process.
+/// One subscribed (or being subscribed) channel: a release channel, or an inbox (of a
+/// namespace, or of a lock in a cluster); and its waiters in this process.
 #[derive(Debug, Default)]
 struct Channel {
     waiters: HashMap<u64, Arc<WaiterSlot>>,
-    /// A lock's inbox: its waiters are woken by handovers only.
+    /// An inbox: its waiters are woken by handovers only.
     inbox: bool,
     /// Set once the subscription was confirmed: `true` when sharded (`SSUBSCRIBE`).
     subscription: Arc<OnceCell<bool>>,
@@ -101,16 +106,12 @@ type HandoverWaiters = HashMap<(String, String), HashMap<u64, Arc<WaiterSlot>>>;
 pub(crate) struct ReleaseNotifier {
     subscriber: SubscriberClient,
     connected: OnceCell<()>,
-    /// A cluster: an inbox per lock, and sharded channels unless the cluster refused
-    /// `SSUBSCRIBE` (`sharding_refused`).
+    /// A cluster: an inbox per lock (else per namespace), and sharded channels unless the
+    /// cluster refused `SSUBSCRIBE` (`sharding_refused`).
     clustered: bool,
     sharding_refused: std::sync::atomic::AtomicBool,
     /// The id of this subscriber, in the names of its inboxes.
     id: ulid::Ulid,
-    /// `P` and the per-client inbox channel, as an attempt passes it.
-    inbox_argument: String,
-    /// Set once the per-client inbox's `SUBSCRIBE` was confirmed (never sharded).
-    inbox_subscription: OnceCell<bool>,
     handover_waiters: StdMutex<HandoverWaiters>,
     channels: StdMutex<HashMap<String, Channel>>,
     /// Held around every `SUBSCRIBE` and `UNSUBSCRIBE`, so that unsubscribing an idle channel
@@ -136,8 +137,6 @@ impl ReleaseNotifier {
                 clustered: client.is_clustered(),
                 sharding_refused: std::sync::atomic::AtomicBool::new(false),
                 id,
-                inbox_argument: format!("{PLAIN}{INBOX_PREFIX}{id}"),
-                inbox_subscription: OnceCell::new(),
                 handover_waiters: StdMutex::new(HashMap::new()),
                 channels: StdMutex::new(HashMap::new()),
                 subscription_order: AsyncMutex::new(()),
@@ -146,32 +145,26 @@ impl ReleaseNotifier {
         })
     }
 
-    /// The per-client inbox channel.
-    fn inbox(&self) -> &str {
-        self.inbox_argument.get(1..).unwrap_or_default()
-    }
-
     /// Whether new subscriptions are sharded: in a cluster that knows sharded pub/sub.
     fn sharded(&self) -> bool {
         self.clustered && !self.sharding_refused.load(Ordering::Relaxed)
     }
 
-    /// The inbox of this client for the lock named by its release channel, in a cluster (the
-    /// channel's hash tag puts it in the lock's slot).
-    fn lock_inbox(&self, lock: &str) -> String {
-        format!("{lock}:inbox:{}", self.id)
+    /// The inbox of this client for the lock named by its release channel: in a cluster,
+    /// the lock's own (the channel's hash tag puts it in the lock's slot), else the one of
+    /// the lock's namespace (`inbox_prefix`).
+    fn lock_inbox(&self, lock: &str, inbox_prefix: &str) -> String {
+        if self.clustered {
+            format!("{lock}:inbox:{}", self.id)
+        } else {
+            format!("{inbox_prefix}{}", self.id)
+        }
     }
 
     /// The inbox an attempt on `lock` leaves in the lock's line (`P<channel>` to `PUBLISH`
     /// to, `S<channel>` to `SPUBLISH` to), once its subscription is confirmed; empty before.
-    pub(crate) fn inbox_argument(&self, lock: &str) -> String {
-        if !self.clustered {
-            return match self.inbox_subscription.get() {
-                Some(_) => self.inbox_argument.clone(),
-                None => String::new(),
-            };
-        }
-        let inbox = self.lock_inbox(lock);
+    pub(crate) fn inbox_argument(&self, lock: &str, inbox_prefix: &str) -> String {
+        let inbox = self.lock_inbox(lock, inbox_prefix);
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         match channels
             .get(&inbox)
@@ -202,8 +195,12 @@ impl ReleaseNotifier {
                     .filter(|entry| entry.subscription.initialized())?;
                 Some(self.add_channel_waiter(entry, channel))
             }
-            WakeOn::Handover { lock, token } if self.clustered => {
-                let inbox = self.lock_inbox(lock);
+            WakeOn::Handover {
+                lock,
+                token,
+                inbox_prefix,
+            } => {
+                let inbox = self.lock_inbox(lock, inbox_prefix);
                 let (id, slot) = {
                     let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
                     let entry = channels
@@ -211,14 +208,7 @@ impl ReleaseNotifier {
                         .filter(|entry| entry.subscription.initialized())?;
                     self.add_slot(entry)
                 };
-                Some(self.add_handover_waiter(lock, token, Some(inbox), id, slot))
-            }
-            WakeOn::Handover { lock, token } => {
-                if !self.inbox_subscription.initialized() {
-                    return None;
-                }
-                let (id, slot) = self.new_slot();
-                Some(self.add_handover_waiter(lock, token, None, id, slot))
+                Some(self.add_handover_waiter(lock, token, inbox, id, slot))
             }
         }
     }
@@ -239,8 +229,12 @@ impl ReleaseNotifier {
                 }
                 interest
             }
-            WakeOn::Handover { lock, token } if self.clustered => {
-                let inbox = self.lock_inbox(lock);
+            WakeOn::Handover {
+                lock,
+                token,
+                inbox_prefix,
+            } => {
+                let inbox = self.lock_inbox(lock, inbox_prefix);
                 let (id, slot, subscription) = {
                     let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
                     let entry = channels.entry(inbox.clone()).or_insert_with(|| Channel {
@@ -250,17 +244,9 @@ impl ReleaseNotifier {
                     let (id, slot) = self.add_slot(entry);
                     (id, slot, Arc::clone(&entry.subscription))
                 };
-                let interest = self.add_handover_waiter(lock, token, Some(inbox.clone()), id, slot);
+                let interest = self.add_handover_waiter(lock, token, inbox.clone(), id, slot);
                 if self.connect().await {
                     self.subscribe(&subscription, &inbox).await;
-                }
-                interest
-            }
-            WakeOn::Handover { lock, token } => {
-                let (id, slot) = self.new_slot();
-                let interest = self.add_handover_waiter(lock, token, None, id, slot);
-                if self.connect().await {
-                    self.subscribe(&self.inbox_subscription, self.inbox()).await;
                 }
                 interest
             }
@@ -332,7 +318,7 @@ impl ReleaseNotifier {
         self: &Arc<Self>,
         lock: &str,
         token: &str,
-        lock_inbox: Option<String>,
+        inbox: String,
         id: u64,
         slot: Arc<WaiterSlot>,
     ) -> Interest {
@@ -343,17 +329,9 @@ impl ReleaseNotifier {
             .entry(key.clone())
             .or_default()
             .insert(id, Arc::clone(&slot));
-        if let Some(inbox) = lock_inbox {
-            return Interest {
-                notifier: Arc::clone(self),
-                registration: Registration::LockInboxHandover(key, inbox),
-                id,
-                slot,
-            };
-        }
         Interest {
             notifier: Arc::clone(self),
-            registration: Registration::Handover(key),
+            registration: Registration::Handover(key, inbox),
             id,
             slot,
         }
@@ -430,15 +408,20 @@ impl ReleaseNotifier {
         result.is_ok()
     }
 
-    /// Hands a message to the waiters it is for: a handover to its waiter, anything else to
-    /// the waiters of its release channel.
+    /// Wakes the waiters a message is for: a handover in an inbox wakes the waiter it
+    /// names, anything on a release channel wakes the waiters of that channel. A message only
+    /// wakes (each waiter then asks Redis): it is never taken as a grant.
     fn deliver(&self, channel: &str, payload: Option<&str>) {
-        if let Some((lock, token, grant)) = payload.and_then(parse_handover) {
-            self.hand_over(lock, token, grant);
+        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        let inbox = channels.get(channel).is_some_and(|entry| entry.inbox);
+        if inbox {
+            drop(channels);
+            if let Some((lock, token)) = payload.and_then(parse_handover) {
+                self.hand_over(lock, token);
+            }
             return;
         }
-        let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = channels.get(channel).filter(|entry| !entry.inbox) {
+        if let Some(entry) = channels.get(channel) {
             entry
                 .waiters
                 .values()
@@ -446,14 +429,13 @@ impl ReleaseNotifier {
         }
     }
 
-    fn hand_over(&self, lock: &str, token: &str, grant: HandoverGrant) {
+    fn hand_over(&self, lock: &str, token: &str) {
         let waiters = self
             .handover_waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let key = (lock.to_owned(), token.to_owned());
         for slot in waiters.get(&key).into_iter().flat_map(HashMap::values) {
-            *slot.grant.lock().unwrap_or_else(PoisonError::into_inner) = Some(grant);
             slot.notify.notify_one();
         }
     }

@@ -21,10 +21,13 @@ end
 -- window and whether any bucket left; nil and the error reply when the keys are not
 -- distkit's.
 local function sw_evict(buckets, total_key, now, window)
-  local total = tonumber(redis.call('GET', total_key) or '0')
-  if not total then
+  -- A total distkit wrote is a non-negative integer below 2^53 (at most 16 digits): a
+  -- negative, fractional or huge one (tonumber would take it) is not distkit's.
+  local total_text = redis.call('GET', total_key) or '0'
+  if not string.match(total_text, '^%d+$') or #total_text > 16 then
     return nil, sw_bad_state()
   end
+  local total = tonumber(total_text)
   local evicted = false
   while true do
     local oldest = redis.call('LINDEX', buckets, 0)
