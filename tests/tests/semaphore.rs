@@ -762,3 +762,79 @@ async fn a_holder_cut_off_from_redis_believes_it_holds_no_longer_than_redis_keep
     assert!(waited <= ttl + Duration::from_secs(3), "{waited:?}");
     assert!(granted.fencing_token() > permit.fencing_token());
 }
+
+/// The commands the semaphore runs (its scripts' commands included), for an ACL user.
+const SEMAPHORE_COMMANDS: &str = "+evalsha +eval +subscribe +unsubscribe +ssubscribe \
+    +sunsubscribe +publish +spublish +get +set +del +pexpire +pttl +hset +hget +hdel +hincrby \
+    +time +incr +exists +zadd +zrem +zrange +zrank +zscore +zcard +zrangebyscore";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_scoped_to_the_semaphore_namespace_runs_it_with_wake_ups_by_notification() {
+    let redis = TestRedis::start_standalone();
+    let (namespace, name) = (fresh_key(), fresh_key());
+    let user = |user: &str, rules: &[&str]| {
+        let password = format!(">{user}");
+        let mut args = vec!["ACL", "SETUSER", user, "reset", "on", password.as_str()];
+        args.extend(rules);
+        args.extend(SEMAPHORE_COMMANDS.split_whitespace());
+        assert_eq!(redis.cli(&args), "OK");
+        format!("redis://{user}:{user}@127.0.0.1:{}", redis.port())
+    };
+    let keys = format!("~{namespace}:*");
+    let channels = format!("&{namespace}:*");
+    let scoped = user("scoped", &[&keys, &channels]);
+    let no_channels = user("nochannels", &[&keys]);
+    // A waiter polls every 30 s: served sooner, it was woken by its notification.
+    let build = |client: Client| {
+        Semaphore::new(
+            SemaphoreOptions::builder(name.clone(), client, 2)
+                .namespace(namespace.clone())
+                .retry_interval(Duration::from_secs(30))
+                .build(),
+        )
+    };
+    let connect_as = |url: String| async move { bounded(distkit::connect(&url)).await.unwrap() };
+    let holder = build(connect_as(scoped.clone()).await);
+    let waiter = build(connect_as(scoped).await);
+    let permit = bounded(holder.acquire_many(2)).await.unwrap();
+    let waiting = {
+        let waiter = Arc::clone(&waiter);
+        tokio::spawn(async move { waiter.acquire().await })
+    };
+    let queue = format!("{namespace}:{{{name}}}:sem:queue");
+    eventually("the waiter queued", || async {
+        redis.cli(&["ZCARD", &queue]) == "1"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released_at = Instant::now();
+    assert_eq!(
+        bounded(permit.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    let next = bounded(waiting).await.unwrap().unwrap();
+    assert!(released_at.elapsed() < Duration::from_secs(10));
+    assert_eq!(bounded(waiter.available_permits()).await.unwrap(), 1);
+    bounded(next.release()).await.unwrap();
+
+    // Without the channels, a release whose announcement Redis refuses still stands.
+    let muted = build(connect_as(no_channels).await);
+    let permit = bounded(muted.acquire()).await.unwrap();
+    let queued = {
+        let muted = Arc::clone(&muted);
+        tokio::spawn(async move { muted.acquire_many(2).await })
+    };
+    eventually("the second waiter queued", || async {
+        redis.cli(&["ZCARD", &queue]) == "1"
+    })
+    .await;
+    assert_eq!(
+        bounded(permit.release()).await.unwrap(),
+        LockGuardState::Released
+    );
+    queued.abort();
+    eventually("every permit is free again", || async {
+        holder.available_permits().await.ok() == Some(2)
+    })
+    .await;
+}

@@ -12,8 +12,9 @@
 -- ARGV[8]  where to announce that crashed holders or waiters were dropped: 'S' or 'P' and
 --          the release channel (see sem_announce)
 -- Returns { 1, fencing token (a decimal string, see fence.lua) } when granted, { 0, 0 } when
--- refused, { 0, the stored count } when the semaphore is in use with another permit count
--- (nothing is written then).
+-- refused.
+-- Errors: 'DISTKIT_PERMIT_COUNT <stored count>' when the semaphore is in use with another
+-- permit count (nothing is written then).
 --
 -- Fairness: waiters are ordered by arrival ticket. A request is granted only when its `n`
 -- and the requests of every live waiter ahead of it (every waiter, for a newcomer) fit in
@@ -28,7 +29,7 @@ local keep = sem_retention(ARGV[4])
 
 local stored = sem_stored_permits()
 if stored and stored ~= ARGV[3] then
-  return { 0, stored }
+  return redis.error_reply('DISTKIT_PERMIT_COUNT ' .. stored .. ' the semaphore is in use with another permit count')
 end
 
 -- (The loss guard's fifth argument is the epoch's retention where it takes one.)

@@ -106,14 +106,16 @@ end
 -- Announces `message` on the semaphore's release channel, for its waiters. `target` is
 -- 'S<channel>' (a sharded channel, in a cluster: SPUBLISH, or PUBLISH where the server does
 -- not know SPUBLISH) or 'P<channel>' (PUBLISH). An announcement is a hint: one the server
--- refuses (an ACL without the channel) never fails the call, whose writes are done.
+-- refuses (an ACL without the channel) never fails the call, whose writes are done; it
+-- returns false then (waiters poll), else true.
 local function sem_announce(target, message)
   local channel = string.sub(target, 2)
   if string.sub(target, 1, 1) == 'S' then
     local reply = redis.pcall('SPUBLISH', channel, message)
     if type(reply) ~= 'table' or not reply.err then
-      return
+      return true
     end
   end
-  redis.pcall('PUBLISH', channel, message)
+  local reply = redis.pcall('PUBLISH', channel, message)
+  return type(reply) ~= 'table' or not reply.err
 end

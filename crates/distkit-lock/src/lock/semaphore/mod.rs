@@ -16,7 +16,7 @@ use tracing::Instrument;
 pub use options::{SemaphoreOptions, SemaphoreOptionsBuilder};
 
 use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire};
-use super::lease::{AttemptGuard, Granted, Lease, LeaseKind, LeaseTarget};
+use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
 use super::{LockGuardState, LockServices};
@@ -205,9 +205,25 @@ impl Semaphore {
                 CallPolicy::RETRY,
             )
             .await?;
-        match super::decode_grant(reply)? {
-            super::Reply::Granted(free) => Ok(u32::try_from(free).unwrap_or(u32::MAX)),
-            super::Reply::Refused(stored) => Err(self.mismatch(stored)),
+        // `{ 1, free permits }`, or `{ 0, the stored count }` (see `semaphore_available.lua`).
+        let number = |value: &Value| {
+            value
+                .as_i64()
+                .or_else(|| value.as_str().and_then(|text| text.parse::<i64>().ok()))
+        };
+        match reply {
+            Value::Array(parts) => match parts.as_slice() {
+                [ok, free] if ok.as_i64() == Some(1) => Ok(number(free)
+                    .and_then(|free| u32::try_from(free).ok())
+                    .unwrap_or(0)),
+                [_, stored] => Err(self.mismatch(
+                    number(stored)
+                        .and_then(|stored| u64::try_from(stored).ok())
+                        .unwrap_or(0),
+                )),
+                _ => Err(unexpected_reply()),
+            },
+            _ => Err(unexpected_reply()),
         }
     }
 
@@ -278,26 +294,22 @@ impl Semaphore {
                 channel: &self.channel,
             },
             retry_interval: self.options.retry_interval,
-            handover_lease: None,
-            trust_handovers: true,
         };
-        let (acquired, attempt) = acquire(waiting, patience, |_| {
+        let (won, attempt) = acquire(waiting, patience, |_| {
             self.attempt(token.clone(), n, queued, announce.clone())
         })
         .await?;
         if let Some(place) = place {
             place.disarm();
         }
-        let (target, sent_at, fencing_token) = acquired.by_attempt()?;
         Ok(SemaphorePermit {
             semaphore: Arc::clone(&self.name),
             permits: n,
             lease: Lease::start(
                 &self.services.renewals,
-                target,
-                sent_at,
-                Granted::FullTtl,
-                fencing_token,
+                won.target,
+                won.sent_at,
+                won.fencing_token,
                 attempt,
             ),
         })
@@ -309,7 +321,7 @@ impl Semaphore {
         n: u32,
         queued: bool,
         announce: String,
-    ) -> Result<Attempt<(LeaseTarget, Instant, u64)>, DistkitError> {
+    ) -> Result<Attempt<Won>, DistkitError> {
         let args = vec![
             Value::from(token.as_str()),
             Value::from(n),
@@ -333,14 +345,34 @@ impl Semaphore {
         // Per-acquisition tokens: an attempt whose outcome is unknown is always cleaned up.
         match AttemptGuard::new(target, true)
             .run(&SEMAPHORE_ACQUIRE, &self.key_refs(), args)
-            .await?
+            .await
         {
-            // A refusal names the stored permit count when it differs from ours (see
-            // `semaphore_acquire.lua`); plain refusals carry 0.
-            Attempt::Refused { fence: stored } if stored > 0 => Err(self.mismatch(stored)),
-            outcome => Ok(outcome),
+            // The script refuses a handle with another permit count with an error reply
+            // naming the stored count, before it writes anything (`semaphore_acquire.lua`).
+            Err(DistkitError::RedisError(error)) => match stored_count(&error) {
+                Some(stored) => Err(self.mismatch(stored)),
+                None => Err(error.into()),
+            },
+            outcome => outcome,
         }
     }
+}
+
+/// The prefix of the acquire script's error reply for a permit count mismatch.
+const MISMATCH_ERROR: &str = "DISTKIT_PERMIT_COUNT";
+
+/// The stored permit count named by the acquire script's mismatch error, if `error` is one.
+fn stored_count(error: &distkit_core::fred::error::Error) -> Option<u64> {
+    let (_, rest) = error.details().split_once(MISMATCH_ERROR)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn unexpected_reply() -> DistkitError {
+    distkit_core::fred::error::Error::new(
+        distkit_core::fred::error::ErrorKind::Parse,
+        "unexpected reply from a semaphore script",
+    )
+    .into()
 }
 
 /// Permits of a [`Semaphore`], held until released or dropped.
