@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{bounded, client, eventually, fresh_key};
 use distkit::fred::clients::Client;
-use distkit::semaphore::{LockError, LockGuardState, Semaphore, SemaphoreOptions};
+use distkit::semaphore::{LockError, LockGuardState, Semaphore, SemaphoreOptions, SemaphorePermit};
 use distkit::{DistkitError, DistkitRedisKey};
 use distkit_test_support::TestRedis;
 
@@ -576,7 +576,7 @@ async fn every_key_of_a_semaphore_has_an_expiry() {
 
 /// Takes `n` permits once Redis answers again (errors while the client reconnects are
 /// retried).
-async fn acquire_eventually(semaphore: &Semaphore, n: u32) -> distkit::semaphore::SemaphorePermit {
+async fn acquire_eventually(semaphore: &Semaphore, n: u32) -> SemaphorePermit {
     let started = Instant::now();
     loop {
         match semaphore
@@ -837,4 +837,13 @@ async fn a_user_scoped_to_the_semaphore_namespace_runs_it_with_wake_ups_by_notif
         holder.available_permits().await.ok() == Some(2)
     })
     .await;
+}
+
+#[test]
+fn every_public_semaphore_type_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Semaphore>();
+    send_sync::<SemaphorePermit>();
+    send_sync::<SemaphoreOptions>();
+    send_sync::<distkit::semaphore::SemaphoreOptionsBuilder>();
 }
