@@ -523,6 +523,10 @@ async fn a_paused_redis_makes_the_permit_lost_and_its_stale_release_gives_back_n
     // does not give it back.
     let next = bounded(semaphore.acquire()).await.unwrap();
     assert_eq!(
+        lock_error(bounded(permit.extend()).await.unwrap_err()),
+        LockError::NotOwner
+    );
+    assert_eq!(
         bounded(permit.release()).await.unwrap(),
         LockGuardState::Lost
     );
