@@ -17,7 +17,7 @@ cargo fmt --all -- --check
 echo "== clippy (workspace, all features)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-for features in "" counter instance-aware-counter lock trypema tower tls full; do
+for features in "" counter instance-aware-counter lock semaphore ratelimit trypema tower tls metrics full; do
   echo "== clippy (facade, features: '${features:-none}')"
   cargo clippy -p distkit --all-targets --no-default-features --features "$features" -- -D warnings
 done
@@ -54,10 +54,10 @@ cargo test --workspace --all-features 2>&1 | tee "$log"
 echo "== test (core without optional features: rediss:// without TLS is refused)"
 cargo test -p distkit-core --test script_runner 2>&1 | tee -a "$log"
 
-echo "== test (the counter, instance-aware, lock, native rate limit and security suites again, on a three-master Redis Cluster)"
+echo "== test (the counter, instance-aware, lock, semaphore, native rate limit and security suites again, on a three-master Redis Cluster)"
 DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
-  --test counter --test icounter --test lock --test lock_adversity --test ratelimit_native \
-  --test ratelimit_api --test security 2>&1 | tee -a "$log"
+  --test counter --test icounter --test lock --test lock_adversity --test semaphore \
+  --test ratelimit_native --test ratelimit_api --test security 2>&1 | tee -a "$log"
 
 echo "== test (the counter and instance-aware suites and the seeded models again, with one shard: the single-slot layout)"
 DISTKIT_TEST_SHARDS=1 cargo test -p distkit-tests --all-features \
@@ -69,7 +69,7 @@ echo "== examples (against REDIS_URL, else a private redis-server this step star
     source scripts/private-redis.sh
     start_private_redis
   fi
-  for example in quickstart tour instance_aware lock ratelimit tower; do
+  for example in quickstart tour instance_aware lock semaphore ratelimit tower; do
     cargo run -q -p distkit --features full --example "$example" >/dev/null
   done
 )

@@ -26,6 +26,11 @@ pub use distkit_counter::icounter;
 #[doc(inline)]
 pub use distkit_lock::lock;
 
+#[cfg(feature = "semaphore")]
+#[cfg_attr(docsrs, doc(cfg(feature = "semaphore")))]
+#[doc(inline)]
+pub use distkit_lock::semaphore;
+
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
 #[doc(inline)]

@@ -55,7 +55,15 @@ async fn call(
             use distkit_core::fred::types::{ClusterHash, CustomCommand};
             let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
             let _: Value = client
-                .custom(command, vec![Value::from(sha), Value::from(1_i64), Value::from(key), Value::from(1_i64)])
+                .custom(
+                    command,
+                    vec![
+                        Value::from(sha),
+                        Value::from(1_i64),
+                        Value::from(key),
+                        Value::from(1_i64),
+                    ],
+                )
                 .await?;
         }
         Contender::CustomWithOptions => {
@@ -69,7 +77,15 @@ async fn call(
             let command = CustomCommand::new_static("EVALSHA", ClusterHash::FirstKey, false);
             let _: Value = client
                 .with_options(&options)
-                .custom(command, vec![Value::from(sha), Value::from(1_i64), Value::from(key), Value::from(1_i64)])
+                .custom(
+                    command,
+                    vec![
+                        Value::from(sha),
+                        Value::from(1_i64),
+                        Value::from(key),
+                        Value::from(1_i64),
+                    ],
+                )
                 .await?;
         }
     }

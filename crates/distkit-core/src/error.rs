@@ -189,6 +189,33 @@ pub enum LockError {
         /// How many were asked for.
         required: usize,
     },
+    /// A semaphore acquisition asked for no permit, or for more than the semaphore has: it
+    /// could never be granted. Reported before any I/O.
+    #[cfg(feature = "semaphore")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "semaphore")))]
+    #[error(
+        "a semaphore of {permits} permits grants 1 to {permits} at once, asked for {requested}"
+    )]
+    InvalidPermits {
+        /// How many permits the call asked for.
+        requested: u32,
+        /// How many permits the semaphore handle was configured with.
+        permits: u32,
+    },
+    /// The semaphore key is in use (permits held or waited for) with another permit count
+    /// than this handle was configured with: nothing was taken. Every handle of a key must
+    /// use the same count; it can change once the key is idle.
+    #[cfg(feature = "semaphore")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "semaphore")))]
+    #[error(
+        "the semaphore is in use with {stored} permits, but this handle was configured with {configured}"
+    )]
+    PermitCountMismatch {
+        /// The count the key is in use with.
+        stored: u32,
+        /// The count of this handle.
+        configured: u32,
+    },
 }
 
 impl DistkitError {

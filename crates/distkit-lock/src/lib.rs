@@ -6,6 +6,9 @@
 
 pub mod lock;
 mod scripts;
+#[cfg(feature = "semaphore")]
+#[cfg_attr(docsrs, doc(cfg(feature = "semaphore")))]
+pub mod semaphore;
 
 // Everything a project depending only on this crate needs besides its own items.
 pub use distkit_core::{

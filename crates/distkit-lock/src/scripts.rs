@@ -89,3 +89,50 @@ pub(crate) static RW_EXTEND_READ: LuaScript = LuaScript::new(
         include_str!("scripts/rw_extend_read.lua")
     ),
 );
+/// Takes permits of a semaphore, or queues the waiter.
+#[cfg(feature = "semaphore")]
+pub(crate) static SEMAPHORE_ACQUIRE: LuaScript = LuaScript::new(
+    "semaphore_acquire",
+    concat!(
+        include_str!("scripts/fence.lua"),
+        include_str!("scripts/loss_guard.lua"),
+        include_str!("scripts/semaphore_common.lua"),
+        include_str!("scripts/semaphore_acquire.lua")
+    ),
+);
+/// Gives back a holder's permits.
+#[cfg(feature = "semaphore")]
+pub(crate) static SEMAPHORE_RELEASE: LuaScript = LuaScript::new(
+    "semaphore_release",
+    concat!(
+        include_str!("scripts/semaphore_common.lua"),
+        include_str!("scripts/semaphore_release.lua")
+    ),
+);
+/// Renews a holder's lease.
+#[cfg(feature = "semaphore")]
+pub(crate) static SEMAPHORE_EXTEND: LuaScript = LuaScript::new(
+    "semaphore_extend",
+    concat!(
+        include_str!("scripts/semaphore_common.lua"),
+        include_str!("scripts/semaphore_extend.lua")
+    ),
+);
+/// Removes a waiter from a semaphore's line.
+#[cfg(feature = "semaphore")]
+pub(crate) static SEMAPHORE_LEAVE_QUEUE: LuaScript = LuaScript::new(
+    "semaphore_leave_queue",
+    concat!(
+        include_str!("scripts/semaphore_common.lua"),
+        include_str!("scripts/semaphore_leave_queue.lua")
+    ),
+);
+/// Counts a semaphore's free permits.
+#[cfg(feature = "semaphore")]
+pub(crate) static SEMAPHORE_AVAILABLE: LuaScript = LuaScript::new(
+    "semaphore_available",
+    concat!(
+        include_str!("scripts/semaphore_common.lua"),
+        include_str!("scripts/semaphore_available.lua")
+    ),
+);

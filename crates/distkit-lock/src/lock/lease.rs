@@ -30,6 +30,9 @@ pub(crate) enum LeaseKind {
     Mutex,
     /// A reader entry of a rwlock (`keys` are the eight rwlock keys).
     Reader,
+    /// The permits of a semaphore holder (`keys` are the eight semaphore keys).
+    #[cfg(feature = "semaphore")]
+    Permit,
 }
 
 /// Where a lease lives in Redis.
@@ -86,6 +89,8 @@ impl LeaseKind {
             Self::Owner => LockKind::Write,
             Self::Mutex => LockKind::Mutex,
             Self::Reader => LockKind::Read,
+            #[cfg(feature = "semaphore")]
+            Self::Permit => LockKind::Semaphore,
         }
     }
 }
@@ -119,6 +124,9 @@ impl LeaseTarget {
             LeaseKind::Owner => &[0, 1, 2],
             // (A reader renews with `rw_extend_read`, which takes every rwlock key.)
             LeaseKind::Reader => &[],
+            // (A permit renews with `semaphore_extend`, which takes every semaphore key.)
+            #[cfg(feature = "semaphore")]
+            LeaseKind::Permit => &[],
         };
         picked
             .iter()
@@ -136,6 +144,8 @@ impl LeaseTarget {
         let (script, keys): (&LuaScript, _) = match self.kind {
             LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_extend_keys()),
             LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys()),
+            #[cfg(feature = "semaphore")]
+            LeaseKind::Permit => (&crate::scripts::SEMAPHORE_EXTEND, self.all_keys()),
         };
         let args = vec![
             Value::from(self.token.as_str()),
@@ -165,6 +175,8 @@ impl LeaseTarget {
             LeaseKind::Owner => (&RW_RELEASE_WRITE, self.owner_key()),
             LeaseKind::Mutex => (&MUTEX_RELEASE, self.all_keys()),
             LeaseKind::Reader => (&RW_RELEASE_READ, self.all_keys()),
+            #[cfg(feature = "semaphore")]
+            LeaseKind::Permit => (&crate::scripts::SEMAPHORE_RELEASE, self.all_keys()),
         };
         let mut args = vec![
             Value::from(self.token.as_str()),

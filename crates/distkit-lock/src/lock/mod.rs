@@ -146,6 +146,8 @@ mod options;
 mod per_client;
 mod renewal;
 mod rwlock;
+#[cfg(feature = "semaphore")]
+pub(crate) mod semaphore;
 mod state;
 
 use distkit_core::DistkitError;

@@ -17,6 +17,9 @@ pub(crate) enum LockKind {
     Read,
     /// The write lease of an [`RwLock`](super::RwLock).
     Write,
+    /// Permits of a [`Semaphore`](crate::semaphore::Semaphore).
+    #[cfg(feature = "semaphore")]
+    Semaphore,
 }
 
 impl LockKind {
@@ -25,6 +28,8 @@ impl LockKind {
             Self::Mutex => "mutex",
             Self::Read => "read",
             Self::Write => "write",
+            #[cfg(feature = "semaphore")]
+            Self::Semaphore => "semaphore",
         }
     }
 }
