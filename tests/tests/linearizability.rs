@@ -1040,18 +1040,19 @@ enum Limiter {
 impl Limiter {
     async fn apply(&self, k: &DistkitRedisKey, op: LimiterOp) -> Result<LimiterRet, DistkitError> {
         let decision = match (self, op) {
+            // Boxed: the decision futures are large.
             (Self::Gcra(limiter, rate), LimiterOp::Check(cost)) => {
-                limiter.check(k, rate, cost).await?
+                Box::pin(limiter.check(k, rate, cost)).await?
             }
             (Self::SlidingWindow(limiter), LimiterOp::Check(cost)) => {
-                limiter.check(k, QUOTA, cost).await?
+                Box::pin(limiter.check(k, QUOTA, cost)).await?
             }
             (Self::Gcra(limiter, _), LimiterOp::Reset) => {
-                limiter.reset(k).await?;
+                Box::pin(limiter.reset(k)).await?;
                 return Ok(LimiterRet::Done);
             }
             (Self::SlidingWindow(limiter), LimiterOp::Reset) => {
-                limiter.reset(k).await?;
+                Box::pin(limiter.reset(k)).await?;
                 return Ok(LimiterRet::Done);
             }
         };
@@ -1388,4 +1389,56 @@ async fn a_mutex_that_reports_a_stale_fencing_token_is_rejected() {
         )
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Regressions the checker found
+// ---------------------------------------------------------------------------------------
+
+/// Found by `strict_gcra_histories_are_linearizable` (seed 133478131, a proxy cut): a
+/// limiter's `reset` whose reply was lost was sent again by the client after it reconnected,
+/// so one reset took effect twice — the second time after other calls had been charged,
+/// whose charges it erased (more admitted than the quota). A reset must be written once, like
+/// every other non-idempotent-in-time command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiter_reset_whose_reply_was_lost_is_not_applied_again_after_a_reconnect() {
+    let env = Env::start().await;
+    for kind in ["gcra", "sliding window"] {
+        let prefix = fresh_key();
+        let k = key("k");
+        let direct = limiter_of(kind, env.clients[0].clone(), &prefix);
+        let proxied = limiter_of(kind, env.clients[2].clone(), &prefix);
+        assert_eq!(
+            bounded(direct.apply(&k, LimiterOp::Check(1)))
+                .await
+                .unwrap(),
+            LimiterRet::Allowed(QUOTA - 1)
+        );
+        // The reset reaches Redis; its reply is held in the proxy.
+        env.proxy.hold(Direction::Downstream, true);
+        let reset = tokio::spawn({
+            let k = k.clone();
+            async move { proxied.apply(&k, LimiterOp::Reset).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            bounded(direct.apply(&k, LimiterOp::Check(3)))
+                .await
+                .unwrap(),
+            LimiterRet::Allowed(QUOTA - 3),
+            "{kind}: the reset was applied"
+        );
+        // The reply is lost with the connection; the client reconnects.
+        env.proxy.cut();
+        env.proxy.heal();
+        let _outcome = bounded(reset).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            bounded(direct.apply(&k, LimiterOp::Check(1)))
+                .await
+                .unwrap(),
+            LimiterRet::Allowed(QUOTA - 4),
+            "{kind}: the reset was applied a second time, erasing a later charge"
+        );
+    }
 }
