@@ -568,6 +568,8 @@ enum CounterOp {
     IncAll(i64, i64),
     /// `get_all` of both keys.
     GetAll,
+    /// `clear`: every key of the prefix.
+    Clear,
 }
 
 /// What a counter operation returned.
@@ -578,6 +580,7 @@ enum CounterRet {
     Conditional(i64, i64),
     /// The values of both keys (a batch).
     Both(i64, i64),
+    Cleared,
 }
 
 /// The sequential specification of a counter of two keys (API §4).
@@ -621,6 +624,10 @@ impl SequentialSpec for CounterSpec {
                 CounterRet::Both(self.values[0], self.values[1])
             }
             CounterOp::GetAll => CounterRet::Both(self.values[0], self.values[1]),
+            CounterOp::Clear => {
+                self.values = [0; 2];
+                CounterRet::Cleared
+            }
         }
     }
 }
@@ -647,7 +654,8 @@ fn counter_op(rng: &mut Rng, monotone: bool) -> CounterOp {
             _ => CounterOp::Get(k),
         };
     }
-    match rng.below(10) {
+    match rng.below(11) {
+        10 => CounterOp::Clear,
         0..=2 => CounterOp::Inc(k, rng.between(-3, 5)),
         3 => CounterOp::Get(k),
         4 => CounterOp::Set(k, rng.between(0, 12)),
@@ -698,6 +706,10 @@ async fn apply_counter(
         CounterOp::GetAll => {
             let values = counter.get_all(&[&keys[0], &keys[1]]).await?;
             CounterRet::Both(values[0].1, values[1].1)
+        }
+        CounterOp::Clear => {
+            counter.clear().await?;
+            CounterRet::Cleared
         }
     })
 }
@@ -1441,4 +1453,35 @@ async fn a_limiter_reset_whose_reply_was_lost_is_not_applied_again_after_a_recon
             "{kind}: the reset was applied a second time, erasing a later charge"
         );
     }
+}
+
+/// The same for a strict counter's `clear` (an `UNLINK`): replayed after the reconnect, it
+/// erased increments acknowledged in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_clear_whose_reply_was_lost_is_not_applied_again_after_a_reconnect() {
+    let env = Env::start().await;
+    let prefix = fresh_key();
+    let k = key("k");
+    let direct = StrictCounter::new(CounterOptions::new(prefix.clone(), env.clients[0].clone()));
+    let proxied = StrictCounter::new(CounterOptions::new(prefix, env.clients[2].clone()));
+    assert_eq!(bounded(direct.inc(&k, 5)).await.unwrap(), 5);
+    // The clear reaches Redis; its reply is held in the proxy.
+    env.proxy.hold(Direction::Downstream, true);
+    let clear = tokio::spawn(async move { proxied.clear().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        bounded(direct.inc(&k, 3)).await.unwrap(),
+        3,
+        "the clear was applied"
+    );
+    // The reply is lost with the connection; the client reconnects.
+    env.proxy.cut();
+    env.proxy.heal();
+    let _outcome = bounded(clear).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        bounded(direct.get(&k)).await.unwrap(),
+        3,
+        "the clear was applied a second time, erasing a later increment"
+    );
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use distkit_core::fred::clients::Client;
-use distkit_core::fred::interfaces::{HashesInterface, KeysInterface};
+use distkit_core::fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
 use distkit_core::fred::types::Value;
+use distkit_core::fred::types::config::Options;
 use distkit_core::script::{
     AcknowledgementGroup, Attempts, CallPolicy, LuaScript, retry_redirected, wait_for_replicas,
 };
@@ -19,6 +20,16 @@ use super::group_commit::{self, Entry, GroupCommit};
 use crate::checked::OptionsCheck;
 use crate::scripts::{COUNTER_APPLY, COUNTER_INC};
 use crate::wire::{decode_array, decode_i64, script_error};
+
+/// The error of a command written once: a transport failure (sent or not, the outcome is
+/// unknown) is [`CounterError::OutcomeUnknown`].
+fn written_once_error(error: distkit_core::fred::error::Error) -> DistkitError {
+    if distkit_core::error_is_transport_failure(&error) {
+        CounterError::OutcomeUnknown { source: error }.into()
+    } else {
+        error.into()
+    }
+}
 
 /// How many operations one `counter_apply` call carries at most, so that no single script
 /// holds Redis for long.
@@ -275,14 +286,22 @@ impl RemoteCounters {
     }
 
     /// Removes every value of the prefix (`UNLINK`: a large hash is freed in the background).
+    ///
+    /// The `UNLINK` is written once: fred does not replay it after a reconnect, where it
+    /// would also remove what was written after it ran. A transport failure after it was
+    /// written is [`CounterError::OutcomeUnknown`].
     pub(crate) async fn clear(&self) -> Result<(), DistkitError> {
         self.check()?;
+        let once = self.client.with_options(&Options {
+            max_attempts: Some(1),
+            ..Options::default()
+        });
         let Some(acks) = self.replica_acks else {
             let (removed, _sends) = retry_redirected(&self.client, None, || {
-                self.client.unlink::<i64, _>(&self.values_key)
+                once.unlink::<i64, _>(&self.values_key)
             })
             .await;
-            let _removed = removed?;
+            let _removed = removed.map_err(written_once_error)?;
             return Ok(());
         };
         // Queued together, so the WAIT follows the UNLINK on the same connection.
@@ -292,14 +311,14 @@ impl RemoteCounters {
         let acknowledged = AtomicUsize::new(0);
         let (removed, _sends) = retry_redirected(&self.client, None, || async {
             let (removed, count) = tokio::join!(
-                self.client.unlink::<i64, _>(&self.values_key),
+                once.unlink::<i64, _>(&self.values_key),
                 wait_for_replicas(&self.client, &keys, acks)
             );
             acknowledged.store(count, Ordering::Relaxed);
             removed
         })
         .await;
-        let _removed = removed?;
+        let _removed = removed.map_err(written_once_error)?;
         let acknowledged = acknowledged.into_inner();
         require_acks(acknowledged, acks)
     }
