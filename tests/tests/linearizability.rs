@@ -1407,6 +1407,30 @@ async fn a_mutex_that_reports_a_stale_fencing_token_is_rejected() {
 // Regressions the checker found
 // ---------------------------------------------------------------------------------------
 
+/// Returns once a call through `limiter` succeeds (its client reconnected).
+async fn connected(limiter: &Limiter) {
+    let started = Instant::now();
+    while bounded(limiter.apply(&key("warm-up"), LimiterOp::Reset))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the client never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How many keys of the private Redis contain `name`.
+fn keys_named(env: &Env, name: &str) -> usize {
+    env.redis
+        .cli(&["KEYS", &format!("*{name}*")])
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .count()
+}
+
 /// Found by `strict_gcra_histories_are_linearizable` (seed 133478131, a proxy cut): a
 /// limiter's `reset` whose reply was lost was sent again by the client after it reconnected,
 /// so one reset took effect twice — the second time after other calls had been charged,
@@ -1416,7 +1440,8 @@ async fn a_mutex_that_reports_a_stale_fencing_token_is_rejected() {
 async fn a_limiter_reset_whose_reply_was_lost_is_not_applied_again_after_a_reconnect() {
     let env = Env::start().await;
     for kind in ["gcra", "sliding window"] {
-        let prefix = fresh_key();
+        let name = distkit_test_support::unique_prefix();
+        let prefix = DistkitRedisKey::new(name.clone()).unwrap();
         let k = key("k");
         let direct = limiter_of(kind, env.clients[0].clone(), &prefix);
         let proxied = limiter_of(kind, env.clients[2].clone(), &prefix);
@@ -1426,13 +1451,22 @@ async fn a_limiter_reset_whose_reply_was_lost_is_not_applied_again_after_a_recon
                 .unwrap(),
             LimiterRet::Allowed(QUOTA - 1)
         );
-        // The reset reaches Redis; its reply is held in the proxy.
+        // The proxied client is connected (the previous round cut its connection), then the
+        // reset reaches Redis and its reply is held in the proxy.
+        connected(&proxied).await;
         env.proxy.hold(Direction::Downstream, true);
         let reset = tokio::spawn({
             let k = k.clone();
             async move { proxied.apply(&k, LimiterOp::Reset).await }
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        while keys_named(&env, &name) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{kind}: the reset never reached redis"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(
             bounded(direct.apply(&k, LimiterOp::Check(3)))
                 .await
@@ -1443,8 +1477,9 @@ async fn a_limiter_reset_whose_reply_was_lost_is_not_applied_again_after_a_recon
         // The reply is lost with the connection; the client reconnects.
         env.proxy.cut();
         env.proxy.heal();
+        // Whatever it returns, a replay would have been answered before it returned.
         let _outcome = bounded(reset).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             bounded(direct.apply(&k, LimiterOp::Check(1)))
                 .await
@@ -1465,10 +1500,18 @@ async fn a_counter_clear_whose_reply_was_lost_is_not_applied_again_after_a_recon
     let direct = StrictCounter::new(CounterOptions::new(prefix.clone(), env.clients[0].clone()));
     let proxied = StrictCounter::new(CounterOptions::new(prefix, env.clients[2].clone()));
     assert_eq!(bounded(direct.inc(&k, 5)).await.unwrap(), 5);
+    assert_eq!(bounded(proxied.get(&k)).await.unwrap(), 5);
     // The clear reaches Redis; its reply is held in the proxy.
     env.proxy.hold(Direction::Downstream, true);
     let clear = tokio::spawn(async move { proxied.clear().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    while bounded(direct.get(&k)).await.unwrap() != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the clear never reached redis"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         bounded(direct.inc(&k, 3)).await.unwrap(),
         3,
@@ -1477,8 +1520,9 @@ async fn a_counter_clear_whose_reply_was_lost_is_not_applied_again_after_a_recon
     // The reply is lost with the connection; the client reconnects.
     env.proxy.cut();
     env.proxy.heal();
+    // Whatever it returns, a replay would have been answered before it returned.
     let _outcome = bounded(clear).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         bounded(direct.get(&k)).await.unwrap(),
         3,
