@@ -9,15 +9,33 @@
 //! may linearize it anywhere after its invocation or not at all (stateright's in-flight
 //! operations), which is what an unknown outcome means. A task whose operation has an unknown
 //! outcome goes on as a new checker thread (stateright allows one operation in flight per
-//! thread). A history ends with a read by a fresh thread after every task finished.
+//! thread, as its last). A history ends with a read by a fresh thread after every task
+//! finished.
 //!
-//! Each check has a mutation test: a deliberately broken wrapper of the object, whose
-//! histories the checker must reject (the mutation histories run without faults, so that the
-//! broken answer cannot be explained by an unknown outcome).
+//! The objects and their specifications:
+//! - `StrictCounter` on two keys: `inc`, `get`, `set`, `inc_if`, `set_if`, `inc_all` and
+//!   `get_all` of both keys, `clear`;
+//! - `StrictInstanceAwareCounter`, one instance per client: `(C, I)` of `inc`, `get`, global
+//!   `set`, `set_on_instance`, `inc_if` (C is the sum of the live instances' slices);
+//! - the strict GCRA and sliding-window limiters: admitted or refused and `remaining`, at one
+//!   unit per hour and with a one-hour window, so that nothing comes back within a history
+//!   and the answer depends on the units charged only, not on the server clock
+//!   (`retry_after` depends on the clock and is left out); `reset`;
+//! - `Mutex` grants as a register of (holder, fencing token): at most one holder at a time
+//!   (no two believed-held intervals overlap) and tokens rising in the order of the grants.
+//!   A guard that stopped believing it held the lease before its release ends its interval
+//!   at an unknown time after the grant; an acquisition cut off by the timeout may have taken
+//!   and (cancellation-safe) given back the lease, so it is followed by an unknown release.
 //!
-//! `DISTKIT_LINEARIZABILITY_HISTORIES` (default 12) sets the histories per object and
-//! `DISTKIT_LINEARIZABILITY_SEED` the first seed (default: from the clock); a rejected
-//! history is printed with its seed and the command that replays it.
+//! Each check has a mutation test: a deliberately broken wrapper of the object whose
+//! histories the checker must all reject (mutation histories run without faults and with
+//! operations whose effects add up, so that the broken answer cannot be explained by an
+//! unknown outcome or a later absolute write).
+//!
+//! `DISTKIT_LINEARIZABILITY_HISTORIES` (default 12) sets the histories per object (a third
+//! as many mutation histories) and `DISTKIT_LINEARIZABILITY_SEED` the first seed (default:
+//! from the clock); a rejected history is printed with its seed, its operations and the
+//! command that replays its seed (the seed fixes the operations and faults, not the timing).
 
 #![expect(
     clippy::unwrap_used,
