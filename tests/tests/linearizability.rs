@@ -1315,6 +1315,18 @@ enum LockFlavor {
     Correct,
     /// Broken: every grant reports the fencing token of the grant before it.
     StaleToken,
+    /// Broken: an attempt that found the lock held reports a grant anyway (with a token
+    /// above every token seen), holds it a while and reports its release.
+    GrantWhileHeld,
+}
+
+/// What an acquisition left the task holding.
+#[derive(Debug)]
+enum Held {
+    Guard(distkit::lock::MutexGuard),
+    /// A grant the broken wrapper made up.
+    Fake,
+    Nothing,
 }
 
 async fn lock_history(
@@ -1350,10 +1362,16 @@ async fn lock_history(
                                 LockFlavor::StaleToken if previous != 0 => previous,
                                 _ => real,
                             };
-                            Ok((LockRet::Granted(token), Some(guard)))
+                            Ok((LockRet::Granted(token), Held::Guard(guard)))
+                        }
+                        Err(DistkitError::LockError(LockError::AcquireFail))
+                            if flavor == LockFlavor::GrantWhileHeld =>
+                        {
+                            let token = previous_token.fetch_add(1, Ordering::SeqCst) + 1;
+                            Ok((LockRet::Granted(token), Held::Fake))
                         }
                         Err(DistkitError::LockError(LockError::AcquireFail)) => {
-                            Ok((LockRet::Busy, None))
+                            Ok((LockRet::Busy, Held::Nothing))
                         }
                         Err(error) => Err(error),
                     }
@@ -1366,7 +1384,11 @@ async fn lock_history(
                     // library then releases it (API §6: cancellation-safe). Nobody believes
                     // it holds that lease: an unknown release of it follows.
                     recorder.unknown_after(task, LockOp::Release(holder), invoked);
-                } else if let Ok((granted_at, _, Some(guard))) = granted {
+                } else if let Ok((_, _, Held::Fake)) = granted {
+                    tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+                    let release = async { Ok(LockRet::Released) };
+                    recorder.call(task, LockOp::Release(holder), release).await;
+                } else if let Ok((granted_at, _, Held::Guard(guard))) = granted {
                     // Hold it a while.
                     tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
                     if bounded(guard.get_state()).await == LockGuardState::Acquired {
@@ -1546,4 +1568,18 @@ async fn a_counter_clear_whose_reply_was_lost_is_not_applied_again_after_a_recon
         3,
         "the clear was applied a second time, erasing a later increment"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutex_that_grants_a_held_lock_is_rejected() {
+    let env = Env::start().await;
+    check_mutants("double-grant mutex", |seed| {
+        lock_history(
+            &env,
+            "a_mutex_that_grants_a_held_lock_is_rejected",
+            seed,
+            LockFlavor::GrantWhileHeld,
+        )
+    })
+    .await;
 }
