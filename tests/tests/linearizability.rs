@@ -25,7 +25,15 @@
 //!   (no two believed-held intervals overlap) and tokens rising in the order of the grants.
 //!   A guard that stopped believing it held the lease before its release ends its interval
 //!   at an unknown time after the grant; an acquisition cut off by the timeout may have taken
-//!   and (cancellation-safe) given back the lease, so it is followed by an unknown release.
+//!   and (cancellation-safe) given back the lease, so it is followed by an unknown release;
+//! - in one variant, `StrictCounter` writes on a primary with two replicas and three
+//!   Sentinels, with replica acknowledgement on, while `SENTINEL FAILOVER` promotes a replica
+//!   (a write that is not acknowledged has an unknown outcome; plain reads are left out: they
+//!   are not acknowledged, and the old primary may serve one before it is demoted).
+//!
+//! The checker (a depth-first search without memoisation) gets 20 s per history; a history
+//! it does not decide in time is printed and counted as inconclusive, and at most half of an
+//! object's histories may be.
 //!
 //! Each check has a mutation test: a deliberately broken wrapper of the object whose
 //! histories the checker must all reject (mutation histories run without faults and with
@@ -33,7 +41,8 @@
 //! unknown outcome or a later absolute write).
 //!
 //! `DISTKIT_LINEARIZABILITY_HISTORIES` (default 12) sets the histories per object (a third
-//! as many mutation histories) and `DISTKIT_LINEARIZABILITY_SEED` the first seed (default:
+//! as many mutation histories), `DISTKIT_LINEARIZABILITY_FAILOVERS` (default 1) the
+//! failover histories, and `DISTKIT_LINEARIZABILITY_SEED` the first seed (default:
 //! from the clock); a rejected history is printed with its seed, its operations and the
 //! command that replays its seed (the seed fixes the operations and faults, not the timing).
 
