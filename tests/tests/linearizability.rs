@@ -578,7 +578,10 @@ where
         Faults::default()
     };
     for handle in handles {
-        bounded(handle).await.expect("a history task panicked");
+        if let Err(error) = bounded(handle).await {
+            env.redis.resume();
+            panic!("seed {seed}: a history task panicked: {error:?}");
+        }
     }
     env.redis.resume();
     env.proxy.heal();
