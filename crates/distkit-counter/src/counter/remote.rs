@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::interfaces::{ClientLike, HashesInterface, KeysInterface};
 use distkit_core::fred::types::Value;
+use distkit_core::fred::types::config::Options;
 use distkit_core::script::{
     AcknowledgementGroup, Attempts, CallPolicy, LuaScript, retry_redirected, wait_for_replicas,
 };
@@ -21,6 +22,16 @@ use crate::checked::OptionsCheck;
 use crate::scripts::{COUNTER_APPLY, COUNTER_INC};
 use crate::shards::{self, ShardGate};
 use crate::wire::{decode_array, decode_i64, script_error};
+
+/// The error of a command written once: a transport failure (sent or not, the outcome is
+/// unknown) is [`CounterError::OutcomeUnknown`].
+fn written_once_error(error: distkit_core::fred::error::Error) -> DistkitError {
+    if distkit_core::error_is_transport_failure(&error) {
+        CounterError::OutcomeUnknown { source: error }.into()
+    } else {
+        error.into()
+    }
+}
 
 /// How many operations one `counter_apply` call carries at most, so that no single script
 /// holds Redis for long.
@@ -379,6 +390,10 @@ impl RemoteCounters {
     /// hash is freed in the background). Each shard is cleared atomically, the prefix as a
     /// whole is not: a concurrent write may land in a shard already cleared. The recorded
     /// shard count stays.
+    ///
+    /// Each `UNLINK` is written once: fred does not replay it after a reconnect, where it
+    /// would also remove what was written after it ran. A transport failure after it was
+    /// written is [`CounterError::OutcomeUnknown`].
     pub(crate) async fn clear(&self) -> Result<(), DistkitError> {
         self.ready().await?;
         for shard in 0..self.values_keys.len() {
@@ -389,12 +404,14 @@ impl RemoteCounters {
 
     /// Removes the values hash `values_key` (and waits for the replicas when asked to).
     async fn clear_shard(&self, values_key: &str) -> Result<(), DistkitError> {
+        let once = self.client.with_options(&Options {
+            max_attempts: Some(1),
+            ..Options::default()
+        });
         let Some(acks) = self.replica_acks else {
-            let (removed, _sends) = retry_redirected(&self.client, None, || {
-                self.client.unlink::<i64, _>(values_key)
-            })
-            .await;
-            let _removed = removed?;
+            let (removed, _sends) =
+                retry_redirected(&self.client, None, || once.unlink::<i64, _>(values_key)).await;
+            let _removed = removed.map_err(written_once_error)?;
             return Ok(());
         };
         // Queued together, so the WAIT follows the UNLINK on the same connection.
@@ -404,14 +421,14 @@ impl RemoteCounters {
         let acknowledged = AtomicUsize::new(0);
         let (removed, _sends) = retry_redirected(&self.client, None, || async {
             let (removed, count) = tokio::join!(
-                self.client.unlink::<i64, _>(values_key),
+                once.unlink::<i64, _>(values_key),
                 wait_for_replicas(&self.client, &keys, acks)
             );
             acknowledged.store(count, Ordering::Relaxed);
             removed
         })
         .await;
-        let _removed = removed?;
+        let _removed = removed.map_err(written_once_error)?;
         let acknowledged = acknowledged.into_inner();
         require_acks(acknowledged, acks)
     }

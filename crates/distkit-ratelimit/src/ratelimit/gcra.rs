@@ -8,7 +8,7 @@ use fred::clients::Client;
 use fred::types::Value;
 
 use super::policy::{FailurePolicy, LimiterKind, decide_under};
-use super::{Decision, four_integers, invalid, non_negative, redis_key};
+use super::{Decision, four_integers, invalid, non_negative, redis_key, write_once};
 
 /// The GCRA decision script.
 static GCRA: LuaScript = LuaScript::new(
@@ -323,18 +323,20 @@ impl GcraLimiter {
         super::wait_until_admitted(max_wait, || self.check(key, rate, cost)).await
     }
 
-    /// Forgets the state of `key`: it is back to its full burst. One `DEL`.
+    /// Forgets the state of `key`: it is back to its full burst. One `DEL`, atomic, written
+    /// once: after a connection failure the client does not send it again (a replay after
+    /// the reconnect would also erase the charges admitted in between).
     ///
     /// # Errors
     ///
-    /// [`DistkitError::RedisError`] for a transport or server failure.
+    /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
+    /// failed after the `DEL` was written, the state may or may not have been forgotten).
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
-        use fred::interfaces::KeysInterface;
+        use fred::interfaces::{ClientLike, KeysInterface};
         let state = redis_key(&self.prefix, key, "gcra");
-        let (deleted, _sends) = retry_redirected(&self.client, None, || {
-            self.client.del::<i64, _>(state.clone())
-        })
-        .await;
+        let once = self.client.with_options(&write_once());
+        let (deleted, _sends) =
+            retry_redirected(&self.client, None, || once.del::<i64, _>(state.clone())).await;
         let _deleted = deleted?;
         Ok(())
     }

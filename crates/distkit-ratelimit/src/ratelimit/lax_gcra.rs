@@ -591,11 +591,13 @@ impl LaxGcraLimiter {
 
     /// Forgets the state of `key`: it is back to its full burst, and this object drops the
     /// units it admitted but did not deliver yet. One `DEL` of the key's state (other
-    /// objects' undelivered units still arrive later).
+    /// objects' undelivered units still arrive later), written once: after a connection failure
+    /// the client does not send it again.
     ///
     /// # Errors
     ///
-    /// [`DistkitError::RedisError`] for a transport or server failure.
+    /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
+    /// failed after the `DEL` was written, it may or may not have run).
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
         self.core.reset(key).await
     }

@@ -613,11 +613,13 @@ impl LaxSlidingWindowLimiter {
 
     /// Forgets the state of `key`: its window is empty, and this object drops the units it
     /// admitted but did not deliver yet. One `DEL` of the window's keys (other objects'
-    /// undelivered units still arrive later).
+    /// undelivered units still arrive later), written once: after a connection failure
+    /// the client does not send it again.
     ///
     /// # Errors
     ///
-    /// [`DistkitError::RedisError`] for a transport or server failure.
+    /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
+    /// failed after the `DEL` was written, it may or may not have run).
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
         self.core.reset(key).await
     }

@@ -306,6 +306,15 @@ where
     }
 }
 
+/// The options of a command written once: fred does not replay it after a reconnect, so a
+/// `DEL` whose reply was lost cannot run again after later calls were charged.
+fn write_once() -> fred::types::config::Options {
+    fred::types::config::Options {
+        max_attempts: Some(1),
+        ..fred::types::config::Options::default()
+    }
+}
+
 /// The Redis key of a limiter key: `distkit:rl:<prefix>:{<key>}:<part>`, tagged by the key.
 fn redis_key(prefix: &DistkitRedisKey, key: &DistkitRedisKey, part: &str) -> String {
     format!(

@@ -8,7 +8,7 @@ use fred::clients::Client;
 use fred::types::Value;
 
 use super::policy::{FailurePolicy, LimiterKind, decide_under};
-use super::{Decision, four_integers, invalid, non_negative, redis_key};
+use super::{Decision, four_integers, invalid, non_negative, redis_key, write_once};
 
 /// The sliding-window decision script.
 static SLIDING_WINDOW: LuaScript = LuaScript::new(
@@ -288,17 +288,20 @@ impl SlidingWindowLimiter {
         super::wait_until_admitted(max_wait, || self.check(key, limit, cost)).await
     }
 
-    /// Forgets the state of `key`: its window is empty. One `DEL` of both keys.
+    /// Forgets the state of `key`: its window is empty. One `DEL` of both keys, atomic,
+    /// written once: after a connection failure the client does not send it again (a replay
+    /// after the reconnect would also erase the charges admitted in between).
     ///
     /// # Errors
     ///
-    /// [`DistkitError::RedisError`] for a transport or server failure.
+    /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
+    /// failed after the `DEL` was written, the window may or may not have been emptied).
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
-        use fred::interfaces::KeysInterface;
+        use fred::interfaces::{ClientLike, KeysInterface};
         let [buckets, total] = self.keys(key);
+        let once = self.client.with_options(&write_once());
         let (deleted, _sends) = retry_redirected(&self.client, None, || {
-            self.client
-                .del::<i64, _>(vec![buckets.clone(), total.clone()])
+            once.del::<i64, _>(vec![buckets.clone(), total.clone()])
         })
         .await;
         let _deleted = deleted?;
