@@ -59,8 +59,8 @@ DISTKIT_TEST_DEPLOYMENT=cluster cargo test -p distkit-tests --all-features \
   --test counter --test icounter --test lock --test lock_adversity --test semaphore \
   --test ratelimit_native --test ratelimit_api --test security 2>&1 | tee -a "$log"
 
-echo "== test (the counter and instance-aware suites and the seeded models again, with one shard: the single-slot layout)"
-DISTKIT_TEST_SHARDS=1 cargo test -p distkit-tests --all-features \
+echo "== test (the counter and instance-aware suites and the seeded models again, with 16 shards on one server: the sharded layout outside a cluster)"
+DISTKIT_TEST_SHARDS=16 cargo test -p distkit-tests --all-features \
   --test counter --test icounter --test counter_group_commit --test counter_model 2>&1 | tee -a "$log"
 
 echo "== examples (against REDIS_URL, else a private redis-server this step starts and stops)"

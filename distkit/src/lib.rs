@@ -4,6 +4,8 @@
     doc = "Distributed-systems primitives backed by Redis: counters, instance-aware counters, \
            locks and rate limiting. See the README (the crate docs with the `full` feature)."
 )]
+#![doc = "\n## Feature flags\n\nGenerated from the `##` comments of the manifest, so it always matches it:\n"]
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use distkit_core::{

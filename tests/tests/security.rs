@@ -425,9 +425,11 @@ async fn a_user_scoped_to_one_prefix_runs_counters_and_rate_limiters() {
     };
     let redis = TestRedis::start_standalone();
     // Scoped to one prefix: its counters and instance-aware counters
-    // (`distkit:{<prefix>}:…`) and its rate limiters (`distkit:rl:<prefix>:…`).
+    // (`distkit:{<prefix>}:…` and `distkit:{<prefix>:<shard>}:…`) and its rate limiters (`distkit:rl:<prefix>:…`).
     let (prefix, key) = (fresh_key(), fresh_key());
-    let counters = format!("~distkit:{{{}}}:*", prefix.as_str());
+    // The prefix's unsharded tag (values with one shard, the recorded shard count) and its
+    // shard tags (`{<prefix>:<shard>}`, with more than one shard, as on a cluster).
+    let counters = format!("~distkit:{{{p}}}:* ~distkit:{{{p}:*", p = prefix.as_str());
     let limiters = format!("~distkit:rl:{}:*", prefix.as_str());
     let mut args = vec![
         "ACL",
@@ -505,7 +507,9 @@ async fn a_counter_batch_that_overflows_changes_nothing_for_a_user_without_hdel(
     use distkit::counter::{CounterError, CounterOptions, CounterTrait, StrictCounter};
     let redis = TestRedis::start_standalone();
     let prefix = fresh_key();
-    let counters = format!("~distkit:{{{}}}:*", prefix.as_str());
+    // The prefix's unsharded tag (values with one shard, the recorded shard count) and its
+    // shard tags (`{<prefix>:<shard>}`, with more than one shard, as on a cluster).
+    let counters = format!("~distkit:{{{p}}}:* ~distkit:{{{p}:*", p = prefix.as_str());
     let mut args = vec![
         "ACL",
         "SETUSER",

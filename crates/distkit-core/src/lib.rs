@@ -15,6 +15,11 @@
 //! - [`task`], helpers for the background work of the primitives.
 //!
 //! Users normally depend on the `distkit` facade crate, which re-exports all of this.
+//!
+//! # Feature flags
+//!
+//! Generated from the `##` comments of the manifest, so it always matches it:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod comparator;

@@ -2,6 +2,11 @@
 //! `distkit::counter` (and `distkit::icounter` with the `instance-aware` feature).
 //!
 //! See [`counter`] for the strict and lax counters.
+//!
+//! # Feature flags
+//!
+//! Generated from the `##` comments of the manifest, so it always matches it:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod buffer;

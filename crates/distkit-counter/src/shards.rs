@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //!
-//! A prefix's counters are spread over `n` shards (the options' `shards`, default
-//! [`DEFAULT_SHARDS`]). Key `k` lives in shard `FNV-1a-64(k) mod n`, whose keys all carry the
+//! A prefix's counters are spread over `n` shards (the options' `shards`; the default
+//! [`AUTO_SHARDS`] is [`CLUSTER_SHARDS`] on a Redis Cluster and 1 elsewhere). Key `k` lives in shard `FNV-1a-64(k) mod n`, whose keys all carry the
 //! hash tag `{<prefix>:<shard>}` (see [`key_schema`]): every operation on one key is one
 //! script on one slot, and a batch runs one script per shard it touches. With `n = 1` the
 //! names are those of the single-slot layout (`distkit:{<prefix>}:counter`, …), unchanged.
@@ -34,26 +34,47 @@ use distkit_core::{CounterError, DistkitError, DistkitRedisKey};
 use crate::scripts::SHARD_COUNT;
 use crate::wire::script_error;
 
-/// The default shard count of every counter options type.
+/// The shard count that picks by deployment, the default of every counter options type:
+/// [`CLUSTER_SHARDS`] on a Redis Cluster client, 1 (the single-slot layout) on a standalone
+/// or Sentinel client.
+///
+/// Shards buy capacity only where there are several masters to spread them over. On one
+/// server they cost: concurrent increments of one object are group committed per shard, and
+/// the small hashes of a prefix spread 16 ways are listpack-encoded, which costs Redis more
+/// per increment (measured with 64 tasks on a standalone server: 16 shards at 0.68–0.87× one
+/// shard's throughput, an A/A run of the same bench 0.89–1.16×; 1 task 0.95–1.01×). So a
+/// single server keeps the single-slot layout, at exactly its cost, and a cluster gets 16.
+/// A deployment that moves a prefix's data from one server to a cluster keeps its recorded
+/// count (set `shards` to it explicitly, or migrate as the README's *Scaling out* says).
+pub(crate) const AUTO_SHARDS: u16 = 0;
+
+/// The shard count [`AUTO_SHARDS`] picks on a Redis Cluster.
 ///
 /// 16 spreads a prefix over 16 slots: over 3 masters no master holds more than 70% of a
 /// prefix's shards except for about 1 prefix in 400 (a binomial tail; 8 shards: about 1 in
-/// 17), and a cluster of up to a dozen masters gets work on most of them. On a standalone
-/// server a single-key call is the same one script as with one shard (measured 0.95–1.01×
-/// one shard's throughput with 1 task); concurrent increments of one object are group
-/// committed as one script over the shards' hashes, which measured 0.68–0.87× with 64 tasks
-/// on the shared 2-core machine (an A/A run of the same bench: 0.89–1.16×): smaller hashes
-/// of small prefixes are listpack-encoded and cost Redis more per increment. Figures and
-/// commands: the README's *Scaling out*.
-pub(crate) const DEFAULT_SHARDS: u16 = 16;
+/// 17), and a cluster of up to a dozen masters gets work on most of them.
+pub(crate) const CLUSTER_SHARDS: u16 = 16;
 
-/// `Ok` when `shards` is a valid shard count (1 ..= [`MAX_SHARDS`]).
+/// The default shard count of every counter options type: [`AUTO_SHARDS`].
+pub(crate) const DEFAULT_SHARDS: u16 = AUTO_SHARDS;
+
+/// The shard count a handle on `client` uses for the configured `shards`.
+pub(crate) fn resolve(shards: u16, client: &Client) -> u16 {
+    use distkit_core::fred::interfaces::ClientLike;
+    match shards {
+        AUTO_SHARDS if client.is_clustered() => CLUSTER_SHARDS,
+        AUTO_SHARDS => 1,
+        shards => shards,
+    }
+}
+
+/// `Ok` when `shards` is a valid shard count: [`AUTO_SHARDS`] or 1 ..= [`MAX_SHARDS`].
 pub(crate) fn validate(shards: u16) -> Result<(), DistkitError> {
-    if (1..=MAX_SHARDS).contains(&shards) {
+    if shards == AUTO_SHARDS || (1..=MAX_SHARDS).contains(&shards) {
         Ok(())
     } else {
         Err(DistkitError::InvalidOption(format!(
-            "the shard count must be between 1 and {MAX_SHARDS}, got {shards}"
+            "the shard count must be 0 (automatic) or between 1 and {MAX_SHARDS}, got {shards}"
         )))
     }
 }
@@ -191,7 +212,7 @@ mod tests {
 
     #[test]
     fn shard_counts_outside_one_to_the_maximum_are_refused() {
-        assert!(validate(0).is_err());
+        assert!(validate(AUTO_SHARDS).is_ok());
         assert!(validate(1).is_ok());
         assert!(validate(MAX_SHARDS).is_ok());
         assert!(validate(MAX_SHARDS + 1).is_err());

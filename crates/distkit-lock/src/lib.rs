@@ -2,6 +2,11 @@
 //!
 //! See [`lock`] for the [`Mutex`](lock::Mutex) and the writer-preferring
 //! [`RwLock`](lock::RwLock).
+//!
+//! # Feature flags
+//!
+//! Generated from the `##` comments of the manifest, so it always matches it:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod lock;

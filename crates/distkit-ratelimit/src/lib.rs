@@ -15,6 +15,11 @@
 //!   trypema's Redis providers talk to Redis through the `redis` crate's `ConnectionManager`
 //!   (not through fred) and need a standalone Redis: they don't support Redis Cluster.
 //!   `TrypemaError` converts into `DistkitError::TrypemaError`, so `?` works in distkit code.
+//!
+//! # Feature flags
+//!
+//! Generated from the `##` comments of the manifest, so it always matches it:
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod ratelimit;

@@ -59,14 +59,19 @@ where
     }
 }
 
-/// The shard count the counter suites run with: `DISTKIT_TEST_SHARDS` when set (e.g. `1` for
-/// the single-slot layout), else the options' default.
+/// The shard count the counter suites run with: `DISTKIT_TEST_SHARDS` when set (e.g. `16`
+/// for the sharded layout on one server), else what the options' default (automatic) picks
+/// for the deployment under test: 16 on a cluster, 1 on one server.
 #[expect(clippy::expect_used, reason = "a test helper fails its test")]
 pub fn test_shards() -> u16 {
-    std::env::var("DISTKIT_TEST_SHARDS")
-        .map_or(distkit::counter::CounterOptions::DEFAULT_SHARDS, |text| {
-            text.parse().expect("DISTKIT_TEST_SHARDS is a shard count")
-        })
+    std::env::var("DISTKIT_TEST_SHARDS").map_or_else(
+        |_| {
+            let cluster = std::env::var(distkit_test_support::DEPLOYMENT_VARIABLE)
+                .is_ok_and(|deployment| deployment == "cluster");
+            if cluster { 16 } else { 1 }
+        },
+        |text| text.parse().expect("DISTKIT_TEST_SHARDS is a shard count"),
+    )
 }
 
 /// `CounterOptions::new` with the suites' shard count ([`test_shards`]).

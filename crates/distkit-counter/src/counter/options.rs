@@ -58,7 +58,9 @@ pub struct CounterOptions {
     /// handle with another count gets
     /// [`CounterError::ShardCountMismatch`](distkit_core::CounterError::ShardCountMismatch)
     /// before anything is applied (the README's *Scaling out* says how to change it).
-    /// 1 ..= 1024; default [`DEFAULT_SHARDS`](Self::DEFAULT_SHARDS) (16).
+    /// 1 ..= 1024, or 0 ([`AUTO_SHARDS`](Self::AUTO_SHARDS), the default): 16 on a Redis
+    /// Cluster client, 1 on a standalone or Sentinel client (one server gains nothing from
+    /// shards and pays for them; see the README's *Scaling out*).
     pub shards: u16,
 }
 
@@ -66,12 +68,16 @@ impl CounterOptions {
     /// The longest `allowed_lag`: 1 hour.
     pub const MAX_ALLOWED_LAG: Duration = Duration::from_secs(60 * 60);
 
-    /// The default [`shards`](Self::shards): 16, enough to spread a prefix over the masters
-    /// of a typical cluster at the standalone cost of one shard.
+    /// The [`shards`](Self::shards) value that picks by deployment: 16 on a Redis Cluster
+    /// client (enough to spread a prefix over the masters of a typical cluster), 1 on a
+    /// standalone or Sentinel client (the single-slot layout, at its exact cost).
+    pub const AUTO_SHARDS: u16 = crate::shards::AUTO_SHARDS;
+
+    /// The default [`shards`](Self::shards): [`AUTO_SHARDS`](Self::AUTO_SHARDS).
     pub const DEFAULT_SHARDS: u16 = crate::shards::DEFAULT_SHARDS;
 
     /// Options with the defaults: `allowed_lag` 20 ms, no replica acknowledgement,
-    /// [`DEFAULT_SHARDS`](Self::DEFAULT_SHARDS) shards.
+    /// [`DEFAULT_SHARDS`](Self::DEFAULT_SHARDS) (automatic) shards.
     pub fn new(prefix: DistkitRedisKey, client: Client) -> Self {
         Self {
             prefix,
@@ -101,7 +107,7 @@ impl CounterOptions {
     ///
     /// [`DistkitError::InvalidOption`] when `allowed_lag` is longer than
     /// [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG), `replica_acks` is out of range (see
-    /// [`ReplicaAcks::validate`]), or `shards` is not in 1 ..= 1024.
+    /// [`ReplicaAcks::validate`]), or `shards` is neither 0 (automatic) nor in 1 ..= 1024.
     pub fn validate(&self) -> Result<(), DistkitError> {
         if self.allowed_lag > Self::MAX_ALLOWED_LAG {
             return Err(DistkitError::InvalidOption(format!(

@@ -123,8 +123,10 @@ pub(crate) struct RemoteCounters {
 }
 
 impl RemoteCounters {
-    /// The counters of `prefix` spread over `shards` shards (see [`crate::shards`]).
+    /// The counters of `prefix` spread over `shards` shards (see [`crate::shards`];
+    /// [`AUTO_SHARDS`](crate::shards::AUTO_SHARDS) picks by deployment).
     pub(crate) fn new(client: Client, prefix: &DistkitRedisKey, shards: u16) -> Self {
+        let shards = shards::resolve(shards, &client);
         let values_keys: Arc<[String]> = shards::all(shards)
             .map(|shard| key_schema::counter_values_in(prefix, shard))
             .collect();

@@ -78,8 +78,9 @@ pub struct StrictInstanceAwareCounterOptions {
     /// by its calls and heartbeats (see the [module docs](super)). Fixed per prefix: recorded
     /// in Redis on first use, and a handle with another count gets
     /// [`CounterError::ShardCountMismatch`](distkit_core::CounterError::ShardCountMismatch)
-    /// before anything is applied. 1 ..= 1024; default
-    /// [`DEFAULT_SHARDS`](crate::counter::CounterOptions::DEFAULT_SHARDS) (16).
+    /// before anything is applied. 1 ..= 1024, or 0
+    /// ([`AUTO_SHARDS`](crate::counter::CounterOptions::AUTO_SHARDS), the default): 16 on a
+    /// Redis Cluster client, 1 on a standalone or Sentinel client.
     pub shards: u16,
 }
 
@@ -119,7 +120,7 @@ impl StrictInstanceAwareCounterOptions {
     ///
     /// # Errors
     ///
-    /// [`DistkitError::InvalidOption`] when `shards` is not in 1 ..= 1024.
+    /// [`DistkitError::InvalidOption`] when `shards` is neither 0 (automatic) nor in 1 ..= 1024.
     pub fn validate(&self) -> Result<(), DistkitError> {
         crate::shards::validate(self.shards)
     }
@@ -203,7 +204,8 @@ pub struct LaxInstanceAwareCounterOptions {
     /// How long an increment may stay in local memory; zero sends every increment at once.
     /// At most [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG) (1 hour). Default 20 ms.
     pub allowed_lag: Duration,
-    /// As [`StrictInstanceAwareCounterOptions::shards`]. Default 16.
+    /// As [`StrictInstanceAwareCounterOptions::shards`]. Default 0: automatic (16 on a
+    /// Redis Cluster, 1 elsewhere).
     pub shards: u16,
 }
 
@@ -257,7 +259,7 @@ impl LaxInstanceAwareCounterOptions {
     /// [`DistkitError::InvalidOption`] when `flush_interval` is outside
     /// [`MIN_FLUSH_INTERVAL`](Self::MIN_FLUSH_INTERVAL) to
     /// [`MAX_FLUSH_INTERVAL`](Self::MAX_FLUSH_INTERVAL), `allowed_lag` is longer than
-    /// [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG), or `shards` is not in 1 ..= 1024.
+    /// [`MAX_ALLOWED_LAG`](Self::MAX_ALLOWED_LAG), or `shards` is neither 0 (automatic) nor in 1 ..= 1024.
     pub fn validate(&self) -> Result<(), DistkitError> {
         if self.flush_interval < Self::MIN_FLUSH_INTERVAL
             || self.flush_interval > Self::MAX_FLUSH_INTERVAL

@@ -11,7 +11,7 @@
 //! script renews its lease) and from then on its heartbeat renews its lease in that shard as
 //! well, so an idle live instance stays alive in every shard where it can hold slices. The
 //! heartbeat costs one `icounter` call per joined shard every quarter threshold (default
-//! threshold 30 s: at most 16 calls per 7.5 s per instance with the default 16 shards). An
+//! threshold 30 s: at most 16 calls per 7.5 s per instance with 16 shards, the default on a cluster). An
 //! instance that dies is found dead in each shard by that shard's next calls.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -220,7 +220,7 @@ impl RemoteInstanceCounters {
         lax: bool,
         check: OptionsCheck,
     ) -> Self {
-        let shard_count = shard_count.max(1);
+        let shard_count = shards::resolve(shard_count, &client).max(1);
         let shards: Arc<[ShardKeys]> = shards::all(shard_count)
             .map(|shard| {
                 let keys: Vec<String> = KEY_KINDS
