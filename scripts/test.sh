@@ -22,6 +22,15 @@ for features in "" counter instance-aware-counter lock semaphore ratelimit trype
   cargo clippy -p distkit --all-targets --no-default-features --features "$features" -- -D warnings
 done
 
+echo "== feature combinations (cargo hack: the sub-crates' features alone and in pairs, the facade's each alone)"
+if ! cargo hack --version >/dev/null 2>&1; then
+  echo "cargo-hack is missing: installing it with cargo install" >&2
+  cargo install --locked --quiet cargo-hack
+fi
+cargo hack clippy --feature-powerset --depth 2 --no-dev-deps \
+  -p distkit-core -p distkit-counter -p distkit-lock -p distkit-ratelimit -- -D warnings
+cargo hack clippy --each-feature --no-dev-deps -p distkit -- -D warnings
+
 echo "== doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 

@@ -537,7 +537,7 @@ impl tracing::Subscriber for LockWarnings {
     fn event(&self, event: &tracing::Event<'_>) {
         let metadata = event.metadata();
         if *metadata.level() == tracing::Level::WARN
-            && metadata.target().starts_with("distkit_lock")
+            && metadata.target().starts_with("distkit::lock")
         {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }

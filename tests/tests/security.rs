@@ -429,7 +429,8 @@ async fn a_user_scoped_to_one_prefix_runs_counters_and_rate_limiters() {
     let (prefix, key) = (fresh_key(), fresh_key());
     // The prefix's unsharded tag (values with one shard, the recorded shard count) and its
     // shard tags (`{<prefix>:<shard>}`, with more than one shard, as on a cluster).
-    let counters = format!("~distkit:{{{p}}}:* ~distkit:{{{p}:*", p = prefix.as_str());
+    let counters = format!("~distkit:{{{}}}:*", prefix.as_str());
+    let counter_shards = format!("~distkit:{{{}:*", prefix.as_str());
     let limiters = format!("~distkit:rl:{}:*", prefix.as_str());
     let mut args = vec![
         "ACL",
@@ -439,6 +440,7 @@ async fn a_user_scoped_to_one_prefix_runs_counters_and_rate_limiters() {
         "on",
         ">counting",
         &counters,
+        &counter_shards,
         &limiters,
         "resetchannels",
     ];
@@ -509,7 +511,8 @@ async fn a_counter_batch_that_overflows_changes_nothing_for_a_user_without_hdel(
     let prefix = fresh_key();
     // The prefix's unsharded tag (values with one shard, the recorded shard count) and its
     // shard tags (`{<prefix>:<shard>}`, with more than one shard, as on a cluster).
-    let counters = format!("~distkit:{{{p}}}:* ~distkit:{{{p}:*", p = prefix.as_str());
+    let counters = format!("~distkit:{{{}}}:*", prefix.as_str());
+    let counter_shards = format!("~distkit:{{{}:*", prefix.as_str());
     let mut args = vec![
         "ACL",
         "SETUSER",
@@ -518,6 +521,7 @@ async fn a_counter_batch_that_overflows_changes_nothing_for_a_user_without_hdel(
         "on",
         ">no-hdel",
         &counters,
+        &counter_shards,
         "resetchannels",
     ];
     args.extend(

@@ -223,7 +223,7 @@ impl LuaScript {
             .await
         {
             Err(error) if error_code(&error) == Some("NOSCRIPT") => {
-                tracing::debug!(
+                tracing::debug!(target: "distkit::core",
                     script = self.name,
                     "script not cached on the server, sending it"
                 );
@@ -303,7 +303,7 @@ where
                 {
                     return (Err(error), sends);
                 }
-                tracing::debug!(%error, ?pause, sends, "cluster redirection: sending the command again");
+                tracing::debug!(target: "distkit::core", %error, ?pause, sends, "cluster redirection: sending the command again");
                 tokio::time::sleep(pause).await;
                 pause = pause.saturating_mul(2).min(LONGEST_REDIRECTION_PAUSE);
             }
@@ -351,7 +351,7 @@ impl ReconnectWatch {
     /// `acknowledged`, or zero when the client reconnected since [`start`](Self::start).
     pub fn unless_reconnected(mut self, acknowledged: usize) -> usize {
         if self.reconnected() {
-            tracing::debug!(
+            tracing::debug!(target: "distkit::core",
                 acknowledged,
                 "the client reconnected between a write and its WAIT: counting no acknowledgement"
             );
@@ -394,7 +394,7 @@ pub async fn wait_for_replicas(client: &Client, keys: &[&str], acks: ReplicaAcks
     match reply {
         Ok(count) => usize::try_from(count).unwrap_or(0),
         Err(error) => {
-            tracing::debug!(%error, "WAIT for replica acknowledgements failed");
+            tracing::debug!(target: "distkit::core", %error, "WAIT for replica acknowledgements failed");
             0
         }
     }

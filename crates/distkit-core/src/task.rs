@@ -64,7 +64,7 @@ fn background_runtime() -> Option<&'static Runtime> {
                 .build()
                 .map_err(|error| {
                     tracing::error!(
-                        target: "distkit",
+                        target: "distkit::core",
                         %error,
                         "the distkit background runtime could not be built; background work runs on the caller's runtime"
                     );

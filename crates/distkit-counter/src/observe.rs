@@ -47,11 +47,11 @@ pub(crate) fn flush_ended(
     match &result {
         Ok(lag) => {
             span.record("outcome", "delivered");
-            tracing::debug!(parent: span, ?lag, pending_keys, "lax counter flush delivered");
+            tracing::debug!(target: "distkit::counter", parent: span, ?lag, pending_keys, "lax counter flush delivered");
         }
         Err(error) => {
             span.record("outcome", "failed");
-            tracing::debug!(parent: span, %error, pending_keys, "lax counter flush failed");
+            tracing::debug!(target: "distkit::counter", parent: span, %error, pending_keys, "lax counter flush failed");
         }
     }
     #[cfg(feature = "metrics")]
@@ -89,7 +89,7 @@ pub(crate) fn instances_reaped(prefix: &str, instance: &str, count: u64) {
     if count == 0 {
         return;
     }
-    tracing::info!(
+    tracing::info!(target: "distkit::counter",
         prefix,
         instance,
         reaped = count,

@@ -191,7 +191,7 @@ fn warn_about_eviction_in_background(client: &Client) {
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::debug!(%error, "cannot read maxmemory-policy");
+                tracing::debug!(target: "distkit::core", %error, "cannot read maxmemory-policy");
             }
         }
     }));

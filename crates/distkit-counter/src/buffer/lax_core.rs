@@ -195,13 +195,13 @@ impl<S: DeltaSink> LaxCore<S> {
         let outcome = distkit_core::task::finish_before_returning(
             async move {
                 if let Err(error) = core.flush().await {
-                    tracing::warn!(%error, "the final flush of a dropped lax counter failed; it is retried in the background");
+                    tracing::warn!(target: "distkit::counter", %error, "the final flush of a dropped lax counter failed; it is retried in the background");
                 }
             },
             bound,
         );
         if outcome == distkit_core::task::DropWork::TimedOut {
-            tracing::warn!(
+            tracing::warn!(target: "distkit::counter",
                 ?bound,
                 "the final flush of a dropped lax counter did not finish in time; it goes on in the background"
             );
@@ -462,7 +462,7 @@ impl<S: DeltaSink> Drop for LaxCore<S> {
         if distkit_core::task::spawn_background(outbox.deliver_detached(self.sink.clone()))
             .is_none()
         {
-            tracing::error!(
+            tracing::error!(target: "distkit::counter",
                 "a lax counter with pending deltas was dropped with no runtime to deliver them; they are lost"
             );
         }
@@ -497,7 +497,7 @@ async fn run_flush_task<S: DeltaSink>(core: Weak<LaxCore<S>>, cadence: Duration)
             }
             Err(error) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%error, retry_in = ?delay, "lax counter flush failed; its deltas are kept");
+                tracing::warn!(target: "distkit::counter", %error, retry_in = ?delay, "lax counter flush failed; its deltas are kept");
                 delay
             }
         };

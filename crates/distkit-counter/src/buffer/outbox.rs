@@ -170,7 +170,7 @@ impl Outbox {
                         }
                         count
                     });
-                    tracing::error!(
+                    tracing::error!(target: "distkit::counter",
                         deltas,
                         "a resent lax flush was dropped unconfirmed: Redis no longer knows whether it was applied"
                     );
@@ -215,7 +215,7 @@ impl Outbox {
                         .iter()
                         .map(|batch| batch.deltas.len())
                         .sum();
-                    tracing::error!(
+                    tracing::error!(target: "distkit::counter",
                         %error,
                         lost_deltas = lost,
                         "the final flush of a dropped lax counter failed; its deltas are lost"
@@ -223,14 +223,14 @@ impl Outbox {
                     return;
                 }
                 Err(DistkitError::CounterError(CounterError::FlushExpired { deltas })) => {
-                    tracing::error!(
+                    tracing::error!(target: "distkit::counter",
                         deltas,
                         "a resent final flush was dropped unconfirmed: Redis no longer knows whether it was applied"
                     );
                     self.pop_front();
                 }
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?pause, "the final flush of a dropped lax counter failed");
+                    tracing::warn!(target: "distkit::counter", %error, retry_in = ?pause, "the final flush of a dropped lax counter failed");
                     tokio::time::sleep(pause).await;
                     pause = pause.saturating_mul(2).min(Duration::from_secs(1));
                 }
@@ -243,7 +243,7 @@ fn record(batch: &Batch, confirmation: &Confirmation, local: &LocalState) {
     for (index, (key, delta)) in batch.deltas.iter().enumerate() {
         let remote = confirmation.deltas.get(index).copied().flatten();
         if remote.is_none() {
-            tracing::error!(
+            tracing::error!(target: "distkit::counter",
                 key = key.as_str(),
                 delta,
                 "a lax counter delta was dropped: applying it would overflow, or the stored value is not an integer"

@@ -136,7 +136,7 @@ fn hand_on(remote: &RemoteCounters) {
     if sent.is_none() {
         // No runtime at all to send from: the future (the group and the slot) was dropped
         // unsent; its callers report an unknown outcome and the slot was handed on.
-        tracing::error!("a strict counter's queued increments could not be sent: no runtime");
+        tracing::error!(target: "distkit::counter", "a strict counter's queued increments could not be sent: no runtime");
     }
 }
 

@@ -734,7 +734,7 @@ pub(crate) fn start_heartbeat(
                 return;
             };
             if let Err(error) = remote.beat().await {
-                tracing::warn!(
+                tracing::warn!(target: "distkit::counter",
                     %error,
                     prefix = remote.prefix(),
                     instance = remote.instance_id(),

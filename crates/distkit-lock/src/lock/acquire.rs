@@ -208,7 +208,7 @@ impl Drop for QueuePlace {
         let _leave = spawn_background(async move {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             if let Err(error) = script.run(&client, &keys, args, CallPolicy::RETRY).await {
-                tracing::warn!(%error, "leaving a lock's queue failed; the place expires with its heartbeat");
+                tracing::warn!(target: "distkit::lock", %error, "leaving a lock's queue failed; the place expires with its heartbeat");
             }
         });
     }

@@ -211,12 +211,12 @@ impl LeaseTarget {
 fn announcement_refused(channel: &str) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        tracing::debug!(
+        tracing::debug!(target: "distkit::lock",
             channel,
             "a lock release was announced to nobody: PUBLISH refused"
         );
     } else {
-        tracing::warn!(
+        tracing::warn!(target: "distkit::lock",
             channel,
             "a lock release was applied, but Redis refused to announce it to the waiters (an \
              ACL without the namespace's channels?): waiters fall back to polling; grant \
@@ -440,7 +440,7 @@ impl Lease {
             .await?;
         if self.shared.record_renewal(sent_at, renewed) {
             observe::lease_lost(self.shared.target.kind.lock_kind(), "refused");
-            tracing::warn!(
+            tracing::warn!(target: "distkit::lock",
                 lock = self.shared.target.lock_key(),
                 kind = self.shared.target.kind.lock_kind().as_str(),
                 token = self.shared.target.token.as_str(),
@@ -494,13 +494,13 @@ impl Drop for Lease {
         let outcome = distkit_core::task::finish_before_returning(
             async move {
                 if let Err(error) = shared.target.release_once().await {
-                    tracing::warn!(%error, "releasing a dropped lock guard failed; the lease expires after its ttl");
+                    tracing::warn!(target: "distkit::lock", %error, "releasing a dropped lock guard failed; the lease expires after its ttl");
                 }
             },
             bound,
         );
         if outcome == distkit_core::task::DropWork::NotStarted {
-            tracing::warn!(
+            tracing::warn!(target: "distkit::lock",
                 "a dropped lock guard could not be released (no runtime); the lease expires after its ttl"
             );
         }
@@ -536,7 +536,7 @@ pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalS
         Ok(renewed) => {
             if shared.record_renewal(sent_at, renewed) {
                 observe::lease_lost(kind, "refused");
-                tracing::warn!(
+                tracing::warn!(target: "distkit::lock",
                     parent: &span,
                     token = shared.target.token.as_str(),
                     "lock lease renewal refused: the lease is lost"
@@ -545,7 +545,7 @@ pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalS
         }
         Err(error) if shared.first_lapse() => {
             observe::lease_lost(kind, "lapsed");
-            tracing::warn!(
+            tracing::warn!(target: "distkit::lock",
                 parent: &span,
                 %error,
                 token = shared.target.token.as_str(),
@@ -553,7 +553,7 @@ pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalS
             );
         }
         Err(error) => {
-            tracing::debug!(parent: &span, %error, "lock lease renewal failed; retrying");
+            tracing::debug!(target: "distkit::lock", parent: &span, %error, "lock lease renewal failed; retrying");
         }
     }
     let next = sent_at
@@ -653,7 +653,7 @@ impl AttemptGuard {
                     None => Ok(Ok(false)),
                 };
                 if let Ok(Err(error)) = released {
-                    tracing::warn!(%error, "releasing a lock grant the replicas did not acknowledge failed; its lease expires after its ttl");
+                    tracing::warn!(target: "distkit::lock", %error, "releasing a lock grant the replicas did not acknowledge failed; its lease expires after its ttl");
                 }
                 return Err(shortfall.into());
             }
@@ -677,7 +677,7 @@ impl Drop for AttemptGuard {
         // background runtime so that it runs even when the caller's runtime is ending.
         let _cleanup = distkit_core::task::spawn_background(async move {
             if let Err(error) = target.release_once().await {
-                tracing::warn!(%error, "cleaning up an abandoned lock attempt failed; its lease expires after its ttl");
+                tracing::warn!(target: "distkit::lock", %error, "cleaning up an abandoned lock attempt failed; its lease expires after its ttl");
             }
         });
     }

@@ -64,9 +64,9 @@ pub(crate) fn acquisition_ended(
     let outcome = outcome(&result);
     span.record("outcome", outcome);
     if let Err(error) = result {
-        tracing::debug!(parent: span, %error, ?waited, "lock acquisition failed");
+        tracing::debug!(target: "distkit::lock", parent: span, %error, ?waited, "lock acquisition failed");
     } else {
-        tracing::debug!(parent: span, ?waited, "lock acquired");
+        tracing::debug!(target: "distkit::lock", parent: span, ?waited, "lock acquired");
     }
     #[cfg(feature = "metrics")]
     metrics::histogram!(

@@ -367,13 +367,13 @@ impl<A: Algorithm> Core<A> {
             async move {
                 let (_confirmed, error) = core.sync_cycle().await;
                 if let Some(error) = error {
-                    tracing::warn!(%error, limiter = A::NAME, "the final sync of a dropped lax limiter failed; it is retried in the background");
+                    tracing::warn!(target: "distkit::ratelimit", %error, limiter = A::NAME, "the final sync of a dropped lax limiter failed; it is retried in the background");
                 }
             },
             self.drop_bound,
         );
         if outcome == distkit_core::task::DropWork::TimedOut {
-            tracing::warn!(
+            tracing::warn!(target: "distkit::ratelimit",
                 limiter = A::NAME,
                 "the final sync of a dropped lax limiter did not finish in time; it goes on in the background"
             );
@@ -610,7 +610,7 @@ impl<A: Algorithm> Core<A> {
         if flight.units == 0 {
             entry.in_flight = None;
         } else if flight.first_sent.elapsed() > self.algorithm.give_up_after(&flight.info) {
-            tracing::warn!(
+            tracing::warn!(target: "distkit::ratelimit",
                 limiter = A::NAME,
                 key = %delivery.key,
                 units = flight.units,
@@ -651,7 +651,7 @@ async fn send_all<A: Algorithm>(
                 Ok(result) => results.push(result),
                 // Its delivery stays in flight and is resent by the next sync.
                 Err(error) => {
-                    tracing::error!(%error, limiter = A::NAME, "a lax limiter delivery task failed");
+                    tracing::error!(target: "distkit::ratelimit", %error, limiter = A::NAME, "a lax limiter delivery task failed");
                 }
             }
         }
@@ -693,7 +693,7 @@ impl<A: Algorithm> Drop for Core<A> {
         }
         let task = deliver_finally(Arc::clone(&self.algorithm), per_key);
         if distkit_core::task::spawn_background(task).is_none() {
-            tracing::error!(
+            tracing::error!(target: "distkit::ratelimit",
                 limiter = A::NAME,
                 "a lax limiter with undelivered units was dropped with no runtime to deliver \
                  them; they are lost"
@@ -720,7 +720,7 @@ async fn deliver_finally<A: Algorithm>(algorithm: Arc<A>, per_key: Vec<Vec<Deliv
                             let resume = Instant::now().checked_add(delay);
                             if deadline.is_none_or(|deadline| resume.is_none_or(|at| at > deadline))
                             {
-                                tracing::error!(
+                                tracing::error!(target: "distkit::ratelimit",
                                     %error,
                                     limiter = A::NAME,
                                     key = %delivery.key,
@@ -758,12 +758,12 @@ async fn run_sync_task<A: Algorithm>(owner: Weak<Core<A>>, interval: Duration, a
             // cadence stays, so that their views stay fresh.
             (confirmed, Some(error)) if confirmed > 0 => {
                 backoff.reset();
-                tracing::warn!(%error, limiter = A::NAME, "lax limiter sync failed for some keys; their units are kept");
+                tracing::warn!(target: "distkit::ratelimit", %error, limiter = A::NAME, "lax limiter sync failed for some keys; their units are kept");
                 interval
             }
             (_, Some(error)) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%error, limiter = A::NAME, retry_in = ?delay, "lax limiter sync failed; its units are kept");
+                tracing::warn!(target: "distkit::ratelimit", %error, limiter = A::NAME, retry_in = ?delay, "lax limiter sync failed; its units are kept");
                 delay
             }
         };

@@ -108,13 +108,13 @@ where
         None => call.await,
         Some(deadline) => match tokio::time::timeout(deadline, call).await {
             Ok(Err(DistkitError::RedisError(error))) => {
-                tracing::warn!(%error, limiter = kind.as_str(), %prefix, %key, "a rate limiter call failed; it is admitted (fail open)");
+                tracing::warn!(target: "distkit::ratelimit", %error, limiter = kind.as_str(), %prefix, %key, "a rate limiter call failed; it is admitted (fail open)");
                 failed_open(kind, prefix, "error");
                 return Ok(open_decision(limit));
             }
             Ok(result) => result,
             Err(_elapsed) => {
-                tracing::warn!(?deadline, limiter = kind.as_str(), %prefix, %key, "a rate limiter call was not answered in time; it is admitted (fail open)");
+                tracing::warn!(target: "distkit::ratelimit", ?deadline, limiter = kind.as_str(), %prefix, %key, "a rate limiter call was not answered in time; it is admitted (fail open)");
                 failed_open(kind, prefix, "deadline");
                 return Ok(open_decision(limit));
             }

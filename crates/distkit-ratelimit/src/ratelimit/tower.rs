@@ -208,7 +208,7 @@ where
                 }
                 Ok(decision) => Ok(too_many_requests(&decision)),
                 Err(error) => {
-                    tracing::warn!(%error, %key, "the rate limiter failed; the request is {}", match layer.on_error {
+                    tracing::warn!(target: "distkit::ratelimit", %error, %key, "the rate limiter failed; the request is {}", match layer.on_error {
                         OnLimiterError::Admit => "let through",
                         _ => "refused with 503",
                     });

@@ -285,7 +285,7 @@ impl ReleaseNotifier {
             })
             .await;
         if let Err(error) = subscribed {
-            tracing::debug!(%error, channel, "lock release subscription failed; polling");
+            tracing::debug!(target: "distkit::lock", %error, channel, "lock release subscription failed; polling");
         }
     }
 
@@ -361,12 +361,12 @@ impl ReleaseNotifier {
         if !plain.is_empty()
             && let Err(error) = self.subscriber.unsubscribe(plain).await
         {
-            tracing::debug!(%error, "unsubscribing idle lock release channels failed");
+            tracing::debug!(target: "distkit::lock", %error, "unsubscribing idle lock release channels failed");
         }
         // Sharded channels of different slots cannot share one `SUNSUBSCRIBE`.
         for channel in sharded {
             if let Err(error) = self.subscriber.sunsubscribe(channel).await {
-                tracing::debug!(%error, "unsubscribing an idle sharded lock channel failed");
+                tracing::debug!(target: "distkit::lock", %error, "unsubscribing an idle sharded lock channel failed");
             }
         }
     }
@@ -403,7 +403,7 @@ impl ReleaseNotifier {
             })
             .await;
         if let Err(error) = &result {
-            tracing::debug!(%error, "lock release subscriber could not connect; polling");
+            tracing::debug!(target: "distkit::lock", %error, "lock release subscriber could not connect; polling");
         }
         result.is_ok()
     }
