@@ -331,6 +331,56 @@ fn a_runtime_dropped_mid_increment_never_leaves_the_counter_hanging() {
     });
 }
 
+/// Group commit: a multi-thread runtime sends the groups its calls freed; dropped while
+/// groups are queued or in flight, it must neither strand the callers of another runtime nor
+/// keep the slots.
+#[test]
+fn a_multi_thread_runtime_dropped_with_groups_queued_never_strands_other_callers() {
+    let main = multi_thread_runtime();
+    let redis = TestRedis::start();
+    let prefix = fresh_key();
+    let counter = main.block_on(async {
+        StrictCounter::new(CounterOptions::new(prefix.clone(), client(&redis).await))
+    });
+    for _round in 0..6 {
+        let doomed = multi_thread_runtime();
+        // Callers of the main runtime queue behind the doomed runtime's calls.
+        let others: Vec<_> = (0..32)
+            .map(|_| {
+                let counter = Arc::clone(&counter);
+                main.spawn(async move { counter.inc(&key("k"), 1).await })
+            })
+            .collect();
+        doomed.block_on(async {
+            for _ in 0..64 {
+                let counter = Arc::clone(&counter);
+                drop(tokio::spawn(async move { counter.inc(&key("k"), 1).await }));
+            }
+            tokio::task::yield_now().await;
+        });
+        drop(doomed);
+        main.block_on(async {
+            for other in others {
+                // Answered (applied, or an unknown outcome for a group cut off in flight):
+                // never left waiting.
+                let _answer = bounded(other).await.unwrap();
+            }
+        });
+    }
+    main.block_on(async {
+        let before = bounded(counter.get(&key("k"))).await.unwrap();
+        let mut calls = Vec::new();
+        for _ in 0..32 {
+            let counter = Arc::clone(&counter);
+            calls.push(tokio::spawn(async move { counter.inc(&key("k"), 1).await }));
+        }
+        for call in calls {
+            bounded(call).await.unwrap().unwrap();
+        }
+        assert_eq!(bounded(counter.get(&key("k"))).await.unwrap(), before + 32);
+    });
+}
+
 /// Replica acknowledgement: a batch `WAIT` whose task dies with a runtime must not leave every
 /// later acknowledged write waiting for a task that is gone.
 #[test]
