@@ -361,7 +361,28 @@ fn details(out: &mut String, report: &Report) {
          - `memory`: heap bytes live after tracking {} keys of 15 bytes (`inc_all` in chunks of \
          5000, then a flush; 0.7.1, which has no `flush`, gets 300 ms to flush) as counted by \
          `stats_alloc`, divided by the key count.\n\
-         - `mixed`: the workload of `distkit/benches/mixed.rs`.",
+         - `gcra`, `window`: `GcraLimiter::check` (1 000 000 per second, bursts of 1 000 000) \
+         and `SlidingWindowLimiter::check` (10 s of 100 ms buckets, limit 10^9) from 64 tasks, \
+         a key each, every call admitted; baseline `EVALSHA` from the same 64 tasks of the \
+         least script doing the same job (GCRA: `TIME`, `GET`, compare, `SET PX`; window: a \
+         list of buckets and a total), the baselines of `cargo bench -p distkit-ratelimit \
+         --bench ratelimit`. distkit 0.7.1 has no limiter.\n\
+         - `mixed`: the workload of `distkit/benches/mixed.rs`: 64 tasks each cycle through \
+         strict `inc`, lax `inc`, instance-aware `inc`, lax instance-aware `inc`, `Mutex` \
+         `lock` + `release` (8 mutexes, so 8 tasks share each), `RwLock` `read` + `release` (one \
+         lock, readers only) and strict `get`, on 16 keys. Every task waits for each operation \
+         before its next, so the mix runs at the pace of its slowest operation: the contended \
+         mutex (see its p50 in the table above). `mixed.all` compares it with one-line \
+         `HINCRBY` scripts from 64 tasks: not the same work (no lock, no waiting, one \
+         pipelined round trip per call), kept for continuity. `mixed.same_ops` compares the \
+         same rounds with the same seven operations done raw and cycled the same way: \
+         `EVALSHA` of the `HINCRBY` script, in-process `Mutex<HashMap>` increments for both lax \
+         counters, `EVALSHA` of the `icounter.same_work` script, a fair in-process \
+         `tokio::sync::Mutex` per mutex around the raw lock's two round trips (contended the \
+         same way, handed over in process with no Redis work), the raw lock's two round trips \
+         on a key of the task's own for the read lock, and one `HGET`. What would move the \
+         ratio is the contended mutex: its handover (release, notification, the waiter's \
+         confirming acquire) costs round trips the in-process FIFO does not make.",
         report.config.memory_keys
     );
 }

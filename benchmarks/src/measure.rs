@@ -162,6 +162,31 @@ where
     Ok(samples)
 }
 
+/// Runs [`ROUNDS`] rounds of distkit and the baseline, interleaved (A, B, A, B, …), for rows
+/// without a distkit 0.7.1 equivalent (its samples stay empty).
+///
+/// # Errors
+///
+/// The first error of a measurement.
+pub async fn interleave_pair<D, R, DF, RF>(
+    round: Duration,
+    mut distkit: D,
+    mut raw: R,
+) -> BenchResult<Samples>
+where
+    D: FnMut() -> DF,
+    R: FnMut() -> RF,
+    DF: Future<Output = BenchResult<f64>>,
+    RF: Future<Output = BenchResult<f64>>,
+{
+    let mut samples = Samples::default();
+    for _ in 0..ROUNDS {
+        samples.distkit.push(bounded(round, distkit()).await?);
+        samples.raw.push(bounded(round, raw()).await?);
+    }
+    Ok(samples)
+}
+
 /// How many calls a spinning task makes between looks at the clock (and yields).
 const BATCH: u64 = 1024;
 

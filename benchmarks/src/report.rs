@@ -18,8 +18,8 @@ pub const CHARTS_DIR: &str = "benchmarks/charts";
 pub const REPORT_FILE: &str = "BENCHMARKS.md";
 
 /// Every workload, in the order a run measures them.
-pub const WORKLOADS: [&str; 8] = [
-    "strict", "lax", "mutex", "icounter", "rwlock", "handoff", "memory", "mixed",
+pub const WORKLOADS: [&str; 10] = [
+    "strict", "lax", "mutex", "icounter", "rwlock", "handoff", "memory", "gcra", "window", "mixed",
 ];
 
 /// What a report measured and wrote.
@@ -154,6 +154,8 @@ async fn run_workload(
         "rwlock" => workloads::locks::run_rwlock(targets, round, results).await,
         "handoff" => workloads::handoff::run(&targets.url, round, results).await,
         "memory" => workloads::memory::run(targets, config.memory_keys, results).await,
+        "gcra" => workloads::ratelimit::run_gcra(targets, round, results).await,
+        "window" => workloads::ratelimit::run_window(targets, round, results).await,
         "mixed" => workloads::mixed::run(targets, round, results).await,
         other => Err(format!("unknown workload {other}").into()),
     }

@@ -21,7 +21,7 @@ use crate::measure::{Targets, evalsha, interleave, script_load};
 /// The least Redis work of one instance-aware increment, as one script: the server clock,
 /// the lease renewal, the slice and the total.
 /// KEYS: the lease sorted set, the slices hash, the totals hash; ARGV: instance, key, delta.
-const SAME_WORK_SCRIPT: &str = "local t = redis.call('TIME') \
+pub const SAME_WORK_SCRIPT: &str = "local t = redis.call('TIME') \
      redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000 + 30000, ARGV[1]) \
      local slice = redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':' .. ARGV[2], ARGV[3]) \
      return { redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[3]), slice }";

@@ -1,10 +1,11 @@
 //! The mixed workload of `distkit/benches/mixed.rs`: 64 tasks cycle through seven operations
 //! (strict, lax, instance-aware and lax instance-aware `inc`, Mutex `lock` + `release` over
 //! 8 mutexes, RwLock `read` + `release`, strict `get`) on 16 keys; the baseline is raw
-//! EVALSHA of a one-line HINCRBY script from the same 64 tasks. distkit 0.7.1 runs the same
-//! mix.
+//! EVALSHA of a one-line HINCRBY script from the same 64 tasks (row `mixed.all`), and the same
+//! seven operations done raw, cycled the same way by the same 64 tasks (row
+//! `mixed.same_ops`). distkit 0.7.1 runs the same mix.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,10 @@ use distkit::lock::{LockOptions, Mutex, RwLock};
 use distkit_07::counter::CounterTrait as _;
 use distkit_07::icounter::InstanceAwareCounterTrait as _;
 use distkit_test_support::unique_prefix;
+use redis::aio::MultiplexedConnection;
 
+use super::icounter::SAME_WORK_SCRIPT;
+use super::locks::{RAW_RELEASE, raw_lock_release};
 use super::strict::RAW_SCRIPT;
 use super::{MixedOp, RunResults, medians};
 use crate::measure::{ROUNDS, Samples, Targets, bounded, evalsha, per_second, script_load};
@@ -182,6 +186,116 @@ impl Theirs {
     }
 }
 
+/// The same seven operations done raw, the least work each needs: the strict `inc` as
+/// `EVALSHA` of the one-line HINCRBY script; both lax `inc`s as an in-process
+/// `Mutex<HashMap>` increment (the floor of the `lax` rows); the instance-aware `inc` as
+/// `EVALSHA` of the `icounter.same_work` script (TIME, ZADD of the lease, two HINCRBYs); the
+/// mutex as a fair in-process `tokio::sync::Mutex` per mutex (the same 8, so the same
+/// contention, ordered FIFO with no Redis round trip to hand over) around the raw lock's two
+/// round trips (`SET NX PX`, compare-and-delete); the read lock as the raw lock's two round
+/// trips on a key of the task's own (readers never wait for each other); the strict `get`
+/// as one `HGET`.
+struct Raw {
+    connection: MultiplexedConnection,
+    inc_sha: String,
+    same_work_sha: String,
+    release_sha: String,
+    /// The hash of the strict `inc` and `get`.
+    hash: String,
+    /// The lease, slices and totals of the instance-aware `inc`.
+    instance_keys: [String; 3],
+    lax: std::sync::Mutex<HashMap<String, i64>>,
+    lax_instances: std::sync::Mutex<HashMap<String, i64>>,
+    mutexes: Vec<tokio::sync::Mutex<()>>,
+    mutex_keys: Vec<String>,
+    reader_keys: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Raw {
+    async fn new(targets: &Targets) -> BenchResult<Self> {
+        let mut connection = targets.raw.clone();
+        let tag = unique_prefix();
+        let names: Vec<String> = (0..KEYS).map(|index| format!("k{index}")).collect();
+        let floor = || {
+            std::sync::Mutex::new(
+                names
+                    .iter()
+                    .map(|name| (name.clone(), 0_i64))
+                    .collect::<HashMap<_, _>>(),
+            )
+        };
+        Ok(Self {
+            inc_sha: script_load(&mut connection, RAW_SCRIPT).await?,
+            same_work_sha: script_load(&mut connection, SAME_WORK_SCRIPT).await?,
+            release_sha: script_load(&mut connection, RAW_RELEASE).await?,
+            hash: format!("bench:{{{tag}}}:mixed"),
+            instance_keys: ["alive", "slices", "totals"]
+                .map(|part| format!("bench:{{{tag}}}:mixed:{part}")),
+            lax: floor(),
+            lax_instances: floor(),
+            mutexes: (0..MUTEXES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            mutex_keys: (0..MUTEXES)
+                .map(|index| format!("bench:{{{tag}}}:mutex:{index}"))
+                .collect(),
+            reader_keys: (0..TASKS)
+                .map(|index| format!("bench:{{{tag}}}:reader:{index}"))
+                .collect(),
+            names,
+            connection,
+        })
+    }
+
+    fn floor_inc(map: &std::sync::Mutex<HashMap<String, i64>>, name: &str) -> BenchResult<()> {
+        let mut map = map.lock().map_err(|_| "poisoned")?;
+        if let Some(value) = map.get_mut(name) {
+            *value = value.wrapping_add(1);
+        }
+        Ok(())
+    }
+
+    async fn run(&self, operation: usize, task: usize) -> BenchResult<()> {
+        let name = self.names.get(task % KEYS).ok_or("no key")?;
+        let mut connection = self.connection.clone();
+        match operation {
+            0 => drop(evalsha(&mut connection, &self.inc_sha, &self.hash, &[name, "1"]).await?),
+            1 => Self::floor_inc(&self.lax, name)?,
+            2 => {
+                let _: redis::Value = redis::cmd("EVALSHA")
+                    .arg(self.same_work_sha.as_str())
+                    .arg(self.instance_keys.len())
+                    .arg(self.instance_keys.as_slice())
+                    .arg(&["01BENCHINSTANCE", name.as_str(), "1"])
+                    .query_async(&mut connection)
+                    .await?;
+            }
+            3 => Self::floor_inc(&self.lax_instances, name)?,
+            4 => {
+                let index = task % MUTEXES;
+                let (mutex, key) = self
+                    .mutexes
+                    .get(index)
+                    .zip(self.mutex_keys.get(index))
+                    .ok_or("no mutex")?;
+                let _turn = mutex.lock().await;
+                raw_lock_release(&mut connection, &self.release_sha, key).await?;
+            }
+            5 => {
+                let key = self.reader_keys.get(task).ok_or("no reader key")?;
+                raw_lock_release(&mut connection, &self.release_sha, key).await?;
+            }
+            _ => {
+                let _: Option<i64> = redis::cmd("HGET")
+                    .arg(self.hash.as_str())
+                    .arg(name.as_str())
+                    .query_async(&mut connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Latencies per operation, the calls per second of all, and the elapsed time of a round.
 type Round = (BTreeMap<usize, Vec<Duration>>, f64, Duration);
 
@@ -242,7 +356,9 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
     let hash = Arc::new(format!("bench:{{{}}}:raw", unique_prefix()));
     let ours = Arc::new(Ours::new(targets)?);
     let theirs = Arc::new(Theirs::new(targets)?);
+    let raw_mix = Arc::new(Raw::new(targets).await?);
     let mut rates = Samples::default();
+    let mut same_ops_rates = Vec::new();
     let (mut our_ops, mut their_ops) = (BTreeMap::new(), BTreeMap::new());
     let (mut our_time, mut their_time) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..ROUNDS {
@@ -294,10 +410,30 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
         rates
             .anchor
             .push(pool(&mut their_ops, &mut their_time, measured));
+
+        let mix = Arc::clone(&raw_mix);
+        let (_, rate, _) = bounded(
+            round,
+            load(round, move |task, call| {
+                let mix = Arc::clone(&mix);
+                async move {
+                    let operation = task.wrapping_add(call) % OPERATION_COUNT;
+                    mix.run(operation, task).await?;
+                    Ok(operation)
+                }
+            }),
+        )
+        .await?;
+        same_ops_rates.push(rate);
     }
     ours.lax.flush().await?;
     ours.lax_instances.flush().await?;
     results.rows.insert("mixed.all", medians(&rates));
+    let same_ops = Samples {
+        raw: same_ops_rates,
+        ..rates
+    };
+    results.rows.insert("mixed.same_ops", medians(&same_ops));
     let figures =
         |ops: &mut BTreeMap<usize, Vec<Duration>>, operation: usize, elapsed: Duration| {
             let samples = ops.get_mut(&operation).map(|samples| {

@@ -7,6 +7,7 @@ pub mod lax;
 pub mod locks;
 pub mod memory;
 pub mod mixed;
+pub mod ratelimit;
 pub mod strict;
 
 use std::collections::BTreeMap;
