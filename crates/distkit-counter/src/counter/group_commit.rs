@@ -24,8 +24,12 @@ use super::remote::RemoteCounters;
 use crate::scripts::{COUNTER_INC_GROUP, COUNTER_INC_GROUP_SHARDS};
 use crate::wire::{decode_array, decode_i64, script_error};
 
-/// How many script calls of one counter object may be in flight at a time.
-pub(crate) const MAX_IN_FLIGHT: usize = 4;
+/// How many script calls of one counter object may be in flight at a time. Two: while one
+/// group runs on the server the next one gathers and is on its way, and groups stay large.
+/// Measured with `strict.64` (64 tasks, 16 keys, one server, interleaved runs on a shared
+/// 2-core machine): 1 → 1.00–1.61× raw, 2 → 1.61–2.01×, 4 → 1.16–1.70×, 8 and 16 lower
+/// still (more, smaller groups: one script call and one task wake-up per group).
+pub(crate) const MAX_IN_FLIGHT: usize = 2;
 /// The most increments one group carries.
 pub(crate) const MAX_GROUP: usize = 1_000;
 

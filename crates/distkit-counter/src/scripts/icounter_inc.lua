@@ -1,6 +1,6 @@
 -- icounter_inc: the hot path of the instance-aware counters, one unconditional `inc` of a live
 -- instance while nothing is due. It stands alone (no helper prelude) and runs
--- TIME, GET, ZADD and two HINCRBYs. Whenever anything else may be needed it writes nothing
+-- TIME, GET, ZSCORE (and ZADD when the lease moves) and two HINCRBYs. Whenever anything else may be needed it writes nothing
 -- but the lease renewal, which the full `icounter` script would make anyway, and returns an
 -- empty array: the caller then sends the same operation through `icounter`, whose header
 -- documents the model, the keys and `due`. It bails out when:
@@ -30,11 +30,17 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local next_due = tonumber(redis.call('GET', due))
 if not next_due or now > next_due then return {} end
 
--- Renews the lease of a live instance only (XX); CH counts a changed deadline, so an
--- unchanged one (same millisecond) is told apart from a missing member by ZSCORE.
+-- Renews the lease of a live instance only: its deadline is read first (a missing member
+-- bails out) and written only when it moves, so the many calls of one millisecond make one
+-- command here instead of two (the same writes as `ZADD XX CH` followed by `ZSCORE` when it
+-- changed nothing).
 local deadline = now + tonumber(ARGV[2])
-if redis.call('ZADD', alive, 'XX', 'CH', deadline, me) == 0 and not redis.call('ZSCORE', alive, me) then
+local lease = redis.call('ZSCORE', alive, me)
+if not lease then
   return {}
+end
+if tonumber(lease) ~= deadline then
+  redis.call('ZADD', alive, 'XX', deadline, me)
 end
 if deadline < next_due then
   -- As in icounter: this lease is now the earliest deadline, and `due` follows it down.
@@ -44,37 +50,27 @@ end
 local field = me .. ':' .. key
 local slice = redis.pcall('HINCRBY', slices, field, amount)
 if type(slice) ~= 'number' then return {} end
--- Undoing adds -n through HINCRBY: exact, where a reply beyond 2^53 (a Lua double) is not.
-local negated = string.format('%d', -n)
-
--- Puts the slice back as it was (removed again when it did not exist).
-local function undo_slice()
-  if slice == n and not redis.call('ZSCORE', owned, field) then
-    redis.call('HDEL', slices, field)
-  else
-    redis.call('HINCRBY', slices, field, negated)
+if slice < LIMIT and slice > -LIMIT then
+  local total = redis.pcall('HINCRBY', totals, key, amount)
+  if type(total) == 'number' then
+    if total < LIMIT and total > -LIMIT then
+      local old_slice = slice - n
+      if old_slice == 0 then
+        -- The slice may be new (one of 0 may also exist already: adding it again is a no-op).
+        redis.call('ZADD', owned, 0, field)
+        redis.call('ZADD', by_key, 0, key .. ':' .. me)
+      end
+      return { total, slice, total - n, old_slice, 0 }
+    end
+    -- C existed before (a new C equals the amount, which is below the limit). Undoing adds
+    -- -n through HINCRBY: exact, where a reply beyond 2^53 (a Lua double) is not.
+    redis.call('HINCRBY', totals, key, string.format('%d', -n))
   end
 end
-
-if slice >= LIMIT or slice <= -LIMIT then
-  undo_slice()
-  return {}
+-- Puts the slice back as it was (removed again when it did not exist), and declines.
+if slice == n and not redis.call('ZSCORE', owned, field) then
+  redis.call('HDEL', slices, field)
+else
+  redis.call('HINCRBY', slices, field, string.format('%d', -n))
 end
-local total = redis.pcall('HINCRBY', totals, key, amount)
-if type(total) ~= 'number' then
-  undo_slice()
-  return {}
-end
-if total >= LIMIT or total <= -LIMIT then
-  -- C existed before (a new C equals the amount, which is below the limit).
-  redis.call('HINCRBY', totals, key, negated)
-  undo_slice()
-  return {}
-end
-local old_slice = slice - n
-if old_slice == 0 then
-  -- The slice may be new (one of 0 may also exist already: adding it again is a no-op).
-  redis.call('ZADD', owned, 0, field)
-  redis.call('ZADD', by_key, 0, key .. ':' .. me)
-end
-return { total, slice, total - n, old_slice, 0 }
+return {}
