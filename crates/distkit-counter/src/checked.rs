@@ -28,6 +28,7 @@ impl OptionsCheck {
     /// # Errors
     ///
     /// [`DistkitError::InvalidOption`] with the message of the failed `validate()`.
+    #[inline]
     pub(crate) fn ok(&self) -> Result<(), DistkitError> {
         match &self.invalid {
             None => Ok(()),

@@ -140,13 +140,22 @@ impl<S: DeltaSink> LaxCore<S> {
         self.tick.load(Ordering::Relaxed)
     }
 
-    /// Starts the flush task on the library's background runtime, once.
+    /// Starts the flush task on the library's background runtime, once. Inlined: every
+    /// warm call runs it, and once started it is one load.
+    #[inline]
     pub(crate) fn start(self: &Arc<Self>) {
-        if self.task_started.load(Ordering::Acquire)
-            || self
-                .task_started
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
+        if !self.task_started.load(Ordering::Acquire) {
+            self.start_task();
+        }
+    }
+
+    /// [`start`](Self::start) before the task runs.
+    #[cold]
+    fn start_task(self: &Arc<Self>) {
+        if self
+            .task_started
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
         {
             return;
         }
@@ -158,6 +167,7 @@ impl<S: DeltaSink> LaxCore<S> {
     }
 
     /// `Err(Closed)` once the object was closed (checked by every operation first).
+    #[inline]
     pub(crate) fn ensure_open(&self) -> Result<(), DistkitError> {
         if self.closed.load(Ordering::Acquire) {
             Err(DistkitError::Closed)

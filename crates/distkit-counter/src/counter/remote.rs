@@ -156,6 +156,7 @@ impl RemoteCounters {
     }
 
     /// `Ok` when the options were valid, else their [`DistkitError::InvalidOption`].
+    #[inline]
     pub(crate) fn check(&self) -> Result<(), DistkitError> {
         self.check.ok()
     }

@@ -175,6 +175,7 @@ impl LaxCounter {
     ///
     /// [`DistkitError::Closed`] after [`close`](Self::close);
     /// [`DistkitError::InvalidOption`] when the options were invalid.
+    #[inline]
     fn ready(&self) -> Result<(), DistkitError> {
         self.core.ensure_open()?;
         self.remote.check()?;
