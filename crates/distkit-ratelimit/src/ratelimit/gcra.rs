@@ -5,10 +5,12 @@ use std::time::Duration;
 use distkit_core::script::{CallPolicy, LuaScript, retry_redirected};
 use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
-use fred::types::Value;
 
 use super::policy::{FailurePolicy, LimiterKind, decide_under};
-use super::{Decision, four_integers, invalid, non_negative, redis_key, write_once};
+use super::{
+    Decision, four_integers, integer_arg, invalid, non_negative, peek_arg, redis_key, time_arg,
+    write_once,
+};
 
 /// The GCRA decision script.
 static GCRA: LuaScript = LuaScript::new(
@@ -369,13 +371,13 @@ impl GcraLimiter {
         let (burst_us, burst_frac) = rate.span_of(rate.burst);
         let state = redis_key(&self.prefix, key, "gcra");
         let args = vec![
-            Value::from(rate.limit.to_string()),
-            Value::from(cost_us.to_string()),
-            Value::from(cost_frac.to_string()),
-            Value::from(burst_us.to_string()),
-            Value::from(burst_frac.to_string()),
-            Value::from(now_us.map(|now| now.to_string()).unwrap_or_default()),
-            Value::from(if peek { "1" } else { "" }),
+            integer_arg(rate.limit),
+            integer_arg(cost_us),
+            integer_arg(cost_frac),
+            integer_arg(burst_us),
+            integer_arg(burst_frac),
+            time_arg(now_us),
+            peek_arg(peek),
         ];
         let reply = GCRA
             .run(&self.client, &[state.as_str()], args, CallPolicy::ONCE)

@@ -324,6 +324,24 @@ fn redis_key(prefix: &DistkitRedisKey, key: &DistkitRedisKey, part: &str) -> Str
     )
 }
 
+/// A non-negative integer argument of a limiter script, sent as its decimal digits: as an
+/// integer value when it fits an `i64` (fred writes it as the same bulk string without a
+/// `String` being formatted and allocated first), else as text.
+fn integer_arg(value: impl Into<u128>) -> Value {
+    let value: u128 = value.into();
+    i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::Integer)
+}
+
+/// The optional time argument of a limiter script (tests only): `''` for the server clock.
+fn time_arg(now: Option<u64>) -> Value {
+    now.map_or_else(|| Value::from_static_str(""), integer_arg)
+}
+
+/// The peek flag of a limiter script: `'1'` to peek, `''` to decide and charge.
+fn peek_arg(peek: bool) -> Value {
+    Value::from_static_str(if peek { "1" } else { "" })
+}
+
 /// An error for an option or argument outside its range.
 fn invalid(message: String) -> DistkitError {
     DistkitError::InvalidOption(message)

@@ -5,10 +5,12 @@ use std::time::Duration;
 use distkit_core::script::{CallPolicy, LuaScript, retry_redirected};
 use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
-use fred::types::Value;
 
 use super::policy::{FailurePolicy, LimiterKind, decide_under};
-use super::{Decision, four_integers, invalid, non_negative, redis_key, write_once};
+use super::{
+    Decision, four_integers, integer_arg, invalid, non_negative, peek_arg, redis_key, time_arg,
+    write_once,
+};
 
 /// The sliding-window decision script.
 static SLIDING_WINDOW: LuaScript = LuaScript::new(
@@ -339,12 +341,12 @@ impl SlidingWindowLimiter {
         check_limit_and_cost(limit, cost)?;
         let [buckets, total] = self.keys(key);
         let args = vec![
-            Value::from(limit.to_string()),
-            Value::from(self.window_ms.to_string()),
-            Value::from(self.bucket_ms.to_string()),
-            Value::from(cost.to_string()),
-            Value::from(now_ms.map(|now| now.to_string()).unwrap_or_default()),
-            Value::from(if peek { "1" } else { "" }),
+            integer_arg(limit),
+            integer_arg(self.window_ms),
+            integer_arg(self.bucket_ms),
+            integer_arg(cost),
+            time_arg(now_ms),
+            peek_arg(peek),
         ];
         let reply = SLIDING_WINDOW
             .run(
