@@ -12,7 +12,7 @@ use crate::checked::OptionsCheck;
 ///
 /// - `inc`/`dec`: the `counter_inc` script (`HINCRBY`, then the exact stored value). Under
 ///   load, concurrent `inc`/`dec` calls of one counter object are **group-committed**: while
-///   four calls of the object are in flight, further ones queue, and each time a call ends
+///   two calls of the object are in flight, further ones queue, and each time a call ends
 ///   everything queued (up to 1 000 increments) goes out as one `counter_inc_group` script,
 ///   which applies each increment on its own, in order. Every caller still gets its own new
 ///   value or its own error (one overflowing increment fails alone), and each increment is
