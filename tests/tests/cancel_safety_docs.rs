@@ -4,6 +4,13 @@
 //! methods of public traits (the counter traits are `#[async_trait]`), so a new async
 //! function without the section fails here instead of drifting.
 
+#![expect(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    reason = "a scanner of source text in a test binary: positions stay within the lines it \
+              walks, and a bad index or overflow is a failed test"
+)]
+
 use std::path::{Path, PathBuf};
 
 /// The source folders of the published crates.
@@ -127,9 +134,6 @@ fn lines_of(source: &str) -> Vec<Line> {
                 }
             }
             at += 1;
-        }
-        if state == State::Str {
-            // A string continued on the next line: its text is not code.
         }
         lines.push(Line {
             raw: raw.to_owned(),

@@ -160,7 +160,7 @@ impl Mutex {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("lock", &self.name))
     }
 
     async fn acquire_untraced(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
@@ -371,7 +371,11 @@ impl MutexGuard {
     /// (its view of the lease only stays more cautious). The background renewals go on
     /// either way.
     pub async fn extend(&self) -> Result<(), DistkitError> {
-        self.lease.extend().await
+        let lock = &self.lock;
+        self.lease
+            .extend()
+            .await
+            .map_err(|error| error.about_key("lock", lock))
     }
 
     /// Releases the lock (`mutex_release`, atomic: acts only if the lock still holds this
@@ -392,6 +396,10 @@ impl MutexGuard {
     /// block). A release that had already reached Redis is harmless to repeat: a release
     /// acts only on its own token.
     pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-        self.lease.release().await
+        let Self { lock, lease } = self;
+        lease
+            .release()
+            .await
+            .map_err(|error| error.about_key("lock", &lock))
     }
 }

@@ -185,7 +185,7 @@ impl RwLock {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("lock", &self.name))
     }
 
     async fn acquire_read(&self, patience: Patience) -> Result<RwLockReadGuard, DistkitError> {
@@ -359,7 +359,11 @@ macro_rules! guard_methods {
         /// (its view of the lease only stays more cautious). The background renewals go on
         /// either way.
         pub async fn extend(&self) -> Result<(), DistkitError> {
-            self.lease.extend().await
+            let lock = &self.lock;
+            self.lease
+                .extend()
+                .await
+                .map_err(|error| error.about_key("lock", lock))
         }
 
         #[doc = $release_doc]
@@ -379,7 +383,11 @@ macro_rules! guard_methods {
         /// block). A release that had already reached Redis is harmless to repeat: a release
         /// acts only on its own token.
         pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-            self.lease.release().await
+            let Self { lock, lease } = self;
+            lease
+                .release()
+                .await
+                .map_err(|error| error.about_key("lock", &lock))
         }
     };
 }

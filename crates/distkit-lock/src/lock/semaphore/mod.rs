@@ -246,7 +246,8 @@ impl Semaphore {
                 vec![Value::from(self.options.permits)],
                 CallPolicy::RETRY,
             )
-            .await?;
+            .await
+            .map_err(|error| DistkitError::from(error).about_key("semaphore", &self.name))?;
         // `{ 1, free permits }`, or `{ 0, the stored count }` (see `semaphore_available.lua`).
         let number = |value: &Value| {
             value
@@ -308,7 +309,7 @@ impl Semaphore {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("semaphore", &self.name))
     }
 
     async fn acquire_untraced(
@@ -504,7 +505,11 @@ impl SemaphorePermit {
     /// (its view of the lease only stays more cautious). The background renewals go on
     /// either way.
     pub async fn extend(&self) -> Result<(), DistkitError> {
-        self.lease.extend().await
+        let semaphore = &self.semaphore;
+        self.lease
+            .extend()
+            .await
+            .map_err(|error| error.about_key("semaphore", semaphore))
     }
 
     /// Gives the permits back (`semaphore_release`, atomic, sent once: removes only this
@@ -525,6 +530,12 @@ impl SemaphorePermit {
     /// block). A release that had already reached Redis is harmless to repeat: a release
     /// acts only on its own token.
     pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-        self.lease.release().await
+        let Self {
+            semaphore, lease, ..
+        } = self;
+        lease
+            .release()
+            .await
+            .map_err(|error| error.about_key("semaphore", &semaphore))
     }
 }
