@@ -67,7 +67,7 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///         // Exclusive work here; pass guard.fencing_token() to what it writes to.
 ///         guard.release().await?;
 ///     }
-///     Err(DistkitError::LockError(LockError::Timeout { waited })) => {
+///     Err(DistkitError::LockError(LockError::Timeout { waited, .. })) => {
 ///         println!("someone else runs it (waited {waited:?})");
 ///     }
 ///     Err(error) => return Err(error),
