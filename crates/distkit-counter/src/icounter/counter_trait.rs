@@ -71,8 +71,9 @@ pub trait InstanceAwareCounterTrait {
     ///
     /// # Cancel safety
     ///
-    /// Changes no value: dropping the future leaves nothing behind but, on a strict counter,
-    /// possibly a refreshed heartbeat of this instance (its script may still run).
+    /// Changes no value of its own: dropping the future leaves nothing behind but, on a
+    /// strict counter, what every call's script does on the side (this instance's
+    /// heartbeat, the reaping of dead instances' slices), which may still run.
     async fn get(&self, key: &DistkitRedisKey) -> Result<Pair, DistkitError>;
 
     /// Global set: `C = count`, `I = count`, every other instance's slice reset.
@@ -197,8 +198,9 @@ pub trait InstanceAwareCounterTrait {
     ///
     /// # Cancel safety
     ///
-    /// Changes no value: dropping the future leaves nothing behind but, on a strict counter,
-    /// possibly refreshed heartbeats of this instance.
+    /// Changes no value of its own: dropping the future leaves nothing behind but, on a
+    /// strict counter, what every call's script does on the side (this instance's
+    /// heartbeat, the reaping of dead instances' slices), which may still run.
     async fn get_all<'k>(
         &self,
         keys: &[&'k DistkitRedisKey],
@@ -208,8 +210,9 @@ pub trait InstanceAwareCounterTrait {
     ///
     /// # Cancel safety
     ///
-    /// Changes no value: dropping the future leaves nothing behind but, on a strict counter,
-    /// possibly refreshed heartbeats of this instance.
+    /// Changes no value of its own: dropping the future leaves nothing behind but, on a
+    /// strict counter, what every call's script does on the side (this instance's
+    /// heartbeat, the reaping of dead instances' slices), which may still run.
     async fn get_all_on_instance<'k>(
         &self,
         keys: &[&'k DistkitRedisKey],

@@ -253,8 +253,9 @@ macro_rules! acquisition_methods {
         /// A writer or mutex waiter holds a place in the lock's queue while it waits: when the
         /// future is dropped without the lock, a drop guard removes it (the leave-queue
         /// script, from distkit's background runtime; should that fail, the place expires
-        /// with its heartbeat, one queue window after the last attempt renewed it), and passes
-        /// on a handover made to it and not yet confirmed. Readers hold no place.
+        /// with its heartbeat, one queue window after the last attempt renewed it); a mutex
+        /// waiter also passes on a handover made to it and not yet confirmed. Readers hold no
+        /// place.
         /// An attempt dropped after its script was handed to the client, whose reply was not
         /// read, may have taken the lock: without an explicit
         /// [`owner_id`](super::LockOptions::owner_id) a drop guard releases whatever it took,
