@@ -100,9 +100,13 @@ pub enum CounterError {
     /// is not durable, and a failover before the replicas catch up may lose it. Retrying
     /// would apply it a second time.
     #[error(
-        "the write was applied but only {acknowledged} of {required} replicas acknowledged it; a failover may lose it"
+        "the write{} was applied but only {acknowledged} of {required} replicas acknowledged it; a failover may lose it",
+        on_key(.key.as_deref())
     )]
     NotReplicated {
+        /// The counter key of a call about one key (`None` for a batch over several keys or
+        /// a whole prefix).
+        key: Option<String>,
         /// How many replicas acknowledged the write in time.
         acknowledged: usize,
         /// How many were asked for.
@@ -325,7 +329,8 @@ impl DistkitError {
     /// [`RedisError`](Self::RedisError) (a script error, a wrong type, a transport failure)
     /// gets `(<what> "<key>")` after its details, keeping its kind (so
     /// [`is_transport`](Self::is_transport) and the other questions answer as before); a
-    /// [`CounterError::OutcomeUnknown`] without a key gets `key`. Other errors are returned
+    /// [`CounterError::OutcomeUnknown`] or [`CounterError::NotReplicated`] without a key gets
+    /// `key`. Other errors are returned
     /// as they are. The key is cut after 128 characters.
     ///
     /// distkit calls it on the error path only, at the boundary of a call about one key.
@@ -343,6 +348,16 @@ impl DistkitError {
                     source,
                 })
             }
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::NotReplicated {
+                key: None,
+                acknowledged,
+                required,
+            }) => Self::CounterError(CounterError::NotReplicated {
+                key: Some(key.to_owned()),
+                acknowledged,
+                required,
+            }),
             other => other,
         }
     }
@@ -683,6 +698,17 @@ mod tests {
              was applied is unknown"
         );
         assert!(named.is_outcome_unknown() && named.is_timeout());
+        let not_replicated = DistkitError::from(CounterError::NotReplicated {
+            key: None,
+            acknowledged: 0,
+            required: 1,
+        })
+        .about_key("counter key", "tenant-42");
+        assert_eq!(
+            not_replicated.to_string(),
+            "the write on key \"tenant-42\" was applied but only 0 of 1 replicas acknowledged \
+             it; a failover may lose it"
+        );
         // A key already named stays.
         let again = named.about_key("counter key", "other");
         assert!(again.to_string().contains("tenant-42"), "{again}");

@@ -603,6 +603,7 @@ fn require_acks(acknowledged: usize, acks: ReplicaAcks) -> Result<(), DistkitErr
         Ok(())
     } else {
         Err(CounterError::NotReplicated {
+            key: None,
             acknowledged,
             required: acks.replicas,
         }
