@@ -159,13 +159,13 @@ pub enum LockError {
     /// A one-shot `try_*` call found the lock held.
     #[error("the lock {} is held by someone else", shown(.key))]
     AcquireFail {
-        /// The lock's name, `<namespace>:{<key>}`.
+        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
         key: String,
     },
     /// A bounded wait (`try_*_for`, or `lock()` with `max_wait`) ran out of time.
     #[error("gave up waiting for the lock {} after {waited:?}", shown(.key))]
     Timeout {
-        /// The lock's name, `<namespace>:{<key>}`.
+        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
         key: String,
         /// How long the call waited.
         waited: Duration,
@@ -173,7 +173,7 @@ pub enum LockError {
     /// A `try_*_with_retries` call made all its attempts and the lock was still held.
     #[error("the lock {} was still held after {retries} retries", shown(.key))]
     RetriesExhausted {
-        /// The lock's name, `<namespace>:{<key>}`.
+        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
         key: String,
         /// The number of retries made after the first attempt.
         retries: usize,
@@ -181,7 +181,7 @@ pub enum LockError {
     /// The lease is owned by someone else or has expired.
     #[error("the lease on the lock {} is no longer owned by this guard", shown(.key))]
     NotOwner {
-        /// The lock's name, `<namespace>:{<key>}`.
+        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
         key: String,
     },
     /// The ttl is outside its range, 1 ms to 30 days; the value is the ttl in whole
@@ -210,7 +210,7 @@ pub enum LockError {
         shown(.key)
     )]
     NotReplicated {
-        /// The lock's name, `<namespace>:{<key>}`.
+        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
         key: String,
         /// How many replicas acknowledged in time.
         acknowledged: usize,
