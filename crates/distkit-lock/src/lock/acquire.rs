@@ -43,6 +43,8 @@ impl Patience {
 /// Where and how to wait between attempts.
 #[derive(Debug)]
 pub(crate) struct Waiting<'a> {
+    /// The lock's name (`<namespace>:{<key>}`), for the errors of running out of patience.
+    pub(crate) lock: &'a str,
     pub(crate) notifier: &'a Arc<ReleaseNotifier>,
     pub(crate) wake_on: WakeOn<'a>,
     pub(crate) retry_interval: Duration,
@@ -100,9 +102,11 @@ where
         return acquire_loop(waiting, patience, started, attempt).await;
     };
     let cut_off = bound.max(FIRST_ATTEMPT_GRACE);
+    let lock = waiting.lock;
     match tokio::time::timeout(cut_off, acquire_loop(waiting, patience, started, attempt)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(LockError::Timeout {
+            key: lock.to_owned(),
             waited: started.elapsed(),
         }
         .into()),
@@ -141,15 +145,25 @@ where
             Some(Attempt::Refused) | None => {}
         }
         match patience {
-            Patience::Once => return Err(LockError::AcquireFail.into()),
+            Patience::Once => {
+                return Err(LockError::AcquireFail {
+                    key: waiting.lock.to_owned(),
+                }
+                .into());
+            }
             Patience::Retries(retries) if index >= retries => {
-                return Err(LockError::RetriesExhausted { retries }.into());
+                return Err(LockError::RetriesExhausted {
+                    key: waiting.lock.to_owned(),
+                    retries,
+                }
+                .into());
             }
             _ => {}
         }
         let left = remaining(started);
         if left == Some(Duration::ZERO) {
             return Err(LockError::Timeout {
+                key: waiting.lock.to_owned(),
                 waited: started.elapsed(),
             }
             .into());
@@ -231,6 +245,23 @@ macro_rules! acquisition_methods {
         /// [`LockError::InvalidOwner`](distkit_core::LockError::InvalidOwner) for invalid
         /// options (before any I/O, see [`LockOptions::validate`](super::LockOptions::validate));
         /// [`DistkitError::RedisError`] when Redis fails.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropping the future (e.g. in `tokio::select!` or `tokio::time::timeout`) before it
+        /// returns leaves no lock held and no waiter behind; no guard exists until it returns.
+        /// A writer or mutex waiter holds a place in the lock's queue while it waits: when the
+        /// future is dropped without the lock, a drop guard removes it (the leave-queue
+        /// script, from distkit's background runtime; should that fail, the place expires
+        /// with its heartbeat, one queue window after the last attempt renewed it); a mutex
+        /// waiter also passes on a handover made to it and not yet confirmed. Readers hold no
+        /// place.
+        /// An attempt dropped after its script was handed to the client, whose reply was not
+        /// read, may have taken the lock: without an explicit
+        /// [`owner_id`](super::LockOptions::owner_id) a drop guard releases whatever it took,
+        /// from distkit's background runtime (should that release fail, the lease expires
+        /// after its `ttl`); with an explicit id it is left for the next acquisition with that
+        /// id to re-attach to, or to expire after its `ttl`.
         pub async fn $wait(&self) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Wait(self.options.max_wait))).await
         }
@@ -241,6 +272,17 @@ macro_rules! acquisition_methods {
         ///
         /// [`LockError::AcquireFail`](distkit_core::LockError::AcquireFail) when it is held;
         /// otherwise as the waiting form.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropping the future before it returns leaves no lock held; one attempt takes no
+        /// place in the queue. Dropped before the attempt was sent, nothing happens.
+        /// An attempt dropped after its script was handed to the client, whose reply was not
+        /// read, may have taken the lock: without an explicit
+        /// [`owner_id`](super::LockOptions::owner_id) a drop guard releases whatever it took,
+        /// from distkit's background runtime (should that release fail, the lease expires
+        /// after its `ttl`); with an explicit id it is left for the next acquisition with that
+        /// id to re-attach to, or to expire after its `ttl`.
         pub async fn $once(&self) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Once)).await
         }
@@ -257,6 +299,12 @@ macro_rules! acquisition_methods {
         ///
         /// [`LockError::Timeout`](distkit_core::LockError::Timeout) with the time waited;
         /// otherwise as the waiting form.
+        ///
+        /// # Cancel safety
+        ///
+        /// As the waiting form: dropping the future, or the bound cutting it off, leaves no
+        /// lock held and no waiter behind (the queue place and an attempt in flight are
+        /// cleaned up by drop guards, in the background).
         pub async fn $within(&self, timeout: Duration) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Within(timeout))).await
         }
@@ -267,6 +315,12 @@ macro_rules! acquisition_methods {
         ///
         /// [`LockError::RetriesExhausted`](distkit_core::LockError::RetriesExhausted);
         /// otherwise as the waiting form.
+        ///
+        /// # Cancel safety
+        ///
+        /// As the waiting form: dropping the future leaves no lock held and no waiter behind
+        /// (the queue place and an attempt in flight are cleaned up by drop guards, in the
+        /// background).
         pub async fn $retries(&self, max_retries: usize) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Retries(max_retries))).await
         }

@@ -38,6 +38,8 @@ pub(crate) enum LeaseKind {
 /// Where a lease lives in Redis.
 #[derive(Debug)]
 pub(crate) struct LeaseTarget {
+    /// The lock's name, `<namespace>:{<key>}`, for error messages.
+    pub(crate) lock: std::sync::Arc<str>,
     pub(crate) client: Client,
     pub(crate) kind: LeaseKind,
     pub(crate) keys: Vec<String>,
@@ -61,6 +63,7 @@ pub(crate) struct LeaseTarget {
 /// returns the reply and, when fewer replicas acknowledged than asked for, the
 /// [`LockError::NotReplicated`] to report if the reply granted something.
 async fn run_script(
+    lock: &str,
     client: &Client,
     acks: Option<ReplicaAcks>,
     script: &LuaScript,
@@ -75,7 +78,8 @@ async fn run_script(
     // would otherwise carry it inline.
     let (reply, acknowledged) =
         Box::pin(script.run_acknowledged(client, keys, args, policy, acks)).await?;
-    let shortfall = (acknowledged < acks.replicas).then_some(LockError::NotReplicated {
+    let shortfall = (acknowledged < acks.replicas).then(|| LockError::NotReplicated {
+        key: lock.to_owned(),
         acknowledged,
         required: acks.replicas,
     });
@@ -153,6 +157,7 @@ impl LeaseTarget {
             Value::from(self.keep_ms),
         ];
         let (reply, shortfall) = run_script(
+            &self.lock,
             &self.client,
             self.replica_acks,
             script,
@@ -450,7 +455,10 @@ impl Lease {
         if renewed {
             Ok(())
         } else {
-            Err(LockError::NotOwner.into())
+            Err(LockError::NotOwner {
+                key: self.shared.target.lock.to_string(),
+            }
+            .into())
         }
     }
 
@@ -631,13 +639,17 @@ impl AttemptGuard {
         keys: &[&str],
         args: Vec<Value>,
     ) -> Result<Attempt<Won>, DistkitError> {
-        let (client, acks) = match &self.target {
-            Some(target) => (target.client.clone(), target.replica_acks),
+        let (lock, client, acks) = match &self.target {
+            Some(target) => (
+                std::sync::Arc::clone(&target.lock),
+                target.client.clone(),
+                target.replica_acks,
+            ),
             None => return Ok(Attempt::Refused),
         };
         let sent_at = Instant::now();
         let (reply, shortfall) =
-            run_script(&client, acks, script, keys, args, CallPolicy::ONCE).await?;
+            run_script(&lock, &client, acks, script, keys, args, CallPolicy::ONCE).await?;
         let reply = decode_grant(reply)?;
         let target = self.disarm();
         Ok(match (reply, target, shortfall) {

@@ -67,7 +67,7 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///         // Exclusive work here; pass guard.fencing_token() to what it writes to.
 ///         guard.release().await?;
 ///     }
-///     Err(DistkitError::LockError(LockError::Timeout { waited })) => {
+///     Err(DistkitError::LockError(LockError::Timeout { waited, .. })) => {
 ///         println!("someone else runs it (waited {waited:?})");
 ///     }
 ///     Err(error) => return Err(error),
@@ -160,7 +160,7 @@ impl Mutex {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("lock", &self.name))
     }
 
     async fn acquire_untraced(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
@@ -172,6 +172,7 @@ impl Mutex {
             .clone()
             .unwrap_or_else(|| ulid::Ulid::new().to_string());
         let waiting = Waiting {
+            lock: &self.name,
             notifier: &self.services.notifier,
             wake_on: WakeOn::Handover {
                 lock: &self.channel,
@@ -222,6 +223,7 @@ impl Mutex {
 
     fn target(&self, token: String) -> LeaseTarget {
         LeaseTarget {
+            lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
             kind: LeaseKind::Mutex,
             keys: self.keys.clone(),
@@ -311,6 +313,10 @@ impl std::fmt::Debug for MutexGuard {
 impl MutexGuard {
     /// The state of the lease, without a Redis round trip: `Lost` once a renewal was refused
     /// or none was confirmed for a ttl.
+    ///
+    /// # Cancel safety
+    ///
+    /// Reads local state only, without an await: cancel safe.
     pub async fn get_state(&self) -> LockGuardState {
         self.lease.state()
     }
@@ -330,6 +336,11 @@ impl MutexGuard {
     ///
     /// The state may return to `Acquired` later (a renewal confirmed the same token); this
     /// future has completed by then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Waits for a local notification only: dropping it (e.g. the other branch of a
+    /// `tokio::select!` won) leaves nothing behind; call it again to wait again.
     pub async fn lost(&self) {
         self.lease.lost().await;
     }
@@ -352,8 +363,19 @@ impl MutexGuard {
     ///
     /// [`LockError::NotOwner`](distkit_core::LockError::NotOwner) when the lease is gone or
     /// someone else's; [`DistkitError::RedisError`] when Redis fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before its extend script was handed to the client, nothing
+    /// happens; after, the lease may be renewed in Redis without the guard recording it
+    /// (its view of the lease only stays more cautious). The background renewals go on
+    /// either way.
     pub async fn extend(&self) -> Result<(), DistkitError> {
-        self.lease.extend().await
+        let lock = &self.lock;
+        self.lease
+            .extend()
+            .await
+            .map_err(|error| error.about_key("lock", lock))
     }
 
     /// Releases the lock (`mutex_release`, atomic: acts only if the lock still holds this
@@ -366,7 +388,18 @@ impl MutexGuard {
     ///
     /// [`DistkitError::RedisError`] for transport failures; the lease then expires after its
     /// ttl.
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard is consumed: dropping the future drops it, and the drop releases the
+    /// lease as a dropped guard does (in the background, waited for where the thread may
+    /// block). A release that had already reached Redis is harmless to repeat: a release
+    /// acts only on its own token.
     pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-        self.lease.release().await
+        let Self { lock, lease } = self;
+        lease
+            .release()
+            .await
+            .map_err(|error| error.about_key("lock", &lock))
     }
 }

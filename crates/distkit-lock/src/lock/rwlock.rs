@@ -141,6 +141,7 @@ impl RwLock {
 
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
+            lock: &self.name,
             notifier: &self.services.notifier,
             wake_on: WakeOn::Release {
                 channel: &self.channel,
@@ -151,6 +152,7 @@ impl RwLock {
 
     fn target(&self, kind: LeaseKind, token: String) -> LeaseTarget {
         LeaseTarget {
+            lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
             kind,
             keys: self.keys.clone(),
@@ -183,7 +185,7 @@ impl RwLock {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("lock", &self.name))
     }
 
     async fn acquire_read(&self, patience: Patience) -> Result<RwLockReadGuard, DistkitError> {
@@ -316,6 +318,10 @@ macro_rules! guard_methods {
     ($release_doc:literal) => {
         /// The state of the lease, without a Redis round trip: `Lost` once a renewal was
         /// refused or none was confirmed for a ttl.
+        ///
+        /// # Cancel safety
+        ///
+        /// Reads local state only, without an await: cancel safe.
         pub async fn get_state(&self) -> LockGuardState {
             self.lease.state()
         }
@@ -325,6 +331,11 @@ macro_rules! guard_methods {
         /// Redis round trip of its own; for `tokio::select!` around the protected work (see
         /// [`MutexGuard::lost`](super::MutexGuard::lost)). The state may return to `Acquired`
         /// later (a renewal confirmed the same token); this future has completed by then.
+        ///
+        /// # Cancel safety
+        ///
+        /// Waits for a local notification only: dropping it (e.g. the other branch of a
+        /// `tokio::select!` won) leaves nothing behind; call it again to wait again.
         pub async fn lost(&self) {
             self.lease.lost().await;
         }
@@ -340,8 +351,19 @@ macro_rules! guard_methods {
         ///
         /// [`LockError::NotOwner`](distkit_core::LockError::NotOwner) when the lease is gone;
         /// [`DistkitError::RedisError`] when Redis fails.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropped before its extend script was handed to the client, nothing
+        /// happens; after, the lease may be renewed in Redis without the guard recording it
+        /// (its view of the lease only stays more cautious). The background renewals go on
+        /// either way.
         pub async fn extend(&self) -> Result<(), DistkitError> {
-            self.lease.extend().await
+            let lock = &self.lock;
+            self.lease
+                .extend()
+                .await
+                .map_err(|error| error.about_key("lock", lock))
         }
 
         #[doc = $release_doc]
@@ -353,8 +375,19 @@ macro_rules! guard_methods {
         ///
         /// [`DistkitError::RedisError`] for transport failures; the lease then expires after
         /// its ttl.
+        ///
+        /// # Cancel safety
+        ///
+        /// The guard is consumed: dropping the future drops it, and the drop releases the
+        /// lease as a dropped guard does (in the background, waited for where the thread may
+        /// block). A release that had already reached Redis is harmless to repeat: a release
+        /// acts only on its own token.
         pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-            self.lease.release().await
+            let Self { lock, lease } = self;
+            lease
+                .release()
+                .await
+                .map_err(|error| error.about_key("lock", &lock))
         }
     };
 }
