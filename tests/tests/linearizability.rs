@@ -1466,13 +1466,13 @@ async fn lock_history(
                             };
                             Ok((LockRet::Granted(token), Held::Guard(guard)))
                         }
-                        Err(DistkitError::LockError(LockError::AcquireFail { .. }))
+                        Err(DistkitError::LockError(LockError::AcquireFail))
                             if flavor == LockFlavor::GrantWhileHeld =>
                         {
                             let token = previous_token.fetch_add(1, Ordering::SeqCst) + 1;
                             Ok((LockRet::Granted(token), Held::Fake))
                         }
-                        Err(DistkitError::LockError(LockError::AcquireFail { .. })) => {
+                        Err(DistkitError::LockError(LockError::AcquireFail)) => {
                             Ok((LockRet::Busy, Held::Nothing))
                         }
                         Err(error) => Err(error),

@@ -497,11 +497,11 @@ async fn a_cut_off_explicit_owner_acquire_leaves_the_lock_to_its_id_as_documente
     .await;
     assert!(matches!(
         lock_error(bounded(stranger_mutex.try_lock()).await.unwrap_err()),
-        LockError::AcquireFail { .. }
+        LockError::AcquireFail
     ));
     assert!(matches!(
         lock_error(bounded(stranger_rwlock.try_write()).await.unwrap_err()),
-        LockError::AcquireFail { .. }
+        LockError::AcquireFail
     ));
     // ... and the next acquisition with the id re-attaches to them.
     let mutex_guard = bounded(Mutex::new(with_id(&mutex_name, "worker", other.clone())).try_lock())
@@ -668,7 +668,7 @@ async fn a_newcomer_never_jumps_a_live_waiter_behind_more_than_a_hundred_dead_on
     let newcomer = Mutex::new(options(&name, client(&redis).await));
     assert!(matches!(
         lock_error(bounded(newcomer.try_lock()).await.unwrap_err()),
-        LockError::AcquireFail { .. }
+        LockError::AcquireFail
     ));
     let handed = bounded(waiting).await.unwrap().unwrap();
     assert_eq!(handed.get_state().await, LockGuardState::Acquired);

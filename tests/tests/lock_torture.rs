@@ -321,7 +321,7 @@ async fn acquire(
         return guard.map(Guard::Read);
     }
     let Some((plain, bounded)) = locks.mutexes.get(lock) else {
-        return Err(LockError::AcquireFail { key: String::new() }.into());
+        return Err(LockError::AcquireFail.into());
     };
     let guard = match style {
         Style::Wait => plain.lock().await,

@@ -144,7 +144,7 @@ async fn permits_are_counted_released_and_fenced() {
     assert_eq!(bounded(semaphore.available_permits()).await.unwrap(), 1);
     assert!(matches!(
         lock_error(bounded(semaphore.try_acquire_many(2)).await.unwrap_err()),
-        LockError::AcquireFail { .. }
+        LockError::AcquireFail
     ));
     let one = bounded(semaphore.try_acquire()).await.unwrap();
     assert!(one.fencing_token() > two.fencing_token());
@@ -319,7 +319,7 @@ async fn a_waiting_acquire_many_is_served_before_later_smaller_requests() {
     // A one-shot attempt does not jump the line either.
     assert!(matches!(
         lock_error(bounded(semaphore.try_acquire()).await.unwrap_err()),
-        LockError::AcquireFail { .. }
+        LockError::AcquireFail
     ));
     assert_eq!(bounded(semaphore.available_permits()).await.unwrap(), 1);
     for holder in holders.drain(..) {
@@ -402,7 +402,7 @@ async fn a_crashed_holders_permits_come_back_when_its_lease_runs_out() {
     let semaphore = semaphore(&name, client(&redis).await, 2);
     assert!(matches!(
         lock_error(bounded(semaphore.try_acquire()).await.unwrap_err()),
-        LockError::AcquireFail { .. }
+        LockError::AcquireFail
     ));
     let permit = bounded(semaphore.acquire_many(2)).await.unwrap();
     let waited = killed.elapsed();
@@ -439,7 +439,7 @@ async fn a_crashed_waiter_leaves_the_line_within_its_heartbeat_window() {
     let permit = loop {
         match bounded(semaphore.try_acquire()).await {
             Ok(permit) => break permit,
-            Err(error) => assert!(matches!(lock_error(error), LockError::AcquireFail { .. })),
+            Err(error) => assert!(matches!(lock_error(error), LockError::AcquireFail)),
         }
         assert!(
             killed.elapsed() < Duration::from_secs(3),
@@ -532,7 +532,7 @@ async fn a_paused_redis_makes_the_permit_lost_and_its_stale_release_gives_back_n
     let next = bounded(semaphore.acquire()).await.unwrap();
     assert!(matches!(
         lock_error(bounded(permit.extend()).await.unwrap_err()),
-        LockError::NotOwner { .. }
+        LockError::NotOwner
     ));
     assert_eq!(
         bounded(permit.release()).await.unwrap(),
@@ -731,7 +731,7 @@ async fn a_permit_outlives_the_runtime_that_acquired_it_and_keeps_being_renewed(
     let other = self::semaphore(&name, client(&redis).await, 1);
     assert!(matches!(
         lock_error(bounded(other.try_acquire()).await.unwrap_err()),
-        LockError::AcquireFail { .. }
+        LockError::AcquireFail
     ));
     assert_eq!(
         bounded(permit.release()).await.unwrap(),

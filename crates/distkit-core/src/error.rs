@@ -21,13 +21,13 @@ pub enum DistkitError {
     Closed,
     /// A rate limiter's `wait` gave up at once: the call would have had to wait longer than
     /// its `max_wait` to be admitted. Nothing was charged.
+    ///
+    /// Its shape is fixed by the API contract (`RateLimited { retry_after }`), so it carries
+    /// no key: the caller passed the key to `wait`.
     #[error(
-        "rate limited: a call on {} would be admitted in {retry_after:?}, later than allowed; nothing was charged",
-        shown(.key)
+        "rate limited: the call would be admitted in {retry_after:?}, later than its max_wait allows; nothing was charged"
     )]
     RateLimited {
-        /// The limited key.
-        key: String,
         /// How long until the call would have been admitted (the limiter's `retry_after`,
         /// if nothing else is admitted in between).
         retry_after: Duration,
@@ -157,33 +157,23 @@ pub enum CounterError {
 #[non_exhaustive]
 pub enum LockError {
     /// A one-shot `try_*` call found the lock held.
-    #[error("the lock {} is held by someone else", shown(.key))]
-    AcquireFail {
-        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
-        key: String,
-    },
+    #[error("the lock is held by someone else")]
+    AcquireFail,
     /// A bounded wait (`try_*_for`, or `lock()` with `max_wait`) ran out of time.
-    #[error("gave up waiting for the lock {} after {waited:?}", shown(.key))]
+    #[error("gave up waiting for the lock after {waited:?}")]
     Timeout {
-        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
-        key: String,
         /// How long the call waited.
         waited: Duration,
     },
     /// A `try_*_with_retries` call made all its attempts and the lock was still held.
-    #[error("the lock {} was still held after {retries} retries", shown(.key))]
+    #[error("the lock was still held after {retries} retries")]
     RetriesExhausted {
-        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
-        key: String,
         /// The number of retries made after the first attempt.
         retries: usize,
     },
     /// The lease is owned by someone else or has expired.
-    #[error("the lease on the lock {} is no longer owned by this guard", shown(.key))]
-    NotOwner {
-        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
-        key: String,
-    },
+    #[error("the lease is no longer owned by this guard")]
+    NotOwner,
     /// The ttl is outside its range, 1 ms to 30 days; the value is the ttl in whole
     /// milliseconds (`i64::MAX` when it does not fit).
     #[error("the lock ttl must be at least 1 ms and at most 30 days, got {0} ms")]
@@ -278,9 +268,7 @@ impl DistkitError {
     pub fn is_contention(&self) -> bool {
         match self {
             #[cfg(feature = "lock")]
-            Self::LockError(LockError::AcquireFail { .. } | LockError::RetriesExhausted { .. }) => {
-                true
-            }
+            Self::LockError(LockError::AcquireFail | LockError::RetriesExhausted { .. }) => true,
             Self::RateLimited { .. } => true,
             _ => false,
         }
@@ -422,14 +410,13 @@ mod tests {
         let closed = DistkitError::Closed;
         assert!(!closed.is_timeout() && !closed.is_contention() && !closed.is_transport());
         let limited = DistkitError::RateLimited {
-            key: "user-7".into(),
             retry_after: Duration::from_secs(3),
         };
         assert!(limited.is_contention() && !limited.is_timeout() && !limited.is_transport());
         assert!(!limited.is_outcome_unknown());
         assert_eq!(
             limited.to_string(),
-            "rate limited: a call on \"user-7\" would be admitted in 3s, later than allowed; \
+            "rate limited: the call would be admitted in 3s, later than its max_wait allows; \
              nothing was charged"
         );
     }
@@ -437,21 +424,13 @@ mod tests {
     #[cfg(feature = "lock")]
     #[test]
     fn a_held_lock_is_contention_and_a_bounded_wait_a_timeout() {
-        let key = || "locks:{job}".to_owned();
-        assert!(DistkitError::from(LockError::AcquireFail { key: key() }).is_contention());
-        assert!(
-            DistkitError::from(LockError::RetriesExhausted {
-                key: key(),
-                retries: 3
-            })
-            .is_contention()
-        );
+        assert!(DistkitError::from(LockError::AcquireFail).is_contention());
+        assert!(DistkitError::from(LockError::RetriesExhausted { retries: 3 }).is_contention());
         let waited = DistkitError::from(LockError::Timeout {
-            key: key(),
             waited: Duration::from_millis(5),
         });
         assert!(waited.is_timeout() && !waited.is_contention() && !waited.is_transport());
-        assert!(!DistkitError::from(LockError::NotOwner { key: key() }).is_contention());
+        assert!(!DistkitError::from(LockError::NotOwner).is_contention());
     }
 
     #[cfg(feature = "counter")]
@@ -526,13 +505,10 @@ mod tests {
     #[cfg(feature = "lock")]
     #[test]
     fn lock_errors_convert_and_describe_themselves() {
-        let error: DistkitError = LockError::AcquireFail {
-            key: "locks:{job}".into(),
-        }
-        .into();
+        let error: DistkitError = LockError::AcquireFail.into();
         assert!(matches!(
             error,
-            DistkitError::LockError(LockError::AcquireFail { .. })
+            DistkitError::LockError(LockError::AcquireFail)
         ));
         assert_eq!(
             LockError::InvalidTtl(0).to_string(),
@@ -540,25 +516,17 @@ mod tests {
         );
         assert!(
             LockError::Timeout {
-                key: "k".into(),
                 waited: Duration::from_millis(5)
             }
             .to_string()
             .contains("5ms")
         );
         assert!(
-            LockError::RetriesExhausted {
-                key: "k".into(),
-                retries: 3
-            }
-            .to_string()
-            .contains("3 retries")
-        );
-        assert!(
-            LockError::NotOwner { key: "k".into() }
+            LockError::RetriesExhausted { retries: 3 }
                 .to_string()
-                .starts_with("the lease")
+                .contains("3 retries")
         );
+        assert!(LockError::NotOwner.to_string().starts_with("the lease"));
         assert!(LockError::InvalidOwner.to_string().contains("empty"));
     }
 
@@ -588,34 +556,26 @@ mod tests {
 
     #[cfg(feature = "lock")]
     #[test]
-    fn every_lock_error_about_one_lock_names_it() {
-        let key = || "distkit-locks:{migration}".to_owned();
+    fn lock_errors_keep_the_contract_texts_and_a_lost_replication_names_the_lock() {
         let cases = [
-            (
-                LockError::AcquireFail { key: key() },
-                "the lock \"distkit-locks:{migration}\" is held by someone else",
-            ),
+            (LockError::AcquireFail, "the lock is held by someone else"),
             (
                 LockError::Timeout {
-                    key: key(),
                     waited: Duration::from_millis(250),
                 },
-                "gave up waiting for the lock \"distkit-locks:{migration}\" after 250ms",
+                "gave up waiting for the lock after 250ms",
             ),
             (
-                LockError::RetriesExhausted {
-                    key: key(),
-                    retries: 3,
-                },
-                "the lock \"distkit-locks:{migration}\" was still held after 3 retries",
+                LockError::RetriesExhausted { retries: 3 },
+                "the lock was still held after 3 retries",
             ),
             (
-                LockError::NotOwner { key: key() },
-                "the lease on the lock \"distkit-locks:{migration}\" is no longer owned by this guard",
+                LockError::NotOwner,
+                "the lease is no longer owned by this guard",
             ),
             (
                 LockError::NotReplicated {
-                    key: key(),
+                    key: "distkit-locks:{migration}".to_owned(),
                     acknowledged: 0,
                     required: 1,
                 },

@@ -43,8 +43,6 @@ impl Patience {
 /// Where and how to wait between attempts.
 #[derive(Debug)]
 pub(crate) struct Waiting<'a> {
-    /// The lock's name (`<namespace>:{<key>}`), for the errors of running out of patience.
-    pub(crate) lock: &'a str,
     pub(crate) notifier: &'a Arc<ReleaseNotifier>,
     pub(crate) wake_on: WakeOn<'a>,
     pub(crate) retry_interval: Duration,
@@ -102,11 +100,9 @@ where
         return acquire_loop(waiting, patience, started, attempt).await;
     };
     let cut_off = bound.max(FIRST_ATTEMPT_GRACE);
-    let lock = waiting.lock;
     match tokio::time::timeout(cut_off, acquire_loop(waiting, patience, started, attempt)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(LockError::Timeout {
-            key: lock.to_owned(),
             waited: started.elapsed(),
         }
         .into()),
@@ -146,24 +142,16 @@ where
         }
         match patience {
             Patience::Once => {
-                return Err(LockError::AcquireFail {
-                    key: waiting.lock.to_owned(),
-                }
-                .into());
+                return Err(LockError::AcquireFail.into());
             }
             Patience::Retries(retries) if index >= retries => {
-                return Err(LockError::RetriesExhausted {
-                    key: waiting.lock.to_owned(),
-                    retries,
-                }
-                .into());
+                return Err(LockError::RetriesExhausted { retries }.into());
             }
             _ => {}
         }
         let left = remaining(started);
         if left == Some(Duration::ZERO) {
             return Err(LockError::Timeout {
-                key: waiting.lock.to_owned(),
                 waited: started.elapsed(),
             }
             .into());

@@ -455,10 +455,7 @@ impl Lease {
         if renewed {
             Ok(())
         } else {
-            Err(LockError::NotOwner {
-                key: self.shared.target.lock.to_string(),
-            }
-            .into())
+            Err(LockError::NotOwner.into())
         }
     }
 

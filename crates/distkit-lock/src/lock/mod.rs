@@ -17,8 +17,8 @@
 //! |---|---|---|
 //! | `lock()` / `read()` / `write()` | until acquired, or `max_wait` | `Timeout` after `max_wait` |
 //! | `try_lock()` / `try_read()` / `try_write()` | no (one attempt) | `AcquireFail` |
-//! | `try_*_for(timeout)` | up to `timeout` | `Timeout { key, waited }` |
-//! | `try_*_with_retries(n)` | up to `1 + n` attempts | `RetriesExhausted { key, retries }` |
+//! | `try_*_for(timeout)` | up to `timeout` | `Timeout { waited }` |
+//! | `try_*_with_retries(n)` | up to `1 + n` attempts | `RetriesExhausted { retries }` |
 //!
 //! Waiters are woken by notifications, through one pub/sub subscriber per client shared by
 //! all its locks: a [`Mutex`] release hands the lock to the first waiter in line and tells

@@ -172,7 +172,6 @@ impl Mutex {
             .clone()
             .unwrap_or_else(|| ulid::Ulid::new().to_string());
         let waiting = Waiting {
-            lock: &self.name,
             notifier: &self.services.notifier,
             wake_on: WakeOn::Handover {
                 lock: &self.channel,

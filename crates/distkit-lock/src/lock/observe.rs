@@ -40,7 +40,7 @@ fn outcome(result: &Result<(), &DistkitError>) -> &'static str {
         Ok(()) => "acquired",
         Err(DistkitError::LockError(LockError::Timeout { .. })) => "timeout",
         Err(DistkitError::LockError(
-            LockError::AcquireFail { .. } | LockError::RetriesExhausted { .. },
+            LockError::AcquireFail | LockError::RetriesExhausted { .. },
         )) => "held",
         Err(_) => "error",
     }

@@ -141,7 +141,6 @@ impl RwLock {
 
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
-            lock: &self.name,
             notifier: &self.services.notifier,
             wake_on: WakeOn::Release {
                 channel: &self.channel,

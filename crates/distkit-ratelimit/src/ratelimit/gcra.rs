@@ -340,7 +340,7 @@ impl GcraLimiter {
         cost: u64,
         max_wait: Duration,
     ) -> Result<Decision, DistkitError> {
-        super::wait_until_admitted(key, max_wait, || self.check(key, rate, cost)).await
+        super::wait_until_admitted(max_wait, || self.check(key, rate, cost)).await
     }
 
     /// Forgets the state of `key`: it is back to its full burst. One `DEL`, atomic, written

@@ -584,7 +584,7 @@ impl LaxGcraLimiter {
         cost: u64,
         max_wait: Duration,
     ) -> Result<Decision, DistkitError> {
-        super::wait_until_admitted(key, max_wait, || self.check(key, rate, cost)).await
+        super::wait_until_admitted(max_wait, || self.check(key, rate, cost)).await
     }
 
     /// Delivers the units admitted locally and reads back the state of every tracked key,

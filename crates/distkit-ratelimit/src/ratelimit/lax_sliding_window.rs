@@ -606,7 +606,7 @@ impl LaxSlidingWindowLimiter {
         cost: u64,
         max_wait: Duration,
     ) -> Result<Decision, DistkitError> {
-        super::wait_until_admitted(key, max_wait, || self.check(key, limit, cost)).await
+        super::wait_until_admitted(max_wait, || self.check(key, limit, cost)).await
     }
 
     /// Delivers the units admitted locally and reads back the count of every tracked key,

@@ -284,7 +284,6 @@ impl Limiter for LaxSlidingWindowLimiter {
 /// next admission lies beyond `max_wait` (counted from the first call). A refused call
 /// charges nothing, so giving up (or being cancelled) charges nothing.
 async fn wait_until_admitted<F, Fut>(
-    key: &DistkitRedisKey,
     max_wait: Duration,
     mut check: F,
 ) -> Result<Decision, DistkitError>
@@ -300,10 +299,7 @@ where
         };
         let waited = started.elapsed();
         if waited.saturating_add(retry_after) > max_wait {
-            return Err(DistkitError::RateLimited {
-                key: key.to_string(),
-                retry_after,
-            });
+            return Err(DistkitError::RateLimited { retry_after });
         }
         // A refusal always names a positive wait; at least 1 µs keeps a zero from spinning.
         tokio::time::sleep(retry_after.max(Duration::from_micros(1))).await;

@@ -321,7 +321,7 @@ impl SlidingWindowLimiter {
         cost: u64,
         max_wait: Duration,
     ) -> Result<Decision, DistkitError> {
-        super::wait_until_admitted(key, max_wait, || self.check(key, limit, cost)).await
+        super::wait_until_admitted(max_wait, || self.check(key, limit, cost)).await
     }
 
     /// Forgets the state of `key`: its window is empty. One `DEL` of both keys, atomic,

@@ -333,7 +333,6 @@ impl Semaphore {
             armed: true,
         });
         let waiting = Waiting {
-            lock: &self.name,
             notifier: &self.services.notifier,
             wake_on: WakeOn::Release {
                 channel: &self.channel,
