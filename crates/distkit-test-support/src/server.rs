@@ -954,3 +954,28 @@ fn answers_ping(port: u16) -> bool {
     let mut reply = [0_u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServerVersion;
+
+    #[test]
+    fn the_server_version_is_read_from_redis_version_also_on_valkey() {
+        let redis =
+            ServerVersion::from_info("# Server\r\nredis_version:6.2.16\r\nredis_mode:x\r\n");
+        assert_eq!(
+            redis,
+            Some(ServerVersion {
+                major: 6,
+                minor: 2,
+                patch: 16
+            })
+        );
+        assert!(!redis.is_some_and(ServerVersion::has_sharded_pubsub));
+        let valkey = ServerVersion::from_info(
+            "redis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n",
+        );
+        assert!(valkey.is_some_and(ServerVersion::has_sharded_pubsub));
+        assert_eq!(ServerVersion::from_info("# Server\r\n"), None);
+    }
+}
