@@ -8,7 +8,8 @@
 #   DISTKIT_REDIS_SERVER=/opt/valkey/bin/valkey-server DISTKIT_REDIS_CLI=/opt/valkey/bin/valkey-cli \
 #     bash scripts/test.sh
 # Every server start is bounded (20 s; a server that exits fails the test with its binary,
-# arguments and log tail). Tests of features newer than the server (sharded pub/sub: Redis
+# arguments and log tail), and every server runs with `repl-diskless-sync yes` (the default
+# since Redis 7.0; Redis 6.2 needs it, see the README's "Servers tested"). Tests of features newer than the server (sharded pub/sub: Redis
 # 7.0+) read its version and say what they checked instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -718,6 +718,12 @@ impl PrivateServer {
             if persistent { "yes" } else { "no" },
             "--appendfsync",
             "always",
+            // Full resyncs stream the snapshot to replicas instead of writing it to disk
+            // first: the default since Redis 7.0, and what the docs require of Redis 6.2 (with
+            // its disk-based default the Sentinel failover stress failed: failovers stalled
+            // clients ~3 s and locks without replica acks overlapped).
+            "--repl-diskless-sync",
+            "yes",
             "--protected-mode",
             "no",
             "--daemonize",
