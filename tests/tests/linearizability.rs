@@ -276,9 +276,7 @@ impl<Op: Clone + Debug, Ret: Clone + Debug> Recorder<Op, Ret> {
         let (returned, kept) = match tokio::time::timeout(bound, call).await {
             Ok(Ok((ret, kept))) => (Some((self.tick(), ret)), Some(kept)),
             // Any Redis error is taken as an unknown outcome, also those distkit does not
-            // classify as transport failures: fred's "Failed to route command." (kind
-            // Unknown) while the proxied connection is down. Weaker than "no effect", so
-            // sound.
+            // classify as transport failures. Weaker than "no effect", so sound.
             Ok(Err(error))
                 if error.is_outcome_unknown()
                     || error.is_transport()

@@ -377,15 +377,27 @@ fn on_key(key: Option<&str>) -> String {
 
 /// Whether `error` came from the connection rather than from a reply of the server.
 ///
+/// Besides I/O errors, timeouts, cancellations and back-pressure this covers fred's
+/// "Too many failed write attempts." and "Failed to route command." (no connection to the node
+/// that serves the command's slot, e.g. while a cluster reconfigures or a node restarts; kind
+/// `Unknown`, or `Routing` when fred is built with its `replicas` feature): fred gives up after
+/// its retries, and an earlier attempt may have been written before its connection dropped.
+///
 /// For a command that is not idempotent such an error means its outcome is unknown: it may
 /// have been applied before the connection failed.
 pub fn is_transport_failure(error: &fred::error::Error) -> bool {
     use fred::error::ErrorKind;
+    /// What fred says when no connection serves the command (`router::commands`).
+    const NOT_ROUTED: &str = "Failed to route command.";
     match error.kind() {
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout | ErrorKind::Backpressure => true,
-        ErrorKind::Unknown => error
-            .details()
-            .starts_with("Too many failed write attempts"),
+        ErrorKind::Unknown => {
+            error
+                .details()
+                .starts_with("Too many failed write attempts")
+                || error.details() == NOT_ROUTED
+        }
+        ErrorKind::Routing => error.details() == NOT_ROUTED,
         _ => false,
     }
 }
@@ -419,6 +431,28 @@ mod tests {
             "rate limited: the call would be admitted in 3s, later than its max_wait allows; \
              nothing was charged"
         );
+    }
+
+    #[test]
+    fn a_command_fred_could_not_route_to_a_node_is_a_transport_failure_of_unknown_outcome() {
+        // fred's words when no connection serves the slot (a cluster reconfiguring): kind
+        // Unknown without fred's `replicas` feature (this workspace), Routing with it.
+        for kind in [ErrorKind::Unknown, ErrorKind::Routing] {
+            let unrouted: DistkitError = FredError::new(kind, "Failed to route command.").into();
+            assert!(unrouted.is_transport(), "{unrouted:?}");
+            assert!(unrouted.is_outcome_unknown(), "{unrouted:?}");
+            assert!(
+                !unrouted.is_timeout() && !unrouted.is_contention(),
+                "{unrouted:?}"
+            );
+        }
+        // A redirection loop is the servers' answer, and a server's reply is not transport.
+        let redirected: DistkitError =
+            FredError::new(ErrorKind::Routing, "Too many redirections.").into();
+        assert!(!redirected.is_transport());
+        let replied: DistkitError =
+            FredError::new(ErrorKind::Unknown, "ERR Failed to route command.").into();
+        assert!(!replied.is_transport());
     }
 
     #[cfg(feature = "lock")]
