@@ -620,6 +620,41 @@ async fn readers_share_and_writers_exclude() {
     assert!(writer.is_err());
 }
 
+/// A writer's place in line refuses new readers (writer preference), so a writer whose
+/// `try_write_with_retries` gave up must be out of line when the call returns, not some time
+/// later. The library's background thread is kept busy meanwhile, so that a leave left to it
+/// would come too late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_ran_out_of_retries_is_out_of_line_when_its_call_returns() {
+    let redis = TestRedis::start();
+    let name = fresh_key();
+    let a = RwLock::new(options(&name, client(&redis).await));
+    let b = RwLock::new(options(&name, client(&redis).await));
+    let reader = bounded(a.read()).await.unwrap();
+    for round in 0..3 {
+        let busy = distkit_core::task::spawn_background(async {
+            std::thread::sleep(Duration::from_millis(400));
+        });
+        let gave_up = bounded(b.try_write_with_retries(1)).await.unwrap_err();
+        assert!(
+            matches!(
+                lock_error(gave_up),
+                LockError::RetriesExhausted { retries: 1 }
+            ),
+            "round {round}"
+        );
+        let second_reader = bounded(a.try_read()).await;
+        assert!(
+            second_reader.is_ok(),
+            "round {round}: a new reader was refused after the writer gave up: {second_reader:?}"
+        );
+        bounded(second_reader.unwrap().release()).await.unwrap();
+        drop(busy);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+    bounded(reader.release()).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_waiting_writer_blocks_new_readers_and_writers_are_served_in_arrival_order() {
     let redis = TestRedis::start();

@@ -194,6 +194,40 @@ impl QueuePlace {
     pub(crate) fn disarm(mut self) {
         self.armed = false;
     }
+
+    /// Gives the place up and waits for Redis to confirm it, so that an attempt made after
+    /// the caller's call returned never finds this waiter still in line (a writer's place
+    /// would refuse new readers). When Redis fails (or this future is dropped), the drop
+    /// leaves from the background as for a cancelled acquisition.
+    async fn leave(mut self) {
+        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        let left = self
+            .script
+            .run(&self.client, &keys, self.args.clone(), CallPolicy::RETRY)
+            .await;
+        if left.is_ok() {
+            self.armed = false;
+        }
+    }
+}
+
+/// Ends an acquisition that may hold a place in line: a won acquisition's place is already
+/// given up by its acquire script; one that ran out of retries (no time bound) gives its
+/// place up before returning; one that ran out of time (or failed) drops its place, which
+/// leaves from the background, so that the bound holds whatever Redis does.
+pub(crate) async fn settle_place<T>(
+    place: Option<QueuePlace>,
+    outcome: Result<T, DistkitError>,
+) -> Result<T, DistkitError> {
+    match (place, &outcome) {
+        (Some(place), Ok(_)) => place.disarm(),
+        (Some(place), Err(DistkitError::LockError(LockError::RetriesExhausted { .. }))) => {
+            place.leave().await;
+        }
+        (Some(place), Err(_)) => drop(place),
+        (None, _) => {}
+    }
+    outcome
 }
 
 impl Drop for QueuePlace {
@@ -298,6 +332,10 @@ macro_rules! acquisition_methods {
         }
 
         #[doc = concat!("Makes `1 + max_retries` attempts to acquire ", $what, ".")]
+        ///
+        /// A waiter that gives up leaves the lock's line before the call returns (one more
+        /// round trip, the leave-queue script), so a later attempt never finds it still in
+        /// line; should that round trip fail, the place is given up in the background.
         ///
         /// # Errors
         ///

@@ -5,7 +5,9 @@ use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
-use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
+use super::acquire::{
+    Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods, settle_place,
+};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
@@ -197,14 +199,15 @@ impl Mutex {
             ],
             armed: true,
         });
-        let (won, attempt) = Box::pin(acquire(waiting, patience, |_| {
-            let token = token.clone();
-            async move { self.attempt(token, queued, explicit_owner).await }
-        }))
+        let (won, attempt) = settle_place(
+            place,
+            Box::pin(acquire(waiting, patience, |_| {
+                let token = token.clone();
+                async move { self.attempt(token, queued, explicit_owner).await }
+            }))
+            .await,
+        )
         .await?;
-        if let Some(place) = place {
-            place.disarm();
-        }
         if won.handed_over {
             observe::handed_over(&self.options.namespace);
         }

@@ -6,7 +6,9 @@ use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
-use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
+use super::acquire::{
+    Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods, settle_place,
+};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
@@ -266,13 +268,11 @@ impl RwLock {
             ],
             armed: true,
         });
-        let (won, attempt) = Box::pin(acquire(self.waiting(), patience, |_| {
+        let acquired = Box::pin(acquire(self.waiting(), patience, |_| {
             self.attempt_write(token.clone(), queued, explicit_owner)
         }))
-        .await?;
-        if let Some(place) = place {
-            place.disarm();
-        }
+        .await;
+        let (won, attempt) = settle_place(place, acquired).await?;
         Ok(RwLockWriteGuard {
             lock: Arc::clone(&self.name),
             lease: Lease::start(

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 pub use options::{SemaphoreOptions, SemaphoreOptionsBuilder};
 
-use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire};
+use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, settle_place};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
@@ -339,13 +339,14 @@ impl Semaphore {
             },
             retry_interval: self.options.retry_interval,
         };
-        let (won, attempt) = acquire(waiting, patience, |_| {
-            self.attempt(token.clone(), n, queued, announce.clone())
-        })
+        let (won, attempt) = settle_place(
+            place,
+            acquire(waiting, patience, |_| {
+                self.attempt(token.clone(), n, queued, announce.clone())
+            })
+            .await,
+        )
         .await?;
-        if let Some(place) = place {
-            place.disarm();
-        }
         Ok(SemaphorePermit {
             semaphore: Arc::clone(&self.name),
             permits: n,
