@@ -78,7 +78,10 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 pub struct Mutex {
     options: LockOptions,
     services: LockServices,
-    /// owner, fence, waitlist, waiters, handover, epoch, quarantine (see `mutex_common.lua`).
+    /// owner, fence, waitlist, waiters, handover, and with the loss guard on, epoch and
+    /// quarantine (see `mutex_common.lua`: without the guard no script reads the last two, so
+    /// they are not sent: every argument costs an encoding on the client and a string in
+    /// Redis).
     keys: Vec<String>,
     channel: String,
     /// Where handovers to this client are announced on a standalone server (see
@@ -118,6 +121,9 @@ impl Mutex {
             .into_iter()
             .map(|part| key_schema::lock_part(&options.namespace, &options.key, part)),
         );
+        if !options.loss_quarantine {
+            keys.truncate(5);
+        }
         let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
         let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
         let inbox_prefix = key_schema::lock_inbox_prefix(&options.namespace);
@@ -187,14 +193,14 @@ impl Mutex {
             client: self.options.client.clone(),
             keys: self.keys.clone(),
             script: &MUTEX_LEAVE_QUEUE,
-            args: vec![
-                Value::from(token.as_str()),
-                Value::from(self.channel.as_str()),
-                Value::from(if explicit_owner { "1" } else { "0" }),
-                Value::from(self.options.loss_guard_argument()),
-                Value::from(self.options.ttl_ms()),
-                Value::from(self.options.keep_ms()),
-            ],
+            args: with_loss_guard(
+                vec![
+                    Value::from(token.as_str()),
+                    Value::from(self.options.keep_ms()),
+                    Value::from(if explicit_owner { "1" } else { "0" }),
+                ],
+                &self.options,
+            ),
             armed: true,
         });
         let (won, attempt) = Box::pin(acquire(waiting, patience, |_| {
@@ -241,26 +247,41 @@ impl Mutex {
         explicit_owner: bool,
     ) -> Result<Attempt<Won>, DistkitError> {
         let target = self.target(token);
-        let args = vec![
+        let mut args = vec![
             Value::from(target.token.as_str()),
             Value::from(self.options.ttl_ms()),
+            Value::from(self.options.keep_ms()),
             Value::from(self.options.queue_window_ms()),
-            Value::from(if queued { "1" } else { "0" }),
-            Value::from(if explicit_owner { "1" } else { "0" }),
+            Value::from(match (queued, explicit_owner) {
+                (true, true) => "11",
+                (true, false) => "10",
+                (false, true) => "01",
+                (false, false) => "00",
+            }),
             Value::from(
                 self.services
                     .notifier
                     .inbox_argument(&self.channel, &self.inbox_prefix),
             ),
-            Value::from(self.channel.as_str()),
-            Value::from(self.options.loss_guard_argument()),
-            Value::from(self.options.keep_ms()),
         ];
+        if self.options.loss_quarantine {
+            args.push(Value::from("1"));
+        }
         let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         AttemptGuard::new(target, !explicit_owner)
             .run(&MUTEX_ACQUIRE, &keys, args)
             .await
     }
+}
+
+/// `args`, then, with [`LockOptions::loss_quarantine`], the loss guard's two arguments of
+/// `mutex_release` and `mutex_leave_queue` (`'1'` and the lease in ms); without it they are
+/// left out (the scripts read a missing guard argument as off).
+fn with_loss_guard(mut args: Vec<Value>, options: &LockOptions) -> Vec<Value> {
+    if options.loss_quarantine {
+        args.extend([Value::from("1"), Value::from(options.ttl_ms())]);
+    }
+    args
 }
 
 /// Holds a [`Mutex`] until released or dropped.

@@ -139,6 +139,13 @@ impl RwLock {
         self.keys.iter().map(String::as_str).collect()
     }
 
+    /// `rw_acquire_read`'s keys: without the loss guard, not its two keys (the last two),
+    /// which the script then never reads.
+    fn read_key_refs(&self) -> Vec<&str> {
+        let count = if self.options.loss_quarantine { 8 } else { 6 };
+        self.keys.iter().take(count).map(String::as_str).collect()
+    }
+
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
             notifier: &self.services.notifier,
@@ -237,7 +244,7 @@ impl RwLock {
             Value::from(self.options.keep_ms()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
-            .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
+            .run(&RW_ACQUIRE_READ, &self.read_key_refs(), args)
             .await
     }
 
