@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::acquire::Attempt;
+use super::notify::ReleaseNotifier;
 use super::observe::{self, LockKind};
 use super::renewal::{QueueSlot, RenewalScheduler};
 use super::{LockGuardState, Reply, decode_grant};
@@ -203,7 +204,18 @@ impl LeaseTarget {
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
-        match reply.as_i64() {
+        // `mutex_release` replies `{ code, token }` when waiters were in line: `token` got
+        // the lock; a waiter of it in this process is woken at once.
+        let code = match &reply {
+            Value::Array(parts) => {
+                if let Some(token) = parts.get(1).and_then(Value::as_str) {
+                    ReleaseNotifier::wake_handover_in_process(&self.channel, &token);
+                }
+                parts.first().and_then(Value::as_i64)
+            }
+            other => other.as_i64(),
+        };
+        match code {
             Some(1) => Ok(true),
             // Released, but the announcement was refused (the release scripts publish last,
             // so their writes stand): waiters find the lock by polling.

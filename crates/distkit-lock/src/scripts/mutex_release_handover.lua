@@ -1,6 +1,8 @@
 -- mutex_release, continued: waiters are in line; hand the lock to the first live one.
--- 2: released and handed over, but the announcement was refused (see mutex_hand_over).
-if mutex_hand_over(ARGV[4], ARGV[3], ARGV[2]) then
-  return 1
+-- 2: released and handed over, but the announcement was refused (see mutex_hand_over); the
+-- token it went to, if it was handed over.
+local announced, head = mutex_hand_over(ARGV[4], ARGV[3], ARGV[2])
+if announced then
+  return { 1, head }
 end
-return 2
+return { 2, head }

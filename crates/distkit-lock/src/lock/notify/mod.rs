@@ -429,6 +429,18 @@ impl ReleaseNotifier {
         }
     }
 
+    /// Wakes the waiters in this process (on any client) of a handover of `lock` (named by
+    /// its release channel) to `token`, which the releasing client learned from Redis's
+    /// reply to its release: a waiter in the same process then tries again at once instead
+    /// of after the announcement's round through Redis's pub/sub and the subscriber's
+    /// listener. A wake only, like the announcement (which still goes out, for waiters
+    /// elsewhere): the waiter's next attempt confirms the handover in Redis.
+    pub(crate) fn wake_handover_in_process(lock: &str, token: &str) {
+        for notifier in NOTIFIERS.alive() {
+            notifier.hand_over(lock, token);
+        }
+    }
+
     fn hand_over(&self, lock: &str, token: &str) {
         let waiters = self
             .handover_waiters
