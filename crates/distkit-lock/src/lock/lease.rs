@@ -41,7 +41,8 @@ pub(crate) enum LeaseKind {
 pub(crate) struct LeaseTarget {
     pub(crate) client: Client,
     pub(crate) kind: LeaseKind,
-    pub(crate) keys: Vec<String>,
+    /// Shared with the lock object (made once, at its construction).
+    pub(crate) keys: Arc<[String]>,
     /// The release script's `ARGV[2]`: for a mutex, its release channel (which names the
     /// lock in handover announcements); for a rwlock, where to announce a release (see
     /// `ReleaseNotifier::announce_target`).

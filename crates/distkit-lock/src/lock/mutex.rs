@@ -82,7 +82,7 @@ pub struct Mutex {
     /// quarantine (see `mutex_common.lua`: without the guard no script reads the last two, so
     /// they are not sent: every argument costs an encoding on the client and a string in
     /// Redis).
-    keys: Vec<String>,
+    keys: Arc<[String]>,
     channel: String,
     /// Where handovers to this client are announced on a standalone server (see
     /// [`key_schema::lock_inbox_prefix`]).
@@ -130,7 +130,7 @@ impl Mutex {
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
-            keys,
+            keys: keys.into(),
             channel,
             inbox_prefix,
             name,
@@ -191,7 +191,7 @@ impl Mutex {
         // when it ends without the lock.
         let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             script: &MUTEX_LEAVE_QUEUE,
             args: with_loss_guard(
                 vec![
@@ -230,7 +230,7 @@ impl Mutex {
         LeaseTarget {
             client: self.options.client.clone(),
             kind: LeaseKind::Mutex,
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             channel: self.channel.clone(),
             token,
             ttl: self.options.ttl,

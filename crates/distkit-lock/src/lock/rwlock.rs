@@ -69,7 +69,7 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 pub struct RwLock {
     options: LockOptions,
     services: LockServices,
-    keys: Vec<String>,
+    keys: Arc<[String]>,
     channel: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
     name: Arc<str>,
@@ -160,7 +160,7 @@ impl RwLock {
         LeaseTarget {
             client: self.options.client.clone(),
             kind,
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             channel: self.services.notifier.announce_target(&self.channel),
             token,
             ttl: self.options.ttl,
@@ -264,7 +264,7 @@ impl RwLock {
         // timed out).
         let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             script: &RW_LEAVE_QUEUE,
             args: vec![
                 Value::from(token.as_str()),

@@ -164,8 +164,12 @@ impl ReleaseNotifier {
     /// The inbox an attempt on `lock` leaves in the lock's line (`P<channel>` to `PUBLISH`
     /// to, `S<channel>` to `SPUBLISH` to), once its subscription is confirmed; empty before.
     pub(crate) fn inbox_argument(&self, lock: &str, inbox_prefix: &str) -> String {
-        let inbox = self.lock_inbox(lock, inbox_prefix);
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        // Nothing subscribed (a lock nobody waited on lately): no name to make.
+        if channels.is_empty() {
+            return String::new();
+        }
+        let inbox = self.lock_inbox(lock, inbox_prefix);
         match channels
             .get(&inbox)
             .and_then(|entry| entry.subscription.get())
@@ -200,14 +204,19 @@ impl ReleaseNotifier {
                 token,
                 inbox_prefix,
             } => {
+                let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                // Nothing subscribed: no name to make.
+                if channels.is_empty() {
+                    return None;
+                }
                 let inbox = self.lock_inbox(lock, inbox_prefix);
                 let (id, slot) = {
-                    let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
                     let entry = channels
                         .get_mut(&inbox)
                         .filter(|entry| entry.subscription.initialized())?;
                     self.add_slot(entry)
                 };
+                drop(channels);
                 Some(self.add_handover_waiter(lock, token, inbox, id, slot))
             }
         }
