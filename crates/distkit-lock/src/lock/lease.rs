@@ -205,12 +205,16 @@ impl LeaseTarget {
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
-        // `mutex_release` replies `{ code, token }` when waiters were in line: `token` got
-        // the lock; a waiter of it in this process is woken at once.
+        // `mutex_release` replies `{ code, token, inbox }` when waiters were in line: `token`
+        // got the lock, and its announcement went to `inbox`; when that inbox is a client's
+        // in this process, its waiters of the token are woken at once.
         let code = match &reply {
             Value::Array(parts) => {
-                if let Some(token) = parts.get(1).and_then(Value::as_str) {
-                    ReleaseNotifier::wake_handover_in_process(&self.channel, &token);
+                if let (Some(token), Some(inbox)) = (
+                    parts.get(1).and_then(Value::as_str),
+                    parts.get(2).and_then(Value::as_str),
+                ) {
+                    ReleaseNotifier::wake_handover_in_process(&self.channel, &token, &inbox);
                 }
                 parts.first().and_then(Value::as_i64)
             }

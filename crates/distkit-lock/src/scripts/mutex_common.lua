@@ -77,9 +77,10 @@ end
 -- deleted rather than handed over, and waiters are refused until the quarantine ends.
 -- The announcement comes last and may be refused (an ACL without the channel): the writes
 -- stand all the same (the waiter finds the handover on its next poll), and the call
--- returns false; otherwise true. The second value is the token the lock was handed to (nil
--- when it was deleted), for the releasing client to wake that waiter at once if it waits
--- in the same process (a wake only, like the announcement). `keep` is the retention of the fence and epoch keys, in
+-- returns false; otherwise true. The second and third values are the token the lock was
+-- handed to and that waiter's inbox (nil when the lock was deleted), for the releasing
+-- client to wake the waiters the announcement is for at once when they are in its own
+-- process (a wake only, like the announcement). `keep` is the retention of the fence and epoch keys, in
 -- ms (see fence.lua).
 local function mutex_hand_over(ttl, guard, keep)
   local head, lease, inbox = mutex_live_head(mutex_now_ms())
@@ -99,8 +100,8 @@ local function mutex_hand_over(ttl, guard, keep)
     local message = 'granted ' .. fence .. ' ' .. previous .. ' ' .. #lock .. ' ' .. lock .. head
     local reply = redis.pcall(publish, string.sub(inbox, 2), message)
     if type(reply) == 'table' and reply.err then
-      return false, head
+      return false, head, inbox
     end
   end
-  return true, head
+  return true, head, inbox
 end

@@ -6,8 +6,9 @@
 -- ARGV[3]  '1' to refuse a handover after a data loss (see loss_guard.lua); absent: off
 -- ARGV[4]  the lease, in ms (the loss guard's quarantine; only with ARGV[3])
 -- Returns 1 when this token was released (and nobody was waiting), 0 when the lease was gone
--- or someone else's; when waiters were in line, { 1, token } after it was handed to the
--- waiter `token` (or deleted: { 1 }), { 2, token } when it was handed over but the
+-- or someone else's; when waiters were in line, { 1, token, inbox } after it was handed to
+-- the waiter `token` whose inbox is `inbox` (see mutex_acquire's ARGV[6]; or deleted:
+-- { 1 }), { 2, token, inbox } when it was handed over but the
 -- announcement to the waiter was refused (an ACL without the waiter's inbox channel): the
 -- waiter finds the handover on its next poll.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then

@@ -438,15 +438,23 @@ impl ReleaseNotifier {
         }
     }
 
-    /// Wakes the waiters in this process (on any client) of a handover of `lock` (named by
-    /// its release channel) to `token`, which the releasing client learned from Redis's
-    /// reply to its release: a waiter in the same process then tries again at once instead
-    /// of after the announcement's round through Redis's pub/sub and the subscriber's
-    /// listener. A wake only, like the announcement (which still goes out, for waiters
-    /// elsewhere): the waiter's next attempt confirms the handover in Redis.
-    pub(crate) fn wake_handover_in_process(lock: &str, token: &str) {
+    /// Wakes the waiters that the announcement of a handover of `lock` (named by its release
+    /// channel) to `token` in `inbox` (as the waiter's attempt gave it: `P<channel>` or
+    /// `S<channel>`, empty for none) is for, when that inbox belongs to a subscriber of this
+    /// process: the releasing client learned all three from Redis's reply to its release,
+    /// and such a waiter then tries again at once instead of after the announcement's round
+    /// through Redis's pub/sub and the subscriber's listener. A wake only, exactly as the
+    /// announcement's (which still goes out): the waiter's next attempt confirms the handover
+    /// in Redis.
+    pub(crate) fn wake_handover_in_process(lock: &str, token: &str, inbox: &str) {
+        if inbox.is_empty() {
+            return;
+        }
         for notifier in NOTIFIERS.alive() {
-            notifier.hand_over(lock, token);
+            // Every inbox name of a subscriber ends with its id (see `lock_inbox`).
+            if inbox.ends_with(&notifier.id.to_string()) {
+                notifier.hand_over(lock, token);
+            }
         }
     }
 
