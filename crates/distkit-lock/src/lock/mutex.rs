@@ -30,7 +30,10 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///   only that waiter wakes, however many wait. The waiter's next attempt confirms the
 ///   handover (`mutex_acquire` finds the lock handed to its token, renews it to a full ttl
 ///   and returns the fencing token of the handover): one round trip after the announcement.
-///   A waiter that misses the announcement finds the handover on its next poll.
+///   A waiter that misses the announcement finds the handover on its next poll. A waiter in
+///   the releasing process is also woken by the release itself (Redis's reply names the
+///   waiter and its inbox), without waiting for the announcement's round through pub/sub;
+///   that too is only a wake.
 /// - The guard renews the lease every ttl/3 in the background and releases on drop.
 /// - A notification is never authority: pub/sub messages cannot be authenticated (a
 ///   neighbour allowed to `PUBLISH` on the inbox channel could forge one), so a `granted`
