@@ -182,7 +182,7 @@ where
 #[derive(Debug)]
 pub(crate) struct QueuePlace {
     pub(crate) client: Client,
-    pub(crate) keys: Vec<String>,
+    pub(crate) keys: Arc<[String]>,
     /// The lock's leave-queue script, and its arguments.
     pub(crate) script: &'static LuaScript,
     pub(crate) args: Vec<Value>,
@@ -235,11 +235,7 @@ impl Drop for QueuePlace {
         if !self.armed {
             return;
         }
-        let (client, keys, script) = (
-            self.client.clone(),
-            std::mem::take(&mut self.keys),
-            self.script,
-        );
+        let (client, keys, script) = (self.client.clone(), Arc::clone(&self.keys), self.script);
         let args = std::mem::take(&mut self.args);
         let _leave = spawn_background(async move {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();

@@ -71,7 +71,7 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 pub struct RwLock {
     options: LockOptions,
     services: LockServices,
-    keys: Vec<String>,
+    keys: Arc<[String]>,
     channel: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
     name: Arc<str>,
@@ -141,6 +141,13 @@ impl RwLock {
         self.keys.iter().map(String::as_str).collect()
     }
 
+    /// `rw_acquire_read`'s keys: without the loss guard, not its two keys (the last two),
+    /// which the script then never reads.
+    fn read_key_refs(&self) -> Vec<&str> {
+        let count = if self.options.loss_quarantine { 8 } else { 6 };
+        self.keys.iter().take(count).map(String::as_str).collect()
+    }
+
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
             notifier: &self.services.notifier,
@@ -156,7 +163,7 @@ impl RwLock {
             lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
             kind,
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             channel: self.services.notifier.announce_target(&self.channel),
             token,
             ttl: self.options.ttl,
@@ -240,7 +247,7 @@ impl RwLock {
             Value::from(self.options.keep_ms()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
-            .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
+            .run(&RW_ACQUIRE_READ, &self.read_key_refs(), args)
             .await
     }
 
@@ -260,7 +267,7 @@ impl RwLock {
         // timed out).
         let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             script: &RW_LEAVE_QUEUE,
             args: vec![
                 Value::from(token.as_str()),

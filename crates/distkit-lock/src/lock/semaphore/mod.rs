@@ -62,7 +62,7 @@ pub struct Semaphore {
     options: SemaphoreOptions,
     services: LockServices,
     /// The eight keys, in the scripts' order.
-    keys: Vec<String>,
+    keys: Arc<[String]>,
     /// The release channel.
     channel: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its permits.
@@ -327,7 +327,7 @@ impl Semaphore {
         // timed out, failed).
         let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             script: &SEMAPHORE_LEAVE_QUEUE,
             args: vec![Value::from(member.as_str()), Value::from(announce.as_str())],
             armed: true,
@@ -381,7 +381,7 @@ impl Semaphore {
             lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
             kind: LeaseKind::Permit,
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             channel: announce,
             token,
             ttl: self.options.ttl,
