@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # Makes sure redis-server and redis-cli are on PATH (the tests and the tour start private
 # servers on loopback ports), and python3 (the MSRV check reads `cargo metadata` with it).
-# Installs Debian's packages when they are missing.
+# Installs Debian's packages when they are missing. With DISTKIT_REDIS_SERVER /
+# DISTKIT_REDIS_CLI naming other binaries (e.g. valkey-server, valkey-cli), checks those instead
+# and installs nothing for them.
 set -euo pipefail
 missing=()
-if [ -z "${REDIS_URL:-}" ] && ! { command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; }; then
+server="${DISTKIT_REDIS_SERVER:-redis-server}"
+cli="${DISTKIT_REDIS_CLI:-redis-cli}"
+if [ -n "${DISTKIT_REDIS_SERVER:-}${DISTKIT_REDIS_CLI:-}" ]; then
+  for binary in "$server" "$cli"; do
+    if ! command -v "$binary" >/dev/null 2>&1; then
+      echo "$binary (named by DISTKIT_REDIS_SERVER / DISTKIT_REDIS_CLI) cannot be run" >&2
+      exit 1
+    fi
+  done
+  echo "server under test: $("$server" --version)" >&2
+elif [ -z "${REDIS_URL:-}" ] && ! { command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; }; then
   missing+=(redis-server)
 fi
 if ! command -v python3 >/dev/null 2>&1; then

@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints for every feature set, docs, and all tests
 # (unit, integration, doctests) against private redis-server processes.
+#
+# Another server: DISTKIT_REDIS_SERVER names the binary every private server, replica, cluster
+# node and Sentinel runs (Sentinels as `<binary> <config> --sentinel`), DISTKIT_REDIS_CLI the
+# command-line client (defaults: redis-server and redis-cli on PATH), e.g.
+#   DISTKIT_REDIS_SERVER=/opt/valkey/bin/valkey-server DISTKIT_REDIS_CLI=/opt/valkey/bin/valkey-cli \
+#     bash scripts/test.sh
+# Every server start is bounded (20 s; a server that exits fails the test with its binary,
+# arguments and log tail), and every server runs with `repl-diskless-sync yes` (the default
+# since Redis 7.0; Redis 6.2 needs it, see the README's "Servers tested"). Tests of features newer than the server (sharded pub/sub: Redis
+# 7.0+) read its version and say what they checked instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-redis.sh
@@ -34,7 +44,7 @@ cargo hack clippy --each-feature --no-dev-deps -p distkit -- -D warnings
 echo "== doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
-echo "== sub-crates alone (scratch projects depending only on distkit-lock, -counter, -ratelimit)"
+echo "== outside programs (scratch projects depending on the crates by path and version: the READMEs' first programs, one sub-crate alone, the facade; built and run)"
 bash scripts/check-subcrates.sh
 
 echo "== package (every published crate in dependency order, verified against the packaged dependencies; no upload)"

@@ -164,7 +164,7 @@ async fn groups_cut_by_connection_kills_lose_nothing_acknowledged_and_apply_noth
             let mut kills = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(40));
-                let status = std::process::Command::new("redis-cli")
+                let status = distkit_test_support::cli_command()
                     .args(["-u", &url, "CLIENT", "KILL", "TYPE", "normal"])
                     .output();
                 kills += usize::from(status.is_ok());

@@ -605,7 +605,7 @@ async fn cluster_resharding_loses_no_write_and_never_grants_a_lock_twice() {
 
 /// `CLIENT KILL TYPE normal` on the server of `url` (its replicas stay connected).
 fn kill_normal_clients(url: &str) -> bool {
-    std::process::Command::new("redis-cli")
+    distkit_test_support::cli_command()
         .args(["-u", url, "CLIENT", "KILL", "TYPE", "normal"])
         .output()
         .is_ok_and(|output| output.status.success())

@@ -37,7 +37,7 @@ impl ConnectionKiller {
             move || {
                 while !stop.load(Ordering::SeqCst) {
                     for kind in ["normal", "pubsub"] {
-                        let output = Command::new("redis-cli")
+                        let output = distkit_test_support::cli_command()
                             .args(["-h", "127.0.0.1", "-p", &port])
                             .args(["CLIENT", "KILL", "TYPE", kind])
                             .stdin(Stdio::null())

@@ -26,6 +26,10 @@
 //!   A guard that stopped believing it held the lease before its release ends its interval
 //!   at an unknown time after the grant; an acquisition cut off by the timeout may have taken
 //!   and (cancellation-safe) given back the lease, so it is followed by an unknown release;
+//! - `Semaphore` grants of 1 or 2 of 3 permits by one-shot attempts, and
+//!   `available_permits`: the permits of the holders never add up to more than 3, a refusal
+//!   only when too few are free, tokens rising in the order of the grants (unknown
+//!   outcomes as for the mutex);
 //! - in one variant, `StrictCounter` writes on a primary with two replicas and three
 //!   Sentinels, with replica acknowledgement on, while `SENTINEL FAILOVER` promotes a replica
 //!   (a write that is not acknowledged has an unknown outcome; plain reads are left out: they
@@ -74,6 +78,7 @@ use distkit::lock::{LockError, LockGuardState, LockOptions, Mutex};
 use distkit::ratelimit::{
     Decision, GcraLimiter, GcraOptions, GcraRate, SlidingWindowLimiter, SlidingWindowOptions,
 };
+use distkit::semaphore::{Semaphore, SemaphoreOptions};
 use distkit::{
     ConnectOptions, CounterComparator, DistkitError, DistkitRedisKey, ReplicaAcks, connect,
 };
@@ -271,9 +276,7 @@ impl<Op: Clone + Debug, Ret: Clone + Debug> Recorder<Op, Ret> {
         let (returned, kept) = match tokio::time::timeout(bound, call).await {
             Ok(Ok((ret, kept))) => (Some((self.tick(), ret)), Some(kept)),
             // Any Redis error is taken as an unknown outcome, also those distkit does not
-            // classify as transport failures: fred's "Failed to route command." (kind
-            // Unknown) while the proxied connection is down. Weaker than "no effect", so
-            // sound.
+            // classify as transport failures. Weaker than "no effect", so sound.
             Ok(Err(error))
                 if error.is_outcome_unknown()
                     || error.is_transport()
@@ -1535,6 +1538,257 @@ async fn a_mutex_that_reports_a_stale_fencing_token_is_rejected() {
             "a_mutex_that_reports_a_stale_fencing_token_is_rejected",
             seed,
             LockFlavor::StaleToken,
+        )
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Semaphore grants: permits held by each holder, and the fencing tokens
+// ---------------------------------------------------------------------------------------
+
+/// The permit count of the semaphore histories: below what the tasks ask for together, so
+/// that grants and refusals mix.
+const SEMAPHORE_PERMITS: u32 = 3;
+
+/// A semaphore operation; the holder is the attempt (`task × 100 + step`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SemaphoreOp {
+    /// `try_acquire_many(n)`: one attempt.
+    Acquire(usize, u32),
+    /// `release` of that attempt's permit (an unknown outcome when its lease ended at an
+    /// unknown time, as for the mutex).
+    Release(usize),
+    /// `available_permits`.
+    Available,
+}
+
+/// What a semaphore operation returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SemaphoreRet {
+    /// Granted, with this fencing token.
+    Granted(u64),
+    /// `AcquireFail`: not enough permits were free.
+    Busy,
+    Released,
+    /// The lease was already gone.
+    Lost,
+    /// The free permits.
+    Available(u32),
+}
+
+/// The sequential specification of a semaphore used with one-shot attempts only (so nobody
+/// waits in line): a grant of `n` is valid only when the permits held plus `n` fit in
+/// [`SEMAPHORE_PERMITS`] and its token is above every earlier grant's; a refusal only when
+/// they do not fit; `available_permits` is the count no holder has.
+#[derive(Clone, Debug, Default)]
+struct SemaphoreSpec {
+    /// (holder, permits) of every acquisition that holds its permits.
+    held: Vec<(usize, u32)>,
+    last_token: u64,
+}
+
+impl SemaphoreSpec {
+    fn used(&self) -> u32 {
+        self.held.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl SequentialSpec for SemaphoreSpec {
+    type Op = SemaphoreOp;
+    type Ret = SemaphoreRet;
+
+    /// For an operation with an unknown outcome: a grant takes the smallest token it could
+    /// have had (every later grant must be above it).
+    fn invoke(&mut self, op: &SemaphoreOp) -> SemaphoreRet {
+        match *op {
+            SemaphoreOp::Acquire(holder, n) if self.used() + n <= SEMAPHORE_PERMITS => {
+                self.held.push((holder, n));
+                self.last_token += 1;
+                SemaphoreRet::Granted(self.last_token)
+            }
+            SemaphoreOp::Acquire(..) => SemaphoreRet::Busy,
+            SemaphoreOp::Release(holder) => {
+                match self.held.iter().position(|(h, _)| *h == holder) {
+                    Some(index) => {
+                        self.held.swap_remove(index);
+                        SemaphoreRet::Released
+                    }
+                    None => SemaphoreRet::Lost,
+                }
+            }
+            SemaphoreOp::Available => SemaphoreRet::Available(SEMAPHORE_PERMITS - self.used()),
+        }
+    }
+
+    fn is_valid_step(&mut self, op: &SemaphoreOp, ret: &SemaphoreRet) -> bool {
+        match (*op, *ret) {
+            (SemaphoreOp::Acquire(holder, n), SemaphoreRet::Granted(token)) => {
+                let fits = self.used() + n <= SEMAPHORE_PERMITS && token > self.last_token;
+                if fits {
+                    self.held.push((holder, n));
+                    self.last_token = token;
+                }
+                fits
+            }
+            (SemaphoreOp::Acquire(_, n), SemaphoreRet::Busy) => self.used() + n > SEMAPHORE_PERMITS,
+            (SemaphoreOp::Release(_), SemaphoreRet::Released | SemaphoreRet::Lost)
+            | (SemaphoreOp::Available, SemaphoreRet::Available(_)) => self.invoke(op) == *ret,
+            _ => false,
+        }
+    }
+}
+
+/// How a semaphore history's object behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SemaphoreFlavor {
+    Correct,
+    /// Broken: an attempt that found too few permits free reports a grant anyway (with a
+    /// token above every token seen), holds it a while and reports its release.
+    GrantWhenFull,
+}
+
+/// What a semaphore attempt left the task holding.
+#[derive(Debug)]
+enum HeldPermits {
+    Permit(distkit::semaphore::SemaphorePermit),
+    /// A grant the broken wrapper made up.
+    Fake,
+    Nothing,
+}
+
+async fn semaphore_history(
+    env: &Env,
+    test: &str,
+    seed: u64,
+    flavor: SemaphoreFlavor,
+) -> Result<HistoryReport, String> {
+    let semaphore_key = fresh_key();
+    let semaphores = env.per_client(|client| {
+        Semaphore::new(
+            SemaphoreOptions::builder(semaphore_key.clone(), client, SEMAPHORE_PERMITS)
+                .ttl(Duration::from_secs(3))
+                .build(),
+        )
+    });
+    let recorder = Recorder::<SemaphoreOp, SemaphoreRet>::new();
+    let highest_token = Arc::new(AtomicU64::new(0));
+    let mutant = flavor != SemaphoreFlavor::Correct;
+    let faults = run_tasks(env, seed, !mutant, |task, task_seed| {
+        let semaphore = Arc::clone(&semaphores[task % CLIENTS]);
+        let (recorder, highest_token) = (Arc::clone(&recorder), Arc::clone(&highest_token));
+        async move {
+            let mut rng = Rng(task_seed);
+            for step in 0..OPS_PER_TASK {
+                if rng.chance(20) {
+                    let available = async {
+                        Ok(SemaphoreRet::Available(
+                            semaphore.available_permits().await?,
+                        ))
+                    };
+                    recorder.call(task, SemaphoreOp::Available, available).await;
+                    gap(&mut rng).await;
+                    continue;
+                }
+                let holder = task * 100 + step;
+                let n = 1 + u32::try_from(rng.below(2)).unwrap();
+                let acquire = async {
+                    match semaphore.try_acquire_many(n).await {
+                        Ok(permit) => {
+                            highest_token.fetch_max(permit.fencing_token(), Ordering::SeqCst);
+                            Ok((
+                                SemaphoreRet::Granted(permit.fencing_token()),
+                                HeldPermits::Permit(permit),
+                            ))
+                        }
+                        Err(DistkitError::LockError(LockError::AcquireFail))
+                            if flavor == SemaphoreFlavor::GrantWhenFull =>
+                        {
+                            let token = highest_token.fetch_add(1, Ordering::SeqCst) + 1;
+                            Ok((SemaphoreRet::Granted(token), HeldPermits::Fake))
+                        }
+                        Err(DistkitError::LockError(LockError::AcquireFail)) => {
+                            Ok((SemaphoreRet::Busy, HeldPermits::Nothing))
+                        }
+                        Err(error) => Err(error),
+                    }
+                };
+                let granted = recorder
+                    .call_with(task, SemaphoreOp::Acquire(holder, n), acquire)
+                    .await;
+                match granted {
+                    // A cancelled attempt may have taken permits, which the library gives
+                    // back in the background: an unknown release follows.
+                    Err(invoked) => {
+                        recorder.unknown_after(task, SemaphoreOp::Release(holder), invoked);
+                    }
+                    Ok((_, _, HeldPermits::Fake)) => {
+                        tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+                        let release = async { Ok(SemaphoreRet::Released) };
+                        recorder
+                            .call(task, SemaphoreOp::Release(holder), release)
+                            .await;
+                    }
+                    Ok((granted_at, _, HeldPermits::Permit(permit))) => {
+                        tokio::time::sleep(Duration::from_millis(rng.below(30))).await;
+                        if bounded(permit.get_state()).await == LockGuardState::Acquired {
+                            let release = async {
+                                match permit.release().await? {
+                                    LockGuardState::Released => Ok(SemaphoreRet::Released),
+                                    LockGuardState::Lost => Ok(SemaphoreRet::Lost),
+                                    LockGuardState::Acquired => {
+                                        panic!("a released permit says it is still acquired")
+                                    }
+                                }
+                            };
+                            recorder
+                                .call(task, SemaphoreOp::Release(holder), release)
+                                .await;
+                        } else {
+                            recorder.unknown_after(task, SemaphoreOp::Release(holder), granted_at);
+                            let _released =
+                                tokio::time::timeout(OP_TIMEOUT, permit.release()).await;
+                        }
+                    }
+                    Ok((_, _, HeldPermits::Nothing)) => {}
+                }
+                gap(&mut rng).await;
+            }
+        }
+    })
+    .await;
+    verdict(
+        test,
+        seed,
+        SemaphoreSpec::default(),
+        &recorder.take(),
+        faults,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_grants_are_linearizable() {
+    let env = Env::start().await;
+    check_histories("semaphore", |seed| {
+        semaphore_history(
+            &env,
+            "semaphore_grants_are_linearizable",
+            seed,
+            SemaphoreFlavor::Correct,
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semaphore_that_grants_more_than_its_permits_is_rejected() {
+    let env = Env::start().await;
+    check_mutants("over-granting semaphore", |seed| {
+        semaphore_history(
+            &env,
+            "a_semaphore_that_grants_more_than_its_permits_is_rejected",
+            seed,
+            SemaphoreFlavor::GrantWhenFull,
         )
     })
     .await;

@@ -388,7 +388,8 @@ async fn with_replica_acks_a_grant_the_replicas_do_not_acknowledge_is_released_a
             error,
             DistkitError::LockError(LockError::NotReplicated {
                 acknowledged: 1,
-                required: 2
+                required: 2,
+                ..
             })
         ),
         "{error:?}"
@@ -410,7 +411,8 @@ async fn with_replica_acks_a_grant_the_replicas_do_not_acknowledge_is_released_a
                 error,
                 DistkitError::LockError(LockError::NotReplicated {
                     acknowledged: 0,
-                    required: 1
+                    required: 1,
+                    ..
                 })
             ),
             "{error:?}"

@@ -352,12 +352,23 @@ fn window_total(redis: &TestRedis, prefix: &DistkitRedisKey, k: &DistkitRedisKey
     }
 }
 
-/// Asserts `result` is `RateLimited` with a `retry_after` above `more_than`.
+/// Asserts `result` is `RateLimited` with a `retry_after` above `more_than`, and its message.
 #[expect(clippy::panic, reason = "a test helper fails its test")]
 fn rate_limited(result: Result<Decision, DistkitError>, more_than: Duration) {
     match result {
-        Err(DistkitError::RateLimited { retry_after }) => {
+        Err(error @ DistkitError::RateLimited { .. }) => {
+            let text = error.to_string();
+            let DistkitError::RateLimited { retry_after } = error else {
+                unreachable!()
+            };
             assert!(retry_after > more_than, "retry after {retry_after:?}");
+            assert_eq!(
+                text,
+                format!(
+                    "rate limited: the call would be admitted in {retry_after:?}, later than \
+                     its max_wait allows; nothing was charged"
+                )
+            );
         }
         other => panic!("expected RateLimited, got {other:?}"),
     }

@@ -266,7 +266,8 @@ async fn asking_more_replicas_than_exist_reports_the_write_not_durable_within_th
             error,
             DistkitError::CounterError(CounterError::NotReplicated {
                 acknowledged: 1,
-                required: 3
+                required: 3,
+                ..
             })
         ),
         "{error}"

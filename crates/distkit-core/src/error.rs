@@ -21,7 +21,12 @@ pub enum DistkitError {
     Closed,
     /// A rate limiter's `wait` gave up at once: the call would have had to wait longer than
     /// its `max_wait` to be admitted. Nothing was charged.
-    #[error("rate limited: a call would be admitted in {retry_after:?}, later than allowed")]
+    ///
+    /// Its shape is fixed by the API contract (`RateLimited { retry_after }`), so it carries
+    /// no key: the caller passed the key to `wait`.
+    #[error(
+        "rate limited: the call would be admitted in {retry_after:?}, later than its max_wait allows; nothing was charged"
+    )]
     RateLimited {
         /// How long until the call would have been admitted (the limiter's `retry_after`,
         /// if nothing else is admitted in between).
@@ -67,8 +72,14 @@ pub enum CounterError {
     },
     /// The connection failed after the command was sent, so it may or may not have been
     /// applied. distkit never re-sends such a command by itself.
-    #[error("the connection failed after the command was sent; whether it was applied is unknown")]
+    #[error(
+        "the connection failed after the command{} was sent; whether it was applied is unknown",
+        on_key(.key.as_deref())
+    )]
     OutcomeUnknown {
+        /// The counter key of a call about one key (`None` for a batch over several keys or
+        /// a whole prefix).
+        key: Option<String>,
         /// The transport error.
         #[source]
         source: fred::error::Error,
@@ -89,9 +100,13 @@ pub enum CounterError {
     /// is not durable, and a failover before the replicas catch up may lose it. Retrying
     /// would apply it a second time.
     #[error(
-        "the write was applied but only {acknowledged} of {required} replicas acknowledged it; a failover may lose it"
+        "the write{} was applied but only {acknowledged} of {required} replicas acknowledged it; a failover may lose it",
+        on_key(.key.as_deref())
     )]
     NotReplicated {
+        /// The counter key of a call about one key (`None` for a batch over several keys or
+        /// a whole prefix).
+        key: Option<String>,
         /// How many replicas acknowledged the write in time.
         acknowledged: usize,
         /// How many were asked for.
@@ -181,9 +196,12 @@ pub enum LockError {
     /// asked for acknowledged it within the timeout: a failover could lose it. An
     /// acquisition failing with it has already released what it took.
     #[error(
-        "the lock grant was acknowledged by only {acknowledged} of {required} replicas; it was not kept"
+        "the grant of the lock {} was acknowledged by only {acknowledged} of {required} replicas; it was not kept",
+        shown(.key)
     )]
     NotReplicated {
+        /// The name of the lock (or semaphore), `<namespace>:{<key>}`.
+        key: String,
         /// How many replicas acknowledged in time.
         acknowledged: usize,
         /// How many were asked for.
@@ -208,9 +226,12 @@ pub enum LockError {
     #[cfg(feature = "semaphore")]
     #[cfg_attr(docsrs, doc(cfg(feature = "semaphore")))]
     #[error(
-        "the semaphore is in use with {stored} permits, but this handle was configured with {configured}"
+        "the semaphore {} is in use with {stored} permits, but this handle was configured with {configured}",
+        shown(.key)
     )]
     PermitCountMismatch {
+        /// The semaphore's name, `<namespace>:{<key>}`.
+        key: String,
         /// The count the key is in use with.
         stored: u32,
         /// The count of this handle.
@@ -228,7 +249,7 @@ impl DistkitError {
             Self::LockError(LockError::Timeout { .. }) => true,
             Self::RedisError(error) => *error.kind() == fred::error::ErrorKind::Timeout,
             #[cfg(feature = "counter")]
-            Self::CounterError(CounterError::OutcomeUnknown { source }) => {
+            Self::CounterError(CounterError::OutcomeUnknown { source, .. }) => {
                 *source.kind() == fred::error::ErrorKind::Timeout
             }
             #[cfg(feature = "counter")]
@@ -257,10 +278,13 @@ impl DistkitError {
     /// the command was sent. distkit never resends such a command; retrying it yourself may
     /// apply it twice. True for [`CounterError::OutcomeUnknown`], for a transport failure
     /// reported as [`DistkitError::RedisError`], and for a partly applied batch whose failing
-    /// chunk has an unknown outcome.
+    /// chunk has an unknown outcome. False for a command the client refused before sending
+    /// it (fred's `Backpressure` error, when its command queue is full): nothing was sent.
     pub fn is_outcome_unknown(&self) -> bool {
         match self {
-            Self::RedisError(error) => is_transport_failure(error),
+            Self::RedisError(error) => {
+                is_transport_failure(error) && *error.kind() != fred::error::ErrorKind::Backpressure
+            }
             #[cfg(feature = "counter")]
             Self::CounterError(CounterError::OutcomeUnknown { .. }) => true,
             #[cfg(feature = "counter")]
@@ -288,17 +312,92 @@ impl DistkitError {
     }
 }
 
+impl DistkitError {
+    /// This error, naming `key` where its message does not name a key yet: a
+    /// [`RedisError`](Self::RedisError) (a script error, a wrong type, a transport failure)
+    /// gets `(<what> "<key>")` after its details, keeping its kind (so
+    /// [`is_transport`](Self::is_transport) and the other questions answer as before); a
+    /// [`CounterError::OutcomeUnknown`] or [`CounterError::NotReplicated`] without a key gets
+    /// `key`. Other errors are returned
+    /// as they are. The key is cut after 128 characters.
+    ///
+    /// distkit calls it on the error path only, at the boundary of a call about one key.
+    #[must_use]
+    pub fn about_key(self, what: &str, key: &str) -> Self {
+        match self {
+            Self::RedisError(error) => Self::RedisError(fred::error::Error::new(
+                error.kind().clone(),
+                format!("{} ({what} {})", error.details(), shown(key)),
+            )),
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::OutcomeUnknown { key: None, source }) => {
+                Self::CounterError(CounterError::OutcomeUnknown {
+                    key: Some(key.to_owned()),
+                    source,
+                })
+            }
+            #[cfg(feature = "counter")]
+            Self::CounterError(CounterError::NotReplicated {
+                key: None,
+                acknowledged,
+                required,
+            }) => Self::CounterError(CounterError::NotReplicated {
+                key: Some(key.to_owned()),
+                acknowledged,
+                required,
+            }),
+            other => other,
+        }
+    }
+}
+
+/// The most characters of a key an error message shows (keys are at most 255 bytes, lock
+/// and semaphore names twice that).
+const MAX_KEY_SHOWN: usize = 128;
+
+/// `key` quoted for an error message, cut after [`MAX_KEY_SHOWN`] characters (the cut
+/// marked with how long it was).
+fn shown(key: &str) -> String {
+    match key.char_indices().nth(MAX_KEY_SHOWN) {
+        Some((cut, _)) => format!(
+            "{:?}… ({} bytes)",
+            key.get(..cut).unwrap_or_default(),
+            key.len()
+        ),
+        None => format!("{key:?}"),
+    }
+}
+
+/// ` on key "<key>"` for a message about one key, else nothing.
+#[cfg(feature = "counter")]
+fn on_key(key: Option<&str>) -> String {
+    key.map(|key| format!(" on key {}", shown(key)))
+        .unwrap_or_default()
+}
+
 /// Whether `error` came from the connection rather than from a reply of the server.
+///
+/// Besides I/O errors, timeouts, cancellations and back-pressure this covers fred's
+/// "Too many failed write attempts." and "Failed to route command." (no connection to the node
+/// that serves the command's slot, e.g. while a cluster reconfigures or a node restarts; kind
+/// `Unknown`, or `Routing` when fred is built with its `replicas` feature): fred gives up after
+/// its retries, and an earlier attempt may have been written before its connection dropped.
 ///
 /// For a command that is not idempotent such an error means its outcome is unknown: it may
 /// have been applied before the connection failed.
 pub fn is_transport_failure(error: &fred::error::Error) -> bool {
     use fred::error::ErrorKind;
+    /// What fred says when no connection serves the command (`router::commands`).
+    const NOT_ROUTED: &str = "Failed to route command.";
     match error.kind() {
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Timeout | ErrorKind::Backpressure => true,
-        ErrorKind::Unknown => error
-            .details()
-            .starts_with("Too many failed write attempts"),
+        ErrorKind::Unknown => {
+            error
+                .details()
+                .starts_with("Too many failed write attempts")
+                || error.details() == NOT_ROUTED
+        }
+        ErrorKind::Routing => error.details() == NOT_ROUTED,
         _ => false,
     }
 }
@@ -316,6 +415,8 @@ mod tests {
         let timeout: DistkitError = FredError::new(ErrorKind::Timeout, "slow").into();
         assert!(timeout.is_timeout() && timeout.is_transport() && timeout.is_outcome_unknown());
         assert!(!timeout.is_contention());
+        let unsent: DistkitError = FredError::new(ErrorKind::Backpressure, "full").into();
+        assert!(unsent.is_transport() && !unsent.is_outcome_unknown());
         let refused: DistkitError = FredError::new(ErrorKind::Unknown, "ERR wrong").into();
         assert!(!refused.is_timeout() && !refused.is_transport() && !refused.is_outcome_unknown());
         let closed = DistkitError::Closed;
@@ -325,7 +426,33 @@ mod tests {
         };
         assert!(limited.is_contention() && !limited.is_timeout() && !limited.is_transport());
         assert!(!limited.is_outcome_unknown());
-        assert!(limited.to_string().contains("3s"), "{limited}");
+        assert_eq!(
+            limited.to_string(),
+            "rate limited: the call would be admitted in 3s, later than its max_wait allows; \
+             nothing was charged"
+        );
+    }
+
+    #[test]
+    fn a_command_fred_could_not_route_to_a_node_is_a_transport_failure_of_unknown_outcome() {
+        // fred's words when no connection serves the slot (a cluster reconfiguring): kind
+        // Unknown without fred's `replicas` feature (this workspace), Routing with it.
+        for kind in [ErrorKind::Unknown, ErrorKind::Routing] {
+            let unrouted: DistkitError = FredError::new(kind, "Failed to route command.").into();
+            assert!(unrouted.is_transport(), "{unrouted:?}");
+            assert!(unrouted.is_outcome_unknown(), "{unrouted:?}");
+            assert!(
+                !unrouted.is_timeout() && !unrouted.is_contention(),
+                "{unrouted:?}"
+            );
+        }
+        // A redirection loop is the servers' answer, and a server's reply is not transport.
+        let redirected: DistkitError =
+            FredError::new(ErrorKind::Routing, "Too many redirections.").into();
+        assert!(!redirected.is_transport());
+        let replied: DistkitError =
+            FredError::new(ErrorKind::Unknown, "ERR Failed to route command.").into();
+        assert!(!replied.is_transport());
     }
 
     #[cfg(feature = "lock")]
@@ -344,6 +471,7 @@ mod tests {
     #[test]
     fn an_unknown_outcome_is_transport_and_unknown_even_inside_a_batch() {
         let unknown = DistkitError::from(CounterError::OutcomeUnknown {
+            key: None,
             source: FredError::new(ErrorKind::IO, "reset"),
         });
         assert!(unknown.is_outcome_unknown() && unknown.is_transport() && !unknown.is_timeout());
@@ -389,6 +517,7 @@ mod tests {
         );
 
         let unknown = CounterError::OutcomeUnknown {
+            key: None,
             source: FredError::new(ErrorKind::IO, "broken pipe"),
         };
         assert!(!unknown.to_string().contains("broken pipe"));
@@ -457,5 +586,125 @@ mod tests {
             ErrorKind::InvalidArgument,
             "WRONGTYPE"
         )));
+    }
+
+    #[cfg(feature = "lock")]
+    #[test]
+    fn lock_errors_keep_the_contract_texts_and_a_lost_replication_names_the_lock() {
+        let cases = [
+            (LockError::AcquireFail, "the lock is held by someone else"),
+            (
+                LockError::Timeout {
+                    waited: Duration::from_millis(250),
+                },
+                "gave up waiting for the lock after 250ms",
+            ),
+            (
+                LockError::RetriesExhausted { retries: 3 },
+                "the lock was still held after 3 retries",
+            ),
+            (
+                LockError::NotOwner,
+                "the lease is no longer owned by this guard",
+            ),
+            (
+                LockError::NotReplicated {
+                    key: "distkit-locks:{migration}".to_owned(),
+                    acknowledged: 0,
+                    required: 1,
+                },
+                "the grant of the lock \"distkit-locks:{migration}\" was acknowledged by only 0 of 1 \
+                 replicas; it was not kept",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(DistkitError::from(error).to_string(), text);
+        }
+    }
+
+    #[cfg(feature = "semaphore")]
+    #[test]
+    fn a_permit_count_mismatch_names_the_semaphore() {
+        let error = LockError::PermitCountMismatch {
+            key: "distkit-semaphores:{pool}".into(),
+            stored: 3,
+            configured: 5,
+        };
+        assert_eq!(
+            error.to_string(),
+            "the semaphore \"distkit-semaphores:{pool}\" is in use with 3 permits, but this \
+             handle was configured with 5"
+        );
+    }
+
+    #[test]
+    fn a_redis_error_about_a_key_names_it_and_keeps_its_kind_and_code() {
+        let wrong_type: DistkitError = FredError::new(
+            ErrorKind::InvalidArgument,
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        )
+        .into();
+        let named = wrong_type.about_key("counter key", "tenant-42");
+        assert_eq!(
+            named.to_string(),
+            "Invalid Argument: WRONGTYPE Operation against a key holding the wrong kind of value \
+             (counter key \"tenant-42\")"
+        );
+        let DistkitError::RedisError(inner) = &named else {
+            panic!("{named:?}");
+        };
+        assert_eq!(*inner.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(crate::script::error_code(inner), Some("WRONGTYPE"));
+        // A transport failure stays one.
+        let reset: DistkitError = FredError::new(ErrorKind::IO, "connection reset").into();
+        let reset = reset.about_key("lock", "l:{k}");
+        assert!(reset.is_transport() && reset.is_outcome_unknown());
+        assert!(reset.to_string().ends_with("(lock \"l:{k}\")"), "{reset}");
+        // Errors that are not about Redis are left alone.
+        let closed = DistkitError::Closed.about_key("counter key", "k");
+        assert_eq!(closed.to_string(), DistkitError::Closed.to_string());
+    }
+
+    #[test]
+    fn a_huge_key_is_cut_in_messages() {
+        let key = "k".repeat(300);
+        let error: DistkitError = FredError::new(ErrorKind::Unknown, "ERR x").into();
+        let text = error.about_key("counter key", &key).to_string();
+        assert!(text.contains("… (300 bytes)"), "{text}");
+        assert!(text.len() < 200, "{text}");
+    }
+
+    #[cfg(feature = "counter")]
+    #[test]
+    fn an_unknown_outcome_about_one_key_names_it() {
+        let unknown = DistkitError::from(CounterError::OutcomeUnknown {
+            key: None,
+            source: FredError::new(ErrorKind::Timeout, "slow"),
+        });
+        assert_eq!(
+            unknown.to_string(),
+            "the connection failed after the command was sent; whether it was applied is unknown"
+        );
+        let named = unknown.about_key("counter key", "tenant-42");
+        assert_eq!(
+            named.to_string(),
+            "the connection failed after the command on key \"tenant-42\" was sent; whether it \
+             was applied is unknown"
+        );
+        assert!(named.is_outcome_unknown() && named.is_timeout());
+        let not_replicated = DistkitError::from(CounterError::NotReplicated {
+            key: None,
+            acknowledged: 0,
+            required: 1,
+        })
+        .about_key("counter key", "tenant-42");
+        assert_eq!(
+            not_replicated.to_string(),
+            "the write on key \"tenant-42\" was applied but only 0 of 1 replicas acknowledged \
+             it; a failover may lose it"
+        );
+        // A key already named stays.
+        let again = named.about_key("counter key", "other");
+        assert!(again.to_string().contains("tenant-42"), "{again}");
     }
 }

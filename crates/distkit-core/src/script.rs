@@ -112,6 +112,14 @@ impl LuaScript {
     /// The fred error of the call: a server or script error reply (its details start with
     /// the error code, e.g. `DISTKIT_OVERFLOW`, see [`error_code`]), or a transport error
     /// (see [`is_transport_failure`](crate::error_is_transport_failure)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before its first poll sends nothing. Once polled, the `EVALSHA`
+    /// is queued in the client: dropping the future does not take it back, so the script
+    /// may run (or may already have run) while its reply is discarded; treat it as an
+    /// unknown outcome. Dropped between a `NOSCRIPT` reply (nothing ran) and the `EVAL`
+    /// fallback, or during a pause between cluster redirections, it sends nothing more.
     pub async fn run(
         &self,
         client: &Client,
@@ -143,6 +151,13 @@ impl LuaScript {
     ///
     /// The fred error of the script, as [`run`](Self::run). A failed `WAIT` after a
     /// successful script is not an error: it counts as zero acknowledgements.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run) for the script: once polled, it may run whatever happens to the
+    /// future. The `WAIT` queued with it runs too (holding the connection up to
+    /// `acks.timeout`); its count is discarded, so a dropped call tells nothing about the
+    /// replicas.
     pub async fn run_acknowledged(
         &self,
         client: &Client,
@@ -270,6 +285,12 @@ pub fn error_is_redirection(error: &fred::error::Error) -> bool {
 /// again (to the slot's new master, which fred learned on `MOVED`, or once the migration
 /// that caused the `ASK` or `TRYAGAIN` finished) can apply it at most once: even a command
 /// that may be written only once ([`Attempts::Once`]) is sent again here.
+///
+/// # Cancel safety
+///
+/// Dropping the future drops the call in progress (with what that means for `call`: a
+/// command already queued in the client still runs) and sends nothing more; dropped during
+/// a pause between sends, nothing is in flight.
 pub async fn retry_redirected<T, F, Fut>(
     client: &Client,
     timeout: Option<Duration>,
@@ -371,6 +392,12 @@ const WAIT_REPLY_MARGIN: Duration = Duration::from_secs(1);
 /// It covers every write sent before it on that connection: queue it together with the write
 /// it confirms (e.g. with `tokio::join!`, the write first), as
 /// [`LuaScript::run_acknowledged`] does.
+///
+/// # Cancel safety
+///
+/// Once polled, the `WAIT` is queued in the client and runs (holding the connection up to
+/// `acks.timeout`) even if the future is dropped; it changes no data, and its count is
+/// discarded.
 pub async fn wait_for_replicas(client: &Client, keys: &[&str], acks: ReplicaAcks) -> usize {
     let options = Options {
         max_attempts: Some(1),

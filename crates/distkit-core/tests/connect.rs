@@ -295,3 +295,56 @@ fn a_rotated_password_is_logged_at_warn_when_the_client_reconnects() {
         assert!(warning.contains("127.0.0.1"), "names the server: {warning}");
     }
 }
+
+/// The number of client connections `redis` has, not counting the `redis-cli` asking.
+fn connected_clients(redis: &TestRedis) -> usize {
+    redis
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|line| line.contains("addr=") && !line.contains("cmd=client|list"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_connect_dropped_before_the_server_answered_leaves_no_connection_open() {
+    let redis = TestRedis::start_standalone();
+    // Replies arrive 400 ms late: the connect is dropped first, and its connection completes
+    // after the drop.
+    let proxy = distkit_test_support::Proxy::start(redis.port());
+    proxy.delay(
+        distkit_test_support::Direction::Downstream,
+        Duration::from_millis(400),
+    );
+    let before = connected_clients(&redis);
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(50),
+        ConnectOptions::new(proxy.url())
+            .connect_timeout(Duration::from_secs(5))
+            .connect(),
+    )
+    .await;
+    assert!(dropped.is_err(), "the connect answered within 50 ms");
+    // Connected through the proxy at some point (the handshake completes after the drop) and
+    // closed again: the count goes back to what it was.
+    let started = Instant::now();
+    let mut settled_since = None;
+    loop {
+        let now = connected_clients(&redis);
+        if now == before {
+            let since = *settled_since.get_or_insert_with(Instant::now);
+            // Stable well past the handshake's completion: no connection lives on.
+            if since.elapsed() > Duration::from_secs(2)
+                && started.elapsed() > Duration::from_secs(3)
+            {
+                break;
+            }
+        } else {
+            settled_since = None;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{now} client connections, {before} before the dropped connect: it left one open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

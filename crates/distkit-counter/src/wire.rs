@@ -40,6 +40,23 @@ pub(crate) fn decode_array(value: Value) -> Result<Vec<Value>, DistkitError> {
     }
 }
 
+/// `error` naming the counter key when every operation of the call is on that one key (see
+/// [`DistkitError::about_key`]); an error of a call over several keys is left as it is. Runs
+/// on the error path only.
+pub(crate) fn about_one_key<'k>(
+    error: DistkitError,
+    mut keys: impl Iterator<Item = Option<&'k distkit_core::DistkitRedisKey>>,
+) -> DistkitError {
+    let Some(Some(first)) = keys.next() else {
+        return error;
+    };
+    if keys.all(|key| key == Some(first)) {
+        error.about_key("counter key", first.as_str())
+    } else {
+        error
+    }
+}
+
 /// Turns the error of a counter script into the documented [`DistkitError`].
 ///
 /// `key_at` names the counter key of the operation at a 0-based index of the call, as the
@@ -51,7 +68,11 @@ pub(crate) fn script_error(
 ) -> DistkitError {
     if error_is_transport_failure(&error) {
         return match attempts {
-            Attempts::Once => CounterError::OutcomeUnknown { source: error }.into(),
+            Attempts::Once => CounterError::OutcomeUnknown {
+                key: None,
+                source: error,
+            }
+            .into(),
             Attempts::Retry => error.into(),
         };
     }

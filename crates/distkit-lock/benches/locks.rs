@@ -45,20 +45,22 @@ async fn same_scripts_raw(
     let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
     let mut args: Vec<Value> = vec![acquire.into(), 5.into()];
     args.extend(keys.iter().cloned());
+    // As `Mutex::attempt` sends them (no loss guard): token, lease, retention, heartbeat
+    // window, flags (queued, not an owner id), inbox.
     args.extend([
         "token".into(),
         30_000.into(),
+        630_000.into(),
         250.into(),
-        "1".into(),
-        "0".into(),
+        "10".into(),
         "".into(),
-        "channel".into(),
     ]);
     let _: Value = client.custom(command, args).await?;
     let command = CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot_of(key)), false);
     let mut args: Vec<Value> = vec![release.into(), 5.into()];
     args.extend(keys);
-    args.extend(["token".into(), "channel".into()]);
+    // As `LeaseTarget::release_once` sends them: token, retention.
+    args.extend(["token".into(), 630_000.into()]);
     let _: Value = client.custom(command, args).await?;
     Ok(())
 }

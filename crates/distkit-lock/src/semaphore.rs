@@ -96,7 +96,7 @@
 //!         }
 //!         permit.release().await?;
 //!     }
-//!     Err(DistkitError::LockError(LockError::Timeout { waited })) => {
+//!     Err(DistkitError::LockError(LockError::Timeout { waited, .. })) => {
 //!         println!("busy, waited {waited:?}");
 //!     }
 //!     Err(error) => return Err(error),

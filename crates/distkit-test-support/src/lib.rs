@@ -10,6 +10,13 @@
 //! Sentinels, for failover tests; [`TestRedis::start_cluster_with_replicas`] a cluster whose
 //! masters each have a replica.
 //!
+//! Every server process runs the binary named by `DISTKIT_REDIS_SERVER` ([`SERVER_VARIABLE`];
+//! `redis-server` on `PATH` when unset) and every command-line call the client named by
+//! `DISTKIT_REDIS_CLI` ([`CLI_VARIABLE`]; `redis-cli`), so the whole suite runs against
+//! another server (`valkey-server`, an older Redis build). Every start is bounded: a server
+//! that exits or does not answer within 20 s fails the test with its binary, arguments and
+//! log tail. [`TestRedis::server_version`] lets a test that needs a newer server say so.
+//!
 //! This crate depends on no distkit crate: it talks to Redis with `redis-cli` and plain TCP.
 #![expect(
     clippy::panic,
@@ -24,4 +31,7 @@ mod server;
 
 pub use proxy::{Direction, Proxy};
 pub use replication::ReplicatedRedis;
-pub use server::{DEPLOYMENT_VARIABLE, TestRedis, unique_prefix};
+pub use server::{
+    CLI_VARIABLE, DEPLOYMENT_VARIABLE, SERVER_VARIABLE, ServerVersion, TestRedis, cli_binary,
+    cli_command, server_binary, unique_prefix,
+};

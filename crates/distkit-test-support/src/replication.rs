@@ -5,7 +5,10 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::server::{INSTALL_HINT, PrivateServer, free_port, unique_prefix};
+use crate::server::{
+    INSTALL_HINT, PORT_RACE_RETRIES, PrivateServer, cli_binary, cli_command, free_port,
+    port_race_lost, unique_prefix,
+};
 
 /// How long a failover, a resynchronisation or the Sentinels' discovery may take.
 const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,6 +62,7 @@ impl ReplicatedRedis {
         let mut topology = Self::start(replicas);
         let primary_port = topology.primary_port();
         let quorum = (sentinels / 2).saturating_add(1);
+        let mut lost_races: usize = 0;
         while topology.sentinels.len() < sentinels {
             let port = free_port();
             let dir = temp_dir("sentinel", port);
@@ -66,6 +70,9 @@ impl ReplicatedRedis {
                 PrivateServer::spawn_sentinel(port, dir, Self::MASTER_NAME, primary_port, quorum)
             {
                 topology.sentinels.push(sentinel);
+            } else {
+                lost_races = lost_races.saturating_add(1);
+                assert!(lost_races < PORT_RACE_RETRIES, "{}", port_race_lost());
             }
         }
         topology.wait_until_sentinels_agree(primary_port);
@@ -245,15 +252,20 @@ impl ReplicatedRedis {
         let started = Instant::now();
         let server = loop {
             let dir = temp_dir("node", port);
-            let primary_arg = format!("127.0.0.1 {primary}");
-            if let Some(server) =
-                PrivateServer::spawn_with(port, dir, false, &["--replicaof", &primary_arg])
-            {
+            // Host and port as two arguments: Redis before 7.0 refuses them as one.
+            let primary_port = primary.to_string();
+            if let Some(server) = PrivateServer::spawn_with(
+                port,
+                dir,
+                false,
+                &["--replicaof", "127.0.0.1", &primary_port],
+            ) {
                 break server;
             }
             assert!(
                 started.elapsed() < TOPOLOGY_TIMEOUT,
-                "the node on port {port} did not restart"
+                "the node on port {port} did not restart within {TOPOLOGY_TIMEOUT:?}: the port \
+                 stayed taken"
             );
             sleep(Duration::from_millis(50));
         };
@@ -347,28 +359,35 @@ fn temp_dir(kind: &str, port: u16) -> PathBuf {
 }
 
 /// A new node on a free port: a primary, or a replica of `primary`.
+///
+/// # Panics
+///
+/// When the node does not start (see `PrivateServer::spawn_with`), or every one of a few
+/// free ports was taken by another process before the node bound it.
 fn spawn_node(primary: Option<u16>) -> PrivateServer {
-    let primary_arg = primary.map(|port| format!("127.0.0.1 {port}"));
-    loop {
+    // Host and port as two arguments: Redis before 7.0 refuses them as one.
+    let primary_port = primary.map(|port| port.to_string());
+    let extra: Vec<&str> = match &primary_port {
+        Some(port) => vec!["--replicaof", "127.0.0.1", port.as_str()],
+        None => Vec::new(),
+    };
+    for _ in 0..PORT_RACE_RETRIES {
         let port = free_port();
-        let extra: Vec<&str> = match &primary_arg {
-            Some(arg) => vec!["--replicaof", arg.as_str()],
-            None => Vec::new(),
-        };
         if let Some(server) = PrivateServer::spawn_with(port, temp_dir("node", port), false, &extra)
         {
             return server;
         }
     }
+    panic!("{}", port_race_lost());
 }
 
 fn cli(port: u16, args: &[&str]) -> String {
-    let output = Command::new("redis-cli")
+    let output = cli_command()
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|error| panic!("cannot run redis-cli ({error}); {INSTALL_HINT}"));
+        .unwrap_or_else(|error| panic!("cannot run {} ({error}); {INSTALL_HINT}", cli_binary()));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 

@@ -1,6 +1,7 @@
+use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::sleep;
@@ -13,13 +14,84 @@ const MANUAL_FAILOVER_PATIENCE: Duration = Duration::from_secs(8);
 /// How long a cluster failover may take in all.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a start is retried when another process took the chosen port first.
-const PORT_RACE_RETRIES: usize = 5;
+pub(crate) const PORT_RACE_RETRIES: usize = 5;
 /// The environment variable that switches [`TestRedis::start`] to a three-master cluster.
 pub const DEPLOYMENT_VARIABLE: &str = "DISTKIT_TEST_DEPLOYMENT";
+/// The environment variable naming the server binary every private server, replica, cluster
+/// node and Sentinel runs (`redis-server` on `PATH` when unset), e.g.
+/// `DISTKIT_REDIS_SERVER=/opt/valkey/bin/valkey-server`. Sentinels run as
+/// `<binary> <config> --sentinel`.
+pub const SERVER_VARIABLE: &str = "DISTKIT_REDIS_SERVER";
+/// The environment variable naming the command-line client the harness runs (`redis-cli` on
+/// `PATH` when unset), e.g. `DISTKIT_REDIS_CLI=/opt/valkey/bin/valkey-cli`.
+pub const CLI_VARIABLE: &str = "DISTKIT_REDIS_CLI";
 
-pub(crate) const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it \
+pub(crate) const INSTALL_HINT: &str = "the server binary was not found. Install redis-server \
     (Debian/Ubuntu: `apt-get update && apt-get install -y redis-server`; \
-    macOS: `brew install redis`) or set REDIS_URL to a Redis you may write to.";
+    macOS: `brew install redis`), name another one with DISTKIT_REDIS_SERVER and \
+    DISTKIT_REDIS_CLI, or set REDIS_URL to a Redis you may write to.";
+
+/// The server binary the harness starts: `$DISTKIT_REDIS_SERVER`, else `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var(SERVER_VARIABLE)
+        .ok()
+        .filter(|binary| !binary.is_empty())
+        .unwrap_or_else(|| "redis-server".to_owned())
+}
+
+/// The client binary the harness runs: `$DISTKIT_REDIS_CLI`, else `redis-cli`.
+pub fn cli_binary() -> String {
+    std::env::var(CLI_VARIABLE)
+        .ok()
+        .filter(|binary| !binary.is_empty())
+        .unwrap_or_else(|| "redis-cli".to_owned())
+}
+
+/// A [`Command`] running the client binary ([`cli_binary`]), for tests that call it
+/// themselves.
+pub fn cli_command() -> Command {
+    Command::new(cli_binary())
+}
+
+/// A server's version from `INFO server`: `redis_version` (Valkey reports the Redis version
+/// it is compatible with there, 7.2.4 for Valkey 8, and its own in `valkey_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    /// The major version.
+    pub major: u32,
+    /// The minor version.
+    pub minor: u32,
+    /// The patch version.
+    pub patch: u32,
+}
+
+impl ServerVersion {
+    /// Parses `redis_version` out of an `INFO server` reply.
+    pub fn from_info(info: &str) -> Option<Self> {
+        let version = info
+            .lines()
+            .find_map(|line| line.strip_prefix("redis_version:"))?
+            .trim();
+        let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+        Some(Self {
+            major: parts.next()??,
+            minor: parts.next().flatten().unwrap_or(0),
+            patch: parts.next().flatten().unwrap_or(0),
+        })
+    }
+
+    /// Whether the server has sharded pub/sub (`SSUBSCRIBE`, `SPUBLISH`,
+    /// `PUBSUB SHARDCHANNELS`): Redis 7.0 and newer.
+    pub fn has_sharded_pubsub(self) -> bool {
+        self.major >= 7
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
@@ -64,8 +136,9 @@ impl TestRedis {
     ///
     /// # Panics
     ///
-    /// When `redis-server` is missing (the message says how to install it) or does not
-    /// become ready within 20 s.
+    /// When the server binary ([`SERVER_VARIABLE`], else `redis-server`) is missing (the
+    /// message says how to install it), exits at start or does not answer within 20 s (the
+    /// message names the binary, its arguments and the end of its log).
     pub fn start() -> Self {
         if std::env::var(DEPLOYMENT_VARIABLE).is_ok_and(|deployment| deployment == "cluster") {
             Self::start_cluster()
@@ -108,7 +181,7 @@ impl TestRedis {
                 };
             }
         }
-        panic!("redis-server did not start after {PORT_RACE_RETRIES} attempts on free ports");
+        panic!("{}", port_race_lost());
     }
 
     /// A private Redis Cluster of three masters (no replicas), joined with
@@ -136,11 +209,15 @@ impl TestRedis {
     fn start_cluster_of(replicas_per_master: usize) -> Self {
         let mut servers = Vec::new();
         let node_count = replicas_per_master.saturating_add(1).saturating_mul(3);
+        let mut lost_races: usize = 0;
         while servers.len() < node_count {
             // The cluster bus listens on port + 10000: both must be free.
             let port = free_port_with_bus();
             if let Some(server) = PrivateServer::spawn(port, true) {
                 servers.push(server);
+            } else {
+                lost_races = lost_races.saturating_add(1);
+                assert!(lost_races < PORT_RACE_RETRIES, "{}", port_race_lost());
             }
         }
         let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
@@ -148,21 +225,23 @@ impl TestRedis {
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
-        let output = Command::new("redis-cli")
+        let replicas = replicas_per_master.to_string();
+        let mut create = cli_command();
+        create
             .args(["--cluster", "create"])
             .args(&nodes)
-            .args([
-                "--cluster-replicas",
-                &replicas_per_master.to_string(),
-                "--cluster-yes",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run redis-cli ({error}); {INSTALL_HINT}"));
+            .args(["--cluster-replicas", &replicas, "--cluster-yes"])
+            .stdin(Stdio::null());
+        let output = run_bounded(&mut create, READY_TIMEOUT);
         assert!(
             output.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&output.stdout)
+            "`{} --cluster create {} --cluster-replicas {replicas} --cluster-yes` failed \
+             ({}): {}{}",
+            cli_binary(),
+            nodes.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
         let cluster = Self {
             url: format!(
@@ -201,7 +280,13 @@ impl TestRedis {
         }) {
             assert!(
                 started.elapsed() < READY_TIMEOUT,
-                "the test cluster never reported cluster_state:ok"
+                "the test cluster on ports {:?} never reported cluster_state:ok within \
+                 {READY_TIMEOUT:?}; the first node's log ends with:\n{}",
+                self.ports,
+                self.private
+                    .first()
+                    .map(|server| log_tail(&server.dir))
+                    .unwrap_or_default()
             );
             sleep(Duration::from_millis(50));
         }
@@ -408,7 +493,7 @@ impl TestRedis {
     ///
     /// When `redis-cli` cannot be run.
     pub fn node_cli(&self, port: u16, args: &[&str]) -> String {
-        let mut command = Command::new("redis-cli");
+        let mut command = cli_command();
         if self.cluster {
             command.arg("-c");
         }
@@ -417,8 +502,21 @@ impl TestRedis {
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|error| panic!("cannot run redis-cli ({error}); {INSTALL_HINT}"));
+            .unwrap_or_else(|error| {
+                panic!("cannot run {} ({error}); {INSTALL_HINT}", cli_binary())
+            });
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// The version of the (first) server, from `INFO server`.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer `INFO server` with a `redis_version`.
+    pub fn server_version(&self) -> ServerVersion {
+        let info = self.cli(&["INFO", "server"]);
+        ServerVersion::from_info(&info)
+            .unwrap_or_else(|| panic!("INFO server named no redis_version: {info}"))
     }
 
     /// Stops every server process (SIGSTOP): they keep their connections but answer nothing.
@@ -459,7 +557,7 @@ impl TestRedis {
             }
             let _ = std::fs::remove_dir_all(&dir);
         }
-        panic!("redis-server did not start after {PORT_RACE_RETRIES} attempts on free ports");
+        panic!("{}", port_race_lost());
     }
 
     /// Kills a standalone server (SIGKILL) and starts it again on the same port: empty, or,
@@ -491,7 +589,10 @@ impl TestRedis {
             }
             sleep(Duration::from_millis(50));
         }
-        panic!("redis-server did not restart on port {port}");
+        panic!(
+            "{} did not restart on port {port} within {READY_TIMEOUT:?}: the port stayed taken",
+            server_binary()
+        );
     }
 
     /// Closes every normal client connection on every node (`CLIENT KILL TYPE normal`) and
@@ -594,62 +695,56 @@ impl PrivateServer {
     }
 
     /// Starts a server on `port` with its files in `dir` and `extra` arguments (a cluster
-    /// node's, a replica's); `None` when it exited at once.
+    /// node's, a replica's); `None` when it exited at once because the port was taken (the
+    /// caller picks another port, a bounded number of times).
+    ///
+    /// Any other exit, and a server that does not answer PING within 20 s, panics with the
+    /// binary, its arguments and the end of its logs.
     pub(crate) fn spawn_with(
         port: u16,
         dir: PathBuf,
         persistent: bool,
         extra: &[&str],
     ) -> Option<Self> {
-        std::fs::create_dir_all(&dir)
-            .expect("cannot create a temporary directory for redis-server");
-        let mut command = Command::new("redis-server");
-        command
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                if persistent { "yes" } else { "no" },
-                "--appendfsync",
-                "always",
-            ])
-            .args([
-                "--protected-mode",
-                "no",
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"));
-        command.args(extra);
-        let spawned = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
-            Err(error) => panic!("cannot start redis-server: {error}"),
-        };
-        Self::await_ready(Self {
-            child,
-            dir,
-            port,
-            persistent,
-        })
+        std::fs::create_dir_all(&dir).expect("cannot create a temporary directory for a server");
+        let mut args: Vec<OsString> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            if persistent { "yes" } else { "no" },
+            "--appendfsync",
+            "always",
+            // Full resyncs stream the snapshot to replicas instead of writing it to disk
+            // first: the default since Redis 7.0, and what the docs require of Redis 6.2 (with
+            // its disk-based default the Sentinel failover stress failed: failovers stalled
+            // clients ~3 s and locks without replica acks overlapped).
+            "--repl-diskless-sync",
+            "yes",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        args.push("--dir".into());
+        args.push(dir.clone().into_os_string());
+        args.push("--logfile".into());
+        args.push(dir.join(SERVER_LOG).into_os_string());
+        args.extend(extra.iter().map(OsString::from));
+        Self::launch(port, dir, persistent, &args)
     }
 
     /// A Sentinel on `port` with its configuration file (which it rewrites) in `dir`, watching
-    /// the primary on `primary_port` as `master_name` with the given quorum.
+    /// the primary on `primary_port` as `master_name` with the given quorum; `None` when the
+    /// port was taken (see [`spawn_with`](Self::spawn_with)).
     pub(crate) fn spawn_sentinel(
         port: u16,
         dir: PathBuf,
@@ -657,8 +752,7 @@ impl PrivateServer {
         primary_port: u16,
         quorum: usize,
     ) -> Option<Self> {
-        std::fs::create_dir_all(&dir)
-            .expect("cannot create a temporary directory for redis-sentinel");
+        std::fs::create_dir_all(&dir).expect("cannot create a temporary directory for a Sentinel");
         let config = dir.join("sentinel.conf");
         let text = format!(
             "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nloglevel notice\n\
@@ -668,49 +762,147 @@ impl PrivateServer {
              sentinel failover-timeout {master_name} 4000\n\
              sentinel parallel-syncs {master_name} 2\n",
             dir = dir.display(),
-            log = dir.join("sentinel.log").display(),
+            log = dir.join(SERVER_LOG).display(),
         );
         std::fs::write(&config, text).expect("cannot write a sentinel configuration");
-        let spawned = Command::new("redis-server")
-            .arg(&config)
-            .arg("--sentinel")
+        Self::launch(
+            port,
+            dir,
+            false,
+            &[config.into_os_string(), OsString::from("--sentinel")],
+        )
+    }
+
+    /// Runs the server binary with `args` (its standard output and error to a file in
+    /// `dir`) and waits until it answers PING on `port`.
+    fn launch(port: u16, dir: PathBuf, persistent: bool, args: &[OsString]) -> Option<Self> {
+        let binary = server_binary();
+        let stdio = std::fs::File::create(dir.join(STDIO_LOG))
+            .expect("cannot create a log file for a server");
+        let spawned = Command::new(&binary)
+            .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdio.try_clone().expect("cannot share a log file"))
+            .stderr(stdio)
             .spawn();
         let child = match spawned {
             Ok(child) => child,
-            Err(error) if error.kind() == ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
-            Err(error) => panic!("cannot start redis-server --sentinel: {error}"),
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                panic!("cannot run {binary}: {error}; {INSTALL_HINT}")
+            }
+            Err(error) => panic!("cannot run {binary}: {error}"),
         };
-        Self::await_ready(Self {
+        let server = Self {
             child,
             dir,
             port,
-            persistent: false,
-        })
+            persistent,
+        };
+        server.await_ready(&binary, args)
     }
 
+    /// The process id.
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Waits until the new process answers PING; `None` when it exited first.
-    fn await_ready(mut server: Self) -> Option<Self> {
-        let port = server.port;
+    /// Waits until the new process answers PING: `None` when it exited because its port was
+    /// taken; a panic naming the binary, its arguments and its log tail when it exited for
+    /// another reason or did not answer within 20 s.
+    fn await_ready(mut self, binary: &str, args: &[OsString]) -> Option<Self> {
+        let port = self.port;
         let started = Instant::now();
+        let shown = || {
+            args.iter()
+                .map(|arg| format!("{:?}", arg.to_string_lossy()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         while started.elapsed() < READY_TIMEOUT {
-            if let Ok(Some(_status)) = server.child.try_wait() {
-                return None;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let logs = log_tail(&self.dir);
+                if logs.contains("Address already in use") {
+                    return None;
+                }
+                panic!(
+                    "{binary} {} exited at start ({status}) on port {port}; its log ends \
+                     with:\n{logs}",
+                    shown()
+                );
             }
             if answers_ping(port) {
-                return Some(server);
+                return Some(self);
             }
             sleep(Duration::from_millis(10));
         }
-        let _ = server.child.kill();
-        panic!("redis-server on port {port} did not answer PING within {READY_TIMEOUT:?}");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!(
+            "{binary} {} did not answer PING on port {port} within {READY_TIMEOUT:?}; its log \
+             ends with:\n{}",
+            shown(),
+            log_tail(&self.dir)
+        );
+    }
+}
+
+/// The file a private server (or Sentinel) logs to, in its directory.
+const SERVER_LOG: &str = "server.log";
+/// The file its standard output and error go to (configuration errors are printed there).
+const STDIO_LOG: &str = "stdio.log";
+
+/// The last lines of a server's logs in `dir`.
+pub(crate) fn log_tail(dir: &Path) -> String {
+    const LINES: usize = 20;
+    [STDIO_LOG, SERVER_LOG]
+        .iter()
+        .filter_map(|name| {
+            let text = std::fs::read_to_string(dir.join(name)).ok()?;
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines
+                .get(lines.len().saturating_sub(LINES)..)
+                .unwrap_or_default()
+                .join("\n");
+            (!tail.trim().is_empty()).then(|| format!("[{name}]\n{tail}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The panic message when every attempt found its free port taken by the time the server
+/// bound it.
+pub(crate) fn port_race_lost() -> String {
+    format!(
+        "{} did not start after {PORT_RACE_RETRIES} attempts: each time another process took \
+         the free port first",
+        server_binary()
+    )
+}
+
+/// Runs `command` and waits for it at most `limit`; panics when it cannot run or takes
+/// longer (it is then killed).
+pub(crate) fn run_bounded(command: &mut Command, limit: Duration) -> std::process::Output {
+    let shown = format!("{command:?}");
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {shown} ({error}); {INSTALL_HINT}"));
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(limit) {
+        Ok(Ok(output)) => output,
+        Ok(Err(error)) => panic!("{shown} failed: {error}"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{shown} did not finish within {limit:?}")
+        }
     }
 }
 
@@ -767,4 +959,29 @@ fn answers_ping(port: u16) -> bool {
     }
     let mut reply = [0_u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerVersion;
+
+    #[test]
+    fn the_server_version_is_read_from_redis_version_also_on_valkey() {
+        let redis =
+            ServerVersion::from_info("# Server\r\nredis_version:6.2.16\r\nredis_mode:x\r\n");
+        assert_eq!(
+            redis,
+            Some(ServerVersion {
+                major: 6,
+                minor: 2,
+                patch: 16
+            })
+        );
+        assert!(!redis.is_some_and(ServerVersion::has_sharded_pubsub));
+        let valkey = ServerVersion::from_info(
+            "redis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n",
+        );
+        assert!(valkey.is_some_and(ServerVersion::has_sharded_pubsub));
+        assert_eq!(ServerVersion::from_info("# Server\r\n"), None);
+    }
 }

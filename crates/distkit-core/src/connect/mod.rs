@@ -75,6 +75,10 @@ const TLS_SCHEMES: [&str; 6] = [
 /// [`DistkitError::RedisError`], with a message naming the host (never the credentials),
 /// when the URL is malformed, its scheme is not one of the Redis ones, it names `rediss://`
 /// without TLS compiled in, the host cannot be reached, or no connection was made within 5 s.
+///
+/// # Cancel safety
+///
+/// As [`ConnectOptions::connect`]: dropping the future leaves no connection behind.
 pub async fn connect(url: &str) -> Result<Client, DistkitError> {
     ConnectOptions::new(url).connect().await
 }
@@ -91,6 +95,12 @@ impl ConnectOptions {
     /// credentials): of kind `Config` or `Url` for the errors [`validate`](Self::validate)
     /// reports, `Timeout` when no connection was made within the connect timeout, and the
     /// client's own kind (e.g. `IO`, `Auth`) when the connection failed earlier.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it connects leaves nothing behind: the client it was
+    /// building is quit from a task of its own (on the caller's runtime), so a connection
+    /// that completes after the drop is closed instead of staying open with no handle.
     pub async fn connect(self) -> Result<Client, DistkitError> {
         let (config, hosts) = parse(&self)?;
         let clustered = config.server.is_clustered();
@@ -113,7 +123,12 @@ impl ConnectOptions {
         let client = builder.build().map_err(|error| {
             with_context(&error, &format!("cannot connect to redis at {hosts}"))
         })?;
-        match tokio::time::timeout(self.connect_timeout, client.init()).await {
+        // Should this future be dropped while the client connects, the connection made
+        // afterwards would live on with no handle to use or close it: the guard quits it.
+        let connecting = StopUnlessConnected(Some(client.clone()));
+        let initialized = tokio::time::timeout(self.connect_timeout, client.init()).await;
+        connecting.disarm();
+        match initialized {
             Ok(Ok(_connection_task)) => {
                 warn_about_eviction_in_background(&client);
                 warn_about_refused_authentication(&client, &hosts);
@@ -162,6 +177,10 @@ pub const REQUIRED_EVICTION_POLICY: &str = "noeviction";
 ///
 /// [`DistkitError::RedisError`] when the command fails, e.g. on a managed Redis that does
 /// not allow `CONFIG`.
+///
+/// # Cancel safety
+///
+/// A read (`CONFIG GET`): dropping the future changes nothing.
 pub async fn eviction_policy(client: &Client) -> Result<String, DistkitError> {
     use fred::types::{ClusterHash, CustomCommand};
     let config = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
@@ -272,6 +291,26 @@ fn stop_in_background(client: Client) {
         drop(runtime.spawn(async move {
             let _ = client.quit().await;
         }));
+    }
+}
+
+/// Quits its client on drop, unless disarmed: [`ConnectOptions::connect`] dropped while the
+/// client connects (fred's connection task, spawned by `init`, does not end with the
+/// client's handles, so a connection made after the drop would stay open for ever).
+struct StopUnlessConnected(Option<Client>);
+
+impl StopUnlessConnected {
+    /// The connection attempt has an outcome: the caller owns the client.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopUnlessConnected {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            stop_in_background(client);
+        }
     }
 }
 

@@ -79,6 +79,14 @@ impl LuaScript {
     /// # Errors
     ///
     /// As [`run_acknowledged`](Self::run_acknowledged).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run) for the script: once polled, it may run whatever happens to the
+    /// future. Dropped while paired with its own `WAIT`, a drop guard frees the pairing, so
+    /// later writes are not held back. Dropped while waiting for a batch `WAIT`, it leaves
+    /// the batch (its receiver goes away); the batch task, on the library's background
+    /// runtime, still sends that `WAIT` for the other members.
     pub async fn run_acknowledged_in(
         &self,
         group: &Arc<AcknowledgementGroup>,

@@ -360,6 +360,7 @@ pub(crate) async fn queued_answer(answer: oneshot::Receiver<Reply>) -> Reply {
         // The group's task ended without answering (its runtime shut down): the group may
         // have been sent.
         Err(CounterError::OutcomeUnknown {
+            key: None,
             source: FredError::new(
                 ErrorKind::Canceled,
                 "the group commit task ended before the reply",

@@ -21,13 +21,17 @@ use super::group_commit::{self, Entry, GroupCommit};
 use crate::checked::OptionsCheck;
 use crate::scripts::{COUNTER_APPLY, COUNTER_INC};
 use crate::shards::{self, ShardGate};
-use crate::wire::{decode_array, decode_i64, script_error};
+use crate::wire::{about_one_key, decode_array, decode_i64, script_error};
 
 /// The error of a command written once: a transport failure (sent or not, the outcome is
 /// unknown) is [`CounterError::OutcomeUnknown`].
 fn written_once_error(error: distkit_core::fred::error::Error) -> DistkitError {
     if distkit_core::error_is_transport_failure(&error) {
-        CounterError::OutcomeUnknown { source: error }.into()
+        CounterError::OutcomeUnknown {
+            key: None,
+            source: error,
+        }
+        .into()
     } else {
         error.into()
     }
@@ -279,18 +283,20 @@ impl RemoteCounters {
     /// concurrent increments of this object are coalesced (see [`group_commit`]): alone, or
     /// with a slot free, it runs `counter_inc` at once; else it joins the next group.
     pub(crate) async fn inc(&self, key: &DistkitRedisKey, delta: i64) -> Result<i64, DistkitError> {
-        if self.replica_acks.is_some() {
-            return self.inc_alone(key, delta).await;
-        }
-        self.ready().await?;
-        match self.group_commit.enter(self, key, delta) {
-            Entry::Alone(slot) => {
-                let result = self.inc_alone(key, delta).await;
-                drop(slot);
-                result
+        let result = if self.replica_acks.is_some() {
+            self.inc_alone(key, delta).await
+        } else {
+            self.ready().await?;
+            match self.group_commit.enter(self, key, delta) {
+                Entry::Alone(slot) => {
+                    let result = self.inc_alone(key, delta).await;
+                    drop(slot);
+                    result
+                }
+                Entry::Queued(answer) => group_commit::queued_answer(answer).await,
             }
-            Entry::Queued(answer) => group_commit::queued_answer(answer).await,
-        }
+        };
+        result.map_err(|error| error.about_key("counter key", key.as_str()))
     }
 
     /// Adds `delta` to `key` with the `counter_inc` script; returns the new value.
@@ -330,7 +336,8 @@ impl RemoteCounters {
             self.client.hget::<Value, _, _>(values_key, key.as_str())
         })
         .await;
-        let value = value?;
+        let value = value
+            .map_err(|error| DistkitError::from(error).about_key("counter key", key.as_str()))?;
         decode_i64(&value, key)
     }
 
@@ -443,6 +450,19 @@ impl RemoteCounters {
     /// error says how many operations were applied (the earlier chunks, and the failing one
     /// too when only its replica acknowledgement failed).
     pub(crate) async fn apply(
+        &self,
+        operations: &[Operation<'_>],
+    ) -> Result<Vec<(i64, i64)>, DistkitError> {
+        self.apply_unnamed(operations).await.map_err(|error| {
+            about_one_key(
+                error,
+                operations.iter().map(|operation| Some(operation.key)),
+            )
+        })
+    }
+
+    /// [`apply`](Self::apply), its errors not naming the key.
+    async fn apply_unnamed(
         &self,
         operations: &[Operation<'_>],
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
@@ -584,6 +604,7 @@ fn require_acks(acknowledged: usize, acks: ReplicaAcks) -> Result<(), DistkitErr
         Ok(())
     } else {
         Err(CounterError::NotReplicated {
+            key: None,
             acknowledged,
             required: acks.replicas,
         }

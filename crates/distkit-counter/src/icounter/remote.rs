@@ -30,7 +30,7 @@ use crate::checked::OptionsCheck;
 use crate::observe;
 use crate::scripts::{INSTANCE_COUNTER, INSTANCE_COUNTER_INC};
 use crate::shards::{self, ShardGate};
-use crate::wire::{decode_array, decode_i64, script_error};
+use crate::wire::{about_one_key, decode_array, decode_i64, script_error};
 
 /// The roles of the keys of one prefix, in the script's `KEYS` order.
 const KEY_KINDS: [&str; 12] = [
@@ -301,6 +301,13 @@ impl RemoteInstanceCounters {
     /// connection failed after a write was sent, [`CounterError::BatchPartiallyApplied`]
     /// when a later chunk failed, or [`DistkitError::RedisError`].
     pub(crate) async fn run(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
+        self.run_unnamed(ops)
+            .await
+            .map_err(|error| about_one_key(error, ops.iter().map(|op| op.key)))
+    }
+
+    /// [`run`](Self::run), its errors not naming the key.
+    async fn run_unnamed(&self, ops: &[Op<'_>]) -> Result<Vec<Outcome>, DistkitError> {
         self.check()?;
         self.gate.ensure().await?;
         if self.shard_count() <= 1 {

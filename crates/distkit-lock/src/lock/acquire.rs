@@ -141,7 +141,9 @@ where
             Some(Attempt::Refused) | None => {}
         }
         match patience {
-            Patience::Once => return Err(LockError::AcquireFail.into()),
+            Patience::Once => {
+                return Err(LockError::AcquireFail.into());
+            }
             Patience::Retries(retries) if index >= retries => {
                 return Err(LockError::RetriesExhausted { retries }.into());
             }
@@ -180,7 +182,7 @@ where
 #[derive(Debug)]
 pub(crate) struct QueuePlace {
     pub(crate) client: Client,
-    pub(crate) keys: Vec<String>,
+    pub(crate) keys: Arc<[String]>,
     /// The lock's leave-queue script, and its arguments.
     pub(crate) script: &'static LuaScript,
     pub(crate) args: Vec<Value>,
@@ -192,6 +194,40 @@ impl QueuePlace {
     pub(crate) fn disarm(mut self) {
         self.armed = false;
     }
+
+    /// Gives the place up and waits for Redis to confirm it, so that an attempt made after
+    /// the caller's call returned never finds this waiter still in line (a writer's place
+    /// would refuse new readers). When Redis fails (or this future is dropped), the drop
+    /// leaves from the background as for a cancelled acquisition.
+    async fn leave(mut self) {
+        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        let left = self
+            .script
+            .run(&self.client, &keys, self.args.clone(), CallPolicy::RETRY)
+            .await;
+        if left.is_ok() {
+            self.armed = false;
+        }
+    }
+}
+
+/// Ends an acquisition that may hold a place in line: a won acquisition's place is already
+/// given up by its acquire script; one that ran out of retries (no time bound) gives its
+/// place up before returning; one that ran out of time (or failed) drops its place, which
+/// leaves from the background, so that the bound holds whatever Redis does.
+pub(crate) async fn settle_place<T>(
+    place: Option<QueuePlace>,
+    outcome: Result<T, DistkitError>,
+) -> Result<T, DistkitError> {
+    match (place, &outcome) {
+        (Some(place), Ok(_)) => place.disarm(),
+        (Some(place), Err(DistkitError::LockError(LockError::RetriesExhausted { .. }))) => {
+            place.leave().await;
+        }
+        (Some(place), Err(_)) => drop(place),
+        (None, _) => {}
+    }
+    outcome
 }
 
 impl Drop for QueuePlace {
@@ -199,11 +235,7 @@ impl Drop for QueuePlace {
         if !self.armed {
             return;
         }
-        let (client, keys, script) = (
-            self.client.clone(),
-            std::mem::take(&mut self.keys),
-            self.script,
-        );
+        let (client, keys, script) = (self.client.clone(), Arc::clone(&self.keys), self.script);
         let args = std::mem::take(&mut self.args);
         let _leave = spawn_background(async move {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -231,6 +263,23 @@ macro_rules! acquisition_methods {
         /// [`LockError::InvalidOwner`](distkit_core::LockError::InvalidOwner) for invalid
         /// options (before any I/O, see [`LockOptions::validate`](super::LockOptions::validate));
         /// [`DistkitError::RedisError`] when Redis fails.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropping the future (e.g. in `tokio::select!` or `tokio::time::timeout`) before it
+        /// returns leaves no lock held and no waiter behind; no guard exists until it returns.
+        /// A writer or mutex waiter holds a place in the lock's queue while it waits: when the
+        /// future is dropped without the lock, a drop guard removes it (the leave-queue
+        /// script, from distkit's background runtime; should that fail, the place expires
+        /// with its heartbeat, one queue window after the last attempt renewed it); a mutex
+        /// waiter also passes on a handover made to it and not yet confirmed. Readers hold no
+        /// place.
+        /// An attempt dropped after its script was handed to the client, whose reply was not
+        /// read, may have taken the lock: without an explicit
+        /// [`owner_id`](super::LockOptions::owner_id) a drop guard releases whatever it took,
+        /// from distkit's background runtime (should that release fail, the lease expires
+        /// after its `ttl`); with an explicit id it is left for the next acquisition with that
+        /// id to re-attach to, or to expire after its `ttl`.
         pub async fn $wait(&self) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Wait(self.options.max_wait))).await
         }
@@ -241,6 +290,17 @@ macro_rules! acquisition_methods {
         ///
         /// [`LockError::AcquireFail`](distkit_core::LockError::AcquireFail) when it is held;
         /// otherwise as the waiting form.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropping the future before it returns leaves no lock held; one attempt takes no
+        /// place in the queue. Dropped before the attempt was sent, nothing happens.
+        /// An attempt dropped after its script was handed to the client, whose reply was not
+        /// read, may have taken the lock: without an explicit
+        /// [`owner_id`](super::LockOptions::owner_id) a drop guard releases whatever it took,
+        /// from distkit's background runtime (should that release fail, the lease expires
+        /// after its `ttl`); with an explicit id it is left for the next acquisition with that
+        /// id to re-attach to, or to expire after its `ttl`.
         pub async fn $once(&self) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Once)).await
         }
@@ -257,16 +317,32 @@ macro_rules! acquisition_methods {
         ///
         /// [`LockError::Timeout`](distkit_core::LockError::Timeout) with the time waited;
         /// otherwise as the waiting form.
+        ///
+        /// # Cancel safety
+        ///
+        /// As the waiting form: dropping the future, or the bound cutting it off, leaves no
+        /// lock held and no waiter behind (the queue place and an attempt in flight are
+        /// cleaned up by drop guards, in the background).
         pub async fn $within(&self, timeout: Duration) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Within(timeout))).await
         }
 
         #[doc = concat!("Makes `1 + max_retries` attempts to acquire ", $what, ".")]
         ///
+        /// A waiter that gives up leaves the lock's line before the call returns (one more
+        /// round trip, the leave-queue script), so a later attempt never finds it still in
+        /// line; should that round trip fail, the place is given up in the background.
+        ///
         /// # Errors
         ///
         /// [`LockError::RetriesExhausted`](distkit_core::LockError::RetriesExhausted);
         /// otherwise as the waiting form.
+        ///
+        /// # Cancel safety
+        ///
+        /// As the waiting form: dropping the future leaves no lock held and no waiter behind
+        /// (the queue place and an attempt in flight are cleaned up by drop guards, in the
+        /// background).
         pub async fn $retries(&self, max_retries: usize) -> Result<$guard, DistkitError> {
             Box::pin(self.$inner(Patience::Retries(max_retries))).await
         }

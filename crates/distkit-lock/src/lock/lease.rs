@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::acquire::Attempt;
+use super::notify::ReleaseNotifier;
 use super::observe::{self, LockKind};
 use super::renewal::{QueueSlot, RenewalScheduler};
 use super::{LockGuardState, Reply, decode_grant};
@@ -38,9 +39,12 @@ pub(crate) enum LeaseKind {
 /// Where a lease lives in Redis.
 #[derive(Debug)]
 pub(crate) struct LeaseTarget {
+    /// The lock's name, `<namespace>:{<key>}`, for error messages.
+    pub(crate) lock: std::sync::Arc<str>,
     pub(crate) client: Client,
     pub(crate) kind: LeaseKind,
-    pub(crate) keys: Vec<String>,
+    /// Shared with the lock object (made once, at its construction).
+    pub(crate) keys: Arc<[String]>,
     /// The release script's `ARGV[2]`: for a mutex, its release channel (which names the
     /// lock in handover announcements); for a rwlock, where to announce a release (see
     /// `ReleaseNotifier::announce_target`).
@@ -61,6 +65,7 @@ pub(crate) struct LeaseTarget {
 /// returns the reply and, when fewer replicas acknowledged than asked for, the
 /// [`LockError::NotReplicated`] to report if the reply granted something.
 async fn run_script(
+    lock: &str,
     client: &Client,
     acks: Option<ReplicaAcks>,
     script: &LuaScript,
@@ -75,7 +80,8 @@ async fn run_script(
     // would otherwise carry it inline.
     let (reply, acknowledged) =
         Box::pin(script.run_acknowledged(client, keys, args, policy, acks)).await?;
-    let shortfall = (acknowledged < acks.replicas).then_some(LockError::NotReplicated {
+    let shortfall = (acknowledged < acks.replicas).then(|| LockError::NotReplicated {
+        key: lock.to_owned(),
         acknowledged,
         required: acks.replicas,
     });
@@ -111,14 +117,20 @@ impl LeaseTarget {
     }
 
     fn owner_key(&self) -> Vec<&str> {
-        self.keys.iter().take(1).map(String::as_str).collect()
+        self.leading_keys(1)
+    }
+
+    /// The first `count` keys.
+    fn leading_keys(&self, count: usize) -> Vec<&str> {
+        self.keys.iter().take(count).map(String::as_str).collect()
     }
 
     /// `owner_extend`'s keys: the owner key, then the fence and the epoch it keeps for
     /// their retention.
     fn owner_extend_keys(&self) -> Vec<&str> {
         let picked: &[usize] = match self.kind {
-            // owner, fence, waitlist, waiters, handover, epoch, quarantine
+            // owner, fence, waitlist, waiters, handover, epoch, quarantine (the last two only
+            // with the loss guard on)
             LeaseKind::Mutex => &[0, 1, 5],
             // writer, fence, epoch (see `RwLock::attempt_write`)
             LeaseKind::Owner => &[0, 1, 2],
@@ -153,6 +165,7 @@ impl LeaseTarget {
             Value::from(self.keep_ms),
         ];
         let (reply, shortfall) = run_script(
+            &self.lock,
             &self.client,
             self.replica_acks,
             script,
@@ -174,26 +187,45 @@ impl LeaseTarget {
         let (script, keys): (&LuaScript, _) = match self.kind {
             LeaseKind::Owner => (&RW_RELEASE_WRITE, self.owner_key()),
             LeaseKind::Mutex => (&MUTEX_RELEASE, self.all_keys()),
-            LeaseKind::Reader => (&RW_RELEASE_READ, self.all_keys()),
+            // `rw_release_read` reads the writer, readers and queue keys only.
+            LeaseKind::Reader => (&RW_RELEASE_READ, self.leading_keys(3)),
             #[cfg(feature = "semaphore")]
             LeaseKind::Permit => (&crate::scripts::SEMAPHORE_RELEASE, self.all_keys()),
         };
-        let mut args = vec![
-            Value::from(self.token.as_str()),
-            Value::from(self.channel.as_str()),
-        ];
-        if self.kind == LeaseKind::Mutex {
-            // The loss guard of the handover to the next waiter.
-            args.extend([
-                Value::from(self.loss_guard),
-                Value::from(self.ttl_ms()),
-                Value::from(self.keep_ms),
-            ]);
-        }
+        let args = if self.kind == LeaseKind::Mutex {
+            // The token, the retention of the fence of a handover to the next waiter, and
+            // only with the loss guard on, the guard of that handover (see
+            // `mutex_release.lua`): the lock's name comes from its key, in the script.
+            let mut args = vec![Value::from(self.token.as_str()), Value::from(self.keep_ms)];
+            if self.loss_guard == "1" {
+                args.extend([Value::from(self.loss_guard), Value::from(self.ttl_ms())]);
+            }
+            args
+        } else {
+            vec![
+                Value::from(self.token.as_str()),
+                Value::from(self.channel.as_str()),
+            ]
+        };
         let reply = script
             .run(&self.client, &keys, args, CallPolicy::ONCE)
             .await?;
-        match reply.as_i64() {
+        // `mutex_release` replies `{ code, token, inbox }` when waiters were in line: `token`
+        // got the lock, and its announcement went to `inbox`; when that inbox is a client's
+        // in this process, its waiters of the token are woken at once.
+        let code = match &reply {
+            Value::Array(parts) => {
+                if let (Some(token), Some(inbox)) = (
+                    parts.get(1).and_then(Value::as_str),
+                    parts.get(2).and_then(Value::as_str),
+                ) {
+                    ReleaseNotifier::wake_handover_in_process(&self.channel, &token, &inbox);
+                }
+                parts.first().and_then(Value::as_i64)
+            }
+            other => other.as_i64(),
+        };
+        match code {
             Some(1) => Ok(true),
             // Released, but the announcement was refused (the release scripts publish last,
             // so their writes stand): waiters find the lock by polling.
@@ -631,13 +663,17 @@ impl AttemptGuard {
         keys: &[&str],
         args: Vec<Value>,
     ) -> Result<Attempt<Won>, DistkitError> {
-        let (client, acks) = match &self.target {
-            Some(target) => (target.client.clone(), target.replica_acks),
+        let (lock, client, acks) = match &self.target {
+            Some(target) => (
+                std::sync::Arc::clone(&target.lock),
+                target.client.clone(),
+                target.replica_acks,
+            ),
             None => return Ok(Attempt::Refused),
         };
         let sent_at = Instant::now();
         let (reply, shortfall) =
-            run_script(&client, acks, script, keys, args, CallPolicy::ONCE).await?;
+            run_script(&lock, &client, acks, script, keys, args, CallPolicy::ONCE).await?;
         let reply = decode_grant(reply)?;
         let target = self.disarm();
         Ok(match (reply, target, shortfall) {

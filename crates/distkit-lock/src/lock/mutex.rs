@@ -5,7 +5,9 @@ use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
-use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
+use super::acquire::{
+    Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods, settle_place,
+};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
@@ -30,7 +32,10 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///   only that waiter wakes, however many wait. The waiter's next attempt confirms the
 ///   handover (`mutex_acquire` finds the lock handed to its token, renews it to a full ttl
 ///   and returns the fencing token of the handover): one round trip after the announcement.
-///   A waiter that misses the announcement finds the handover on its next poll.
+///   A waiter that misses the announcement finds the handover on its next poll. A waiter in
+///   the releasing process is also woken by the release itself (Redis's reply names the
+///   waiter and its inbox), without waiting for the announcement's round through pub/sub;
+///   that too is only a wake.
 /// - The guard renews the lease every ttl/3 in the background and releases on drop.
 /// - A notification is never authority: pub/sub messages cannot be authenticated (a
 ///   neighbour allowed to `PUBLISH` on the inbox channel could forge one), so a `granted`
@@ -67,7 +72,7 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///         // Exclusive work here; pass guard.fencing_token() to what it writes to.
 ///         guard.release().await?;
 ///     }
-///     Err(DistkitError::LockError(LockError::Timeout { waited })) => {
+///     Err(DistkitError::LockError(LockError::Timeout { waited, .. })) => {
 ///         println!("someone else runs it (waited {waited:?})");
 ///     }
 ///     Err(error) => return Err(error),
@@ -78,8 +83,11 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 pub struct Mutex {
     options: LockOptions,
     services: LockServices,
-    /// owner, fence, waitlist, waiters, handover, epoch, quarantine (see `mutex_common.lua`).
-    keys: Vec<String>,
+    /// owner, fence, waitlist, waiters, handover, and with the loss guard on, epoch and
+    /// quarantine (see `mutex_common.lua`: without the guard no script reads the last two, so
+    /// they are not sent: every argument costs an encoding on the client and a string in
+    /// Redis).
+    keys: Arc<[String]>,
     channel: String,
     /// Where handovers to this client are announced on a standalone server (see
     /// [`key_schema::lock_inbox_prefix`]).
@@ -118,13 +126,16 @@ impl Mutex {
             .into_iter()
             .map(|part| key_schema::lock_part(&options.namespace, &options.key, part)),
         );
+        if !options.loss_quarantine {
+            keys.truncate(5);
+        }
         let channel = key_schema::lock_release_channel(&options.namespace, &options.key);
         let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
         let inbox_prefix = key_schema::lock_inbox_prefix(&options.namespace);
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
-            keys,
+            keys: keys.into(),
             channel,
             inbox_prefix,
             name,
@@ -160,7 +171,7 @@ impl Mutex {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("lock", &self.name))
     }
 
     async fn acquire_untraced(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
@@ -185,26 +196,27 @@ impl Mutex {
         // when it ends without the lock.
         let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             script: &MUTEX_LEAVE_QUEUE,
-            args: vec![
-                Value::from(token.as_str()),
-                Value::from(self.channel.as_str()),
-                Value::from(if explicit_owner { "1" } else { "0" }),
-                Value::from(self.options.loss_guard_argument()),
-                Value::from(self.options.ttl_ms()),
-                Value::from(self.options.keep_ms()),
-            ],
+            args: with_loss_guard(
+                vec![
+                    Value::from(token.as_str()),
+                    Value::from(self.options.keep_ms()),
+                    Value::from(if explicit_owner { "1" } else { "0" }),
+                ],
+                &self.options,
+            ),
             armed: true,
         });
-        let (won, attempt) = Box::pin(acquire(waiting, patience, |_| {
-            let token = token.clone();
-            async move { self.attempt(token, queued, explicit_owner).await }
-        }))
+        let (won, attempt) = settle_place(
+            place,
+            Box::pin(acquire(waiting, patience, |_| {
+                let token = token.clone();
+                async move { self.attempt(token, queued, explicit_owner).await }
+            }))
+            .await,
+        )
         .await?;
-        if let Some(place) = place {
-            place.disarm();
-        }
         if won.handed_over {
             observe::handed_over(&self.options.namespace);
         }
@@ -222,9 +234,10 @@ impl Mutex {
 
     fn target(&self, token: String) -> LeaseTarget {
         LeaseTarget {
+            lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
             kind: LeaseKind::Mutex,
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             channel: self.channel.clone(),
             token,
             ttl: self.options.ttl,
@@ -241,26 +254,41 @@ impl Mutex {
         explicit_owner: bool,
     ) -> Result<Attempt<Won>, DistkitError> {
         let target = self.target(token);
-        let args = vec![
+        let mut args = vec![
             Value::from(target.token.as_str()),
             Value::from(self.options.ttl_ms()),
+            Value::from(self.options.keep_ms()),
             Value::from(self.options.queue_window_ms()),
-            Value::from(if queued { "1" } else { "0" }),
-            Value::from(if explicit_owner { "1" } else { "0" }),
+            Value::from(match (queued, explicit_owner) {
+                (true, true) => "11",
+                (true, false) => "10",
+                (false, true) => "01",
+                (false, false) => "00",
+            }),
             Value::from(
                 self.services
                     .notifier
                     .inbox_argument(&self.channel, &self.inbox_prefix),
             ),
-            Value::from(self.channel.as_str()),
-            Value::from(self.options.loss_guard_argument()),
-            Value::from(self.options.keep_ms()),
         ];
+        if self.options.loss_quarantine {
+            args.push(Value::from("1"));
+        }
         let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         AttemptGuard::new(target, !explicit_owner)
             .run(&MUTEX_ACQUIRE, &keys, args)
             .await
     }
+}
+
+/// `args`, then, with [`LockOptions::loss_quarantine`], the loss guard's two arguments of
+/// `mutex_release` and `mutex_leave_queue` (`'1'` and the lease in ms); without it they are
+/// left out (the scripts read a missing guard argument as off).
+fn with_loss_guard(mut args: Vec<Value>, options: &LockOptions) -> Vec<Value> {
+    if options.loss_quarantine {
+        args.extend([Value::from("1"), Value::from(options.ttl_ms())]);
+    }
+    args
 }
 
 /// Holds a [`Mutex`] until released or dropped.
@@ -311,6 +339,10 @@ impl std::fmt::Debug for MutexGuard {
 impl MutexGuard {
     /// The state of the lease, without a Redis round trip: `Lost` once a renewal was refused
     /// or none was confirmed for a ttl.
+    ///
+    /// # Cancel safety
+    ///
+    /// Reads local state only, without an await: cancel safe.
     pub async fn get_state(&self) -> LockGuardState {
         self.lease.state()
     }
@@ -330,6 +362,11 @@ impl MutexGuard {
     ///
     /// The state may return to `Acquired` later (a renewal confirmed the same token); this
     /// future has completed by then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Waits for a local notification only: dropping it (e.g. the other branch of a
+    /// `tokio::select!` won) leaves nothing behind; call it again to wait again.
     pub async fn lost(&self) {
         self.lease.lost().await;
     }
@@ -352,8 +389,19 @@ impl MutexGuard {
     ///
     /// [`LockError::NotOwner`](distkit_core::LockError::NotOwner) when the lease is gone or
     /// someone else's; [`DistkitError::RedisError`] when Redis fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before its extend script was handed to the client, nothing
+    /// happens; after, the lease may be renewed in Redis without the guard recording it
+    /// (its view of the lease only stays more cautious). The background renewals go on
+    /// either way.
     pub async fn extend(&self) -> Result<(), DistkitError> {
-        self.lease.extend().await
+        let lock = &self.lock;
+        self.lease
+            .extend()
+            .await
+            .map_err(|error| error.about_key("lock", lock))
     }
 
     /// Releases the lock (`mutex_release`, atomic: acts only if the lock still holds this
@@ -366,7 +414,18 @@ impl MutexGuard {
     ///
     /// [`DistkitError::RedisError`] for transport failures; the lease then expires after its
     /// ttl.
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard is consumed: dropping the future drops it, and the drop releases the
+    /// lease as a dropped guard does (in the background, waited for where the thread may
+    /// block). A release that had already reached Redis is harmless to repeat: a release
+    /// acts only on its own token.
     pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-        self.lease.release().await
+        let Self { lock, lease } = self;
+        lease
+            .release()
+            .await
+            .map_err(|error| error.about_key("lock", &lock))
     }
 }

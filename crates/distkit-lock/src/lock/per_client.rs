@@ -31,4 +31,14 @@ impl<T> PerClient<T> {
         services.insert(client.id().to_owned(), Arc::downgrade(&service));
         service
     }
+
+    /// Every `T` alive, of every client.
+    pub(crate) fn alive(&self) -> Vec<Arc<T>> {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services
+            .iter()
+            .flat_map(HashMap::values)
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
 }

@@ -6,7 +6,9 @@ use distkit_core::fred::types::Value;
 use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
-use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods};
+use super::acquire::{
+    Attempt, Patience, QueuePlace, Waiting, acquire, acquisition_methods, settle_place,
+};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
@@ -69,7 +71,7 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 pub struct RwLock {
     options: LockOptions,
     services: LockServices,
-    keys: Vec<String>,
+    keys: Arc<[String]>,
     channel: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
     name: Arc<str>,
@@ -139,6 +141,13 @@ impl RwLock {
         self.keys.iter().map(String::as_str).collect()
     }
 
+    /// `rw_acquire_read`'s keys: without the loss guard, not its two keys (the last two),
+    /// which the script then never reads.
+    fn read_key_refs(&self) -> Vec<&str> {
+        let count = if self.options.loss_quarantine { 8 } else { 6 };
+        self.keys.iter().take(count).map(String::as_str).collect()
+    }
+
     fn waiting(&self) -> Waiting<'_> {
         Waiting {
             notifier: &self.services.notifier,
@@ -151,9 +160,10 @@ impl RwLock {
 
     fn target(&self, kind: LeaseKind, token: String) -> LeaseTarget {
         LeaseTarget {
+            lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
             kind,
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             channel: self.services.notifier.announce_target(&self.channel),
             token,
             ttl: self.options.ttl,
@@ -183,7 +193,7 @@ impl RwLock {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("lock", &self.name))
     }
 
     async fn acquire_read(&self, patience: Patience) -> Result<RwLockReadGuard, DistkitError> {
@@ -237,7 +247,7 @@ impl RwLock {
             Value::from(self.options.keep_ms()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
-            .run(&RW_ACQUIRE_READ, &self.key_refs(), args)
+            .run(&RW_ACQUIRE_READ, &self.read_key_refs(), args)
             .await
     }
 
@@ -257,7 +267,7 @@ impl RwLock {
         // timed out).
         let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             script: &RW_LEAVE_QUEUE,
             args: vec![
                 Value::from(token.as_str()),
@@ -265,13 +275,11 @@ impl RwLock {
             ],
             armed: true,
         });
-        let (won, attempt) = Box::pin(acquire(self.waiting(), patience, |_| {
+        let acquired = Box::pin(acquire(self.waiting(), patience, |_| {
             self.attempt_write(token.clone(), queued, explicit_owner)
         }))
-        .await?;
-        if let Some(place) = place {
-            place.disarm();
-        }
+        .await;
+        let (won, attempt) = settle_place(place, acquired).await?;
         Ok(RwLockWriteGuard {
             lock: Arc::clone(&self.name),
             lease: Lease::start(
@@ -316,6 +324,10 @@ macro_rules! guard_methods {
     ($release_doc:literal) => {
         /// The state of the lease, without a Redis round trip: `Lost` once a renewal was
         /// refused or none was confirmed for a ttl.
+        ///
+        /// # Cancel safety
+        ///
+        /// Reads local state only, without an await: cancel safe.
         pub async fn get_state(&self) -> LockGuardState {
             self.lease.state()
         }
@@ -325,6 +337,11 @@ macro_rules! guard_methods {
         /// Redis round trip of its own; for `tokio::select!` around the protected work (see
         /// [`MutexGuard::lost`](super::MutexGuard::lost)). The state may return to `Acquired`
         /// later (a renewal confirmed the same token); this future has completed by then.
+        ///
+        /// # Cancel safety
+        ///
+        /// Waits for a local notification only: dropping it (e.g. the other branch of a
+        /// `tokio::select!` won) leaves nothing behind; call it again to wait again.
         pub async fn lost(&self) {
             self.lease.lost().await;
         }
@@ -340,8 +357,19 @@ macro_rules! guard_methods {
         ///
         /// [`LockError::NotOwner`](distkit_core::LockError::NotOwner) when the lease is gone;
         /// [`DistkitError::RedisError`] when Redis fails.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropped before its extend script was handed to the client, nothing
+        /// happens; after, the lease may be renewed in Redis without the guard recording it
+        /// (its view of the lease only stays more cautious). The background renewals go on
+        /// either way.
         pub async fn extend(&self) -> Result<(), DistkitError> {
-            self.lease.extend().await
+            let lock = &self.lock;
+            self.lease
+                .extend()
+                .await
+                .map_err(|error| error.about_key("lock", lock))
         }
 
         #[doc = $release_doc]
@@ -353,8 +381,19 @@ macro_rules! guard_methods {
         ///
         /// [`DistkitError::RedisError`] for transport failures; the lease then expires after
         /// its ttl.
+        ///
+        /// # Cancel safety
+        ///
+        /// The guard is consumed: dropping the future drops it, and the drop releases the
+        /// lease as a dropped guard does (in the background, waited for where the thread may
+        /// block). A release that had already reached Redis is harmless to repeat: a release
+        /// acts only on its own token.
         pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-            self.lease.release().await
+            let Self { lock, lease } = self;
+            lease
+                .release()
+                .await
+                .map_err(|error| error.about_key("lock", &lock))
         }
     };
 }

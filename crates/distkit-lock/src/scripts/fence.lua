@@ -44,22 +44,26 @@ local function fence_keep_ahead(key, value, now, keep)
   fence_keep_for(key, string.format('%d', tonumber(keep) + ahead))
 end
 
-local function fence_now()
-  local time = redis.call('TIME')
+-- The server clock in microseconds, a decimal string: from `time` (a TIME reply the caller
+-- already has), else from a TIME call.
+local function fence_now(time)
+  time = time or redis.call('TIME')
   return time[1] .. string.format('%06d', tonumber(time[2]))
 end
 
 -- The next fencing token of the lock whose fence counter is `key`, stored back in `key` and
 -- returned as a decimal string; `keep` is the retention in ms (see above).
--- max(last + 1, now) is now whenever last < now (the usual case: one write); otherwise the
--- counter goes up by one (only while the clock is behind the last token).
+-- max(last + 1, now) is now whenever last < now: the usual case costs one write, which
+-- stores the clock and reads the previous value at once (SET … GET, Redis 6.2); otherwise
+-- (only while the clock is behind the last token) the previous value is put back and goes
+-- up by one, all within this script (atomic: nobody sees the clock value in between).
 local function fence_next(key, keep)
   local now = fence_now()
-  local last = redis.call('GET', key)
+  local last = redis.call('SET', key, now, 'PX', keep, 'GET')
   if not last or fence_less(last, now) then
-    redis.call('SET', key, now, 'PX', keep)
     return now
   end
+  redis.call('SET', key, last, 'PX', keep)
   redis.call('INCR', key)
   local next = redis.call('GET', key)
   fence_keep_ahead(key, next, now, keep)
@@ -71,13 +75,15 @@ end
 -- off another), but a reader's token is at least every token issued before it, after a
 -- data loss too (the clock part, as for writers), and below every write token issued after
 -- it (it is stored when it raised the counter, so the next writer's `last + 1` passes it).
-local function fence_floor(key, keep)
-  local now = fence_now()
-  local last = redis.call('GET', key)
+-- `time` is an optional TIME reply the caller already has (see fence_now).
+local function fence_floor(key, keep, time)
+  local now = fence_now(time)
+  local last = redis.call('SET', key, now, 'PX', keep, 'GET')
   if not last or fence_less(last, now) then
-    redis.call('SET', key, now, 'PX', keep)
     return now
   end
+  -- The counter is at or ahead of the clock: put it back.
+  redis.call('SET', key, last, 'PX', keep)
   fence_keep_ahead(key, last, now, keep)
   return last
 end

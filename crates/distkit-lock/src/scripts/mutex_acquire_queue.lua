@@ -6,8 +6,9 @@ if owner == token then
   -- handover's fencing token. An explicit owner id re-attaches, and always with a new
   -- fencing token: another acquisition with the id may already have taken the handover's
   -- token from its announcement (that took nothing in Redis), and no token is issued twice.
-  local handed = ARGV[5] ~= '1' and mutex_handover_fence(token)
-  if handed or ARGV[5] == '1' then
+  local explicit = string.sub(ARGV[5], 2, 2) == '1'
+  local handed = not explicit and mutex_handover_fence(token)
+  if handed or explicit then
     -- A confirmed handover is no longer pending: nothing may pass it on any more.
     redis.call('PEXPIRE', KEYS[1], ttl)
     redis.call('DEL', KEYS[5])
@@ -36,11 +37,11 @@ if owner == false then
     return { 1, fence_next(KEYS[2], keep) }
   end
   -- (The loss guard passed at the top of this call.)
-  mutex_hand_over(ARGV[7], ttl, '0', keep)
+  mutex_hand_over(ttl, '0', keep)
 end
 
-if ARGV[4] == '1' then
-  local window = tonumber(ARGV[3])
+if string.sub(ARGV[5], 1, 1) == '1' then
+  local window = tonumber(ARGV[4])
   local entry = (now + window) .. ' ' .. ttl .. ' ' .. window .. ' ' .. ARGV[6]
   if redis.call('HSET', KEYS[4], token, entry) == 1 then
     redis.call('RPUSH', KEYS[3], token)

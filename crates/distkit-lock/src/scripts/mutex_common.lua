@@ -13,6 +13,7 @@
 --                    raised the fencing counter
 --   KEYS[6] epoch    the loss guard's epoch (see loss_guard.lua)
 --   KEYS[7] quarantine the loss guard's quarantine (see loss_guard.lua)
+-- (KEYS[6] and KEYS[7] are passed only when the loss guard is on: off, no script reads them.)
 -- A token is in the waitlist exactly when it is in the waiters hash: both are changed
 -- together, and a waiter whose heartbeat stopped is dropped when it reaches the head.
 
@@ -65,7 +66,8 @@ end
 -- announces 'granted <fencing token> <previous fencing token> <length of lock> <lock><token>'
 -- in the waiter's inbox (the lock holds the waiter's token from then on; the message only
 -- wakes the waiter, whose next mutex_acquire confirms the handover; `lock` names the lock
--- to the waiter's client). The lease is provisional, the waiter's heartbeat window at most
+-- to the waiter's client: its release channel, KEYS[1] .. ':released', as the client's key
+-- schema names it). The lease is provisional, the waiter's heartbeat window at most
 -- (the confirming attempt renews it to a full ttl): a waiter that died just before its turn
 -- blocks the lock no longer than that. A waiter without an inbox finds the handover on its
 -- next attempt. Without live waiters, the lock is deleted; so it is when more than 100 dead
@@ -75,9 +77,12 @@ end
 -- deleted rather than handed over, and waiters are refused until the quarantine ends.
 -- The announcement comes last and may be refused (an ACL without the channel): the writes
 -- stand all the same (the waiter finds the handover on its next poll), and the call
--- returns false; otherwise true. `keep` is the retention of the fence and epoch keys, in
+-- returns false; otherwise true. The second and third values are the token the lock was
+-- handed to and that waiter's inbox (nil when the lock was deleted), for the releasing
+-- client to wake the waiters the announcement is for at once when they are in its own
+-- process (a wake only, like the announcement). `keep` is the retention of the fence and epoch keys, in
 -- ms (see fence.lua).
-local function mutex_hand_over(lock, ttl, guard, keep)
+local function mutex_hand_over(ttl, guard, keep)
   local head, lease, inbox = mutex_live_head(mutex_now_ms())
   if not head or loss_guard_refuses(KEYS[6], KEYS[7], ttl, guard, keep) then
     redis.call('DEL', KEYS[1])
@@ -91,11 +96,12 @@ local function mutex_hand_over(lock, ttl, guard, keep)
   redis.call('HDEL', KEYS[4], head)
   if inbox ~= '' then
     local publish = string.sub(inbox, 1, 1) == 'S' and 'SPUBLISH' or 'PUBLISH'
+    local lock = KEYS[1] .. ':released'
     local message = 'granted ' .. fence .. ' ' .. previous .. ' ' .. #lock .. ' ' .. lock .. head
     local reply = redis.pcall(publish, string.sub(inbox, 2), message)
     if type(reply) == 'table' and reply.err then
-      return false
+      return false, head, inbox
     end
   end
-  return true
+  return true, head, inbox
 end

@@ -1,14 +1,16 @@
 -- mutex_release: delete the lock if it still holds this token, or hand it to the first
 -- waiter.
--- KEYS     the five mutex keys (see mutex_common)
+-- KEYS     the mutex keys (see mutex_common; the loss guard's two only with ARGV[3])
 -- ARGV[1]  the token
--- ARGV[2]  the release channel of the lock (names the lock in handover announcements)
--- ARGV[3]  '1' to refuse a handover after a data loss (see loss_guard.lua), else '0'
--- ARGV[4]  the lease, in ms (the loss guard's quarantine)
--- ARGV[5]  the retention of the fence and epoch keys, in ms (see fence.lua)
--- Returns 1 when this token was released, 0 when the lease was gone or someone else's, 2
--- when it was released and handed over but the announcement to the waiter was refused (an
--- ACL without the waiter's inbox channel): the waiter finds the handover on its next poll.
+-- ARGV[2]  the retention of the fence and epoch keys, in ms (see fence.lua)
+-- ARGV[3]  '1' to refuse a handover after a data loss (see loss_guard.lua); absent: off
+-- ARGV[4]  the lease, in ms (the loss guard's quarantine; only with ARGV[3])
+-- Returns 1 when this token was released (and nobody was waiting), 0 when the lease was gone
+-- or someone else's; when waiters were in line, { 1, token, inbox } after it was handed to
+-- the waiter `token` whose inbox is `inbox` (see mutex_acquire's ARGV[6]; or deleted:
+-- { 1 }), { 2, token, inbox } when it was handed over but the
+-- announcement to the waiter was refused (an ACL without the waiter's inbox channel): the
+-- waiter finds the handover on its next poll.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end

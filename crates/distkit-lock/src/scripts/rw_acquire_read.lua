@@ -1,5 +1,6 @@
 -- rw_acquire_read: add a reader unless a writer holds the lock or waits for it.
--- KEYS     the six rwlock keys (see rw_common)
+-- KEYS     the rwlock keys (see rw_common), the loss guard's two (KEYS[7], KEYS[8]) only
+--          with ARGV[3]
 -- ARGV[1]  the reader's token (unique per read guard)
 -- ARGV[2]  the lease, in ms
 -- ARGV[3]  '1' to refuse grants after a data loss (see loss_guard.lua), else '0'
@@ -10,7 +11,9 @@
 if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[3], ARGV[4]) then
   return { 0, 0 }
 end
-local now = rw_now_ms()
+-- One clock reading for the reader's expiry and its fencing token.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 -- The common case in one call: no writer holds the lock and none waits.
 if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
   -- GET, not EXISTS: a writer key of another type fails with WRONGTYPE, as in
@@ -29,4 +32,4 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 rw_keep_for(KEYS[2], ttl)
-return { 1, fence_floor(KEYS[6], ARGV[4]) }
+return { 1, fence_floor(KEYS[6], ARGV[4], time) }

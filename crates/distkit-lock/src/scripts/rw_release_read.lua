@@ -1,6 +1,6 @@
 -- rw_release_read: remove a reader; announce it when it was the last one and a writer waits
 -- (a reader leaving can unblock nobody else).
--- KEYS     the six rwlock keys (see rw_common)
+-- KEYS     the first three rwlock keys (see rw_common): writer, readers, queue
 -- ARGV[1]  the reader's token
 -- ARGV[2]  where to announce it: 'S' or 'P' and the release channel (see rw_announce)
 -- Returns 1 when the reader was still registered (and within its lease), else 0.

@@ -6,7 +6,7 @@ use distkit_core::script::{CallPolicy, LuaScript, retry_redirected};
 use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
 
-use super::policy::{FailurePolicy, LimiterKind, decide_under};
+use super::policy::{Charge, FailurePolicy, LimiterKind, decide_under};
 use super::{
     Decision, four_integers, integer_arg, invalid, non_negative, peek_arg, redis_key, time_arg,
     write_once,
@@ -256,6 +256,14 @@ impl GcraLimiter {
     ///   after the call was written, the cost may or may not have been charged), a server
     ///   error, or a key holding data distkit did not write (`DISTKIT_BAD_STATE`); never
     ///   when the limiter fails open (see [`FailurePolicy`]): the call is admitted then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before its script was handed to the client (the checks of the arguments run
+    /// first, without I/O), nothing is charged. Once handed over, dropping the future does not
+    /// take it back: the script runs and may charge `cost` although its decision is lost
+    /// (the same holds for a call cut off by a fail-open deadline). Treat such a call as
+    /// possibly charged.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
@@ -269,6 +277,7 @@ impl GcraLimiter {
             &self.prefix,
             key,
             rate.burst,
+            Charge::Cost,
             call,
         )
         .await
@@ -285,6 +294,10 @@ impl GcraLimiter {
     /// [`DistkitError::RedisError`] for a transport failure, a server error, or a key
     /// holding data distkit did not write (`DISTKIT_BAD_STATE`); never when the limiter
     /// fails open (see [`FailurePolicy`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Charges nothing, whenever it is dropped.
     pub async fn peek(
         &self,
         key: &DistkitRedisKey,
@@ -297,6 +310,7 @@ impl GcraLimiter {
             &self.prefix,
             key,
             rate.burst,
+            Charge::Nothing,
             call,
         )
         .await
@@ -315,6 +329,12 @@ impl GcraLimiter {
     /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
     ///   lies more than `max_wait` after the first attempt (its `retry_after` says when).
     /// - The errors of [`check`](Self::check).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while it sleeps between attempts, nothing is charged and nothing is left
+    /// behind. Dropped during an attempt, as [`check`](Self::check): once that attempt's
+    /// script was handed to the client it may charge `cost` with its decision lost.
     pub async fn wait(
         &self,
         key: &DistkitRedisKey,
@@ -333,13 +353,19 @@ impl GcraLimiter {
     ///
     /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
     /// failed after the `DEL` was written, the state may or may not have been forgotten).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before the `DEL` was handed to the client, nothing happens; after, it runs
+    /// (or not, if the connection fails) and the caller does not learn which.
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
         use fred::interfaces::{ClientLike, KeysInterface};
         let state = redis_key(&self.prefix, key, "gcra");
         let once = self.client.with_options(&write_once());
         let (deleted, _sends) =
             retry_redirected(&self.client, None, || once.del::<i64, _>(state.clone())).await;
-        let _deleted = deleted?;
+        let _deleted = deleted
+            .map_err(|error| super::policy::named(&error, &self.prefix, key, Charge::Reset))?;
         Ok(())
     }
 

@@ -525,7 +525,9 @@ impl<A: Algorithm> Core<A> {
                 }
                 Err(error) => {
                     self.keep_or_drop(&mut state, &delivery);
-                    first_error.get_or_insert(error);
+                    if first_error.is_none() {
+                        first_error = Some(error.about_key("rate limiter key", &delivery.key));
+                    }
                 }
             }
         }

@@ -10,7 +10,7 @@ use fred::types::Value;
 
 use super::gcra::check_cost;
 use super::lax::{self, Algorithm, Core, DEFAULT_SYNC_INTERVAL, Delivery};
-use super::policy::{FailurePolicy, LimiterKind, decide_under};
+use super::policy::{Charge, FailurePolicy, LimiterKind, decide_under};
 use super::{Decision, GcraLimiter, GcraOptions, GcraRate, non_negative, redis_key};
 
 /// The delivery script of the lax GCRA limiter.
@@ -496,6 +496,15 @@ impl LaxGcraLimiter {
     /// - For a cold key only, the errors of [`GcraLimiter::check`]:
     ///   [`DistkitError::RedisError`] for a transport failure (the cost may or may not have
     ///   been charged), a server error, or a key holding data distkit did not write.
+    ///
+    /// # Cancel safety
+    ///
+    /// A warm key is decided in memory on the first poll, without an await: an admitted
+    /// cost is recorded there and delivered by the sync whatever happens to the future
+    /// afterwards (also when the future is dropped while it delivers because `close()` ran
+    /// meanwhile). A cold key's strict call, once handed to the client, runs and may charge
+    /// `cost` in Redis although its decision is lost; the key then stays cold, and calls
+    /// waiting for it to warm are woken by a drop guard and warm it themselves.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
@@ -505,7 +514,16 @@ impl LaxGcraLimiter {
         let call = self.core.check(key, rate, cost);
         let prefix = &self.core.algorithm.prefix;
         let kind = LimiterKind::LaxGcra;
-        decide_under(self.failure_policy, kind, prefix, key, rate.burst, call).await
+        decide_under(
+            self.failure_policy,
+            kind,
+            prefix,
+            key,
+            rate.burst,
+            Charge::Cost,
+            call,
+        )
+        .await
     }
 
     /// The decision a call of cost 1 on `key` at `rate` would get now, without charging
@@ -517,6 +535,10 @@ impl LaxGcraLimiter {
     ///
     /// - [`DistkitError::Closed`] after [`close`](Self::close).
     /// - For a cold key only, the errors of [`GcraLimiter::peek`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Charges nothing, whenever it is dropped; a cold key stays cold.
     pub async fn peek(
         &self,
         key: &DistkitRedisKey,
@@ -525,7 +547,16 @@ impl LaxGcraLimiter {
         let call = self.core.peek(key, rate);
         let prefix = &self.core.algorithm.prefix;
         let kind = LimiterKind::LaxGcra;
-        decide_under(self.failure_policy, kind, prefix, key, rate.burst, call).await
+        decide_under(
+            self.failure_policy,
+            kind,
+            prefix,
+            key,
+            rate.burst,
+            Charge::Nothing,
+            call,
+        )
+        .await
     }
 
     /// Charges `cost` units to `key` at `rate` as soon as this object admits them, sleeping
@@ -541,6 +572,11 @@ impl LaxGcraLimiter {
     /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
     ///   (as far as the view tells) lies more than `max_wait` after the first attempt.
     /// - The errors of [`check`](Self::check).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while it sleeps between attempts, nothing is charged and nothing is left
+    /// behind. Dropped during an attempt, as [`check`](Self::check).
     pub async fn wait(
         &self,
         key: &DistkitRedisKey,
@@ -562,6 +598,13 @@ impl LaxGcraLimiter {
     /// The first [`DistkitError::RedisError`] of a delivery (a transport failure, a server
     /// error, or a key holding data distkit did not write); the units of a failed delivery
     /// stay pending and are resent by a later sync.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses nothing and charges nothing twice: each key's units are
+    /// taken as one numbered delivery that stays in flight until its reply is recorded; a
+    /// delivery dropped after it was sent is resent by the next sync with the same number,
+    /// and Redis applies it only if it had not already.
     pub async fn flush(&self) -> Result<(), DistkitError> {
         self.core.flush().await
     }
@@ -583,8 +626,9 @@ impl LaxGcraLimiter {
     ///
     /// # Cancel safety
     ///
-    /// Cancelling it leaves the limiter closed and its undelivered units pending: the drop
-    /// delivers them.
+    /// Cancelling it leaves the limiter closed (later calls return [`DistkitError::Closed`])
+    /// and its undelivered units pending, each delivery with its number: a later `close()`
+    /// or the drop delivers them, exactly once.
     pub async fn close(&self) -> Result<(), DistkitError> {
         self.core.close().await
     }
@@ -598,6 +642,13 @@ impl LaxGcraLimiter {
     ///
     /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
     /// failed after the `DEL` was written, it may or may not have run).
+    ///
+    /// # Cancel safety
+    ///
+    /// It forgets the key in this object (dropping its undelivered units) before it sends
+    /// the `DEL`: dropped in between, the key is forgotten here but its state stays in Redis
+    /// (the next call on it warms it again from Redis). Once the `DEL` was handed to the
+    /// client it runs (or not, if the connection fails) and the caller does not learn which.
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
         self.core.reset(key).await
     }

@@ -9,7 +9,7 @@ use fred::clients::Client;
 use fred::types::Value;
 
 use super::lax::{self, Algorithm, Core, DEFAULT_SYNC_INTERVAL, Delivery};
-use super::policy::{FailurePolicy, LimiterKind, decide_under};
+use super::policy::{Charge, FailurePolicy, LimiterKind, decide_under};
 use super::sliding_window::check_limit_and_cost;
 use super::{
     Decision, SlidingWindowLimiter, SlidingWindowOptions, four_integers, non_negative, redis_key,
@@ -520,6 +520,15 @@ impl LaxSlidingWindowLimiter {
     /// - For a cold key only, the errors of [`SlidingWindowLimiter::check`]:
     ///   [`DistkitError::RedisError`] for a transport failure (the cost may or may not have
     ///   been charged), a server error, or keys holding data distkit did not write.
+    ///
+    /// # Cancel safety
+    ///
+    /// A warm key is decided in memory on the first poll, without an await: an admitted
+    /// cost is recorded there and delivered by the sync whatever happens to the future
+    /// afterwards (also when the future is dropped while it delivers because `close()` ran
+    /// meanwhile). A cold key's strict call, once handed to the client, runs and may charge
+    /// `cost` in Redis although its decision is lost; the key then stays cold, and calls
+    /// waiting for it to warm are woken by a drop guard and warm it themselves.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
@@ -529,7 +538,16 @@ impl LaxSlidingWindowLimiter {
         let call = self.core.check(key, &limit, cost);
         let prefix = &self.core.algorithm.prefix;
         let kind = LimiterKind::LaxSlidingWindow;
-        decide_under(self.failure_policy, kind, prefix, key, limit, call).await
+        decide_under(
+            self.failure_policy,
+            kind,
+            prefix,
+            key,
+            limit,
+            Charge::Cost,
+            call,
+        )
+        .await
     }
 
     /// The decision a call of cost 1 on `key` within `limit` would get now, without charging
@@ -543,11 +561,24 @@ impl LaxSlidingWindowLimiter {
     /// - [`DistkitError::InvalidOption`] when `limit` is 0 or above
     ///   [`MAX_WINDOW_LIMIT`](super::MAX_WINDOW_LIMIT), before any I/O.
     /// - For a cold key only, the errors of [`SlidingWindowLimiter::peek`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Charges nothing, whenever it is dropped; a cold key stays cold.
     pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
         let call = self.core.peek(key, &limit);
         let prefix = &self.core.algorithm.prefix;
         let kind = LimiterKind::LaxSlidingWindow;
-        decide_under(self.failure_policy, kind, prefix, key, limit, call).await
+        decide_under(
+            self.failure_policy,
+            kind,
+            prefix,
+            key,
+            limit,
+            Charge::Nothing,
+            call,
+        )
+        .await
     }
 
     /// Charges `cost` units to `key` within `limit` as soon as this object admits them,
@@ -563,6 +594,11 @@ impl LaxSlidingWindowLimiter {
     /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
     ///   (as far as the view tells) lies more than `max_wait` after the first attempt.
     /// - The errors of [`check`](Self::check).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while it sleeps between attempts, nothing is charged and nothing is left
+    /// behind. Dropped during an attempt, as [`check`](Self::check).
     pub async fn wait(
         &self,
         key: &DistkitRedisKey,
@@ -584,6 +620,13 @@ impl LaxSlidingWindowLimiter {
     /// The first [`DistkitError::RedisError`] of a delivery (a transport failure, a server
     /// error, or keys holding data distkit did not write); the units of a failed delivery
     /// stay pending and are resent by a later sync.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses nothing and charges nothing twice: each key's units are
+    /// taken as one numbered delivery that stays in flight until its reply is recorded; a
+    /// delivery dropped after it was sent is resent by the next sync with the same number,
+    /// and Redis applies it only if it had not already.
     pub async fn flush(&self) -> Result<(), DistkitError> {
         self.core.flush().await
     }
@@ -605,8 +648,9 @@ impl LaxSlidingWindowLimiter {
     ///
     /// # Cancel safety
     ///
-    /// Cancelling it leaves the limiter closed and its undelivered units pending: the drop
-    /// delivers them.
+    /// Cancelling it leaves the limiter closed (later calls return [`DistkitError::Closed`])
+    /// and its undelivered units pending, each delivery with its number: a later `close()`
+    /// or the drop delivers them, exactly once.
     pub async fn close(&self) -> Result<(), DistkitError> {
         self.core.close().await
     }
@@ -620,6 +664,13 @@ impl LaxSlidingWindowLimiter {
     ///
     /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
     /// failed after the `DEL` was written, it may or may not have run).
+    ///
+    /// # Cancel safety
+    ///
+    /// It forgets the key in this object (dropping its undelivered units) before it sends
+    /// the `DEL`: dropped in between, the key is forgotten here but its state stays in Redis
+    /// (the next call on it warms it again from Redis). Once the `DEL` was handed to the
+    /// client it runs (or not, if the connection fails) and the caller does not learn which.
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
         self.core.reset(key).await
     }

@@ -89,14 +89,29 @@ impl LimiterKind {
     }
 }
 
+/// Whether a limiter call charges its cost when admitted (`check`) or never (`peek`): what
+/// its transport errors say about the charge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Charge {
+    /// A `check` (or an attempt of a `wait`).
+    Cost,
+    /// A `peek`.
+    Nothing,
+    /// A `reset`: charges nothing, but may forget the key's state.
+    Reset,
+}
+
 /// Runs one limiter call under `policy`, and records its metrics: the decision of `call`,
-/// or an admission when it fails open. `limit` is what a failed-open decision reports.
+/// or an admission when it fails open. `limit` is what a failed-open decision reports. A
+/// [`DistkitError::RedisError`] returned names the limiter's prefix and key and, for a
+/// transport failure, whether the cost may have been charged (see [`named`]).
 pub(super) async fn decide_under<F>(
     policy: FailurePolicy,
     kind: LimiterKind,
     prefix: &DistkitRedisKey,
     key: &DistkitRedisKey,
     limit: u64,
+    charge: Charge,
     call: F,
 ) -> Result<Decision, DistkitError>
 where
@@ -122,7 +137,43 @@ where
     };
     #[cfg(feature = "metrics")]
     decided(kind, prefix, &result, started.elapsed());
-    result
+    result.map_err(|error| match error {
+        DistkitError::RedisError(error) => named(&error, prefix, key, charge),
+        other => other,
+    })
+}
+
+/// A limiter call's Redis error, naming the limiter's prefix and key (each at most 255
+/// bytes) and, for a transport failure, what was charged: nothing when the command was not
+/// sent (back-pressure) or is a peek; else the script may have run, so the cost may have
+/// been charged (a reset may have run). The kind stays, so [`DistkitError::is_transport`] and the other questions
+/// answer as before. Built on the error path only.
+pub(super) fn named(
+    error: &fred::error::Error,
+    prefix: &DistkitRedisKey,
+    key: &DistkitRedisKey,
+    charge: Charge,
+) -> DistkitError {
+    let charged = if !distkit_core::error_is_transport_failure(error) {
+        ""
+    } else if *error.kind() == fred::error::ErrorKind::Backpressure {
+        ": not sent, nothing charged"
+    } else {
+        match charge {
+            Charge::Cost => ": outcome unknown, the cost may have been charged",
+            Charge::Nothing => ": nothing charged, a peek charges nothing",
+            Charge::Reset => ": outcome unknown, the state may or may not have been reset",
+        }
+    };
+    DistkitError::RedisError(fred::error::Error::new(
+        error.kind().clone(),
+        format!(
+            "{} (rate limiter {:?}, key {:?}){charged}",
+            error.details(),
+            prefix.as_str(),
+            key.as_str()
+        ),
+    ))
 }
 
 /// The decision of a call admitted by failing open.
@@ -181,5 +232,73 @@ fn decided(
             "prefix" => prefix.to_string(),
         )
         .record(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::error::{Error as FredError, ErrorKind};
+
+    use super::*;
+
+    fn key(text: &str) -> DistkitRedisKey {
+        DistkitRedisKey::try_from(text).unwrap()
+    }
+
+    #[test]
+    fn a_limiter_error_names_its_key_and_says_what_may_have_been_charged() {
+        let (prefix, user) = (key("api"), key("user-1"));
+        let text = |kind: ErrorKind, details: &'static str, charge: Charge| {
+            named(&FredError::new(kind, details), &prefix, &user, charge).to_string()
+        };
+        assert_eq!(
+            text(ErrorKind::IO, "connection reset", Charge::Cost),
+            "IO Error: connection reset (rate limiter \"api\", key \"user-1\"): outcome unknown, the \
+             cost may have been charged"
+        );
+        assert_eq!(
+            text(ErrorKind::Timeout, "timed out", Charge::Nothing),
+            "Timeout Error: timed out (rate limiter \"api\", key \"user-1\"): nothing charged, a peek \
+             charges nothing"
+        );
+        assert_eq!(
+            text(
+                ErrorKind::Backpressure,
+                "Max in-flight commands reached.",
+                Charge::Cost
+            ),
+            "Backpressure: Max in-flight commands reached. (rate limiter \"api\", key \"user-1\"): not \
+             sent, nothing charged"
+        );
+        assert_eq!(
+            text(ErrorKind::IO, "broken pipe", Charge::Reset),
+            "IO Error: broken pipe (rate limiter \"api\", key \"user-1\"): outcome unknown, the state \
+             may or may not have been reset"
+        );
+        // A reply of the server: the key, and no claim about a charge.
+        assert_eq!(
+            text(
+                ErrorKind::Unknown,
+                "DISTKIT_BAD_STATE the gcra state of the key is not distkit's",
+                Charge::Cost
+            ),
+            "Unknown Error: DISTKIT_BAD_STATE the gcra state of the key is not distkit's (rate limiter \"api\", \
+             key \"user-1\")"
+        );
+        // The questions a caller asks answer as before the naming.
+        let unknown = named(
+            &FredError::new(ErrorKind::IO, "reset"),
+            &prefix,
+            &user,
+            Charge::Cost,
+        );
+        assert!(unknown.is_transport() && unknown.is_outcome_unknown());
+        let unsent = named(
+            &FredError::new(ErrorKind::Backpressure, "full"),
+            &prefix,
+            &user,
+            Charge::Cost,
+        );
+        assert!(unsent.is_transport() && !unsent.is_outcome_unknown());
     }
 }

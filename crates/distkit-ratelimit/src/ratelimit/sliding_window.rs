@@ -6,7 +6,7 @@ use distkit_core::script::{CallPolicy, LuaScript, retry_redirected};
 use distkit_core::{DistkitError, DistkitRedisKey};
 use fred::clients::Client;
 
-use super::policy::{FailurePolicy, LimiterKind, decide_under};
+use super::policy::{Charge, FailurePolicy, LimiterKind, decide_under};
 use super::{
     Decision, four_integers, integer_arg, invalid, non_negative, peek_arg, redis_key, time_arg,
     write_once,
@@ -236,6 +236,14 @@ impl SlidingWindowLimiter {
     ///   after the call was written, the cost may or may not have been charged), a server
     ///   error, or keys holding data distkit did not write (`DISTKIT_BAD_STATE`); never when
     ///   the limiter fails open (see [`FailurePolicy`]): the call is admitted then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before its script was handed to the client (the checks of the arguments run
+    /// first, without I/O), nothing is charged. Once handed over, dropping the future does not
+    /// take it back: the script runs and may charge `cost` although its decision is lost
+    /// (the same holds for a call cut off by a fail-open deadline). Treat such a call as
+    /// possibly charged.
     pub async fn check(
         &self,
         key: &DistkitRedisKey,
@@ -244,7 +252,16 @@ impl SlidingWindowLimiter {
     ) -> Result<Decision, DistkitError> {
         let call = self.check_at(key, limit, cost, None);
         let kind = LimiterKind::SlidingWindow;
-        decide_under(self.failure_policy, kind, &self.prefix, key, limit, call).await
+        decide_under(
+            self.failure_policy,
+            kind,
+            &self.prefix,
+            key,
+            limit,
+            Charge::Cost,
+            call,
+        )
+        .await
     }
 
     /// The decision a call of cost 1 on `key` within `limit` would get now, without
@@ -261,10 +278,23 @@ impl SlidingWindowLimiter {
     /// - [`DistkitError::RedisError`] for a transport failure, a server error, or keys
     ///   holding data distkit did not write (`DISTKIT_BAD_STATE`); never when the limiter
     ///   fails open (see [`FailurePolicy`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Charges nothing, whenever it is dropped.
     pub async fn peek(&self, key: &DistkitRedisKey, limit: u64) -> Result<Decision, DistkitError> {
         let call = async { Ok(self.decide(key, limit, 1, None, true).await?.0) };
         let kind = LimiterKind::SlidingWindow;
-        decide_under(self.failure_policy, kind, &self.prefix, key, limit, call).await
+        decide_under(
+            self.failure_policy,
+            kind,
+            &self.prefix,
+            key,
+            limit,
+            Charge::Nothing,
+            call,
+        )
+        .await
     }
 
     /// Charges `cost` units to `key` within `limit` as soon as they fit, sleeping until
@@ -280,6 +310,12 @@ impl SlidingWindowLimiter {
     /// - [`DistkitError::RateLimited`] at once, charging nothing, when the next admission
     ///   lies more than `max_wait` after the first attempt (its `retry_after` says when).
     /// - The errors of [`check`](Self::check).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while it sleeps between attempts, nothing is charged and nothing is left
+    /// behind. Dropped during an attempt, as [`check`](Self::check): once that attempt's
+    /// script was handed to the client it may charge `cost` with its decision lost.
     pub async fn wait(
         &self,
         key: &DistkitRedisKey,
@@ -298,6 +334,11 @@ impl SlidingWindowLimiter {
     ///
     /// [`DistkitError::RedisError`] for a transport or server failure (when the connection
     /// failed after the `DEL` was written, the window may or may not have been emptied).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before the `DEL` was handed to the client, nothing happens; after, it runs
+    /// (or not, if the connection fails) and the caller does not learn which.
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
         use fred::interfaces::{ClientLike, KeysInterface};
         let [buckets, total] = self.keys(key);
@@ -306,7 +347,8 @@ impl SlidingWindowLimiter {
             once.del::<i64, _>(vec![buckets.clone(), total.clone()])
         })
         .await;
-        let _deleted = deleted?;
+        let _deleted = deleted
+            .map_err(|error| super::policy::named(&error, &self.prefix, key, Charge::Reset))?;
         Ok(())
     }
 

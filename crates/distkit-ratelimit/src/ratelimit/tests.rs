@@ -335,7 +335,15 @@ async fn foreign_data_under_a_limiter_key_is_a_clear_error_not_a_wrong_decision(
         bounded(window.check(&k, 5, 1)).await.unwrap_err(),
     ] {
         assert!(matches!(error, DistkitError::RedisError(_)), "{error:?}");
-        assert!(error.to_string().contains("not distkit's"), "{error}");
+        let text = error.to_string();
+        assert!(text.contains("not distkit's"), "{text}");
+        // The message names the limiter's prefix and key; a reply is not a transport failure,
+        // so it claims nothing about a charge.
+        assert!(
+            text.ends_with(&format!("(rate limiter {:?}, key \"k\")", prefix.as_str())),
+            "{text}"
+        );
+        assert!(!error.is_outcome_unknown());
     }
 }
 

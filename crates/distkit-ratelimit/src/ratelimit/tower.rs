@@ -149,6 +149,14 @@ impl<S, L: Limiter, K> Layer<S> for RateLimitLayer<L, K> {
 }
 
 /// The service [`RateLimitLayer`] wraps around `S`.
+///
+/// # Cancel safety
+///
+/// The future of a call (e.g. dropped when the client disconnects) is the limiter's `check`
+/// followed by the inner service's call: dropped during the `check`, it is as the limiter's
+/// `check` says (once its script was handed to the client, the cost may be charged with the
+/// request never served); dropped afterwards, the cost was charged and the inner call is
+/// dropped with it.
 pub struct RateLimit<S, L: Limiter, K> {
     inner: S,
     layer: RateLimitLayer<L, K>,

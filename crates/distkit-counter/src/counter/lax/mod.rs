@@ -198,8 +198,9 @@ impl LaxCounter {
     ///
     /// # Cancel safety
     ///
-    /// Cancelling it leaves the object closed and the deltas not yet confirmed pending: the
-    /// drop delivers them.
+    /// Cancelling it leaves the object closed (later calls return [`DistkitError::Closed`])
+    /// and the deltas not yet confirmed pending, each batch with its number: a later
+    /// `close()` or the drop delivers them, exactly once.
     pub async fn close(&self) -> Result<(), DistkitError> {
         self.core.close().await
     }
@@ -214,6 +215,13 @@ impl LaxCounter {
     ///
     /// [`DistkitError::RedisError`] when Redis could not be reached; the deltas stay pending
     /// and are delivered by a later flush.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses nothing and applies nothing twice: the deltas it took are
+    /// queued as numbered batches, and a batch stays queued until its confirmation is
+    /// recorded; a batch dropped after it was sent is resent by the next flush with the
+    /// same number, and Redis applies it only if it had not already.
     pub async fn flush(&self) -> Result<(), DistkitError> {
         self.ready()?;
         self.core.flush().await
@@ -225,6 +233,15 @@ impl LaxCounter {
     /// # Errors
     ///
     /// As [`CounterTrait::inc`]; a local overflow falls back to the strict script.
+    ///
+    /// # Cancel safety
+    ///
+    /// A warm key's increment is accepted in memory on the first poll, without an await,
+    /// and delivered by the flush whatever happens to the future afterwards (also when the
+    /// future is dropped while it delivers because `close()` ran meanwhile). Dropped while a
+    /// cold key is read, nothing is accepted. An increment that cannot be held locally
+    /// (overflow) is one write sent to Redis after the pending deltas: dropped before it was
+    /// handed to the client, nothing is applied; after, it is applied or not, its result lost.
     pub async fn inc(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         self.ready()?;
         if let Some(values) = self.core.add_warm(key, count) {
@@ -259,6 +276,11 @@ impl LaxCounter {
     /// # Errors
     ///
     /// As [`CounterTrait::dec`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`inc`](Self::inc); `dec(i64::MIN)` is one write sent to Redis after the pending
+    /// deltas were delivered: applied or not once handed to the client.
     pub async fn dec(&self, key: &DistkitRedisKey, count: i64) -> Result<i64, DistkitError> {
         match count.checked_neg() {
             Some(delta) => self.inc(key, delta).await,
@@ -283,6 +305,12 @@ impl LaxCounter {
     /// # Errors
     ///
     /// As [`CounterTrait::get`].
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: dropping the future leaves nothing behind (a warm key is answered from
+    /// memory without an await; a synchronous counter first delivers its pending deltas,
+    /// which stay queued until confirmed).
     pub async fn get(&self, key: &DistkitRedisKey) -> Result<i64, DistkitError> {
         self.ready()?;
         let fetch = || async { Ok(Snapshot::single(self.remote.get(key).await?)) };

@@ -164,8 +164,12 @@ impl ReleaseNotifier {
     /// The inbox an attempt on `lock` leaves in the lock's line (`P<channel>` to `PUBLISH`
     /// to, `S<channel>` to `SPUBLISH` to), once its subscription is confirmed; empty before.
     pub(crate) fn inbox_argument(&self, lock: &str, inbox_prefix: &str) -> String {
-        let inbox = self.lock_inbox(lock, inbox_prefix);
         let channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        // Nothing subscribed (a lock nobody waited on lately): no name to make.
+        if channels.is_empty() {
+            return String::new();
+        }
+        let inbox = self.lock_inbox(lock, inbox_prefix);
         match channels
             .get(&inbox)
             .and_then(|entry| entry.subscription.get())
@@ -200,14 +204,19 @@ impl ReleaseNotifier {
                 token,
                 inbox_prefix,
             } => {
+                let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+                // Nothing subscribed: no name to make.
+                if channels.is_empty() {
+                    return None;
+                }
                 let inbox = self.lock_inbox(lock, inbox_prefix);
                 let (id, slot) = {
-                    let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
                     let entry = channels
                         .get_mut(&inbox)
                         .filter(|entry| entry.subscription.initialized())?;
                     self.add_slot(entry)
                 };
+                drop(channels);
                 Some(self.add_handover_waiter(lock, token, inbox, id, slot))
             }
         }
@@ -426,6 +435,26 @@ impl ReleaseNotifier {
                 .waiters
                 .values()
                 .for_each(|slot| slot.notify.notify_one());
+        }
+    }
+
+    /// Wakes the waiters that the announcement of a handover of `lock` (named by its release
+    /// channel) to `token` in `inbox` (as the waiter's attempt gave it: `P<channel>` or
+    /// `S<channel>`, empty for none) is for, when that inbox belongs to a subscriber of this
+    /// process: the releasing client learned all three from Redis's reply to its release,
+    /// and such a waiter then tries again at once instead of after the announcement's round
+    /// through Redis's pub/sub and the subscriber's listener. A wake only, exactly as the
+    /// announcement's (which still goes out): the waiter's next attempt confirms the handover
+    /// in Redis.
+    pub(crate) fn wake_handover_in_process(lock: &str, token: &str, inbox: &str) {
+        if inbox.is_empty() {
+            return;
+        }
+        for notifier in NOTIFIERS.alive() {
+            // Every inbox name of a subscriber ends with its id (see `lock_inbox`).
+            if inbox.ends_with(&notifier.id.to_string()) {
+                notifier.hand_over(lock, token);
+            }
         }
     }
 

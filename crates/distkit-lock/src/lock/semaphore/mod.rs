@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 pub use options::{SemaphoreOptions, SemaphoreOptionsBuilder};
 
-use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire};
+use super::acquire::{Attempt, Patience, QueuePlace, Waiting, acquire, settle_place};
 use super::lease::{AttemptGuard, Lease, LeaseKind, LeaseTarget, Won};
 use super::notify::WakeOn;
 use super::observe::{self, LockKind};
@@ -62,7 +62,7 @@ pub struct Semaphore {
     options: SemaphoreOptions,
     services: LockServices,
     /// The eight keys, in the scripts' order.
-    keys: Vec<String>,
+    keys: Arc<[String]>,
     /// The release channel.
     channel: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its permits.
@@ -105,6 +105,11 @@ impl Semaphore {
     /// # Errors
     ///
     /// As [`acquire_many`](Self::acquire_many).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire_many`](Self::acquire_many): dropping the future leaves no permit taken
+    /// and no place in line.
     pub async fn acquire(&self) -> Result<SemaphorePermit, DistkitError> {
         self.acquire_many(1).await
     }
@@ -128,6 +133,17 @@ impl Semaphore {
     /// [`replica_acks`](SemaphoreOptions::replica_acks); [`DistkitError::RedisError`] when
     /// Redis fails (an attempt cut off by a connection failure gives back what it may have
     /// taken, in the background).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it returns leaves no permit taken and no place in line:
+    /// a drop guard removes the request from the line (the leave-queue script, from
+    /// distkit's background runtime; should that fail, the place expires one queue window
+    /// after the last attempt renewed it), so later requests are no longer held back by it.
+    /// An attempt dropped after its `semaphore_acquire` call was handed to the client, whose
+    /// reply was not read, may have taken permits: a drop guard gives them back from
+    /// distkit's background runtime (should that fail, they return when the lease expires
+    /// after its `ttl`). No permit exists until the future returns.
     pub async fn acquire_many(&self, n: u32) -> Result<SemaphorePermit, DistkitError> {
         Box::pin(self.acquire_traced(n, Patience::Wait(self.options.max_wait))).await
     }
@@ -135,6 +151,10 @@ impl Semaphore {
     /// One attempt to take one permit. See [`try_acquire_many`](Self::try_acquire_many).
     ///
     /// # Errors
+    ///
+    /// As [`try_acquire_many`](Self::try_acquire_many).
+    ///
+    /// # Cancel safety
     ///
     /// As [`try_acquire_many`](Self::try_acquire_many).
     pub async fn try_acquire(&self) -> Result<SemaphorePermit, DistkitError> {
@@ -149,6 +169,14 @@ impl Semaphore {
     ///
     /// [`LockError::AcquireFail`] when the permits are not free; otherwise as
     /// [`acquire_many`](Self::acquire_many).
+    ///
+    /// # Cancel safety
+    ///
+    /// One attempt, no place in line. Dropped before it was sent, nothing happens.
+    /// An attempt dropped after its `semaphore_acquire` call was handed to the client, whose
+    /// reply was not read, may have taken permits: a drop guard gives them back from
+    /// distkit's background runtime (should that fail, they return when the lease expires
+    /// after its `ttl`). No permit exists until the future returns.
     pub async fn try_acquire_many(&self, n: u32) -> Result<SemaphorePermit, DistkitError> {
         Box::pin(self.acquire_traced(n, Patience::Once)).await
     }
@@ -159,6 +187,10 @@ impl Semaphore {
     /// # Errors
     ///
     /// As [`try_acquire_many_for`](Self::try_acquire_many_for).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire_many`](Self::acquire_many).
     pub async fn try_acquire_for(
         &self,
         timeout: Duration,
@@ -177,6 +209,12 @@ impl Semaphore {
     ///
     /// [`LockError::Timeout`] with the time waited; otherwise as
     /// [`acquire_many`](Self::acquire_many).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire_many`](Self::acquire_many): dropping the future, or the bound cutting it
+    /// off, leaves no permit taken and no place in line (drop guards clean up in the
+    /// background).
     pub async fn try_acquire_many_for(
         &self,
         n: u32,
@@ -195,6 +233,10 @@ impl Semaphore {
     /// The errors of [`SemaphoreOptions::validate`] (before any I/O);
     /// [`LockError::PermitCountMismatch`] when the key is in use with another permit count;
     /// [`DistkitError::RedisError`] when Redis fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// A read-only script: dropping the future leaves nothing behind.
     pub async fn available_permits(&self) -> Result<u32, DistkitError> {
         self.options.validate()?;
         let reply = SEMAPHORE_AVAILABLE
@@ -204,7 +246,8 @@ impl Semaphore {
                 vec![Value::from(self.options.permits)],
                 CallPolicy::RETRY,
             )
-            .await?;
+            .await
+            .map_err(|error| DistkitError::from(error).about_key("semaphore", &self.name))?;
         // `{ 1, free permits }`, or `{ 0, the stored count }` (see `semaphore_available.lua`).
         let number = |value: &Value| {
             value
@@ -233,6 +276,7 @@ impl Semaphore {
 
     fn mismatch(&self, stored: u64) -> DistkitError {
         LockError::PermitCountMismatch {
+            key: self.name.to_string(),
             stored: u32::try_from(stored).unwrap_or(u32::MAX),
             configured: self.options.permits,
         }
@@ -265,7 +309,7 @@ impl Semaphore {
             started.elapsed(),
             acquired.as_ref().map(drop),
         );
-        acquired
+        acquired.map_err(|error| error.about_key("semaphore", &self.name))
     }
 
     async fn acquire_untraced(
@@ -283,7 +327,7 @@ impl Semaphore {
         // timed out, failed).
         let place = queued.then(|| QueuePlace {
             client: self.options.client.clone(),
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             script: &SEMAPHORE_LEAVE_QUEUE,
             args: vec![Value::from(member.as_str()), Value::from(announce.as_str())],
             armed: true,
@@ -295,13 +339,14 @@ impl Semaphore {
             },
             retry_interval: self.options.retry_interval,
         };
-        let (won, attempt) = acquire(waiting, patience, |_| {
-            self.attempt(token.clone(), n, queued, announce.clone())
-        })
+        let (won, attempt) = settle_place(
+            place,
+            acquire(waiting, patience, |_| {
+                self.attempt(token.clone(), n, queued, announce.clone())
+            })
+            .await,
+        )
         .await?;
-        if let Some(place) = place {
-            place.disarm();
-        }
         Ok(SemaphorePermit {
             semaphore: Arc::clone(&self.name),
             permits: n,
@@ -333,9 +378,10 @@ impl Semaphore {
             Value::from(announce.as_str()),
         ];
         let target = LeaseTarget {
+            lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
             kind: LeaseKind::Permit,
-            keys: self.keys.clone(),
+            keys: Arc::clone(&self.keys),
             channel: announce,
             token,
             ttl: self.options.ttl,
@@ -407,12 +453,21 @@ impl SemaphorePermit {
     /// The state of the lease, without a Redis round trip: `Lost` once a renewal was refused
     /// or none was confirmed for a ttl (less 1 %) on the local monotonic clock; `Released`
     /// after a release.
+    ///
+    /// # Cancel safety
+    ///
+    /// Reads local state only, without an await: cancel safe.
     pub async fn get_state(&self) -> LockGuardState {
         self.lease.state()
     }
 
     /// Completes once the state is no longer `Acquired`, for `tokio::select!` around the
     /// protected work (see [`MutexGuard::lost`](crate::lock::MutexGuard::lost)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Waits for a local notification only: dropping it (e.g. the other branch of a
+    /// `tokio::select!` won) leaves nothing behind; call it again to wait again.
     pub async fn lost(&self) {
         self.lease.lost().await;
     }
@@ -442,8 +497,19 @@ impl SemaphorePermit {
     /// [`LockError::NotOwner`] when the lease is gone; [`LockError::NotReplicated`] with
     /// [`replica_acks`](SemaphoreOptions::replica_acks) when too few replicas acknowledged;
     /// [`DistkitError::RedisError`] when Redis fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before its extend script was handed to the client, nothing
+    /// happens; after, the lease may be renewed in Redis without the guard recording it
+    /// (its view of the lease only stays more cautious). The background renewals go on
+    /// either way.
     pub async fn extend(&self) -> Result<(), DistkitError> {
-        self.lease.extend().await
+        let semaphore = &self.semaphore;
+        self.lease
+            .extend()
+            .await
+            .map_err(|error| error.about_key("semaphore", semaphore))
     }
 
     /// Gives the permits back (`semaphore_release`, atomic, sent once: removes only this
@@ -456,7 +522,20 @@ impl SemaphorePermit {
     ///
     /// [`DistkitError::RedisError`] for transport failures; the lease then runs out after
     /// its ttl.
+    ///
+    /// # Cancel safety
+    ///
+    /// The guard is consumed: dropping the future drops it, and the drop releases the
+    /// lease as a dropped guard does (in the background, waited for where the thread may
+    /// block). A release that had already reached Redis is harmless to repeat: a release
+    /// acts only on its own token.
     pub async fn release(self) -> Result<LockGuardState, DistkitError> {
-        self.lease.release().await
+        let Self {
+            semaphore, lease, ..
+        } = self;
+        lease
+            .release()
+            .await
+            .map_err(|error| error.about_key("semaphore", &semaphore))
     }
 }
