@@ -362,14 +362,15 @@ async fn background_renewal_keeps_a_short_lease_alive() {
     let name = fresh_key();
     let mutex = Mutex::new(
         LockOptions::builder(name.clone(), client(&redis).await)
-            .ttl(Duration::from_millis(900))
+            .ttl(Duration::from_millis(2_000))
             .build(),
     );
     let other = Mutex::new(options(&name, client(&redis).await));
     let guard = bounded(mutex.lock()).await.unwrap();
-    // Three ttls: the lease lives only because it is renewed (every 300 ms).
-    for _ in 0..18 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    // Three ttls: the lease lives only because it is renewed (every 667 ms; a renewal may be
+    // up to 1.3 s late on a loaded machine before the guard rightly reports it lost).
+    for _ in 0..14 {
+        tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(guard.get_state().await, LockGuardState::Acquired);
         assert!(matches!(
             lock_error(bounded(other.try_lock()).await.unwrap_err()),
@@ -677,7 +678,12 @@ async fn a_waiting_writer_blocks_new_readers_and_writers_are_served_in_arrival_o
             guard.release().await.unwrap();
         }));
         // Let this writer take its place in the queue before the next one arrives.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        let queue = format!("distkit-locks:{{{name}}}:rw:queue");
+        let queued = (id + 1).to_string();
+        eventually("the writer to take its place in the queue", || async {
+            redis.cli(&["ZCARD", &queue]) == queued
+        })
+        .await;
     }
     // Writer preference: a new reader cannot get in while writers wait.
     let late_reader = RwLock::new(options(&name, client(&redis).await));
@@ -747,7 +753,7 @@ async fn a_crashed_waiting_writer_stops_blocking_readers_within_its_heartbeat() 
         * 1000;
     assert_eq!(redis.cli(&["ZADD", &queue, "1", "dead-writer"]), "1");
     assert_eq!(
-        redis.cli(&["ZADD", &alive, &(now_ms + 1_300).to_string(), "dead-writer"]),
+        redis.cli(&["ZADD", &alive, &(now_ms + 3_000).to_string(), "dead-writer"]),
         "1"
     );
     let rwlock = RwLock::new(
