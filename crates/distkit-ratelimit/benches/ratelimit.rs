@@ -70,46 +70,11 @@ fn round() -> Duration {
 
 /// The GCRA equivalent sent raw: TIME, GET, compare, SET PX (the TAT in whole µs).
 /// ARGV: the emission interval and the burst span, in µs.
-const RAW_GCRA: &str = "\
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new = tat + tonumber(ARGV[1])
-if new - now <= tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.floor((new - now) / 1000) + 1)
-  return { 1, new - now }
-end
-return { 0, tat - now }";
+const RAW_GCRA: &str = include_str!("raw/gcra_equivalent.lua");
 
 /// The sliding-window equivalent sent raw: the bucket list and its total. KEYS: the list
 /// and the total; ARGV: window ms, bucket ms, limit.
-const RAW_WINDOW: &str = "\
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window, bucket, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local total = tonumber(redis.call('GET', KEYS[2]) or '0')
-while true do
-  local oldest = redis.call('LINDEX', KEYS[1], 0)
-  if not oldest then total = 0 break end
-  local s, c = string.match(oldest, '^(%d+) (%d+)$')
-  if now - tonumber(s) <= window then break end
-  redis.call('LPOP', KEYS[1])
-  total = total - tonumber(c)
-end
-if total + 1 > limit then return { 0, total } end
-local newest = redis.call('LINDEX', KEYS[1], -1)
-local s, c
-if newest then s, c = string.match(newest, '^(%d+) (%d+)$') end
-if s and now - tonumber(s) <= bucket then
-  redis.call('LSET', KEYS[1], -1, s .. ' ' .. (tonumber(c) + 1))
-else
-  redis.call('RPUSH', KEYS[1], now .. ' 1')
-end
-total = total + 1
-redis.call('SET', KEYS[2], total, 'PX', window + 1)
-redis.call('PEXPIRE', KEYS[1], window + 1)
-return { 1, total }";
+const RAW_WINDOW: &str = include_str!("raw/sliding_window_equivalent.lua");
 
 /// `EVALSHA sha 2 first second args…`, raw, routed to the slot of `first` (both keys share
 /// a hash tag).
