@@ -250,6 +250,46 @@ fn scaling_table(out: &mut String, title: &str, raw_label: &str, runs: &[&Vec<Sc
     let _ = writeln!(out);
 }
 
+/// The costs of the primitives a warm lax `inc` is built from, ranges over the runs.
+fn lax_floors(out: &mut String, report: &Report) {
+    let mut names: Vec<&'static str> = Vec::new();
+    for floor in report.runs.iter().flat_map(|run| run.lax_floors.iter()) {
+        if !names.contains(&floor.what) {
+            names.push(floor.what);
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "### What a warm lax `inc` is made of (this machine, one thread, same runs)\n"
+    );
+    let _ = writeln!(out, "| primitive | ns per call |");
+    let _ = writeln!(out, "| --- | ---: |");
+    for name in names {
+        let values: Vec<f64> = report
+            .runs
+            .iter()
+            .flat_map(|run| run.lax_floors.iter())
+            .filter(|floor| floor.what == name)
+            .map(|floor| floor.nanos)
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {name} | {} |",
+            format_range(&values, |value| format!("{value:.1}"))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe increments of a warm key are shared with the flush task, so a warm `inc` makes at \
+         least one atomic read-modify-write besides finding its key and the measuring loop's own \
+         cost; distkit's makes two (its shard's lock and unlock), like the `Mutex<HashMap>` floor \
+         of `lax.warm`.\n"
+    );
+}
+
 fn details(out: &mut String, report: &Report) {
     let _ = writeln!(out, "## Details\n");
     let strict: Vec<&Vec<ScalePoint>> = report.runs.iter().map(|run| &run.strict_scaling).collect();
@@ -266,6 +306,7 @@ fn details(out: &mut String, report: &Report) {
         "`Mutex<HashMap>`",
         &lax,
     );
+    lax_floors(out, report);
     let handoffs: Vec<_> = report
         .runs
         .iter()

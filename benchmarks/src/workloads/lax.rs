@@ -3,22 +3,30 @@
 //! key of its own.
 
 use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use distkit::DistkitRedisKey;
 use distkit::counter::{CounterOptions, LaxCounter};
 use distkit_07::counter::CounterTrait as _;
 use distkit_test_support::unique_prefix;
 
-use super::{RunResults, ScalePoint, medians};
-use crate::BenchResult;
-use crate::measure::{Targets, interleave, spin_rate, spin_until};
+use super::{Floor, RunResults, ScalePoint, medians};
+use crate::measure::{ROUNDS, Targets, interleave, per_second, spin_rate, spin_until};
+use crate::stats;
+use crate::{BenchError, BenchResult};
 
 /// The task counts of the throughput series (2 is the 2-core scaling row).
 pub const TASKS: [usize; 5] = [1, 2, 4, 16, 64];
 /// How far the lax counters may lag behind Redis.
 const ALLOWED_LAG: Duration = Duration::from_millis(20);
+
+/// How long each primitive of the floors is timed in one round.
+const FLOOR_ROUND: Duration = Duration::from_millis(100);
+/// How many calls of a primitive run between two reads of the clock.
+const FLOOR_BATCH: u64 = 1024;
 
 /// The key of task `task`.
 fn key_name(task: usize) -> String {
@@ -106,6 +114,20 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
         rates.push((tasks, figures));
     }
     ours.flush().await?;
+    results.lax_floors = floors();
+    let mut empty = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        empty.push(
+            spin_rate(1, round, |_, deadline| async move {
+                spin_until(deadline, || std::future::ready(Ok::<(), BenchError>(()))).await
+            })
+            .await?,
+        );
+    }
+    results.lax_floors.push(Floor {
+        what: "the row's measuring loop around a call that does nothing (one task)",
+        nanos: stats::median(&empty).map_or(f64::NAN, |rate| 1e9 / rate),
+    });
     let at = |tasks: usize| {
         rates
             .iter()
@@ -134,4 +156,59 @@ pub async fn run(targets: &Targets, round: Duration, results: &mut RunResults) -
         }
     }
     Ok(())
+}
+
+/// Times `step` (given the call's index) for [`FLOOR_ROUND`] in each of [`ROUNDS`] rounds, on
+/// the calling thread; returns the median ns per call.
+fn time_floor(mut step: impl FnMut(u64)) -> f64 {
+    let mut rates = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let mut calls: u64 = 0;
+        while started.elapsed() < FLOOR_ROUND {
+            for _ in 0..FLOOR_BATCH {
+                step(calls);
+                calls = calls.wrapping_add(1);
+            }
+        }
+        rates.push(per_second(calls, started.elapsed()));
+    }
+    stats::median(&rates).map_or(f64::NAN, |rate| 1e9 / rate)
+}
+
+/// What the parts of a warm `inc` cost on this machine, one thread, nothing contended: one
+/// atomic read-modify-write, an uncontended lock and unlock, and a hash-map lookup with no
+/// lock. Any buffer shared with a flush task needs at least the first on its warm path.
+fn floors() -> Vec<Floor> {
+    let atomic = AtomicI64::new(0);
+    let fetch_add = time_floor(|call| {
+        atomic.fetch_add(black_box(i64::from(call & 1 == 0)), Ordering::Relaxed);
+    });
+    let lock = Mutex::new(0_i64);
+    let lock_unlock = time_floor(|call| {
+        if let Ok(mut value) = lock.lock() {
+            *value = value.wrapping_add(black_box(i64::from(call & 1 == 0)));
+        }
+    });
+    let mut map: HashMap<String, i64> = (0..8).map(|task| (key_name(task), 0)).collect();
+    let key = key_name(0);
+    let lookup = time_floor(|call| {
+        if let Some(value) = map.get_mut(black_box(key.as_str())) {
+            *value = value.wrapping_add(black_box(i64::from(call & 1 == 0)));
+        }
+    });
+    vec![
+        Floor {
+            what: "one uncontended `AtomicI64::fetch_add` (an atomic read-modify-write)",
+            nanos: fetch_add,
+        },
+        Floor {
+            what: "an uncontended `std::sync::Mutex` lock + add + unlock (two of them)",
+            nanos: lock_unlock,
+        },
+        Floor {
+            what: "a `HashMap<String, i64>` lookup of the key + add, no lock (SipHash, the floor's map)",
+            nanos: lookup,
+        },
+    ]
 }

@@ -35,6 +35,15 @@ pub struct HandoffWaits {
     pub anchor: Vec<std::time::Duration>,
 }
 
+/// The cost of one in-process primitive a warm lax `inc` is built from.
+#[derive(Clone, Copy, Debug)]
+pub struct Floor {
+    /// What was measured.
+    pub what: &'static str,
+    /// Nanoseconds per call (the median of the rounds).
+    pub nanos: f64,
+}
+
 /// One operation of the mixed workload: p50 and p99 latency of distkit and 0.7.1, in ms.
 #[derive(Clone, Debug)]
 pub struct MixedOp {
@@ -59,6 +68,8 @@ pub struct RunResults {
     pub strict_scaling: Vec<ScalePoint>,
     /// LaxCounter warm `inc` calls per second against tasks.
     pub lax_scaling: Vec<ScalePoint>,
+    /// What the parts of a warm lax `inc` cost on this machine, ns per call.
+    pub lax_floors: Vec<Floor>,
     /// The handoff workload's wait latencies.
     pub handoff: Option<HandoffWaits>,
     /// The mixed workload's operations.
