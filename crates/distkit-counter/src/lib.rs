@@ -9,6 +9,7 @@
 #![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 mod buffer;
 mod checked;
 pub mod counter;

@@ -18,6 +18,7 @@ use distkit_core::{
 };
 
 use super::group_commit::{self, Entry, GroupCommit};
+use crate::batch;
 use crate::checked::OptionsCheck;
 use crate::scripts::{COUNTER_APPLY, COUNTER_INC};
 use crate::shards::{self, ShardGate};
@@ -37,9 +38,6 @@ fn written_once_error(error: distkit_core::fred::error::Error) -> DistkitError {
     }
 }
 
-/// How many operations one `counter_apply` call carries at most, so that no single script
-/// holds Redis for long.
-pub(crate) const MAX_OPERATIONS_PER_CALL: usize = 1_000;
 /// How many keys one `HMGET` reads at most.
 pub(crate) const MAX_READS_PER_CALL: usize = 1_000;
 
@@ -446,7 +444,7 @@ impl RemoteCounters {
     /// Applies `operations` in order with the `counter_apply` script; returns `(new, old)` per
     /// operation.
     ///
-    /// Each chunk of `MAX_OPERATIONS_PER_CALL` is all or nothing; when a later chunk fails, the
+    /// Each chunk of [`MAX_OPERATIONS_PER_CALL`](batch::MAX_OPERATIONS_PER_CALL) is all or nothing; when a later chunk fails, the
     /// error says how many operations were applied (the earlier chunks, and the failing one
     /// too when only its replica acknowledgement failed).
     pub(crate) async fn apply(
@@ -475,50 +473,10 @@ impl RemoteCounters {
             return self.apply_in_shard(*shard, operations).await;
         }
         // Several shards: one after the other, in the order of their first operation.
-        let mut results = vec![(0_i64, 0_i64); operations.len()];
-        let mut applied: Vec<usize> = Vec::with_capacity(operations.len());
-        for (shard, positions) in groups {
-            let shard_operations: Vec<Operation<'_>> = positions
-                .iter()
-                .filter_map(|&position| operations.get(position).copied())
-                .collect();
-            match self.apply_in_shard(shard, &shard_operations).await {
-                Ok(shard_results) => {
-                    for (&position, result) in positions.iter().zip(shard_results) {
-                        if let Some(slot) = results.get_mut(position) {
-                            *slot = result;
-                        }
-                    }
-                    applied.extend(positions);
-                }
-                Err(error) => {
-                    // What this shard applied before failing (its earlier chunks, and the
-                    // failing one when only its replica acknowledgement failed).
-                    let (shard_applied, source) = match error {
-                        DistkitError::CounterError(CounterError::BatchPartiallyApplied {
-                            applied: shard_applied,
-                            source,
-                        }) => (shard_applied, *source),
-                        // The shard's first chunk was applied; its replicas did not confirm.
-                        DistkitError::CounterError(CounterError::NotReplicated { .. }) => {
-                            (positions.len().min(MAX_OPERATIONS_PER_CALL), error)
-                        }
-                        other => (0, other),
-                    };
-                    applied.extend(positions.iter().take(shard_applied));
-                    if applied.is_empty() {
-                        return Err(source);
-                    }
-                    applied.sort_unstable();
-                    return Err(CounterError::ShardedBatchPartiallyApplied {
-                        applied,
-                        source: Box::new(source),
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(results)
+        batch::shard_by_shard(groups, operations, |shard, shard_operations| async move {
+            self.apply_in_shard(shard, &shard_operations).await
+        })
+        .await
     }
 
     /// [`apply`](Self::apply) for operations that all belong to shard `shard`.
@@ -527,31 +485,11 @@ impl RemoteCounters {
         shard: usize,
         operations: &[Operation<'_>],
     ) -> Result<Vec<(i64, i64)>, DistkitError> {
-        let mut results = Vec::with_capacity(operations.len());
-        for chunk in operations.chunks(MAX_OPERATIONS_PER_CALL) {
-            match self.apply_chunk(shard, chunk).await {
-                Ok(chunk_results) => results.extend(chunk_results),
-                Err(error) if results.is_empty() => return Err(error),
-                Err(error) => {
-                    // A chunk the replicas did not acknowledge was applied all the same.
-                    let failed_chunk_applied = matches!(
-                        error,
-                        DistkitError::CounterError(CounterError::NotReplicated { .. })
-                    );
-                    let applied = if failed_chunk_applied {
-                        results.len().saturating_add(chunk.len())
-                    } else {
-                        results.len()
-                    };
-                    return Err(CounterError::BatchPartiallyApplied {
-                        applied,
-                        source: Box::new(error),
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(results)
+        batch::in_chunks(operations.len(), |range| async move {
+            let chunk = operations.get(range).unwrap_or_default();
+            self.apply_chunk(shard, chunk).await
+        })
+        .await
     }
 
     async fn apply_chunk(

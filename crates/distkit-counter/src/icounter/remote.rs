@@ -25,6 +25,7 @@ use distkit_core::{CounterComparator, CounterError, DistkitError, DistkitRedisKe
 use tracing::Instrument;
 
 use super::options::{MAX_DURATION_MS, MIN_DEAD_INSTANCE_THRESHOLD_MS};
+use crate::batch;
 use crate::buffer::{Batch, Confirmation, DeltaSink, Snapshot};
 use crate::checked::OptionsCheck;
 use crate::observe;
@@ -50,8 +51,6 @@ const KEY_KINDS: [&str; 12] = [
 /// The keys of the `icounter_inc` fast path, as indexes into [`KEY_KINDS`]: totals, alive,
 /// slices, owned, by_key, due.
 const FAST_PATH_KEYS: [usize; 6] = [0, 1, 4, 5, 8, 11];
-/// The most operations one script call carries.
-const MAX_OPERATIONS_PER_CALL: usize = 1_000;
 /// The most slices of dead instances one call reaps or collects (beyond that, a call reaps
 /// only the dead slices of the keys it touches; see the script's header).
 const REAP_BUDGET: i64 = 500;
@@ -326,44 +325,10 @@ impl RemoteInstanceCounters {
             return self.run_in_shard(*shard, ops).await;
         }
         // Several shards: one after the other, in the order of their first operation.
-        let mut outcomes = vec![Outcome::default(); ops.len()];
-        let mut applied: Vec<usize> = Vec::with_capacity(ops.len());
-        for (shard, positions) in groups {
-            let shard_ops: Vec<Op<'_>> = positions
-                .iter()
-                .filter_map(|&position| ops.get(position).copied())
-                .collect();
-            match self.run_in_shard(shard, &shard_ops).await {
-                Ok(shard_outcomes) => {
-                    for (&position, outcome) in positions.iter().zip(shard_outcomes) {
-                        if let Some(slot) = outcomes.get_mut(position) {
-                            *slot = outcome;
-                        }
-                    }
-                    applied.extend(positions);
-                }
-                Err(error) => {
-                    let (shard_applied, source) = match error {
-                        DistkitError::CounterError(CounterError::BatchPartiallyApplied {
-                            applied: shard_applied,
-                            source,
-                        }) => (shard_applied, *source),
-                        other => (0, other),
-                    };
-                    applied.extend(positions.iter().take(shard_applied));
-                    if applied.is_empty() {
-                        return Err(source);
-                    }
-                    applied.sort_unstable();
-                    return Err(CounterError::ShardedBatchPartiallyApplied {
-                        applied,
-                        source: Box::new(source),
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(outcomes)
+        batch::shard_by_shard(groups, ops, |shard, shard_ops| async move {
+            self.run_in_shard(shard, &shard_ops).await
+        })
+        .await
     }
 
     /// A global operation (`clear`, `cleari`, `beat`) over several shards, shard after
@@ -384,21 +349,11 @@ impl RemoteInstanceCounters {
         shard: usize,
         ops: &[Op<'_>],
     ) -> Result<Vec<Outcome>, DistkitError> {
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for chunk in ops.chunks(MAX_OPERATIONS_PER_CALL) {
-            match self.call(shard, chunk, None).await {
-                Ok(chunk_outcomes) => outcomes.extend(chunk_outcomes),
-                Err(error) if outcomes.is_empty() => return Err(error),
-                Err(error) => {
-                    return Err(CounterError::BatchPartiallyApplied {
-                        applied: outcomes.len(),
-                        source: Box::new(error),
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(outcomes)
+        batch::in_chunks(ops.len(), |range| async move {
+            let chunk = ops.get(range).unwrap_or_default();
+            self.call(shard, chunk, None).await
+        })
+        .await
     }
 
     async fn call(
