@@ -19,7 +19,7 @@
 //! | --- | --- | --- |
 //! | `DISTKIT_REPORT_ROUND_MS` | `1200` | the length of one round of one contender, in ms |
 //! | `DISTKIT_REPORT_RUNS` | `2` | how many times the whole set runs |
-//! | `DISTKIT_REPORT_ONLY` | all | comma-separated workloads or rows to run (`strict`, `lax`, `mutex`, `icounter`, `rwlock`, `handoff`, `memory`, `mixed`, or a row id such as `strict.64`, which runs the workload of that row) |
+//! | `DISTKIT_REPORT_ONLY` | all | comma-separated workloads or rows to run (`strict`, `lax`, `mutex`, `icounter`, `rwlock`, `handoff`, `memory`, `gcra`, `window`, `mixed`, `client`, or a row id such as `strict.64`, which runs the workload of that row) |
 //! | `DISTKIT_REPORT_OUT` | the repository root | where `BENCHMARKS.md` and `benchmarks/charts/` go |
 //! | `REDIS_URL` | a private server | a loopback Redis to measure against instead |
 //!

@@ -423,7 +423,15 @@ fn details(out: &mut String, report: &Report) {
          same way, handed over in process with no Redis work), the raw lock's two round trips \
          on a key of the task's own for the read lock, and one `HGET`. What would move the \
          ratio is the contended mutex: its handover (release, notification, the waiter's \
-         confirming acquire) costs round trips the in-process FIFO does not make.",
+         confirming acquire) costs round trips the in-process FIFO does not make.\n\
+         - `client`: the client library's share. The strict rows' `EVALSHA` of the one-line \
+         `HINCRBY` script, sent raw by fred (the client distkit runs on; no distkit code) from \
+         1 and 64 tasks, against the same call sent by the `redis` crate, the client of every \
+         raw baseline above. fred 10 flushes its socket after every `EVALSHA`, so concurrent \
+         script calls reach Redis one write each, where the `redis` crate writes whatever is \
+         queued at once: `client.evalsha.64` is the ceiling, on this machine, of every 64-task \
+         row whose baseline is a raw `EVALSHA` (`gcra.64`, `window.64`, the raw calls of \
+         `strict.64` and `mixed.same_ops`).",
         report.config.memory_keys
     );
 }

@@ -18,8 +18,9 @@ pub const CHARTS_DIR: &str = "benchmarks/charts";
 pub const REPORT_FILE: &str = "BENCHMARKS.md";
 
 /// Every workload, in the order a run measures them.
-pub const WORKLOADS: [&str; 10] = [
+pub const WORKLOADS: [&str; 11] = [
     "strict", "lax", "mutex", "icounter", "rwlock", "handoff", "memory", "gcra", "window", "mixed",
+    "client",
 ];
 
 /// What a report measured and wrote.
@@ -157,6 +158,7 @@ async fn run_workload(
         "gcra" => workloads::ratelimit::run_gcra(targets, round, results).await,
         "window" => workloads::ratelimit::run_window(targets, round, results).await,
         "mixed" => workloads::mixed::run(targets, round, results).await,
+        "client" => workloads::client::run(targets, round, results).await,
         other => Err(format!("unknown workload {other}").into()),
     }
 }

@@ -222,6 +222,20 @@ pub const ROWS: &[RowSpec] = &[
         unit: Unit::CallsPerSecond,
         goal: Goal::RatioAtLeast(0.9),
     },
+    RowSpec {
+        id: "client.evalsha.1",
+        title: "fred's raw `EVALSHA` of the one-line HINCRBY script (distkit's client, no distkit code), 1 task",
+        baseline: "the same `EVALSHA` sent by the `redis` crate (the raw baselines' client)",
+        unit: Unit::CallsPerSecond,
+        goal: Goal::None,
+    },
+    RowSpec {
+        id: "client.evalsha.64",
+        title: "fred's raw `EVALSHA` of the one-line HINCRBY script (distkit's client, no distkit code), 64 tasks over 16 keys",
+        baseline: "the same `EVALSHA` sent by the `redis` crate (the raw baselines' client)",
+        unit: Unit::CallsPerSecond,
+        goal: Goal::None,
+    },
 ];
 
 /// The three contenders' figures of one row in one run (medians of the rounds).

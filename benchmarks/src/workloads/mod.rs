@@ -1,6 +1,7 @@
 //! The workloads: each measures distkit, its baseline and distkit 0.7.1 in interleaved
 //! rounds and returns the figures of its rows.
 
+pub mod client;
 pub mod handoff;
 pub mod icounter;
 pub mod lax;
