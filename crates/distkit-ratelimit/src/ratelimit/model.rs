@@ -65,12 +65,32 @@ impl LeakyBucket {
 /// The sliding window: buckets `(start_ms, count, last_ms)` oldest first, as trypema's
 /// absolute limiter keeps them, except that a bucket counts until its newest call (`last`)
 /// is a window old, not its start.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Window {
     buckets: VecDeque<(u64, u64, u64)>,
 }
 
 impl Window {
+    /// A window holding `buckets` `(start_ms, count, last_ms)`, oldest first.
+    pub(crate) fn with_buckets(buckets: impl IntoIterator<Item = (u64, u64, u64)>) -> Self {
+        Self {
+            buckets: buckets.into_iter().collect(),
+        }
+    }
+
+    /// What [`check`](Self::check) would decide, without charging anything.
+    pub(crate) fn peek(
+        &self,
+        now_ms: u64,
+        limit: u64,
+        window_ms: u64,
+        bucket_ms: u64,
+        cost: u64,
+    ) -> Outcome {
+        self.clone()
+            .check(now_ms, limit, window_ms, bucket_ms, cost)
+    }
+
     pub(crate) fn check(
         &mut self,
         now_ms: u64,
@@ -108,7 +128,8 @@ impl Window {
         match self.buckets.back_mut() {
             Some((start, count, last)) if now_ms - *start <= bucket_ms => {
                 *count += cost;
-                *last = now_ms;
+                // Later than now only for a bucket read without a last time (start + bucket).
+                *last = (*last).max(now_ms);
             }
             _ => self.buckets.push_back((now_ms, cost, now_ms)),
         }
