@@ -17,13 +17,25 @@ pub(crate) struct Outcome {
 /// GCRA as a leaky bucket ("continuous-state" form), in exact integers: time is counted in
 /// ticks of `1/limit` µs, so one unit fills the bucket by `period_us` ticks and the bucket
 /// drains one tick per tick. Independent of the TAT form the script uses.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct LeakyBucket {
     level: u128,
     last: u128,
 }
 
 impl LeakyBucket {
+    /// What [`check`](Self::check) would decide, without charging anything.
+    pub(crate) fn peek(
+        &self,
+        now_us: u64,
+        limit: u64,
+        period_us: u64,
+        burst: u64,
+        cost: u64,
+    ) -> Outcome {
+        self.clone().check(now_us, limit, period_us, burst, cost)
+    }
+
     pub(crate) fn check(
         &mut self,
         now_us: u64,

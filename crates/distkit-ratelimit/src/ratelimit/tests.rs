@@ -109,17 +109,29 @@ async fn gcra_script_agrees_with_a_leaky_bucket_model_on_seeded_random_calls() {
             };
             let cost = rng.between(1, burst.min(5));
             let rate = GcraRate::new(limit, Duration::from_micros(period_us), burst).unwrap();
-            let decision =
-                bounded(limiter.check_at(&key(&format!("k{which}")), &rate, cost, Some(now_us)))
-                    .await
-                    .unwrap();
-            let expected = models[which].check(now_us, limit, period_us, burst, cost);
+            // One call in four peeks: the same decision, nothing charged.
+            let peek = rng.between(0, 3) == 0;
+            let (decision, _, _) = bounded(limiter.decide(
+                &key(&format!("k{which}")),
+                &rate,
+                cost,
+                Some(now_us),
+                peek,
+            ))
+            .await
+            .unwrap();
+            let expected = if peek {
+                models[which].peek(now_us, limit, period_us, burst, cost)
+            } else {
+                models[which].check(now_us, limit, period_us, burst, cost)
+            };
             assert_eq!(
                 outcome(decision, Duration::from_micros(1)),
                 expected,
                 "seed {seed}, step {step}, key {which} ({limit} per {period_us} µs, burst \
-                 {burst}), cost {cost}, at {now_us} µs; replay: DISTKIT_RATELIMIT_SEED={seed} \
-                 DISTKIT_RATELIMIT_CASES=1 cargo test -p distkit-ratelimit gcra_script_agrees"
+                 {burst}), cost {cost}, peek {peek}, at {now_us} µs; replay: \
+                 DISTKIT_RATELIMIT_SEED={seed} DISTKIT_RATELIMIT_CASES=1 cargo test -p \
+                 distkit-ratelimit gcra_script_agrees"
             );
         }
     }
@@ -782,5 +794,57 @@ async fn the_delivery_script_joins_evicts_reads_old_buckets_and_refuses_foreign_
             error.to_string().contains("not distkit's"),
             "{entries:?} {sum}: {error}"
         );
+    }
+}
+
+/// A GCRA key holding a string the GCRA scripts did not write is refused with
+/// `DISTKIT_BAD_STATE` by a check, a peek and a delivery of the lax limiter, and left as it
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_gcra_state_is_refused_by_checks_peeks_and_deliveries() {
+    use fred::interfaces::KeysInterface;
+    use fred::types::Value;
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let prefix = key(&unique_prefix());
+    let limiter = GcraLimiter::new(GcraOptions::new(prefix.clone(), client.clone()));
+    let k = key("k");
+    let state = redis_key(&prefix, &k, "gcra");
+    let rate = GcraRate::per_second(10, 5).unwrap();
+    let now = 1_700_000_000_000_000_u64;
+    for foreign in [
+        "hello", "1 2", "1 2 3 4", "-1 0 3", "1.5 0 3", "1 0 x", "", " 1 0 3",
+    ] {
+        let _: () = bounded(client.set(&state, foreign, None, None, false))
+            .await
+            .unwrap();
+        for peek in [false, true] {
+            let error = bounded(limiter.decide(&k, &rate, 1, Some(now), peek))
+                .await
+                .expect_err(foreign);
+            assert!(
+                error.to_string().contains("not distkit's"),
+                "{foreign:?}: {error}"
+            );
+        }
+        let record = redis_key(&prefix, &k, "gcra:sync:test");
+        let keys = [state.as_str(), record.as_str()];
+        let args = ["10", "100000", "0", "1", "60000"]
+            .map(Value::from)
+            .to_vec();
+        let error = bounded(super::lax_gcra::GCRA_SYNC.run(
+            &client,
+            &keys,
+            args,
+            distkit_core::script::CallPolicy::ONCE,
+        ))
+        .await
+        .expect_err(foreign);
+        assert!(
+            error.to_string().contains("not distkit's"),
+            "{foreign:?}: {error}"
+        );
+        let kept: String = bounded(client.get(&state)).await.unwrap();
+        assert_eq!(kept, foreign);
     }
 }
