@@ -848,3 +848,20 @@ async fn foreign_gcra_state_is_refused_by_checks_peeks_and_deliveries() {
         assert_eq!(kept, foreign);
     }
 }
+
+/// The keys a limiter builds from its precomputed head are those of `redis_key`, escapes
+/// included.
+#[test]
+fn keys_built_from_the_limiters_head_are_the_documented_keys() {
+    for prefix in ["api", "a{b}", "50%", "}{%"] {
+        let head = KeyHead::new(&key(prefix));
+        for k in ["k", "tenant-42", "{x}", "%7B", ""] {
+            let Ok(k) = DistkitRedisKey::new(k.to_owned()) else {
+                continue;
+            };
+            for part in ["gcra", "sw", "sw:total"] {
+                assert_eq!(head.key(&k, part), redis_key(&key(prefix), &k, part));
+            }
+        }
+    }
+}

@@ -7,10 +7,10 @@
 -- ARGV[3]  the rest of cost * T, in units of 1/L microsecond (0 .. L-1)
 -- ARGV[4]  burst * T (how far the TAT may run ahead of now) in whole microseconds
 -- ARGV[5]  the rest of burst * T, in units of 1/L microsecond (0 .. L-1)
--- ARGV[6]  '' to read the server clock (redis.call('TIME')); tests give a time in
---          microseconds instead, and the state is then written without an expiry
--- ARGV[7]  '1' to peek: the same decision and reply, but nothing is written (nothing
---          charged); '' to decide and charge
+-- ARGV[6]  optional: absent or '' to read the server clock (redis.call('TIME')); tests give
+--          a time in microseconds instead, and the state is then written without an expiry
+-- ARGV[7]  optional: '1' to peek: the same decision and reply, but nothing is written
+--          (nothing charged); absent or '' to decide and charge
 -- Returns { allowed, d_us, d_frac, now }: allowed is 1 or 0; d = d_us + d_frac / L is how far
 -- the TAT lies ahead of now after the decision (0 when idle); now is the time of the decision
 -- in microseconds (the server clock, or ARGV[6]). The caller computes the remaining quota and
@@ -27,7 +27,7 @@ local cost_us = ARGV[2] + 0
 local cost_frac = ARGV[3] + 0
 local burst_us = ARGV[4] + 0
 local burst_frac = ARGV[5] + 0
-local explicit_time = ARGV[6] ~= ''
+local explicit_time = ARGV[6] ~= nil and ARGV[6] ~= ''
 
 local now
 if explicit_time then

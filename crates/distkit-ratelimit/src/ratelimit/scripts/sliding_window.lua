@@ -10,10 +10,11 @@
 -- ARGV[3]  bucket in ms (1 .. window): a call joins the newest bucket when that bucket
 --          started at most this long ago, else it starts a new bucket
 -- ARGV[4]  cost of this call (1 .. limit)
--- ARGV[5]  '' to read the server clock (redis.call('TIME')); tests give a time in ms
---          instead, and the keys are then written without an expiry
--- ARGV[6]  '1' to peek: the same decision and reply, but the cost is not charged (buckets
---          that left the window are still evicted); '' to decide and charge
+-- ARGV[5]  optional: absent or '' to read the server clock (redis.call('TIME')); tests give
+--          a time in ms instead, and the keys are then written without an expiry
+-- ARGV[6]  optional: '1' to peek: the same decision and reply, but the cost is not charged
+--          (buckets that left the window are still evicted); absent or '' to decide and
+--          charge
 -- A bucket counts while now - last <= window (last: the time of its newest call); it leaves
 -- the window one ms later. So a call admitted at t counts through t + window, and the units
 -- admitted within any window of `window` ms (both ends included) are at most the limit. A
@@ -38,7 +39,7 @@ local limit = ARGV[1] + 0
 local window = ARGV[2] + 0
 local bucket = ARGV[3] + 0
 local cost = ARGV[4] + 0
-local explicit_time = ARGV[5] ~= ''
+local explicit_time = ARGV[5] ~= nil and ARGV[5] ~= ''
 
 local now
 if explicit_time then
