@@ -8,7 +8,8 @@
 -- whole microsecond, which never admits more than the stored state allows). Numbers are
 -- parsed by arithmetic ('x + 0' parses once; tonumber parses twice) on text a pattern has
 -- checked, written with string.format('%d') (Lua's %d formats a C long, 64 bits), and
--- redis.call gets only strings (Redis formats a number argument with '%.17g', slower).
+-- redis.call gets only strings (Redis 6.2 and 7.0 format a number argument with '%.17g',
+-- slower).
 
 -- The state of a key: TAT in whole µs, the rest in 1/limit µs, and that limit.
 local GCRA_STATE = '^(%d+) (%d+) (%d+)$'

@@ -29,8 +29,8 @@
 -- SW_BAD_STATE). This script runs on every call of a strict limiter, so it does the least
 -- Lua work per call: it defines no function (each would be a new closure per call), turns
 -- text into numbers by arithmetic ('x + 0' parses once; tonumber parses twice) on text a
--- pattern has checked, and sends redis.call only strings (Redis formats a number argument
--- with '%.17g', slower than string.format('%d') done once for both uses of the ttl).
+-- pattern has checked, and sends redis.call only strings (Redis 6.2 and 7.0 format a number
+-- argument with '%.17g', slower than string.format('%d') done once for both uses of the ttl).
 local call = redis.call
 local match = string.match
 local buckets = KEYS[1]

@@ -9,10 +9,9 @@
 -- next one's start (unless the clock went back), so an older bucket never outlives a newer
 -- one by more than that.
 -- Only constants live here: a function defined in a script is a new closure on every call,
--- so the scripts spell their few steps out instead. Numbers are written exactly: with
--- string.format('%d') (Lua's %d formats a C long, 64 bits) or as numeric arguments of
--- redis.call (Redis writes an integral number as its integer digits), never with Lua's
--- tostring or '..', which keep only 14 significant digits.
+-- so the scripts spell their few steps out instead. Numbers are written exactly, with
+-- string.format('%d') (Lua's %d formats a C long, 64 bits), never with Lua's tostring or
+-- '..', which keep only 14 significant digits; redis.call gets only strings.
 
 -- A bucket entry: start, count and last time.
 local SW_ENTRY = '^(%d+) (%d+) (%d+)$'
