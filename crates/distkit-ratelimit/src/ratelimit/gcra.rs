@@ -8,7 +8,7 @@ use fred::clients::Client;
 
 use super::policy::{Charge, FailurePolicy, LimiterKind, decide_under};
 use super::{
-    Decision, four_integers, integer_arg, invalid, non_negative, peek_arg, redis_key, time_arg,
+    Decision, KeyHead, four_integers, integer_arg, invalid, non_negative, push_time_and_peek,
     write_once,
 };
 
@@ -229,6 +229,7 @@ impl GcraOptionsBuilder {
 #[derive(Clone, Debug)]
 pub struct GcraLimiter {
     prefix: DistkitRedisKey,
+    key_head: KeyHead,
     client: Client,
     failure_policy: FailurePolicy,
 }
@@ -237,6 +238,7 @@ impl GcraLimiter {
     /// A limiter over the keys of `options.prefix`.
     pub fn new(options: GcraOptions) -> Self {
         Self {
+            key_head: KeyHead::new(&options.prefix),
             prefix: options.prefix,
             client: options.client,
             failure_policy: options.failure_policy,
@@ -360,7 +362,7 @@ impl GcraLimiter {
     /// (or not, if the connection fails) and the caller does not learn which.
     pub async fn reset(&self, key: &DistkitRedisKey) -> Result<(), DistkitError> {
         use fred::interfaces::{ClientLike, KeysInterface};
-        let state = redis_key(&self.prefix, key, "gcra");
+        let state = self.key_head.key(key, "gcra");
         let once = self.client.with_options(&write_once());
         let (deleted, _sends) =
             retry_redirected(&self.client, None, || once.del::<i64, _>(state.clone())).await;
@@ -395,16 +397,16 @@ impl GcraLimiter {
         check_cost(rate, cost)?;
         let (cost_us, cost_frac) = rate.span_of(cost);
         let (burst_us, burst_frac) = rate.span_of(rate.burst);
-        let state = redis_key(&self.prefix, key, "gcra");
-        let args = vec![
+        let state = self.key_head.key(key, "gcra");
+        let mut args = Vec::with_capacity(7);
+        args.extend([
             integer_arg(rate.limit),
             integer_arg(cost_us),
             integer_arg(cost_frac),
             integer_arg(burst_us),
             integer_arg(burst_frac),
-            time_arg(now_us),
-            peek_arg(peek),
-        ];
+        ]);
+        push_time_and_peek(&mut args, now_us, peek);
         let reply = GCRA
             .run(&self.client, &[state.as_str()], args, CallPolicy::ONCE)
             .await?;

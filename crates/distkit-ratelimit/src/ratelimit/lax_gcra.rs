@@ -14,7 +14,7 @@ use super::policy::{Charge, FailurePolicy, LimiterKind, decide_under};
 use super::{Decision, GcraLimiter, GcraOptions, GcraRate, non_negative, redis_key};
 
 /// The delivery script of the lax GCRA limiter.
-static GCRA_SYNC: LuaScript = LuaScript::new(
+pub(super) static GCRA_SYNC: LuaScript = LuaScript::new(
     "gcra_sync",
     concat!(
         include_str!("scripts/gcra_common.lua"),

@@ -16,7 +16,7 @@ use super::{
 };
 
 /// The delivery script of the lax sliding-window limiter.
-static SLIDING_WINDOW_SYNC: LuaScript = LuaScript::new(
+pub(super) static SLIDING_WINDOW_SYNC: LuaScript = LuaScript::new(
     "sliding_window_sync",
     concat!(
         include_str!("scripts/sliding_window_common.lua"),

@@ -332,14 +332,45 @@ fn integer_arg(value: impl Into<u128>) -> Value {
     i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::Integer)
 }
 
-/// The optional time argument of a limiter script (tests only): `''` for the server clock.
-fn time_arg(now: Option<u64>) -> Value {
-    now.map_or_else(|| Value::from_static_str(""), integer_arg)
+/// Appends the optional arguments of a limiter script: the time (tests only; `''` for the
+/// server clock), then the peek flag (`'1'` to peek). A call on the server clock that charges
+/// sends neither (the script reads absent arguments as those defaults), a peek on the server
+/// clock sends both.
+fn push_time_and_peek(args: &mut Vec<Value>, now: Option<u64>, peek: bool) {
+    if now.is_some() || peek {
+        args.push(now.map_or_else(|| Value::from_static_str(""), integer_arg));
+    }
+    if peek {
+        args.push(Value::from_static_str("1"));
+    }
 }
 
-/// The peek flag of a limiter script: `'1'` to peek, `''` to decide and charge.
-fn peek_arg(peek: bool) -> Value {
-    Value::from_static_str(if peek { "1" } else { "" })
+/// The start of a limiter's Redis keys, `distkit:rl:<prefix>:{`, built once per limiter so a
+/// call only appends its key's tag and the part (the same text as [`redis_key`]).
+#[derive(Clone, Debug)]
+struct KeyHead(std::sync::Arc<str>);
+
+impl KeyHead {
+    fn new(prefix: &DistkitRedisKey) -> Self {
+        Self(format!("distkit:rl:{}:{{", hash_tag(prefix)).into())
+    }
+
+    /// `distkit:rl:<prefix>:{<key>}:<part>`.
+    fn key(&self, key: &DistkitRedisKey, part: &str) -> String {
+        let tag = hash_tag(key);
+        let length = self
+            .0
+            .len()
+            .saturating_add(tag.len())
+            .saturating_add(2)
+            .saturating_add(part.len());
+        let mut text = String::with_capacity(length);
+        text.push_str(&self.0);
+        text.push_str(&tag);
+        text.push_str("}:");
+        text.push_str(part);
+        text
+    }
 }
 
 /// An error for an option or argument outside its range.

@@ -17,13 +17,25 @@ pub(crate) struct Outcome {
 /// GCRA as a leaky bucket ("continuous-state" form), in exact integers: time is counted in
 /// ticks of `1/limit` µs, so one unit fills the bucket by `period_us` ticks and the bucket
 /// drains one tick per tick. Independent of the TAT form the script uses.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct LeakyBucket {
     level: u128,
     last: u128,
 }
 
 impl LeakyBucket {
+    /// What [`check`](Self::check) would decide, without charging anything.
+    pub(crate) fn peek(
+        &self,
+        now_us: u64,
+        limit: u64,
+        period_us: u64,
+        burst: u64,
+        cost: u64,
+    ) -> Outcome {
+        self.clone().check(now_us, limit, period_us, burst, cost)
+    }
+
     pub(crate) fn check(
         &mut self,
         now_us: u64,
@@ -65,12 +77,32 @@ impl LeakyBucket {
 /// The sliding window: buckets `(start_ms, count, last_ms)` oldest first, as trypema's
 /// absolute limiter keeps them, except that a bucket counts until its newest call (`last`)
 /// is a window old, not its start.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Window {
     buckets: VecDeque<(u64, u64, u64)>,
 }
 
 impl Window {
+    /// A window holding `buckets` `(start_ms, count, last_ms)`, oldest first.
+    pub(crate) fn with_buckets(buckets: impl IntoIterator<Item = (u64, u64, u64)>) -> Self {
+        Self {
+            buckets: buckets.into_iter().collect(),
+        }
+    }
+
+    /// What [`check`](Self::check) would decide, without charging anything.
+    pub(crate) fn peek(
+        &self,
+        now_ms: u64,
+        limit: u64,
+        window_ms: u64,
+        bucket_ms: u64,
+        cost: u64,
+    ) -> Outcome {
+        self.clone()
+            .check(now_ms, limit, window_ms, bucket_ms, cost)
+    }
+
     pub(crate) fn check(
         &mut self,
         now_ms: u64,
@@ -108,7 +140,8 @@ impl Window {
         match self.buckets.back_mut() {
             Some((start, count, last)) if now_ms - *start <= bucket_ms => {
                 *count += cost;
-                *last = now_ms;
+                // Later than now only for a bucket read without a last time (start + bucket).
+                *last = (*last).max(now_ms);
             }
             _ => self.buckets.push_back((now_ms, cost, now_ms)),
         }

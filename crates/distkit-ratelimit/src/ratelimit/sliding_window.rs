@@ -8,7 +8,7 @@ use fred::clients::Client;
 
 use super::policy::{Charge, FailurePolicy, LimiterKind, decide_under};
 use super::{
-    Decision, four_integers, integer_arg, invalid, non_negative, peek_arg, redis_key, time_arg,
+    Decision, KeyHead, four_integers, integer_arg, invalid, non_negative, push_time_and_peek,
     write_once,
 };
 
@@ -187,6 +187,7 @@ impl SlidingWindowOptionsBuilder {
 #[derive(Clone, Debug)]
 pub struct SlidingWindowLimiter {
     prefix: DistkitRedisKey,
+    key_head: KeyHead,
     client: Client,
     window_ms: u64,
     bucket_ms: u64,
@@ -203,6 +204,7 @@ impl SlidingWindowLimiter {
     pub fn new(options: SlidingWindowOptions) -> Result<Self, DistkitError> {
         let (window_ms, bucket_ms) = options.window_and_bucket_ms()?;
         Ok(Self {
+            key_head: KeyHead::new(&options.prefix),
             prefix: options.prefix,
             client: options.client,
             window_ms,
@@ -354,8 +356,8 @@ impl SlidingWindowLimiter {
 
     pub(super) fn keys(&self, key: &DistkitRedisKey) -> [String; 2] {
         [
-            redis_key(&self.prefix, key, "sw"),
-            redis_key(&self.prefix, key, "sw:total"),
+            self.key_head.key(key, "sw"),
+            self.key_head.key(key, "sw:total"),
         ]
     }
 
@@ -382,14 +384,14 @@ impl SlidingWindowLimiter {
     ) -> Result<(Decision, u64), DistkitError> {
         check_limit_and_cost(limit, cost)?;
         let [buckets, total] = self.keys(key);
-        let args = vec![
+        let mut args = Vec::with_capacity(6);
+        args.extend([
             integer_arg(limit),
             integer_arg(self.window_ms),
             integer_arg(self.bucket_ms),
             integer_arg(cost),
-            time_arg(now_ms),
-            peek_arg(peek),
-        ];
+        ]);
+        push_time_and_peek(&mut args, now_ms, peek);
         let reply = SLIDING_WINDOW
             .run(
                 &self.client,

@@ -109,17 +109,29 @@ async fn gcra_script_agrees_with_a_leaky_bucket_model_on_seeded_random_calls() {
             };
             let cost = rng.between(1, burst.min(5));
             let rate = GcraRate::new(limit, Duration::from_micros(period_us), burst).unwrap();
-            let decision =
-                bounded(limiter.check_at(&key(&format!("k{which}")), &rate, cost, Some(now_us)))
-                    .await
-                    .unwrap();
-            let expected = models[which].check(now_us, limit, period_us, burst, cost);
+            // One call in four peeks: the same decision, nothing charged.
+            let peek = rng.between(0, 3) == 0;
+            let (decision, _, _) = bounded(limiter.decide(
+                &key(&format!("k{which}")),
+                &rate,
+                cost,
+                Some(now_us),
+                peek,
+            ))
+            .await
+            .unwrap();
+            let expected = if peek {
+                models[which].peek(now_us, limit, period_us, burst, cost)
+            } else {
+                models[which].check(now_us, limit, period_us, burst, cost)
+            };
             assert_eq!(
                 outcome(decision, Duration::from_micros(1)),
                 expected,
                 "seed {seed}, step {step}, key {which} ({limit} per {period_us} µs, burst \
-                 {burst}), cost {cost}, at {now_us} µs; replay: DISTKIT_RATELIMIT_SEED={seed} \
-                 DISTKIT_RATELIMIT_CASES=1 cargo test -p distkit-ratelimit gcra_script_agrees"
+                 {burst}), cost {cost}, peek {peek}, at {now_us} µs; replay: \
+                 DISTKIT_RATELIMIT_SEED={seed} DISTKIT_RATELIMIT_CASES=1 cargo test -p \
+                 distkit-ratelimit gcra_script_agrees"
             );
         }
     }
@@ -142,7 +154,12 @@ async fn sliding_window_script_agrees_with_the_bucket_model_on_seeded_random_cal
         let mut now_ms = 1_700_000_000_000_u64 + rng.between(0, 1_000);
         for step in 0..400 {
             let which = rng.between(0, 2) as usize;
-            let limit = limits[which];
+            // A key's limit may change from one call to the next.
+            let limit = if rng.between(0, 4) == 0 {
+                rng.between(1, 30)
+            } else {
+                limits[which]
+            };
             now_ms += match rng.between(0, 3) {
                 0 => 0,
                 1 => rng.between(0, bucket_ms * 2),
@@ -150,16 +167,27 @@ async fn sliding_window_script_agrees_with_the_bucket_model_on_seeded_random_cal
                 _ => rng.between(0, window_ms * 2),
             };
             let cost = rng.between(1, limit.min(4));
-            let decision =
-                bounded(limiter.check_at(&key(&format!("k{which}")), limit, cost, Some(now_ms)))
-                    .await
-                    .unwrap();
-            let expected = models[which].check(now_ms, limit, window_ms, bucket_ms, cost);
+            // One call in four peeks: the same decision, nothing charged.
+            let peek = rng.between(0, 3) == 0;
+            let (decision, _) = bounded(limiter.decide(
+                &key(&format!("k{which}")),
+                limit,
+                cost,
+                Some(now_ms),
+                peek,
+            ))
+            .await
+            .unwrap();
+            let expected = if peek {
+                models[which].peek(now_ms, limit, window_ms, bucket_ms, cost)
+            } else {
+                models[which].check(now_ms, limit, window_ms, bucket_ms, cost)
+            };
             assert_eq!(
                 outcome(decision, Duration::from_millis(1)),
                 expected,
                 "seed {seed}, step {step}, key {which} (limit {limit}, window {window_ms} ms, \
-                 bucket {bucket_ms} ms), cost {cost}, at {now_ms} ms; replay: \
+                 bucket {bucket_ms} ms), cost {cost}, peek {peek}, at {now_ms} ms; replay: \
                  DISTKIT_RATELIMIT_SEED={seed} DISTKIT_RATELIMIT_CASES=1 cargo test -p \
                  distkit-ratelimit sliding_window_script_agrees"
             );
@@ -453,5 +481,387 @@ async fn sliding_window_never_admits_more_than_the_limit_within_any_window_on_se
             "seed {seed}: only {} calls admitted",
             admitted.len()
         );
+    }
+}
+
+/// A list command, sent to the node of its first key.
+fn list_command(name: &'static str) -> fred::types::CustomCommand {
+    fred::types::CustomCommand::new_static(name, fred::types::ClusterHash::FirstKey, false)
+}
+
+/// The entries of a list, first to last.
+async fn list(client: &Client, name: &str) -> Vec<String> {
+    use fred::interfaces::ClientLike;
+    bounded(client.custom(list_command("LRANGE"), vec![name, "0", "-1"]))
+        .await
+        .unwrap()
+}
+
+/// Writes a sliding window's state by hand: its bucket entries (oldest first) and total.
+async fn write_window(
+    client: &Client,
+    prefix: &DistkitRedisKey,
+    k: &DistkitRedisKey,
+    entries: &[String],
+    total: &str,
+) {
+    use fred::interfaces::{ClientLike, KeysInterface};
+    let buckets = redis_key(prefix, k, "sw");
+    let _: i64 = bounded(client.del(vec![buckets.clone(), redis_key(prefix, k, "sw:total")]))
+        .await
+        .unwrap();
+    if !entries.is_empty() {
+        let mut args = vec![buckets];
+        args.extend(entries.iter().cloned());
+        let _: i64 = bounded(client.custom(list_command("RPUSH"), args))
+            .await
+            .unwrap();
+    }
+    let _: () = bounded(client.set(redis_key(prefix, k, "sw:total"), total, None, None, false))
+        .await
+        .unwrap();
+}
+
+/// Buckets written before the last time was kept (`'<start> <count>'`), alone or mixed with
+/// current ones, are read as if their newest call came `bucket` after their start: over
+/// seeded random states and calls (checks and peeks, costs above 1, changing limits), the
+/// script decides like the model holding `(start, count, start + bucket)` for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_without_a_last_time_count_until_their_start_plus_bucket_like_the_model() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    for seed in seeds() {
+        let mut rng = Rng(seed);
+        let prefix = key(&unique_prefix());
+        let mut options = SlidingWindowOptions::new(prefix.clone(), client.clone());
+        let window_ms = [10, 100, 1_000, 10_000][rng.between(0, 3) as usize];
+        let bucket_ms = rng.between(1, window_ms.min(250));
+        options.window = Duration::from_millis(window_ms);
+        options.bucket = Duration::from_millis(bucket_ms);
+        let limiter = SlidingWindowLimiter::new(options).unwrap();
+        let k = key("k");
+        let mut now_ms = 1_700_000_000_000_u64 + rng.between(0, 1_000);
+        // Buckets one after the other, each starting after the previous one's last time,
+        // some of them already out of the window.
+        let mut start = now_ms - window_ms - 2 * bucket_ms - rng.between(0, window_ms);
+        let mut entries = Vec::new();
+        let mut buckets = Vec::new();
+        while start <= now_ms && entries.len() < 6 {
+            let count = rng.between(1, 5);
+            if rng.between(0, 1) == 0 {
+                entries.push(format!("{start} {count}"));
+                buckets.push((start, count, start + bucket_ms));
+            } else {
+                let last = start + rng.between(0, bucket_ms);
+                entries.push(format!("{start} {count} {last}"));
+                buckets.push((start, count, last));
+            }
+            start += bucket_ms + 1 + rng.between(0, window_ms / 2);
+        }
+        let total: u64 = buckets.iter().map(|(_, count, _)| count).sum();
+        write_window(&client, &prefix, &k, &entries, &total.to_string()).await;
+        let mut model = Window::with_buckets(buckets);
+        for step in 0..60 {
+            now_ms += match rng.between(0, 2) {
+                0 => 0,
+                1 => rng.between(0, bucket_ms * 2),
+                _ => rng.between(0, window_ms / 3 + 1),
+            };
+            let limit = rng.between(1, 30);
+            let cost = rng.between(1, limit.min(6));
+            let peek = rng.between(0, 3) == 0;
+            let (decision, _) = bounded(limiter.decide(&k, limit, cost, Some(now_ms), peek))
+                .await
+                .unwrap();
+            let expected = if peek {
+                model.peek(now_ms, limit, window_ms, bucket_ms, cost)
+            } else {
+                model.check(now_ms, limit, window_ms, bucket_ms, cost)
+            };
+            assert_eq!(
+                outcome(decision, Duration::from_millis(1)),
+                expected,
+                "seed {seed}, step {step}, state {entries:?} (window {window_ms} ms, bucket \
+                 {bucket_ms} ms), limit {limit}, cost {cost}, peek {peek}, at {now_ms} ms; \
+                 replay: DISTKIT_RATELIMIT_SEED={seed} DISTKIT_RATELIMIT_CASES=1 cargo test -p \
+                 distkit-ratelimit buckets_without_a_last_time"
+            );
+        }
+    }
+}
+
+/// Keys holding what the sliding-window scripts did not write are refused with
+/// `DISTKIT_BAD_STATE` on every path of the strict script that reads them (admission,
+/// refusal, peek), whichever entry is foreign: the total, the oldest bucket, the newest one,
+/// or one the refusal's walk reaches. Nothing is charged or rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_sliding_window_state_is_refused_on_every_path_that_reads_it() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let prefix = key(&unique_prefix());
+    let mut options = SlidingWindowOptions::new(prefix.clone(), client.clone());
+    options.window = Duration::from_millis(1_000);
+    options.bucket = Duration::from_millis(100);
+    let limiter = SlidingWindowLimiter::new(options).unwrap();
+    let k = key("k");
+    let t = 1_700_000_000_000_u64;
+    let good = |start: u64, count: u64| format!("{start} {count} {start}");
+    let foreign_entries = ["hello", "1 2 3 4", "1 x 3", "", "-5 1 2", "1.5 2", " 1 2"];
+    // (entries, total, limit, cost, peek): each reaches the foreign part.
+    let mut cases: Vec<(Vec<String>, String, u64, u64, bool)> = Vec::new();
+    for total in [
+        "x",
+        "-1",
+        "1e3",
+        "",
+        "12345678901234567",
+        "1.5",
+        " 5",
+        "0x10",
+    ] {
+        for peek in [false, true] {
+            cases.push((vec![good(t, 1)], total.to_owned(), 10, 1, peek));
+        }
+    }
+    for entry in foreign_entries {
+        for (limit, peek) in [(10, false), (10, true), (1, false)] {
+            // The oldest bucket (read by the eviction on every path).
+            cases.push((
+                vec![entry.to_owned(), good(t, 1)],
+                "2".to_owned(),
+                limit,
+                1,
+                peek,
+            ));
+            // The newest bucket, behind a valid oldest one (admission, peek and refusal
+            // all read it).
+            cases.push((
+                vec![good(t, 1), entry.to_owned()],
+                "2".to_owned(),
+                limit,
+                1,
+                peek,
+            ));
+        }
+        // A middle bucket the refusal's walk reaches: the oldest frees 1 of the 2 needed.
+        cases.push((
+            vec![good(t, 1), entry.to_owned(), good(t + 50, 1)],
+            "3".to_owned(),
+            3,
+            2,
+            false,
+        ));
+    }
+    for (entries, total, limit, cost, peek) in cases {
+        write_window(&client, &prefix, &k, &entries, &total).await;
+        let result = bounded(limiter.decide(&k, limit, cost, Some(t + 60), peek)).await;
+        let context = format!(
+            "entries {entries:?}, total {total:?}, limit {limit}, cost {cost}, peek {peek}"
+        );
+        let error = result.expect_err(&context);
+        assert!(
+            error.to_string().contains("not distkit's"),
+            "{context}: {error}"
+        );
+        let stored = list(&client, &redis_key(&prefix, &k, "sw")).await;
+        assert_eq!(stored, entries, "{context}: the buckets were rewritten");
+    }
+}
+
+/// The lax limiter's delivery script on hand-written state, on the server clock: joining
+/// the only bucket moves the oldest bucket's leave time too; a resent delivery adds nothing;
+/// buckets without a last time are read as lasting `bucket` after their start and are
+/// evicted by it; foreign totals and entries are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_script_joins_evicts_reads_old_buckets_and_refuses_foreign_state() {
+    use fred::interfaces::KeysInterface;
+    use fred::types::Value;
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let prefix = key(&unique_prefix());
+    let k = key("k");
+    let [buckets, total] = [
+        redis_key(&prefix, &k, "sw"),
+        redis_key(&prefix, &k, "sw:total"),
+    ];
+    let record = redis_key(&prefix, &k, "sw:sync:test");
+    let server_ms = || {
+        let time = redis.cli(&["TIME"]);
+        let mut parts = time
+            .split_whitespace()
+            .map(|part| part.parse::<u64>().unwrap());
+        let (seconds, micros) = (parts.next().unwrap(), parts.next().unwrap());
+        seconds * 1_000 + micros / 1_000
+    };
+    // (units, window, bucket, sequence): a reply { total, oldest_leaves, applied, newest_leaves }.
+    let sync = |units: u64, window: u64, bucket: u64, sequence: u64| {
+        let keys = [buckets.clone(), total.clone(), record.clone()];
+        let client = client.clone();
+        async move {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let args = [units, window, bucket, sequence, 60_000]
+                .iter()
+                .map(|n| Value::from(n.to_string()))
+                .collect();
+            let reply = bounded(super::lax_sliding_window::SLIDING_WINDOW_SYNC.run(
+                &client,
+                &keys,
+                args,
+                distkit_core::script::CallPolicy::ONCE,
+            ))
+            .await?;
+            four_integers("sliding_window_sync", reply).map_err(|error| match error {
+                DistkitError::RedisError(error) => error,
+                other => panic!("{other:?}"),
+            })
+        }
+    };
+    // One bucket, 1 000 ms old, whose last call came 900 ms ago; window = bucket = 10 s, so
+    // the delivery joins it whenever it runs within 9 s.
+    let before = server_ms();
+    write_window(
+        &client,
+        &prefix,
+        &k,
+        &[format!("{} 2 {}", before - 1_000, before - 900)],
+        "2",
+    )
+    .await;
+    let [sum, oldest_leaves, applied, newest_leaves] = sync(3, 10_000, 10_000, 1).await.unwrap();
+    let after = server_ms();
+    assert_eq!((sum, applied), (5, 1));
+    // The joined bucket is the oldest and the newest: both leave a whole window from now.
+    assert_eq!((oldest_leaves, newest_leaves), (10_001, 10_001));
+    let stored = list(&client, &buckets).await;
+    assert_eq!(stored.len(), 1);
+    let fields: Vec<u64> = stored[0].split(' ').map(|f| f.parse().unwrap()).collect();
+    assert_eq!(&fields[..2], &[before - 1_000, 5]);
+    assert!((before..=after).contains(&fields[2]), "{stored:?}");
+    for name in [&buckets, &total] {
+        let ttl: i64 = redis.cli(&["PTTL", name]).parse().unwrap();
+        assert!(ttl > 0 && ttl <= 10_001, "{name}: pttl {ttl}");
+    }
+    // Resent: nothing added. Zero units: only read.
+    let [sum, _, applied, _] = sync(3, 10_000, 10_000, 1).await.unwrap();
+    assert_eq!((sum, applied), (5, 0));
+    let [sum, _, applied, _] = sync(0, 10_000, 10_000, 2).await.unwrap();
+    assert_eq!((sum, applied), (5, 0));
+
+    // Buckets without a last time, with a 100 ms bucket: the first (20 s old) left the
+    // window, the second (5 s old) counts until 5 100 ms after its start + 10 s... that is
+    // its start + bucket + window.
+    let _: i64 = bounded(client.del(&record)).await.unwrap();
+    let before = server_ms();
+    let second = before - 5_000;
+    write_window(
+        &client,
+        &prefix,
+        &k,
+        &[format!("{} 1", before - 20_000), format!("{second} 2")],
+        "3",
+    )
+    .await;
+    let [sum, oldest_leaves, applied, newest_leaves] = sync(0, 10_000, 100, 1).await.unwrap();
+    let after = server_ms();
+    assert_eq!((sum, applied), (2, 0));
+    let leaves = |now: u64| i64::try_from(second + 100 + 10_001 - now).unwrap();
+    assert!(
+        (leaves(after)..=leaves(before)).contains(&oldest_leaves),
+        "{oldest_leaves}"
+    );
+    assert_eq!(oldest_leaves, newest_leaves);
+    let stored: String = bounded(client.get(&total)).await.unwrap();
+    assert_eq!(stored, "2", "the eviction rewrote the total");
+    // A delivery starts a new bucket after the old one.
+    let [sum, _, applied, newest_leaves] = sync(4, 10_000, 100, 2).await.unwrap();
+    assert_eq!((sum, applied, newest_leaves), (6, 1, 10_001));
+    let stored = list(&client, &buckets).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[0], format!("{second} 2"));
+
+    // Foreign state: the total, the oldest entry, the newest entry.
+    let now = server_ms();
+    let good = format!("{now} 1 {now}");
+    for (entries, sum) in [
+        (vec![good.clone()], "x"),
+        (vec![good.clone()], "-1"),
+        (vec!["hello".to_owned(), good.clone()], "2"),
+        (vec![good.clone(), "1 x 3".to_owned()], "2"),
+    ] {
+        write_window(&client, &prefix, &k, &entries, sum).await;
+        let error = sync(1, 10_000, 100, 3).await.unwrap_err();
+        assert!(
+            error.to_string().contains("not distkit's"),
+            "{entries:?} {sum}: {error}"
+        );
+    }
+}
+
+/// A GCRA key holding a string the GCRA scripts did not write is refused with
+/// `DISTKIT_BAD_STATE` by a check, a peek and a delivery of the lax limiter, and left as it
+/// was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_gcra_state_is_refused_by_checks_peeks_and_deliveries() {
+    use fred::interfaces::KeysInterface;
+    use fred::types::Value;
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let prefix = key(&unique_prefix());
+    let limiter = GcraLimiter::new(GcraOptions::new(prefix.clone(), client.clone()));
+    let k = key("k");
+    let state = redis_key(&prefix, &k, "gcra");
+    let rate = GcraRate::per_second(10, 5).unwrap();
+    let now = 1_700_000_000_000_000_u64;
+    for foreign in [
+        "hello", "1 2", "1 2 3 4", "-1 0 3", "1.5 0 3", "1 0 x", "", " 1 0 3",
+    ] {
+        let _: () = bounded(client.set(&state, foreign, None, None, false))
+            .await
+            .unwrap();
+        for peek in [false, true] {
+            let error = bounded(limiter.decide(&k, &rate, 1, Some(now), peek))
+                .await
+                .expect_err(foreign);
+            assert!(
+                error.to_string().contains("not distkit's"),
+                "{foreign:?}: {error}"
+            );
+        }
+        let record = redis_key(&prefix, &k, "gcra:sync:test");
+        let keys = [state.as_str(), record.as_str()];
+        let args = ["10", "100000", "0", "1", "60000"]
+            .map(Value::from)
+            .to_vec();
+        let error = bounded(super::lax_gcra::GCRA_SYNC.run(
+            &client,
+            &keys,
+            args,
+            distkit_core::script::CallPolicy::ONCE,
+        ))
+        .await
+        .expect_err(foreign);
+        assert!(
+            error.to_string().contains("not distkit's"),
+            "{foreign:?}: {error}"
+        );
+        let kept: String = bounded(client.get(&state)).await.unwrap();
+        assert_eq!(kept, foreign);
+    }
+}
+
+/// The keys a limiter builds from its precomputed head are those of `redis_key`, escapes
+/// included.
+#[test]
+fn keys_built_from_the_limiters_head_are_the_documented_keys() {
+    for prefix in ["api", "a{b}", "50%", "}{%"] {
+        let head = KeyHead::new(&key(prefix));
+        for k in ["k", "tenant-42", "{x}", "%7B", ""] {
+            let Ok(k) = DistkitRedisKey::new(k.to_owned()) else {
+                continue;
+            };
+            for part in ["gcra", "sw", "sw:total"] {
+                assert_eq!(head.key(&k, part), redis_key(&key(prefix), &k, part));
+            }
+        }
     }
 }

@@ -21,21 +21,38 @@
 -- Returns { d_us, d_frac, now }: d = d_us + d_frac / L is how far the TAT lies ahead of now
 -- after the delivery (0 when idle), now the server time in microseconds.
 -- Errors: 'DISTKIT_BAD_STATE' when KEYS[1] holds a string the gcra scripts did not write.
--- gcra_common.lua is prepended to this script (it defines gcra_ahead).
-local limit = tonumber(ARGV[1])
-local add_us = tonumber(ARGV[2])
-local add_frac = tonumber(ARGV[3])
-local sequence = tonumber(ARGV[4])
+-- gcra_common.lua is prepended to this script (it defines GCRA_STATE and GCRA_BAD_STATE);
+-- like the gcra script, it defines no function and parses each number once.
+local limit_text = ARGV[1]
+local limit = limit_text + 0
+local add_us = ARGV[2] + 0
+local add_frac = ARGV[3] + 0
+local sequence = ARGV[4] + 0
 local record_ttl = ARGV[5]
 local saturation = 4503599627370496
 
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now = time[1] * 1000000 + time[2]
 
 -- d = max(tat - now, 0), as whole microseconds and a rest over `limit`.
-local d_us, d_frac = gcra_ahead(KEYS[1], limit, now)
-if not d_us then
-  return d_frac
+local d_us, d_frac = 0, 0
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local tat_text, frac_text, stored_limit = string.match(stored, GCRA_STATE)
+  if not tat_text then
+    return redis.error_reply(GCRA_BAD_STATE)
+  end
+  local tat_us = tat_text + 0
+  local frac = frac_text + 0
+  if frac > 0 and stored_limit ~= limit_text and stored_limit + 0 ~= limit then
+    -- The rest was counted in 1/limit of another limit: round the TAT up to a whole
+    -- microsecond (never admits more than the stored state allows).
+    tat_us = tat_us + 1
+    frac = 0
+  end
+  if tat_us >= now then
+    d_us, d_frac = tat_us - now, frac
+  end
 end
 
 if add_us > 0 or add_frac > 0 then
@@ -51,9 +68,9 @@ if add_us > 0 or add_frac > 0 then
       d_us = saturation
       d_frac = 0
     end
-    local state = string.format('%.0f %.0f %.0f', now + d_us, d_frac, limit)
+    local state = string.format('%d %d %s', now + d_us, d_frac, limit_text)
     -- Alive until the TAT has passed: whole ms rounded down, plus one.
-    local ttl_ms = math.floor(d_us / 1000) + 1
+    local ttl_ms = string.format('%d', math.floor(d_us / 1000) + 1)
     redis.call('SET', KEYS[1], state, 'PX', ttl_ms)
     redis.call('SET', KEYS[2], ARGV[4], 'PX', record_ttl)
   end

@@ -24,63 +24,115 @@
 -- newest_leaves_ms is the time until the newest bucket leaves (0 when the window is empty).
 -- Errors: 'DISTKIT_BAD_STATE' when the keys hold entries the sliding-window scripts did not
 -- write.
--- sliding_window_common.lua is prepended to this script (it defines sw_parse, sw_bad_state,
--- sw_evict, sw_add and sw_newest_last).
+-- sliding_window_common.lua is prepended to this script (it defines the SW_* patterns and
+-- SW_BAD_STATE); like the sliding_window script, this one defines no function, parses text
+-- by arithmetic ('x + 0') once a pattern has checked it, and sends redis.call only strings.
+local call = redis.call
+local match = string.match
 local buckets = KEYS[1]
 local total_key = KEYS[2]
 local record_key = KEYS[3]
-local units = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local bucket = tonumber(ARGV[3])
-local sequence = tonumber(ARGV[4])
+local units = ARGV[1] + 0
+local window = ARGV[2] + 0
+local bucket = ARGV[3] + 0
+local sequence = ARGV[4] + 0
 local record_ttl = ARGV[5]
 local saturation = 9007199254740991
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local time = call('TIME')
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
 
--- Evict the buckets that left the window.
-local total, changed = sw_evict(buckets, total_key, now, window, bucket)
-if not total then
-  return changed
+-- The total, then evict the buckets that left the window, oldest first.
+local total = 0
+local total_text = call('GET', total_key)
+if total_text then
+  if #total_text > 16 or not string.find(total_text, SW_TOTAL) then
+    return redis.error_reply(SW_BAD_STATE)
+  end
+  total = total_text + 0
+end
+local changed = false
+local oldest = call('LINDEX', buckets, '0')
+while oldest do
+  local last = match(oldest, SW_LAST)
+  if last then
+    last = last + 0
+  else
+    last = match(oldest, SW_OLD_ENTRY)
+    if not last then
+      return redis.error_reply(SW_BAD_STATE)
+    end
+    last = last + bucket
+  end
+  if now - last <= window then
+    break
+  end
+  call('LPOP', buckets)
+  total = total - match(oldest, SW_COUNT)
+  changed = true
+  oldest = call('LINDEX', buckets, '0')
+end
+-- `oldest` is nil when the window is empty (whatever the total said).
+if not oldest or total < 0 then
+  total = 0
+end
+
+-- The newest bucket (when there is one): its start (text), count (text) and last time.
+local newest_start, newest_count, newest_last
+if oldest then
+  local newest = call('LINDEX', buckets, '-1')
+  newest_start, newest_count, newest_last = match(newest, SW_ENTRY)
+  if newest_start then
+    newest_last = newest_last + 0
+  else
+    newest_start, newest_count = match(newest, SW_OLD_ENTRY)
+    if not newest_start then
+      return redis.error_reply(SW_BAD_STATE)
+    end
+    newest_last = newest_start + bucket
+  end
 end
 
 local applied = 0
 if units > 0 then
-  local last = redis.call('GET', record_key)
+  local last = call('GET', record_key)
   if (not last) or tonumber(last) < sequence then
     if units > saturation - total then
       units = saturation - total
     end
-    local newest_last, err = sw_add(buckets, now, bucket, units)
-    if not newest_last then
-      return err
+    -- Join the newest bucket when it started at most `bucket` ms ago (or when the clock
+    -- went back), else start a new one now.
+    if newest_start and now - newest_start <= bucket then
+      if now > newest_last then
+        newest_last = now
+      end
+      call('LSET', buckets, '-1',
+        string.format('%s %d %d', newest_start, newest_count + units, newest_last))
+    else
+      call('RPUSH', buckets, string.format('%d %d %d', now, units, now))
+      newest_last = now
     end
+    -- The oldest bucket again: it is the one just written when it is the only one.
+    oldest = call('LINDEX', buckets, '0')
     total = total + units
     changed = true
     applied = 1
-    redis.call('SET', record_key, ARGV[4], 'PX', record_ttl)
+    call('SET', record_key, ARGV[4], 'PX', record_ttl)
   end
 end
 
 local oldest_leaves = 0
-local oldest = redis.call('LINDEX', buckets, 0)
+local newest_leaves = 0
 if oldest then
-  local start, _, last = sw_parse(oldest, bucket)
-  if not start then
-    return sw_bad_state()
+  local last = match(oldest, SW_LAST)
+  if last then
+    last = last + 0
+  else
+    last = match(oldest, SW_OLD_ENTRY) + bucket
   end
   oldest_leaves = last + window + 1 - now
   if oldest_leaves < 0 then
     oldest_leaves = 0
-  end
-end
-
-local newest_leaves = 0
-if oldest then
-  local newest_last, err = sw_newest_last(buckets, now, bucket)
-  if not newest_last then
-    return err
   end
   newest_leaves = newest_last + window + 1 - now
   if newest_leaves < 0 then
@@ -90,15 +142,16 @@ end
 
 if changed then
   if total == 0 then
-    redis.call('DEL', total_key)
+    call('DEL', total_key)
   else
     -- The newest bucket counts until now - last > window.
     local ttl = newest_leaves
     if ttl < 1 then
       ttl = 1
     end
-    redis.call('SET', total_key, string.format('%.0f', total), 'PX', ttl)
-    redis.call('PEXPIRE', buckets, ttl)
+    ttl = string.format('%d', ttl)
+    call('SET', total_key, string.format('%d', total), 'PX', ttl)
+    call('PEXPIRE', buckets, ttl)
   end
 end
 return { total, oldest_leaves, applied, newest_leaves }
