@@ -127,6 +127,28 @@ impl LuaScript {
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> Result<Value, fred::error::Error> {
+        self.run_with_keys(client, &key_values(keys), args, policy)
+            .await
+    }
+
+    /// Runs the script like [`run`](Self::run) with keys made once by [`key_values`]: a
+    /// primitive that calls scripts with the same keys again and again (a lock) keeps them,
+    /// and each call then shares their bytes rather than copying them.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_with_keys(
+        &self,
+        client: &Client,
+        keys: &[Value],
+        args: Vec<Value>,
+        policy: CallPolicy,
+    ) -> Result<Value, fred::error::Error> {
         self.run_reporting_fallback(client, keys, args, policy)
             .await
             .0
@@ -166,8 +188,31 @@ impl LuaScript {
         policy: CallPolicy,
         acks: ReplicaAcks,
     ) -> Result<(Value, usize), fred::error::Error> {
+        self.run_acknowledged_with_keys(client, &key_values(keys), args, policy, acks)
+            .await
+    }
+
+    /// [`run_acknowledged`](Self::run_acknowledged) with keys made once by [`key_values`]
+    /// (see [`run_with_keys`](Self::run_with_keys)).
+    ///
+    /// # Errors
+    ///
+    /// As [`run_acknowledged`](Self::run_acknowledged).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run_acknowledged`](Self::run_acknowledged).
+    pub async fn run_acknowledged_with_keys(
+        &self,
+        client: &Client,
+        keys: &[Value],
+        args: Vec<Value>,
+        policy: CallPolicy,
+        acks: ReplicaAcks,
+    ) -> Result<(Value, usize), fred::error::Error> {
         let reconnects = ReconnectWatch::start(client);
-        let wait = || wait_for_replicas(client, keys, acks);
+        let route = route_of_values(keys);
+        let wait = || wait_routed(client, route.clone(), acks);
         let ((reply, fell_back), first_wait) = tokio::join!(
             self.run_reporting_fallback(client, keys, args, policy),
             wait()
@@ -182,7 +227,7 @@ impl LuaScript {
     async fn run_reporting_fallback(
         &self,
         client: &Client,
-        keys: &[&str],
+        keys: &[Value],
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> (Result<Value, fred::error::Error>, bool) {
@@ -205,7 +250,7 @@ impl LuaScript {
     async fn run_on_one_node(
         &self,
         client: &Client,
-        keys: &[&str],
+        keys: &[Value],
         args: &[Value],
         policy: CallPolicy,
     ) -> (Result<Value, fred::error::Error>, bool) {
@@ -217,7 +262,7 @@ impl LuaScript {
             timeout: policy.timeout,
             // A standalone or Sentinel client routes nothing: the slot is computed only for
             // a cluster.
-            cluster_hash: client.is_clustered().then(|| route_of(keys)),
+            cluster_hash: client.is_clustered().then(|| route_of_values(keys)),
             ..Options::default()
         };
         let client = client.with_options(&options);
@@ -226,7 +271,8 @@ impl LuaScript {
                 Vec::with_capacity(keys.len().saturating_add(args.len()).saturating_add(2));
             command_args.push(first);
             command_args.push(Value::from(i64::try_from(keys.len()).unwrap_or(i64::MAX)));
-            command_args.extend(keys.iter().map(|key| Value::from(*key)));
+            // Shared, not copied: a key made by `key_values` is a reference-counted buffer.
+            command_args.extend(keys.iter().cloned());
             command_args.extend(args.iter().cloned());
             command_args
         };
@@ -339,6 +385,23 @@ fn route_of(keys: &[&str]) -> ClusterHash {
         .map_or(ClusterHash::Random, |key| ClusterHash::Custom(slot_of(key)))
 }
 
+/// [`route_of`] for keys made by [`key_values`].
+fn route_of_values(keys: &[Value]) -> ClusterHash {
+    keys.first()
+        .and_then(Value::as_bytes)
+        .map_or(ClusterHash::Random, |key| {
+            ClusterHash::Custom(fred::util::redis_keyslot(key))
+        })
+}
+
+/// Script keys made once, for [`LuaScript::run_with_keys`]: each call that passes them
+/// shares their bytes (a reference count) instead of copying every key into a new buffer.
+pub fn key_values<S: AsRef<str>>(keys: &[S]) -> Vec<Value> {
+    keys.iter()
+        .map(|key| Value::from(key.as_ref().to_owned()))
+        .collect()
+}
+
 /// Notices whether a client reconnected (to any node) since it was started.
 ///
 /// `WAIT` counts the replicas that acknowledged the writes of *its own* connection. fred
@@ -399,10 +462,15 @@ const WAIT_REPLY_MARGIN: Duration = Duration::from_secs(1);
 /// `acks.timeout`) even if the future is dropped; it changes no data, and its count is
 /// discarded.
 pub async fn wait_for_replicas(client: &Client, keys: &[&str], acks: ReplicaAcks) -> usize {
+    wait_routed(client, route_of(keys), acks).await
+}
+
+/// [`wait_for_replicas`] on the connection of `route`.
+async fn wait_routed(client: &Client, route: ClusterHash, acks: ReplicaAcks) -> usize {
     let options = Options {
         max_attempts: Some(1),
         timeout: Some(acks.timeout.saturating_add(WAIT_REPLY_MARGIN)),
-        cluster_hash: Some(route_of(keys)),
+        cluster_hash: Some(route),
         ..Options::default()
     };
     // Not marked blocking: fred then keeps pipelining other commands behind it (Redis itself
@@ -480,6 +548,23 @@ mod tests {
             ErrorKind::Unknown,
             "ERR Error running script"
         )));
+    }
+
+    #[test]
+    fn keys_made_once_are_routed_and_sent_as_their_text() {
+        let keys = ["lock:{a}", "lock:{a}:fence", "other"];
+        let values = key_values(&keys);
+        assert_eq!(route_of_values(&values), route_of(&keys));
+        assert_eq!(route_of_values(&[]), ClusterHash::Random);
+        let texts: Vec<_> = values.iter().filter_map(Value::as_str).collect();
+        assert_eq!(texts, keys);
+        // A clone shares the bytes of the key made once.
+        let (Some(Value::String(made)), Some(Value::String(cloned))) =
+            (values.first(), values.first().cloned())
+        else {
+            panic!("keys are strings");
+        };
+        assert_eq!(made.as_bytes().as_ptr(), cloned.as_bytes().as_ptr());
     }
 
     #[tokio::test]
