@@ -127,8 +127,9 @@ impl LuaScript {
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> Result<Value, fred::error::Error> {
-        self.run_with_keys(client, &key_values(keys), args, policy)
+        self.run_reporting_fallback(client, Keys::Text(keys), args, policy)
             .await
+            .0
     }
 
     /// Runs the script like [`run`](Self::run) with keys made once by [`key_values`]: a
@@ -149,7 +150,7 @@ impl LuaScript {
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> Result<Value, fred::error::Error> {
-        self.run_reporting_fallback(client, keys, args, policy)
+        self.run_reporting_fallback(client, Keys::Made(keys), args, policy)
             .await
             .0
     }
@@ -188,7 +189,7 @@ impl LuaScript {
         policy: CallPolicy,
         acks: ReplicaAcks,
     ) -> Result<(Value, usize), fred::error::Error> {
-        self.run_acknowledged_with_keys(client, &key_values(keys), args, policy, acks)
+        self.run_acknowledged_keys(client, Keys::Text(keys), args, policy, acks)
             .await
     }
 
@@ -210,8 +211,21 @@ impl LuaScript {
         policy: CallPolicy,
         acks: ReplicaAcks,
     ) -> Result<(Value, usize), fred::error::Error> {
+        self.run_acknowledged_keys(client, Keys::Made(keys), args, policy, acks)
+            .await
+    }
+
+    /// [`run_acknowledged`](Self::run_acknowledged) with keys of either form.
+    async fn run_acknowledged_keys(
+        &self,
+        client: &Client,
+        keys: Keys<'_>,
+        args: Vec<Value>,
+        policy: CallPolicy,
+        acks: ReplicaAcks,
+    ) -> Result<(Value, usize), fred::error::Error> {
         let reconnects = ReconnectWatch::start(client);
-        let route = route_of_values(keys);
+        let route = keys.route();
         let wait = || wait_routed(client, route.clone(), acks);
         let ((reply, fell_back), first_wait) = tokio::join!(
             self.run_reporting_fallback(client, keys, args, policy),
@@ -227,7 +241,7 @@ impl LuaScript {
     async fn run_reporting_fallback(
         &self,
         client: &Client,
-        keys: &[Value],
+        keys: Keys<'_>,
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> (Result<Value, fred::error::Error>, bool) {
@@ -250,7 +264,7 @@ impl LuaScript {
     async fn run_on_one_node(
         &self,
         client: &Client,
-        keys: &[Value],
+        keys: Keys<'_>,
         args: &[Value],
         policy: CallPolicy,
     ) -> (Result<Value, fred::error::Error>, bool) {
@@ -262,17 +276,17 @@ impl LuaScript {
             timeout: policy.timeout,
             // A standalone or Sentinel client routes nothing: the slot is computed only for
             // a cluster.
-            cluster_hash: client.is_clustered().then(|| route_of_values(keys)),
+            cluster_hash: client.is_clustered().then(|| keys.route()),
             ..Options::default()
         };
         let client = client.with_options(&options);
         let command = |first: Value| {
+            let count = keys.count();
             let mut command_args =
-                Vec::with_capacity(keys.len().saturating_add(args.len()).saturating_add(2));
+                Vec::with_capacity(count.saturating_add(args.len()).saturating_add(2));
             command_args.push(first);
-            command_args.push(Value::from(i64::try_from(keys.len()).unwrap_or(i64::MAX)));
-            // Shared, not copied: a key made by `key_values` is a reference-counted buffer.
-            command_args.extend(keys.iter().cloned());
+            command_args.push(Value::from(i64::try_from(count).unwrap_or(i64::MAX)));
+            keys.append_to(&mut command_args);
             command_args.extend(args.iter().cloned());
             command_args
         };
@@ -392,6 +406,39 @@ fn route_of_values(keys: &[Value]) -> ClusterHash {
         .map_or(ClusterHash::Random, |key| {
             ClusterHash::Custom(fred::util::redis_keyslot(key))
         })
+}
+
+/// The keys of one script call: as text (copied into the command at each send) or made once
+/// by [`key_values`] (shared).
+#[derive(Clone, Copy)]
+enum Keys<'a> {
+    Text(&'a [&'a str]),
+    Made(&'a [Value]),
+}
+
+impl Keys<'_> {
+    fn count(self) -> usize {
+        match self {
+            Self::Text(keys) => keys.len(),
+            Self::Made(keys) => keys.len(),
+        }
+    }
+
+    fn route(self) -> ClusterHash {
+        match self {
+            Self::Text(keys) => route_of(keys),
+            Self::Made(keys) => route_of_values(keys),
+        }
+    }
+
+    /// Appends the keys to a command's arguments: a key made once is shared (a reference
+    /// count), a text key is copied.
+    fn append_to(self, command: &mut Vec<Value>) {
+        match self {
+            Self::Text(keys) => command.extend(keys.iter().map(|key| Value::from(*key))),
+            Self::Made(keys) => command.extend(keys.iter().cloned()),
+        }
+    }
 }
 
 /// Script keys made once, for [`LuaScript::run_with_keys`]: each call that passes them
