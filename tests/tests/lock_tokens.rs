@@ -289,6 +289,88 @@ async fn a_fence_ahead_of_the_clock_is_kept_until_the_clock_has_passed_it() {
     bounded(guard.release()).await.unwrap();
 }
 
+/// The server clock in microseconds, read with `TIME`.
+#[expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    reason = "a test helper fails its test; the clock fits a u64 in microseconds"
+)]
+async fn server_micros(client: &Client) -> u64 {
+    let time: Vec<String> = bounded(client.eval(
+        "return redis.call('TIME')",
+        Vec::<String>::new(),
+        Vec::<String>::new(),
+    ))
+    .await
+    .unwrap();
+    let [seconds, micros] = time.as_slice() else {
+        panic!("TIME replied {time:?}");
+    };
+    seconds.parse::<u64>().unwrap() * 1_000_000 + micros.parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn tokens_and_reader_leases_are_read_from_the_server_clock_whatever_its_microseconds() {
+    // The scripts turn TIME's microseconds (given without leading zeros) into digits with
+    // string operations. Readings in the first tenth of a second have fewer than six
+    // digits: grants are timed to fall there (a mistake is then off by up to a second), and
+    // the test goes on until three of them did, on a loaded machine too.
+    let redis = TestRedis::start();
+    let raw = client(&redis).await;
+    let lock_client = client(&redis).await;
+    let ttl_ms = u64::try_from(TTL.as_millis()).unwrap();
+    let started = Instant::now();
+    let mut short_readings = 0;
+    while short_readings < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no grant fell in the first tenth of a second of the server clock"
+        );
+        let before = server_micros(&raw).await;
+        if before % 1_000_000 > 20_000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let name = fresh_key();
+        let mutex = Mutex::new(retained(&name, lock_client.clone()));
+        let rwlock = RwLock::new(retained(&name, lock_client.clone()));
+        let guard = bounded(mutex.lock()).await.unwrap();
+        let mutex_token = guard.fencing_token();
+        bounded(guard.release()).await.unwrap();
+        let reader = bounded(rwlock.read()).await.unwrap();
+        let reader_token = reader.fencing_token();
+        let readers: Vec<String> = bounded(raw.eval(
+            "return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')",
+            vec![format!("distkit-locks:{{{name}}}:rw:readers")],
+            Vec::<String>::new(),
+        ))
+        .await
+        .unwrap();
+        bounded(reader.release()).await.unwrap();
+        let after = server_micros(&raw).await;
+        // A fresh lock's first token is the clock when it was granted.
+        for token in [mutex_token, reader_token] {
+            assert!(
+                (before..=after).contains(&token),
+                "token {token} is not the clock between {before} and {after}"
+            );
+        }
+        let [_, expiry] = readers.as_slice() else {
+            panic!("one reader expected, found {readers:?}");
+        };
+        let expiry: u64 = expiry.parse().unwrap();
+        assert!(
+            (before / 1000 + ttl_ms..=after / 1000 + ttl_ms).contains(&expiry),
+            "the reader's lease ends at {expiry} ms, not {ttl_ms} ms after a clock reading \
+             between {before} and {after} us"
+        );
+        if reader_token % 1_000_000 < 100_000 {
+            short_readings += 1;
+        }
+    }
+}
+
 /// How many keys match `pattern`, and those of them without an expiry (one atomic look).
 #[expect(clippy::unwrap_used, reason = "a test helper fails its test")]
 async fn keys_without_expiry(client: &Client, pattern: &str) -> (usize, Vec<String>) {

@@ -127,7 +127,30 @@ impl LuaScript {
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> Result<Value, fred::error::Error> {
-        self.run_reporting_fallback(client, keys, args, policy)
+        self.run_reporting_fallback(client, Keys::Text(keys), args, policy)
+            .await
+            .0
+    }
+
+    /// Runs the script like [`run`](Self::run) with keys made once by [`key_values`]: a
+    /// primitive that calls scripts with the same keys again and again (a lock) keeps them,
+    /// and each call then shares their bytes rather than copying them.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_with_keys(
+        &self,
+        client: &Client,
+        keys: &[Value],
+        args: Vec<Value>,
+        policy: CallPolicy,
+    ) -> Result<Value, fred::error::Error> {
+        self.run_reporting_fallback(client, Keys::Made(keys), args, policy)
             .await
             .0
     }
@@ -166,8 +189,44 @@ impl LuaScript {
         policy: CallPolicy,
         acks: ReplicaAcks,
     ) -> Result<(Value, usize), fred::error::Error> {
+        self.run_acknowledged_keys(client, Keys::Text(keys), args, policy, acks)
+            .await
+    }
+
+    /// [`run_acknowledged`](Self::run_acknowledged) with keys made once by [`key_values`]
+    /// (see [`run_with_keys`](Self::run_with_keys)).
+    ///
+    /// # Errors
+    ///
+    /// As [`run_acknowledged`](Self::run_acknowledged).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run_acknowledged`](Self::run_acknowledged).
+    pub async fn run_acknowledged_with_keys(
+        &self,
+        client: &Client,
+        keys: &[Value],
+        args: Vec<Value>,
+        policy: CallPolicy,
+        acks: ReplicaAcks,
+    ) -> Result<(Value, usize), fred::error::Error> {
+        self.run_acknowledged_keys(client, Keys::Made(keys), args, policy, acks)
+            .await
+    }
+
+    /// [`run_acknowledged`](Self::run_acknowledged) with keys of either form.
+    async fn run_acknowledged_keys(
+        &self,
+        client: &Client,
+        keys: Keys<'_>,
+        args: Vec<Value>,
+        policy: CallPolicy,
+        acks: ReplicaAcks,
+    ) -> Result<(Value, usize), fred::error::Error> {
         let reconnects = ReconnectWatch::start(client);
-        let wait = || wait_for_replicas(client, keys, acks);
+        let route = keys.route();
+        let wait = || wait_routed(client, route.clone(), acks);
         let ((reply, fell_back), first_wait) = tokio::join!(
             self.run_reporting_fallback(client, keys, args, policy),
             wait()
@@ -182,7 +241,7 @@ impl LuaScript {
     async fn run_reporting_fallback(
         &self,
         client: &Client,
-        keys: &[&str],
+        keys: Keys<'_>,
         args: Vec<Value>,
         policy: CallPolicy,
     ) -> (Result<Value, fred::error::Error>, bool) {
@@ -205,7 +264,7 @@ impl LuaScript {
     async fn run_on_one_node(
         &self,
         client: &Client,
-        keys: &[&str],
+        keys: Keys<'_>,
         args: &[Value],
         policy: CallPolicy,
     ) -> (Result<Value, fred::error::Error>, bool) {
@@ -217,16 +276,17 @@ impl LuaScript {
             timeout: policy.timeout,
             // A standalone or Sentinel client routes nothing: the slot is computed only for
             // a cluster.
-            cluster_hash: client.is_clustered().then(|| route_of(keys)),
+            cluster_hash: client.is_clustered().then(|| keys.route()),
             ..Options::default()
         };
         let client = client.with_options(&options);
         let command = |first: Value| {
+            let count = keys.count();
             let mut command_args =
-                Vec::with_capacity(keys.len().saturating_add(args.len()).saturating_add(2));
+                Vec::with_capacity(count.saturating_add(args.len()).saturating_add(2));
             command_args.push(first);
-            command_args.push(Value::from(i64::try_from(keys.len()).unwrap_or(i64::MAX)));
-            command_args.extend(keys.iter().map(|key| Value::from(*key)));
+            command_args.push(Value::from(i64::try_from(count).unwrap_or(i64::MAX)));
+            keys.append_to(&mut command_args);
             command_args.extend(args.iter().cloned());
             command_args
         };
@@ -339,6 +399,56 @@ fn route_of(keys: &[&str]) -> ClusterHash {
         .map_or(ClusterHash::Random, |key| ClusterHash::Custom(slot_of(key)))
 }
 
+/// [`route_of`] for keys made by [`key_values`].
+fn route_of_values(keys: &[Value]) -> ClusterHash {
+    keys.first()
+        .and_then(Value::as_bytes)
+        .map_or(ClusterHash::Random, |key| {
+            ClusterHash::Custom(fred::util::redis_keyslot(key))
+        })
+}
+
+/// The keys of one script call: as text (copied into the command at each send) or made once
+/// by [`key_values`] (shared).
+#[derive(Clone, Copy)]
+enum Keys<'a> {
+    Text(&'a [&'a str]),
+    Made(&'a [Value]),
+}
+
+impl Keys<'_> {
+    fn count(self) -> usize {
+        match self {
+            Self::Text(keys) => keys.len(),
+            Self::Made(keys) => keys.len(),
+        }
+    }
+
+    fn route(self) -> ClusterHash {
+        match self {
+            Self::Text(keys) => route_of(keys),
+            Self::Made(keys) => route_of_values(keys),
+        }
+    }
+
+    /// Appends the keys to a command's arguments: a key made once is shared (a reference
+    /// count), a text key is copied.
+    fn append_to(self, command: &mut Vec<Value>) {
+        match self {
+            Self::Text(keys) => command.extend(keys.iter().map(|key| Value::from(*key))),
+            Self::Made(keys) => command.extend(keys.iter().cloned()),
+        }
+    }
+}
+
+/// Script keys made once, for [`LuaScript::run_with_keys`]: each call that passes them
+/// shares their bytes (a reference count) instead of copying every key into a new buffer.
+pub fn key_values<S: AsRef<str>>(keys: &[S]) -> Vec<Value> {
+    keys.iter()
+        .map(|key| Value::from(key.as_ref().to_owned()))
+        .collect()
+}
+
 /// Notices whether a client reconnected (to any node) since it was started.
 ///
 /// `WAIT` counts the replicas that acknowledged the writes of *its own* connection. fred
@@ -399,10 +509,15 @@ const WAIT_REPLY_MARGIN: Duration = Duration::from_secs(1);
 /// `acks.timeout`) even if the future is dropped; it changes no data, and its count is
 /// discarded.
 pub async fn wait_for_replicas(client: &Client, keys: &[&str], acks: ReplicaAcks) -> usize {
+    wait_routed(client, route_of(keys), acks).await
+}
+
+/// [`wait_for_replicas`] on the connection of `route`.
+async fn wait_routed(client: &Client, route: ClusterHash, acks: ReplicaAcks) -> usize {
     let options = Options {
         max_attempts: Some(1),
         timeout: Some(acks.timeout.saturating_add(WAIT_REPLY_MARGIN)),
-        cluster_hash: Some(route_of(keys)),
+        cluster_hash: Some(route),
         ..Options::default()
     };
     // Not marked blocking: fred then keeps pipelining other commands behind it (Redis itself
@@ -480,6 +595,23 @@ mod tests {
             ErrorKind::Unknown,
             "ERR Error running script"
         )));
+    }
+
+    #[test]
+    fn keys_made_once_are_routed_and_sent_as_their_text() {
+        let keys = ["lock:{a}", "lock:{a}:fence", "other"];
+        let values = key_values(&keys);
+        assert_eq!(route_of_values(&values), route_of(&keys));
+        assert_eq!(route_of_values(&[]), ClusterHash::Random);
+        let texts: Vec<_> = values.iter().filter_map(Value::as_str).collect();
+        assert_eq!(texts, keys);
+        // A clone shares the bytes of the key made once.
+        let (Some(Value::String(made)), Some(Value::String(cloned))) =
+            (values.first(), values.first().cloned())
+        else {
+            panic!("keys are strings");
+        };
+        assert_eq!(made.as_bytes().as_ptr(), cloned.as_bytes().as_ptr());
     }
 
     #[tokio::test]

@@ -13,13 +13,14 @@ pub(crate) static MUTEX_ACQUIRE: LuaScript = LuaScript::new(
         include_str!("scripts/mutex_acquire_queue.lua")
     ),
 );
-/// Releases a mutex and hands it to the first waiter.
+/// Releases a mutex and hands it to the first waiter. Its fast path (nobody waits) comes
+/// first: the helpers it does not use are set up only after it.
 pub(crate) static MUTEX_RELEASE: LuaScript = LuaScript::new(
     "mutex_release",
     concat!(
+        include_str!("scripts/mutex_release.lua"),
         include_str!("scripts/fence.lua"),
         include_str!("scripts/loss_guard.lua"),
-        include_str!("scripts/mutex_release.lua"),
         include_str!("scripts/mutex_common.lua"),
         include_str!("scripts/mutex_release_handover.lua")
     ),
@@ -73,12 +74,14 @@ pub(crate) static RW_LEAVE_QUEUE: LuaScript = LuaScript::new(
         include_str!("scripts/rw_leave_queue.lua")
     ),
 );
-/// Removes a reader.
+/// Removes a reader. Its fast path (no writer waits) comes first: the helpers it does not
+/// use are set up only after it.
 pub(crate) static RW_RELEASE_READ: LuaScript = LuaScript::new(
     "rw_release_read",
     concat!(
+        include_str!("scripts/rw_release_read.lua"),
         include_str!("scripts/rw_common.lua"),
-        include_str!("scripts/rw_release_read.lua")
+        include_str!("scripts/rw_release_read_wake.lua")
     ),
 );
 /// Renews a reader's lease.

@@ -182,7 +182,7 @@ where
 #[derive(Debug)]
 pub(crate) struct QueuePlace {
     pub(crate) client: Client,
-    pub(crate) keys: Arc<[String]>,
+    pub(crate) keys: Arc<[Value]>,
     /// The lock's leave-queue script, and its arguments.
     pub(crate) script: &'static LuaScript,
     pub(crate) args: Vec<Value>,
@@ -200,10 +200,14 @@ impl QueuePlace {
     /// would refuse new readers). When Redis fails (or this future is dropped), the drop
     /// leaves from the background as for a cancelled acquisition.
     async fn leave(mut self) {
-        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         let left = self
             .script
-            .run(&self.client, &keys, self.args.clone(), CallPolicy::RETRY)
+            .run_with_keys(
+                &self.client,
+                &self.keys,
+                self.args.clone(),
+                CallPolicy::RETRY,
+            )
             .await;
         if left.is_ok() {
             self.armed = false;
@@ -238,8 +242,10 @@ impl Drop for QueuePlace {
         let (client, keys, script) = (self.client.clone(), Arc::clone(&self.keys), self.script);
         let args = std::mem::take(&mut self.args);
         let _leave = spawn_background(async move {
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            if let Err(error) = script.run(&client, &keys, args, CallPolicy::RETRY).await {
+            if let Err(error) = script
+                .run_with_keys(&client, &keys, args, CallPolicy::RETRY)
+                .await
+            {
                 tracing::warn!(target: "distkit::lock", %error, "leaving a lock's queue failed; the place expires with its heartbeat");
             }
         });

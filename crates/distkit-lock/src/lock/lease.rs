@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use distkit_core::fred::bytes_utils::Str;
 use distkit_core::fred::clients::Client;
 use distkit_core::fred::types::Value;
 use distkit_core::script::{CallPolicy, LuaScript};
@@ -43,13 +44,15 @@ pub(crate) struct LeaseTarget {
     pub(crate) lock: std::sync::Arc<str>,
     pub(crate) client: Client,
     pub(crate) kind: LeaseKind,
-    /// Shared with the lock object (made once, at its construction).
-    pub(crate) keys: Arc<[String]>,
+    /// Shared with the lock object (made once, at its construction, by `key_values`: a
+    /// call shares their bytes rather than copying them).
+    pub(crate) keys: Arc<[Value]>,
     /// The release script's `ARGV[2]`: for a mutex, its release channel (which names the
     /// lock in handover announcements); for a rwlock, where to announce a release (see
     /// `ReleaseNotifier::announce_target`).
     pub(crate) channel: String,
-    pub(crate) token: String,
+    /// The token, made once for the attempts, renewals and the release of one acquisition.
+    pub(crate) token: Str,
     pub(crate) ttl: Duration,
     /// The loss-guard argument of the release script (`'1'` with
     /// [`LockOptions::loss_quarantine`](super::LockOptions::loss_quarantine)).
@@ -61,6 +64,14 @@ pub(crate) struct LeaseTarget {
     pub(crate) keep_ms: i64,
 }
 
+/// The text of a key made by `key_values` (`""` for a value that is not a string).
+pub(crate) fn key_text(key: &Value) -> &str {
+    match key {
+        Value::String(text) => text,
+        _ => "",
+    }
+}
+
 /// Runs `script`, then, with `acks`, waits for the replicas (`LuaScript::run_acknowledged`);
 /// returns the reply and, when fewer replicas acknowledged than asked for, the
 /// [`LockError::NotReplicated`] to report if the reply granted something.
@@ -69,17 +80,20 @@ async fn run_script(
     client: &Client,
     acks: Option<ReplicaAcks>,
     script: &LuaScript,
-    keys: &[&str],
+    keys: &[Value],
     args: Vec<Value>,
     policy: CallPolicy,
 ) -> Result<(Value, Option<LockError>), DistkitError> {
     let Some(acks) = acks else {
-        return Ok((script.run(client, keys, args, policy).await?, None));
+        return Ok((
+            script.run_with_keys(client, keys, args, policy).await?,
+            None,
+        ));
     };
     // Boxed: the paired EVALSHA + WAIT future is large, and every lease operation's future
     // would otherwise carry it inline.
     let (reply, acknowledged) =
-        Box::pin(script.run_acknowledged(client, keys, args, policy, acks)).await?;
+        Box::pin(script.run_acknowledged_with_keys(client, keys, args, policy, acks)).await?;
     let shortfall = (acknowledged < acks.replicas).then(|| LockError::NotReplicated {
         key: lock.to_owned(),
         acknowledged,
@@ -105,29 +119,29 @@ impl LeaseTarget {
     /// The Redis key that names the lease's lock (the owner key; for a reader, the writer
     /// key of its rwlock).
     fn lock_key(&self) -> &str {
-        self.keys.first().map_or("", String::as_str)
+        self.keys.first().map_or("", key_text)
     }
 
     fn ttl_ms(&self) -> i64 {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
-    fn all_keys(&self) -> Vec<&str> {
-        self.keys.iter().map(String::as_str).collect()
+    fn all_keys(&self) -> &[Value] {
+        &self.keys
     }
 
-    fn owner_key(&self) -> Vec<&str> {
+    fn owner_key(&self) -> &[Value] {
         self.leading_keys(1)
     }
 
-    /// The first `count` keys.
-    fn leading_keys(&self, count: usize) -> Vec<&str> {
-        self.keys.iter().take(count).map(String::as_str).collect()
+    /// The first `count` keys (all of them when there are fewer).
+    fn leading_keys(&self, count: usize) -> &[Value] {
+        self.keys.get(..count).unwrap_or(&self.keys)
     }
 
     /// `owner_extend`'s keys: the owner key, then the fence and the epoch it keeps for
     /// their retention.
-    fn owner_extend_keys(&self) -> Vec<&str> {
+    fn owner_extend_keys(&self) -> Vec<Value> {
         let picked: &[usize] = match self.kind {
             // owner, fence, waitlist, waiters, handover, epoch, quarantine (the last two only
             // with the loss guard on)
@@ -142,8 +156,7 @@ impl LeaseTarget {
         };
         picked
             .iter()
-            .filter_map(|&index| self.keys.get(index))
-            .map(String::as_str)
+            .filter_map(|&index| self.keys.get(index).cloned())
             .collect()
     }
 
@@ -155,12 +168,12 @@ impl LeaseTarget {
     pub(crate) async fn extend_once(&self, timeout: Duration) -> Result<bool, DistkitError> {
         let (script, keys): (&LuaScript, _) = match self.kind {
             LeaseKind::Owner | LeaseKind::Mutex => (&OWNER_EXTEND, self.owner_extend_keys()),
-            LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys()),
+            LeaseKind::Reader => (&RW_EXTEND_READ, self.all_keys().to_vec()),
             #[cfg(feature = "semaphore")]
-            LeaseKind::Permit => (&crate::scripts::SEMAPHORE_EXTEND, self.all_keys()),
+            LeaseKind::Permit => (&crate::scripts::SEMAPHORE_EXTEND, self.all_keys().to_vec()),
         };
         let args = vec![
-            Value::from(self.token.as_str()),
+            Value::String(self.token.clone()),
             Value::from(self.ttl_ms()),
             Value::from(self.keep_ms),
         ];
@@ -196,19 +209,22 @@ impl LeaseTarget {
             // The token, the retention of the fence of a handover to the next waiter, and
             // only with the loss guard on, the guard of that handover (see
             // `mutex_release.lua`): the lock's name comes from its key, in the script.
-            let mut args = vec![Value::from(self.token.as_str()), Value::from(self.keep_ms)];
+            let mut args = vec![Value::String(self.token.clone()), Value::from(self.keep_ms)];
             if self.loss_guard == "1" {
-                args.extend([Value::from(self.loss_guard), Value::from(self.ttl_ms())]);
+                args.extend([
+                    Value::from_static_str(self.loss_guard),
+                    Value::from(self.ttl_ms()),
+                ]);
             }
             args
         } else {
             vec![
-                Value::from(self.token.as_str()),
+                Value::String(self.token.clone()),
                 Value::from(self.channel.as_str()),
             ]
         };
         let reply = script
-            .run(&self.client, &keys, args, CallPolicy::ONCE)
+            .run_with_keys(&self.client, keys, args, CallPolicy::ONCE)
             .await?;
         // `mutex_release` replies `{ code, token, inbox }` when waiters were in line: `token`
         // got the lock, and its announcement went to `inbox`; when that inbox is a client's
@@ -475,7 +491,7 @@ impl Lease {
             tracing::warn!(target: "distkit::lock",
                 lock = self.shared.target.lock_key(),
                 kind = self.shared.target.kind.lock_kind().as_str(),
-                token = self.shared.target.token.as_str(),
+                token = &*self.shared.target.token,
                 "lock lease extension refused: the lease is lost"
             );
         }
@@ -570,7 +586,7 @@ pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalS
                 observe::lease_lost(kind, "refused");
                 tracing::warn!(target: "distkit::lock",
                     parent: &span,
-                    token = shared.target.token.as_str(),
+                    token = &*shared.target.token,
                     "lock lease renewal refused: the lease is lost"
                 );
             }
@@ -580,7 +596,7 @@ pub(crate) async fn renew_once(shared: Arc<LeaseShared>, scheduler: Arc<RenewalS
             tracing::warn!(target: "distkit::lock",
                 parent: &span,
                 %error,
-                token = shared.target.token.as_str(),
+                token = &*shared.target.token,
                 "lock lease renewals failed for a whole ttl: the lease is presumed lost; retrying"
             );
         }
@@ -660,7 +676,7 @@ impl AttemptGuard {
     pub(crate) async fn run(
         self,
         script: &LuaScript,
-        keys: &[&str],
+        keys: &[Value],
         args: Vec<Value>,
     ) -> Result<Attempt<Won>, DistkitError> {
         let (lock, client, acks) = match &self.target {

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use distkit_core::fred::bytes_utils::Str;
 use distkit_core::fred::types::Value;
+use distkit_core::script::key_values;
 use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
@@ -87,7 +89,7 @@ pub struct Mutex {
     /// quarantine (see `mutex_common.lua`: without the guard no script reads the last two, so
     /// they are not sent: every argument costs an encoding on the client and a string in
     /// Redis).
-    keys: Arc<[String]>,
+    keys: Arc<[Value]>,
     channel: String,
     /// Where handovers to this client are announced on a standalone server (see
     /// [`key_schema::lock_inbox_prefix`]).
@@ -135,7 +137,7 @@ impl Mutex {
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
-            keys: keys.into(),
+            keys: key_values(&keys).into(),
             channel,
             inbox_prefix,
             name,
@@ -177,11 +179,13 @@ impl Mutex {
     async fn acquire_untraced(&self, patience: Patience) -> Result<MutexGuard, DistkitError> {
         self.options.validate()?;
         let explicit_owner = self.options.owner_id.is_some();
-        let token = self
-            .options
-            .owner_id
-            .clone()
-            .unwrap_or_else(|| ulid::Ulid::new().to_string());
+        // Made once: every attempt, the renewals and the release share its bytes.
+        let token = Str::from(
+            self.options
+                .owner_id
+                .clone()
+                .unwrap_or_else(|| ulid::Ulid::new().to_string()),
+        );
         let waiting = Waiting {
             notifier: &self.services.notifier,
             wake_on: WakeOn::Handover {
@@ -200,9 +204,9 @@ impl Mutex {
             script: &MUTEX_LEAVE_QUEUE,
             args: with_loss_guard(
                 vec![
-                    Value::from(token.as_str()),
+                    Value::String(token.clone()),
                     Value::from(self.options.keep_ms()),
-                    Value::from(if explicit_owner { "1" } else { "0" }),
+                    Value::from_static_str(if explicit_owner { "1" } else { "0" }),
                 ],
                 &self.options,
             ),
@@ -232,7 +236,7 @@ impl Mutex {
         })
     }
 
-    fn target(&self, token: String) -> LeaseTarget {
+    fn target(&self, token: Str) -> LeaseTarget {
         LeaseTarget {
             lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
@@ -249,17 +253,17 @@ impl Mutex {
 
     async fn attempt(
         &self,
-        token: String,
+        token: Str,
         queued: bool,
         explicit_owner: bool,
     ) -> Result<Attempt<Won>, DistkitError> {
         let target = self.target(token);
         let mut args = vec![
-            Value::from(target.token.as_str()),
+            Value::String(target.token.clone()),
             Value::from(self.options.ttl_ms()),
             Value::from(self.options.keep_ms()),
             Value::from(self.options.queue_window_ms()),
-            Value::from(match (queued, explicit_owner) {
+            Value::from_static_str(match (queued, explicit_owner) {
                 (true, true) => "11",
                 (true, false) => "10",
                 (false, true) => "01",
@@ -272,11 +276,10 @@ impl Mutex {
             ),
         ];
         if self.options.loss_quarantine {
-            args.push(Value::from("1"));
+            args.push(Value::from_static_str("1"));
         }
-        let keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
         AttemptGuard::new(target, !explicit_owner)
-            .run(&MUTEX_ACQUIRE, &keys, args)
+            .run(&MUTEX_ACQUIRE, &self.keys, args)
             .await
     }
 }
@@ -286,7 +289,7 @@ impl Mutex {
 /// left out (the scripts read a missing guard argument as off).
 fn with_loss_guard(mut args: Vec<Value>, options: &LockOptions) -> Vec<Value> {
     if options.loss_quarantine {
-        args.extend([Value::from("1"), Value::from(options.ttl_ms())]);
+        args.extend([Value::from_static_str("1"), Value::from(options.ttl_ms())]);
     }
     args
 }

@@ -2,7 +2,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use distkit_core::fred::bytes_utils::Str;
 use distkit_core::fred::types::Value;
+use distkit_core::script::key_values;
 use distkit_core::{DistkitError, key_schema};
 use tracing::Instrument;
 
@@ -71,7 +73,7 @@ use crate::scripts::{RW_ACQUIRE_READ, RW_ACQUIRE_WRITE, RW_LEAVE_QUEUE};
 pub struct RwLock {
     options: LockOptions,
     services: LockServices,
-    keys: Arc<[String]>,
+    keys: Arc<[Value]>,
     channel: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its guards.
     name: Arc<str>,
@@ -104,15 +106,13 @@ impl RwLock {
             "rw:epoch",
             "rw:quarantine",
         ]
-        .into_iter()
-        .map(part)
-        .collect();
+        .map(part);
         let channel = part("rw:released");
         let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
         Arc::new(Self {
             services: LockServices::of(&options.client),
             options,
-            keys,
+            keys: key_values(&keys).into(),
             channel,
             name,
         })
@@ -137,15 +137,11 @@ impl RwLock {
         try_write_with_retries
     );
 
-    fn key_refs(&self) -> Vec<&str> {
-        self.keys.iter().map(String::as_str).collect()
-    }
-
     /// `rw_acquire_read`'s keys: without the loss guard, not its two keys (the last two),
     /// which the script then never reads.
-    fn read_key_refs(&self) -> Vec<&str> {
+    fn read_keys(&self) -> &[Value] {
         let count = if self.options.loss_quarantine { 8 } else { 6 };
-        self.keys.iter().take(count).map(String::as_str).collect()
+        self.keys.get(..count).unwrap_or(&self.keys)
     }
 
     fn waiting(&self) -> Waiting<'_> {
@@ -158,7 +154,7 @@ impl RwLock {
         }
     }
 
-    fn target(&self, kind: LeaseKind, token: String) -> LeaseTarget {
+    fn target(&self, kind: LeaseKind, token: Str) -> LeaseTarget {
         LeaseTarget {
             lock: Arc::clone(&self.name),
             client: self.options.client.clone(),
@@ -220,10 +216,10 @@ impl RwLock {
         let (won, attempt) = acquire(self.waiting(), patience, |_| {
             // Each read guard is its own reader entry.
             let reader = ulid::Ulid::new().to_string();
-            let token = match &self.options.owner_id {
+            let token = Str::from(match &self.options.owner_id {
                 Some(owner) => format!("{owner}/{reader}"),
                 None => reader,
-            };
+            });
             self.attempt_read(token)
         })
         .await?;
@@ -239,15 +235,15 @@ impl RwLock {
         })
     }
 
-    async fn attempt_read(&self, token: String) -> Result<Attempt<Won>, DistkitError> {
+    async fn attempt_read(&self, token: Str) -> Result<Attempt<Won>, DistkitError> {
         let args = vec![
-            Value::from(token.as_str()),
+            Value::String(token.clone()),
             Value::from(self.options.ttl_ms()),
-            Value::from(self.options.loss_guard_argument()),
+            Value::from_static_str(self.options.loss_guard_argument()),
             Value::from(self.options.keep_ms()),
         ];
         AttemptGuard::new(self.target(LeaseKind::Reader, token), true)
-            .run(&RW_ACQUIRE_READ, &self.read_key_refs(), args)
+            .run(&RW_ACQUIRE_READ, self.read_keys(), args)
             .await
     }
 
@@ -257,11 +253,12 @@ impl RwLock {
     ) -> Result<RwLockWriteGuard, DistkitError> {
         self.options.validate()?;
         let explicit_owner = self.options.owner_id.is_some();
-        let token = self
-            .options
-            .owner_id
-            .clone()
-            .unwrap_or_else(|| ulid::Ulid::new().to_string());
+        let token = Str::from(
+            self.options
+                .owner_id
+                .clone()
+                .unwrap_or_else(|| ulid::Ulid::new().to_string()),
+        );
         let queued = patience.waits();
         // A queued acquisition leaves the queue when it ends without the lock (cancelled,
         // timed out).
@@ -270,7 +267,7 @@ impl RwLock {
             keys: Arc::clone(&self.keys),
             script: &RW_LEAVE_QUEUE,
             args: vec![
-                Value::from(token.as_str()),
+                Value::String(token.clone()),
                 Value::from(self.services.notifier.announce_target(&self.channel)),
             ],
             armed: true,
@@ -294,17 +291,17 @@ impl RwLock {
 
     async fn attempt_write(
         &self,
-        token: String,
+        token: Str,
         queued: bool,
         explicit_owner: bool,
     ) -> Result<Attempt<Won>, DistkitError> {
         let args = vec![
-            Value::from(token.as_str()),
+            Value::String(token.clone()),
             Value::from(self.options.ttl_ms()),
             Value::from(self.options.queue_window_ms()),
-            Value::from(if queued { "1" } else { "0" }),
-            Value::from(if explicit_owner { "1" } else { "0" }),
-            Value::from(self.options.loss_guard_argument()),
+            Value::from_static_str(if queued { "1" } else { "0" }),
+            Value::from_static_str(if explicit_owner { "1" } else { "0" }),
+            Value::from_static_str(self.options.loss_guard_argument()),
             Value::from(self.options.keep_ms()),
         ];
         let mut target = self.target(LeaseKind::Owner, token);
@@ -315,7 +312,7 @@ impl RwLock {
             .filter_map(|index| self.keys.get(index).cloned())
             .collect();
         AttemptGuard::new(target, !explicit_owner)
-            .run(&RW_ACQUIRE_WRITE, &self.key_refs(), args)
+            .run(&RW_ACQUIRE_WRITE, &self.keys, args)
             .await
     }
 }

@@ -45,10 +45,12 @@ local function fence_keep_ahead(key, value, now, keep)
 end
 
 -- The server clock in microseconds, a decimal string: from `time` (a TIME reply the caller
--- already has), else from a TIME call.
+-- already has), else from a TIME call. TIME gives the microseconds without leading zeros:
+-- they are padded to six digits with string operations (no number conversion, which costs
+-- Redis more than the rest of this function).
 local function fence_now(time)
   time = time or redis.call('TIME')
-  return time[1] .. string.format('%06d', tonumber(time[2]))
+  return time[1] .. string.rep('0', 6 - #time[2]) .. time[2]
 end
 
 -- The next fencing token of the lock whose fence counter is `key`, stored back in `key` and

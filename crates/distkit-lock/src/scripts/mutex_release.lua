@@ -21,5 +21,6 @@ if redis.call('LLEN', KEYS[3]) == 0 then
   return 1
 end
 redis.call('DEL', KEYS[5])
--- (The helpers of mutex_common.lua and the handover of mutex_release_handover.lua follow:
--- without waiters the call returns before they are set up.)
+-- (The helpers of fence.lua, loss_guard.lua and mutex_common.lua and the handover of
+-- mutex_release_handover.lua follow: without waiters the call returns before they are set
+-- up, which saves Redis making their closures on every release.)

@@ -11,9 +11,11 @@
 if loss_guard_refuses(KEYS[7], KEYS[8], ARGV[2], ARGV[3], ARGV[4]) then
   return { 0, 0 }
 end
--- One clock reading for the reader's expiry and its fencing token.
+-- One clock reading for the reader's expiry and its fencing token: the clock in ms as text
+-- (the seconds and the first three of the six padded microsecond digits) and as a number.
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now_text = time[1] .. string.sub(string.rep('0', 6 - #time[2]) .. time[2], 1, 3)
+local now = tonumber(now_text)
 -- The common case in one call: no writer holds the lock and none waits.
 if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
   -- GET, not EXISTS: a writer key of another type fails with WRONGTYPE, as in
@@ -28,7 +30,7 @@ if redis.call('EXISTS', KEYS[1], KEYS[3]) > 0 then
   end
 end
 -- Readers whose lease ran out (crashed holders) leave the set.
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now_text)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 rw_keep_for(KEYS[2], ttl)

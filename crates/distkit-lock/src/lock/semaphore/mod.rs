@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use distkit_core::fred::types::Value;
-use distkit_core::script::CallPolicy;
+use distkit_core::script::{CallPolicy, key_values};
 use distkit_core::{DistkitError, LockError, key_schema};
 use tracing::Instrument;
 
@@ -62,7 +62,7 @@ pub struct Semaphore {
     options: SemaphoreOptions,
     services: LockServices,
     /// The eight keys, in the scripts' order.
-    keys: Arc<[String]>,
+    keys: Arc<[Value]>,
     /// The release channel.
     channel: String,
     /// `<namespace>:{<key>}`, for the `Debug` output of its permits.
@@ -87,7 +87,7 @@ impl Semaphore {
     /// checked by every acquisition (and by [`SemaphoreOptions::validate`]).
     pub fn new(options: SemaphoreOptions) -> Arc<Self> {
         let part = |name: &str| key_schema::lock_part(&options.namespace, &options.key, name);
-        let keys = KEY_PARTS.into_iter().map(part).collect();
+        let keys = key_values(&KEY_PARTS.map(part)).into();
         let channel = part("sem:released");
         let name = Arc::from(key_schema::lock_owner(&options.namespace, &options.key));
         Arc::new(Self {
@@ -240,9 +240,9 @@ impl Semaphore {
     pub async fn available_permits(&self) -> Result<u32, DistkitError> {
         self.options.validate()?;
         let reply = SEMAPHORE_AVAILABLE
-            .run(
+            .run_with_keys(
                 &self.options.client,
-                &self.key_refs(),
+                &self.keys,
                 vec![Value::from(self.options.permits)],
                 CallPolicy::RETRY,
             )
@@ -268,10 +268,6 @@ impl Semaphore {
             },
             _ => Err(unexpected_reply()),
         }
-    }
-
-    fn key_refs(&self) -> Vec<&str> {
-        self.keys.iter().map(String::as_str).collect()
     }
 
     fn mismatch(&self, stored: u64) -> DistkitError {
@@ -383,7 +379,7 @@ impl Semaphore {
             kind: LeaseKind::Permit,
             keys: Arc::clone(&self.keys),
             channel: announce,
-            token,
+            token: token.into(),
             ttl: self.options.ttl,
             loss_guard: self.options.loss_guard_argument(),
             replica_acks: self.options.replica_acks,
@@ -393,7 +389,7 @@ impl Semaphore {
         };
         // Per-acquisition tokens: an attempt whose outcome is unknown is always cleaned up.
         match AttemptGuard::new(target, true)
-            .run(&SEMAPHORE_ACQUIRE, &self.key_refs(), args)
+            .run(&SEMAPHORE_ACQUIRE, &self.keys, args)
             .await
         {
             // The script refuses a handle with another permit count with an error reply
