@@ -240,7 +240,10 @@ mod tests {
                 if fails {
                     Err(fail(shard_operations.len()))
                 } else {
-                    Ok(shard_operations.iter().map(|op| op.saturating_mul(10)).collect())
+                    Ok(shard_operations
+                        .iter()
+                        .map(|op| op.saturating_mul(10))
+                        .collect())
                 }
             }
         })
