@@ -324,23 +324,55 @@ fn details(out: &mut String, report: &Report) {
         );
         let _ = writeln!(
             out,
-            "| run | contender | handoffs | p50 ms | p99 ms | max ms |"
+            "The handover is the time from one holder's release returning to the next holder \
+             holding the lock (the FIFO's: its `SET NX PX` answered).\n"
         );
-        let _ = writeln!(out, "| ---: | --- | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(
+            out,
+            "| run | contender | handoffs | p50 ms | p99 ms | max ms | handover p50 ms | handover p90 ms |"
+        );
+        let _ = writeln!(
+            out,
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
         for (index, waits) in handoffs {
-            for (name, sorted) in [
-                ("distkit", &waits.distkit),
-                ("in-process FIFO + same Redis work", &waits.fifo),
-                ("distkit 0.7.1", &waits.anchor),
+            let handovers = report
+                .runs
+                .get(index)
+                .and_then(|run| run.handovers.as_ref());
+            for (name, sorted, handed) in [
+                (
+                    "distkit",
+                    &waits.distkit,
+                    handovers.map(|handed| &handed.distkit),
+                ),
+                (
+                    "in-process FIFO + same Redis work",
+                    &waits.fifo,
+                    handovers.map(|handed| &handed.fifo),
+                ),
+                (
+                    "distkit 0.7.1",
+                    &waits.anchor,
+                    handovers.map(|handed| &handed.anchor),
+                ),
             ] {
+                let handover = |permille: usize| {
+                    handed.filter(|handed| !handed.is_empty()).map_or_else(
+                        || "—".to_owned(),
+                        |handed| format!("{:.3}", millis(percentile(handed, permille))),
+                    )
+                };
                 let _ = writeln!(
                     out,
-                    "| {} | {name} | {} | {:.2} | {:.2} | {:.2} |",
+                    "| {} | {name} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
                     index.saturating_add(1),
                     sorted.len(),
                     millis(percentile(sorted, 500)),
                     millis(percentile(sorted, 990)),
                     millis(percentile(sorted, 1000)),
+                    handover(500),
+                    handover(900),
                 );
             }
         }

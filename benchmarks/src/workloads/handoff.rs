@@ -1,7 +1,8 @@
 //! Mutex handoff: 4 contenders, each on a connection of its own, loop over lock → 1 ms hold
 //! → release. distkit and distkit 0.7.1 against an in-process FIFO handoff (a fair tokio
 //! mutex) around the same Redis work (the raw lock's two round trips). Measures handoffs per
-//! second and each contender's wait in `lock()`.
+//! second, each contender's wait in `lock()`, and each handover: the time from one holder's
+//! release returning to the next holder holding the lock.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -24,25 +25,55 @@ pub const CONTENDERS: usize = 4;
 /// How long a holder keeps the lock.
 pub const HOLD: Duration = Duration::from_millis(1);
 
-/// Runs `contenders` tasks, each looping `cycle(task)` (which returns its wait in `lock()`)
-/// until `round` has passed; returns the cycles per second and every wait.
-async fn contend<C, F>(round: Duration, cycles: Vec<C>) -> BenchResult<(f64, Vec<Duration>)>
+/// One holder's turn: its wait in `lock()`, and the handover that ended it (from the
+/// previous holder's release returning to this holder holding; none for the first turn).
+#[derive(Clone, Copy, Debug)]
+struct Turn {
+    waited: Duration,
+    handover: Option<Duration>,
+}
+
+/// When the last holder's release returned: shared by the contenders of one round.
+#[derive(Clone, Debug, Default)]
+struct LastRelease(Arc<StdMutex<Option<Instant>>>);
+
+impl LastRelease {
+    /// The holder's release has returned.
+    fn mark(&self) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+
+    /// The handover to a holder holding since `held`.
+    fn handover(&self, held: Instant) -> Option<Duration> {
+        let last = (*self.0.lock().ok()?)?;
+        held.checked_duration_since(last)
+    }
+}
+
+/// What one round measured: cycles per second, every wait in `lock()`, every handover.
+type RoundFigures = (f64, Vec<Duration>, Vec<Duration>);
+
+/// Runs `contenders` tasks, each looping `cycle(task)` (which returns its [`Turn`]) until
+/// `round` has passed; returns the cycles per second, every wait and every handover.
+async fn contend<C, F>(round: Duration, cycles: Vec<C>) -> BenchResult<RoundFigures>
 where
     C: FnMut() -> F + Send + 'static,
-    F: Future<Output = BenchResult<Duration>> + Send + 'static,
+    F: Future<Output = BenchResult<Turn>> + Send + 'static,
 {
     let started = Instant::now();
-    let waits: Arc<StdMutex<Vec<Duration>>> = Arc::new(StdMutex::new(Vec::new()));
+    let turns: Arc<StdMutex<Vec<Turn>>> = Arc::new(StdMutex::new(Vec::new()));
     let handles: Vec<_> = cycles
         .into_iter()
         .map(|mut cycle| {
-            let waits = Arc::clone(&waits);
+            let turns = Arc::clone(&turns);
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 while started.elapsed() < round {
                     mine.push(cycle().await?);
                 }
-                waits.lock().map_err(|_| "poisoned")?.extend(mine);
+                turns.lock().map_err(|_| "poisoned")?.extend(mine);
                 Ok::<(), BenchError>(())
             })
         })
@@ -51,27 +82,37 @@ where
         handle.await??;
     }
     let elapsed = started.elapsed();
-    let waits = std::mem::take(&mut *waits.lock().map_err(|_| "poisoned")?);
-    let count = u64::try_from(waits.len()).unwrap_or(u64::MAX);
-    Ok((per_second(count, elapsed), waits))
+    let turns = std::mem::take(&mut *turns.lock().map_err(|_| "poisoned")?);
+    let count = u64::try_from(turns.len()).unwrap_or(u64::MAX);
+    let waits = turns.iter().map(|turn| turn.waited).collect();
+    let handovers = turns.iter().filter_map(|turn| turn.handover).collect();
+    Ok((per_second(count, elapsed), waits, handovers))
 }
 
 /// One round of distkit's Mutex.
-async fn distkit_round(url: &str, round: Duration) -> BenchResult<(f64, Vec<Duration>)> {
+async fn distkit_round(url: &str, round: Duration) -> BenchResult<RoundFigures> {
     let name = DistkitRedisKey::new(unique_prefix())?;
+    let last_release = LastRelease::default();
     let mut cycles = Vec::new();
     for _ in 0..CONTENDERS {
         let client = distkit::connect(url).await?;
         let mutex = Mutex::new(LockOptions::new(name.clone(), client));
+        let last_release = last_release.clone();
         cycles.push(move || {
             let mutex = Arc::clone(&mutex);
+            let last_release = last_release.clone();
             async move {
                 let asked = Instant::now();
                 let guard = mutex.lock().await?;
-                let waited = asked.elapsed();
+                let held = Instant::now();
+                let handover = last_release.handover(held);
                 tokio::time::sleep(HOLD).await;
                 guard.release().await?;
-                Ok(waited)
+                last_release.mark();
+                Ok(Turn {
+                    waited: held.saturating_duration_since(asked),
+                    handover,
+                })
             }
         });
     }
@@ -79,8 +120,9 @@ async fn distkit_round(url: &str, round: Duration) -> BenchResult<(f64, Vec<Dura
 }
 
 /// One round of distkit 0.7.1's Mutex (its documented defaults: it polls every 50 ms).
-async fn anchor_round(url: &str, round: Duration) -> BenchResult<(f64, Vec<Duration>)> {
+async fn anchor_round(url: &str, round: Duration) -> BenchResult<RoundFigures> {
     let name = distkit_07::DistkitRedisKey::new(unique_prefix())?;
+    let last_release = LastRelease::default();
     let mut cycles = Vec::new();
     for _ in 0..CONTENDERS {
         let connection = anchor_connection(url).await?;
@@ -88,15 +130,22 @@ async fn anchor_round(url: &str, round: Duration) -> BenchResult<(f64, Vec<Durat
             name.clone(),
             connection,
         ));
+        let last_release = last_release.clone();
         cycles.push(move || {
             let mutex = Arc::clone(&mutex);
+            let last_release = last_release.clone();
             async move {
                 let asked = Instant::now();
                 let guard = mutex.lock().await?;
-                let waited = asked.elapsed();
+                let held = Instant::now();
+                let handover = last_release.handover(held);
                 tokio::time::sleep(HOLD).await;
                 guard.release().await?;
-                Ok(waited)
+                last_release.mark();
+                Ok(Turn {
+                    waited: held.saturating_duration_since(asked),
+                    handover,
+                })
             }
         });
     }
@@ -106,43 +155,44 @@ async fn anchor_round(url: &str, round: Duration) -> BenchResult<(f64, Vec<Durat
 /// One round of the in-process FIFO handoff: a fair tokio mutex decides the order, and the
 /// holder does the raw lock's two round trips around its hold, so each handoff costs the
 /// same Redis work as a distributed lock's, with an ideal (in-process) wakeup.
-async fn fifo_round(url: &str, round: Duration) -> BenchResult<(f64, Vec<Duration>)> {
+async fn fifo_round(url: &str, round: Duration) -> BenchResult<RoundFigures> {
     let fifo = Arc::new(tokio::sync::Mutex::new(()));
+    let last_release = LastRelease::default();
     let key = Arc::new(format!("bench:{{{}}}:fifo", unique_prefix()));
     let mut cycles = Vec::new();
     for _ in 0..CONTENDERS {
         let mut connection = raw_connection(url).await?;
         let sha = Arc::new(script_load(&mut connection, RAW_RELEASE).await?);
         let (fifo, key) = (Arc::clone(&fifo), Arc::clone(&key));
+        let last_release = last_release.clone();
         cycles.push(move || {
-            let (fifo, key, sha, mut connection) = (
+            let (fifo, key, sha, mut connection, last_release) = (
                 Arc::clone(&fifo),
                 Arc::clone(&key),
                 Arc::clone(&sha),
                 connection.clone(),
+                last_release.clone(),
             );
             async move {
                 let asked = Instant::now();
                 let turn = fifo.lock().await;
                 let waited = asked.elapsed();
                 // SET NX PX (acquire), the hold, then compare-and-delete (release).
-                let redis_work = async {
-                    let set: Option<String> = redis::cmd("SET")
-                        .arg(key.as_str())
-                        .arg("token")
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(30_000)
-                        .query_async(&mut connection)
-                        .await?;
-                    set.ok_or("the FIFO's key was taken")?;
-                    tokio::time::sleep(HOLD).await;
-                    crate::measure::evalsha(&mut connection, &sha, &key, &["token"]).await?;
-                    Ok::<(), BenchError>(())
-                };
-                redis_work.await?;
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(key.as_str())
+                    .arg("token")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query_async(&mut connection)
+                    .await?;
+                set.ok_or("the FIFO's key was taken")?;
+                let handover = last_release.handover(Instant::now());
+                tokio::time::sleep(HOLD).await;
+                crate::measure::evalsha(&mut connection, &sha, &key, &["token"]).await?;
+                last_release.mark();
                 drop(turn);
-                Ok(waited)
+                Ok(Turn { waited, handover })
             }
         });
     }
@@ -157,20 +207,26 @@ async fn fifo_round(url: &str, round: Duration) -> BenchResult<(f64, Vec<Duratio
 pub async fn run(url: &str, round: Duration, results: &mut RunResults) -> BenchResult<()> {
     let mut rates = Samples::default();
     let mut waits = HandoffWaits::default();
+    let mut handovers = HandoffWaits::default();
     for _ in 0..ROUNDS {
-        let (rate, mut seen) = bounded(round, distkit_round(url, round)).await?;
+        let (rate, mut seen, mut handed) = bounded(round, distkit_round(url, round)).await?;
         rates.distkit.push(rate);
         waits.distkit.append(&mut seen);
-        let (rate, mut seen) = bounded(round, fifo_round(url, round)).await?;
+        handovers.distkit.append(&mut handed);
+        let (rate, mut seen, mut handed) = bounded(round, fifo_round(url, round)).await?;
         rates.raw.push(rate);
         waits.fifo.append(&mut seen);
-        let (rate, mut seen) = bounded(round, anchor_round(url, round)).await?;
+        handovers.fifo.append(&mut handed);
+        let (rate, mut seen, mut handed) = bounded(round, anchor_round(url, round)).await?;
         rates.anchor.push(rate);
         waits.anchor.append(&mut seen);
+        handovers.anchor.append(&mut handed);
     }
-    waits.distkit.sort();
-    waits.fifo.sort();
-    waits.anchor.sort();
+    for sorted in [&mut waits, &mut handovers] {
+        sorted.distkit.sort();
+        sorted.fifo.sort();
+        sorted.anchor.sort();
+    }
     let max = |sorted: &[Duration]| sorted.last().copied().map(millis);
     results.rows.insert("handoff.throughput", medians(&rates));
     results.rows.insert(
@@ -182,5 +238,6 @@ pub async fn run(url: &str, round: Duration, results: &mut RunResults) -> BenchR
         },
     );
     results.handoff = Some(waits);
+    results.handovers = Some(handovers);
     Ok(())
 }

@@ -73,6 +73,9 @@ pub struct RunResults {
     pub lax_floors: Vec<Floor>,
     /// The handoff workload's wait latencies.
     pub handoff: Option<HandoffWaits>,
+    /// The handoff workload's handovers: from one holder's release returning to the next
+    /// holder holding.
+    pub handovers: Option<HandoffWaits>,
     /// The mixed workload's operations.
     pub mixed_ops: Vec<MixedOp>,
 }
