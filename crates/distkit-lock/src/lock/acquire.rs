@@ -10,7 +10,7 @@ use distkit_core::script::{CallPolicy, LuaScript};
 use distkit_core::task::{jittered, spawn_background};
 use distkit_core::{DistkitError, LockError};
 
-use super::notify::{Interest, ReleaseNotifier, WakeOn};
+use super::notify::{Interest, ReleaseNotifier, WakeOn, settling};
 
 /// How long an acquisition may keep trying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +128,11 @@ where
     } else {
         None
     };
+    // A plain `lock()` lets a handover this process is confirming go first: its first
+    // attempt would be refused anyway, and would only slow that confirmation down.
+    if let (Patience::Wait(None), WakeOn::Handover { lock, .. }) = (patience, waiting.wake_on) {
+        settling::wait(lock).await;
+    }
     let mut index = 0_usize;
     loop {
         let outcome = match remaining(started) {
@@ -136,6 +141,9 @@ where
             Some(left) if index > 0 => tokio::time::timeout(left, attempt(index)).await.ok(),
             _ => Some(attempt(index).await),
         };
+        if let Some(interest) = &interest {
+            interest.attempted();
+        }
         match outcome.transpose()? {
             Some(Attempt::Won(acquired)) => return Ok((acquired, index)),
             Some(Attempt::Refused) | None => {}

@@ -37,7 +37,11 @@ use crate::scripts::{MUTEX_ACQUIRE, MUTEX_LEAVE_QUEUE};
 ///   A waiter that misses the announcement finds the handover on its next poll. A waiter in
 ///   the releasing process is also woken by the release itself (Redis's reply names the
 ///   waiter and its inbox), without waiting for the announcement's round through pub/sub;
-///   that too is only a wake.
+///   that too is only a wake. While such a woken waiter confirms its handover, a new
+///   `lock()` of the same lock in this process (typically the releasing task, locking again)
+///   waits for that confirmation, at most 5 ms, before its first attempt: the attempt would
+///   be refused anyway, and sent at once it only delays the confirmation. A forged message
+///   can hold such a newcomer back for those 5 ms at most.
 /// - The guard renews the lease every ttl/3 in the background and releases on drop.
 /// - A notification is never authority: pub/sub messages cannot be authenticated (a
 ///   neighbour allowed to `PUBLISH` on the inbox channel could forge one), so a `granted`

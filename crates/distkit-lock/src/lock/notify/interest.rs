@@ -40,6 +40,14 @@ impl Interest {
         self.slot.notify.notified().await;
     }
 
+    /// This waiter made an attempt: a handover to it that was being confirmed is settled
+    /// (see [`settling`](super::settling)).
+    pub(crate) fn attempted(&self) {
+        if let Registration::Handover((lock, token), _) = &self.registration {
+            super::settling::end(lock, token);
+        }
+    }
+
     fn leave_channel(&self, channel: &str) {
         let mut channels = self
             .notifier
@@ -87,6 +95,7 @@ impl Drop for Interest {
             Registration::Handover(key, inbox) => {
                 self.leave_handovers(key);
                 self.leave_channel(inbox);
+                super::settling::end(&key.0, &key.1);
             }
         }
     }

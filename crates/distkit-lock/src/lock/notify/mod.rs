@@ -50,6 +50,7 @@ mod interest;
 use handover::parse_handover;
 pub(crate) use interest::Interest;
 use interest::{Registration, WaiterSlot};
+pub(crate) mod settling;
 
 /// How long a waiter waits for the subscriber to connect or subscribe before it relies on
 /// polling alone.
@@ -467,8 +468,14 @@ impl ReleaseNotifier {
         // Every waiter of the token only wakes: its next attempt confirms the handover in
         // Redis, and only one attempt can (a re-attach by an explicit owner id gets a new
         // token).
+        let mut woken = false;
         for slot in waiters.get(&key).into_iter().flat_map(HashMap::values) {
             slot.notify.notify_one();
+            woken = true;
+        }
+        drop(waiters);
+        if woken {
+            settling::begin(lock, token);
         }
     }
 
