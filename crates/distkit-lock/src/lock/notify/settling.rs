@@ -88,49 +88,52 @@ pub(crate) async fn wait(lock: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::future::Future;
+    use std::pin::{Pin, pin};
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_newcomer_waits_until_the_woken_waiter_has_made_its_attempt() {
-        let lock = "settling-test-1";
-        begin(lock, "token-a");
-        let waiter = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            // Another token's attempt settles nothing.
-            end(lock, "token-b");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            end(lock, "token-a");
-            Instant::now()
-        });
-        let started = Instant::now();
-        wait(lock).await;
-        let returned = Instant::now();
-        let ended = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("the waiter task ends")
-            .expect("the waiter task does not panic");
-        assert!(
-            returned >= ended,
-            "the newcomer went on before the handover was settled"
-        );
-        assert!(returned.duration_since(started) < Duration::from_secs(5));
-        // Nothing settling: no wait.
-        let started = Instant::now();
-        wait(lock).await;
-        assert!(started.elapsed() < SETTLE_BOUND);
+    /// Polls `future` once, the clock standing still: whether it finished.
+    async fn finishes_at_once<F: Future>(future: Pin<&mut F>) -> bool {
+        tokio::time::timeout(Duration::ZERO, future).await.is_ok()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_newcomer_waits_until_the_woken_waiter_has_made_its_attempt() {
+        let lock = "settling-test-1";
+        // Nothing settling: no wait.
+        assert!(finishes_at_once(pin!(wait(lock))).await);
+        begin(lock, "token-a");
+        let mut waiting = pin!(wait(lock));
+        assert!(!finishes_at_once(waiting.as_mut()).await, "went on at once");
+        // Another token's attempt settles nothing, nor does another lock's.
+        end(lock, "token-b");
+        end("settling-test-other", "token-a");
+        assert!(
+            !finishes_at_once(waiting.as_mut()).await,
+            "settled by another"
+        );
+        end(lock, "token-a");
+        assert!(
+            finishes_at_once(waiting.as_mut()).await,
+            "still waits once settled"
+        );
+        assert!(finishes_at_once(pin!(wait(lock))).await);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_handover_nobody_confirms_holds_a_newcomer_back_only_for_the_bound() {
         let lock = "settling-test-2";
         begin(lock, "token-a");
-        let started = Instant::now();
-        tokio::time::timeout(Duration::from_secs(5), wait(lock))
-            .await
-            .expect("the wait is bounded");
-        assert!(started.elapsed() >= SETTLE_BOUND);
-        end(lock, "token-a");
+        let started = tokio::time::Instant::now();
+        // The clock is paused: it moves only to the next timer when nothing else can run.
+        wait(lock).await;
+        assert_eq!(started.elapsed(), SETTLE_BOUND);
+        // A later handover of the same lock replaces it, and frees its newcomers.
+        let mut held_back = pin!(wait(lock));
+        assert!(!finishes_at_once(held_back.as_mut()).await);
+        begin(lock, "token-b");
+        assert!(finishes_at_once(held_back.as_mut()).await);
+        end(lock, "token-b");
     }
 }
